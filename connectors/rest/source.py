@@ -1,0 +1,181 @@
+"""REST order intake: ``POST /api/v1/partners/{partner}/orders``.
+
+Checks in the order a partner would want to hear about them: unknown partner (404), credentials
+(401), content type (415), size (413), JSON syntax and every schema violation at once (400).
+Then the envelope is emitted (Kafka acks=all, idempotent) and only then answered 202; broker or
+store down ⇒ 503 with Retry-After and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, ClassVar
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from connectors.base import Emit
+from connectors.registry import registry
+from connectors.rest.config import RestSourceConfig
+from hub.envelope import Envelope
+from hub.errors import RetryableError
+from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
+from hub.order import WorkOrder, idempotency_key, order_id_for
+from hub.problem import problem
+from transforms.mapping import apply_mapping
+
+log = logging.getLogger(__name__)
+
+ORDERS_PATH = "/api/v1/partners/{partner}/orders"
+ENDPOINTS: web.AppKey[dict[str, RestOrderSource]] = web.AppKey("rest_order_endpoints", dict)
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Every bad field, named by its canonical path; input values are not echoed (may be sensitive)."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+        out.append({"field": loc, "message": err["msg"], "type": err["type"]})
+    return out
+
+
+@registry.source("rest", RestSourceConfig, "HTTP JSON order intake: POST /api/v1/partners/{partner}/orders")
+class RestOrderSource:
+    """One partner's REST intake. ``start`` mounts it on the shared route table; ``stop`` removes it."""
+
+    name: ClassVar[str] = "rest"
+
+    def __init__(self, config: RestSourceConfig, endpoints: dict[str, RestOrderSource]) -> None:
+        self.config = config
+        self._endpoints = endpoints
+        self._emit: Emit | None = None
+
+    async def start(self, emit: Emit) -> None:
+        self._emit = emit
+        self._endpoints[self.config.partner] = self
+
+    async def stop(self) -> None:
+        if self._endpoints.get(self.config.partner) is self:
+            del self._endpoints[self.config.partner]
+        self._emit = None
+
+    def _count(self, outcome: str) -> None:
+        INTAKE_REQUESTS.labels(self.config.partner, "rest", outcome).inc()
+
+    def _reject(self, outcome: str, status: int, title: str, detail: str, **kw: Any) -> web.Response:
+        self._count(outcome)
+        log.info("rejected %s order: %s %s (%s)", self.config.partner, status, title, detail)
+        return problem(status, title, detail, **kw)
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """Read at most ``max_body_bytes``; None when the body is larger (never buffered whole)."""
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        cfg = self.config
+        if not cfg.auth.check(request.headers.get(cfg.auth.header)):
+            return self._reject(
+                "rejected_auth", 401, "Unauthorized", f"missing or invalid {cfg.auth.header} header",
+                headers={"WWW-Authenticate": f'ApiKey header="{cfg.auth.header}"'},
+            )
+        if request.content_type != "application/json":
+            return self._reject(
+                "rejected_media_type", 415, "Unsupported Media Type",
+                f"Content-Type must be application/json, got {request.content_type or 'nothing'}",
+            )
+        charset = (request.charset or "utf-8").lower()
+        if charset not in ("utf-8", "utf8"):
+            return self._reject("rejected_media_type", 415, "Unsupported Media Type", "charset must be utf-8")
+        body = await self._read_body(request)
+        if body is None:
+            return self._reject(
+                "rejected_too_large", 413, "Payload Too Large", f"body exceeds {cfg.max_body_bytes} bytes"
+            )
+        try:
+            raw = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return self._reject("rejected_invalid", 400, "Bad Request", "body is not valid UTF-8")
+        except json.JSONDecodeError as exc:
+            return self._reject(
+                "rejected_invalid", 400, "Bad Request", f"body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno}", errors=[{"field": "(body)", "message": exc.msg, "type": "json_invalid"}],
+            )
+        if not isinstance(raw, dict):
+            return self._reject(
+                "rejected_invalid", 400, "Bad Request", "body must be a JSON object",
+                errors=[{"field": "(body)", "message": "must be a JSON object", "type": "object_type"}],
+            )
+        schema = cfg.order_schema
+        try:
+            order = WorkOrder.model_validate(apply_mapping(raw, schema.field_map, schema.value_map))
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            return self._reject(
+                "rejected_invalid", 400, "Bad Request", f"{len(errors)} invalid field(s) in the order", errors=errors
+            )
+        errors = []
+        if schema.products and order.product not in schema.products:
+            errors.append({"field": "product", "message": f"product {order.product!r} is not accepted from "
+                           f"{cfg.partner}", "type": "product_not_allowed"})
+        if order.scenario not in schema.scenarios:
+            errors.append({"field": "scenario", "message": f"scenario {order.scenario.value!r} is not accepted from "
+                           f"{cfg.partner}", "type": "scenario_not_allowed"})
+        if errors:
+            return self._reject("rejected_invalid", 400, "Bad Request", "order not accepted", errors=errors)
+
+        envelope = Envelope(
+            type="order.received",
+            source=cfg.partner,
+            protocol="rest",
+            correlation_id=order_id_for(cfg.partner, order.external_order_id, order.scenario.value),
+            idempotency_key=idempotency_key(cfg.partner, order.external_order_id, order.scenario.value),
+            product=order.product,
+            scenario=order.scenario.value,
+            payload=order.model_dump(mode="json", exclude_none=True),
+            headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),) if v},
+        )
+        if self._emit is None:
+            return self._reject("unavailable", 503, "Service Unavailable", "intake is stopping")
+        try:
+            accepted = await self._emit(envelope)
+        except RetryableError as exc:
+            log.warning("intake %s unavailable: %s", cfg.partner, exc)
+            return self._reject(
+                "unavailable", 503, "Service Unavailable",
+                "the order could not be stored durably; nothing was accepted — retry later",
+                headers={"Retry-After": "5"},
+            )
+        self._count("duplicate" if accepted.duplicate else "accepted")
+        INTAKE_LATENCY.labels(cfg.partner, "rest").observe(time.perf_counter() - started)
+        return web.json_response(
+            {"order_id": accepted.order_id, "envelope_id": accepted.envelope_id},
+            status=202,
+            headers={"Hub-Duplicate": "true"} if accepted.duplicate else None,
+        )
+
+
+async def dispatch(request: web.Request) -> web.Response:
+    """The single aiohttp route; finds the partner's source (so sources can come and go at run time)."""
+    partner = request.match_info["partner"]
+    source = request.app[ENDPOINTS].get(partner)
+    if source is None:
+        INTAKE_REQUESTS.labels("unknown", "rest", "rejected_unknown_partner").inc()
+        return problem(404, "Not Found", f"no REST intake for partner {partner!r}")
+    return await source.handle(request)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(ORDERS_PATH, dispatch)

@@ -1,0 +1,89 @@
+"""``hub infra up | down | status``: start, stop and report the embedded servers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hub.infra.process import InfraError, port_open, wait_until
+from hub.infra.servers import EmbeddedServer, KafkaServer, MongoServer, SftpServer
+from hub.settings import Settings
+
+READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    name: str
+    url: str
+    managed: bool  # False: external server configured by URL
+    pid: int | None
+    answers: bool
+
+    def line(self) -> str:
+        state = "up" if self.answers else "down"
+        who = f"pid {self.pid}" if self.pid else ("external" if not self.managed else "not running")
+        return f"{self.name:<6} {state:<5} {self.url}  ({who})"
+
+
+class Infra:
+    """The set of embedded servers this configuration needs."""
+
+    def __init__(self, settings: Settings, extra: list[EmbeddedServer] | None = None) -> None:
+        self.settings = settings
+        self.servers: list[EmbeddedServer] = [KafkaServer(settings), MongoServer(settings)]
+        if settings.sftp_enabled:
+            self.servers.append(SftpServer(settings))
+        self.servers.extend(extra or [])
+
+    def get(self, name: str) -> EmbeddedServer:
+        for s in self.servers:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def up(self, log=print) -> list[ServerStatus]:  # type: ignore[no-untyped-def]
+        """Start what is not running; idempotent (a second ``up`` changes nothing)."""
+        for server in self.servers:
+            if server.external:
+                log(f"{server.name}: external ({server.url}), not started")
+                continue
+            pid = server.process.pid()
+            if pid and server.answers():
+                log(f"{server.name}: already running (pid {pid}) at {server.url}")
+                continue
+            if pid:  # running but not answering: restart it
+                server.process.stop()
+            if port_open("127.0.0.1", server.port):
+                raise InfraError(
+                    f"{server.name}: port {server.port} is taken by a process the hub did not start; "
+                    f"stop it or set HUB_{server.name.upper()}_PORT"
+                )
+            server.prepare()
+            started = time.monotonic()
+            pid = server.process.start(server.argv(), env=server.env())
+            if not wait_until(lambda s=server: s.process.pid() is not None and s.answers(), READY_TIMEOUT, 0.2):
+                tail = server.process.tail()
+                server.process.stop()
+                raise InfraError(f"{server.name} did not become ready in {READY_TIMEOUT:.0f}s; log:\n{tail}")
+            log(f"{server.name}: started (pid {pid}) at {server.url} in {time.monotonic() - started:.1f}s")
+        return self.status()
+
+    def down(self, log=print) -> None:  # type: ignore[no-untyped-def]
+        """Stop what ``up`` started; idempotent."""
+        for server in reversed(self.servers):
+            if server.external:
+                continue
+            log(f"{server.name}: {'stopped' if server.process.stop() else 'not running'}")
+
+    def status(self) -> list[ServerStatus]:
+        return [
+            ServerStatus(
+                name=s.name,
+                url=s.url,
+                managed=not s.external,
+                pid=None if s.external else s.process.pid(),
+                answers=s.answers(),
+            )
+            for s in self.servers
+        ]

@@ -1,0 +1,112 @@
+"""Partner declarations (``config/partners/*.yaml``): who a partner is, how it authenticates to
+the hub, what its orders look like, and (for outbound) how the hub reaches it.
+
+Adding a partner is writing one YAML file; nothing here special-cases a partner by name.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from hub.configfile import load_dir
+from hub.errors import ConfigError
+from hub.order import Scenario
+
+
+class ApiKeyAuth(BaseModel):
+    """Shared-secret API key sent in a header. Keys come from the environment (``${VAR:-dev}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header: str = Field(default="X-Api-Key", min_length=1, max_length=64)
+    keys: list[SecretStr] = Field(min_length=1, description="accepted keys; several allow rotation")
+
+    @field_validator("keys")
+    @classmethod
+    def _non_empty(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(len(k.get_secret_value()) < 8 for k in keys):
+            raise ValueError("API keys must be at least 8 characters")
+        return keys
+
+    def check(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        ok = False
+        for key in self.keys:  # constant time, and no early exit that would leak which key matched
+            ok |= hmac.compare_digest(presented.encode(), key.get_secret_value().encode())
+        return ok
+
+
+class OrderSchema(BaseModel):
+    """What a partner may send: allowed products/scenarios and its field names → canonical names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[str] = Field(default_factory=list, description="allowed products; empty = any")
+    scenarios: list[Scenario] = Field(default_factory=lambda: list(Scenario))
+    field_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="partner field (dotted path) → canonical WorkOrder field (dotted path)",
+        examples=[{"orderId": "external_order_id", "custName": "customer.name"}],
+    )
+    value_map: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="canonical field → {partner code: canonical value}, e.g. scenario codes",
+        examples=[{"scenario": {"1": "open", "2": "change"}}],
+    )
+
+
+class RestInbound(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    auth: ApiKeyAuth
+    max_body_bytes: int | None = Field(default=None, ge=1024, description="defaults to HUB_INTAKE_MAX_BODY_BYTES")
+
+
+class Inbound(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rest: RestInbound | None = None
+    order_schema: OrderSchema = Field(default_factory=OrderSchema)
+
+
+class Partner(BaseModel):
+    """One partner system."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$")
+    display_name: str = ""
+    inbound: Inbound | None = None
+    outbound: dict[str, Any] | None = Field(
+        default=None, description="how the hub calls this partner (delivery policy, operations)"
+    )
+    sensitive_fields: list[str] = Field(
+        default_factory=lambda: [
+            "customer.name",
+            "customer.contact_name",
+            "customer.contact_phone",
+            "customer.id_number",
+            "addresses.detail",
+        ],
+        description="canonical paths masked in logs and listings (SPEC §7)",
+    )
+
+
+def load_partners(config_dir: Path) -> dict[str, Partner]:
+    """Load ``config_dir/partners/*.yaml``; file names must match partner names."""
+    loaded = load_dir(config_dir / "partners", Partner)
+    partners: dict[str, Partner] = {}
+    problems = []
+    for path, partner in loaded.items():
+        if path.stem != partner.name:
+            problems.append(f"{path}: name: {partner.name!r} does not match the file name {path.stem!r}")
+        partners[partner.name] = partner
+    if problems:
+        raise ConfigError("invalid partner configuration", problems)
+    return partners

@@ -1,0 +1,154 @@
+"""Process settings: environment ``HUB_*`` over ``config/hub.yaml`` over defaults.
+
+One model, validated at start; an invalid value stops the hub with a message naming the key
+(and, for the YAML file, its line). Embedded servers are used only where no external URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hub.configfile import format_loc, line_of, read_yaml
+from hub.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_config_dir() -> Path:
+    return Path(os.environ.get("HUB_CONFIG_DIR") or PROJECT_ROOT / "config")
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads ``hub.yaml`` from the config folder (lower priority than the environment)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data: dict[str, Any] = {}
+        self.node = None
+        if path.is_file():
+            data, self.node = read_yaml(path)
+            self.data = data or {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Everything a hub process needs to know before it starts."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore", validate_default=True)
+
+    # where things live
+    home: Path = Field(default=PROJECT_ROOT / ".hub", description="Runtime folder: data, logs, pid files.")
+    config_dir: Path = Field(default_factory=_default_config_dir, description="Partners, routes, flows.")
+
+    # Kafka: external when kafka_url is set, else the embedded tansu broker on kafka_port
+    kafka_url: str | None = Field(default=None, description="bootstrap servers, e.g. kafka1:9092,kafka2:9092")
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    kafka_exact_offsets: bool = Field(
+        default=True,
+        description="Work around tansu's ListOffsets bug (one record per batch). Turn off on real Kafka.",
+    )
+    topic_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
+    topic_partitions: int = Field(default=4, ge=1, le=256)
+    kafka_request_timeout_ms: int = Field(default=5000, ge=500)
+
+    # MongoDB: external when mongo_url is set, else embedded SecantusDB on mongo_port
+    mongo_url: str | None = None
+    mongo_port: int = Field(default=27027, ge=1, le=65535)
+    mongo_db: str = Field(default="hub", pattern=r"^[a-zA-Z0-9_-]+$")
+    mongo_timeout_ms: int = Field(default=5000, ge=100)
+
+    # SFTP (embedded OpenSSH sshd for the SFTP connector and its tests)
+    sftp_enabled: bool = True
+    sftp_port: int = Field(default=2222, ge=1, le=65535)
+
+    # HTTP server (intake, callbacks, admin API, health)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+
+    worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token for the admin API.")
+
+    @field_validator("home", "config_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = _YamlSource(settings_cls, _default_config_dir() / "hub.yaml")
+        return (init_settings, env_settings, yaml_source, file_secret_settings)
+
+    # derived values
+    @property
+    def kafka_embedded(self) -> bool:
+        return not self.kafka_url
+
+    @property
+    def mongo_embedded(self) -> bool:
+        return not self.mongo_url
+
+    @cached_property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_url or f"127.0.0.1:{self.kafka_port}"
+
+    @cached_property
+    def mongo_uri(self) -> str:
+        return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings; turn pydantic's error into a ConfigError naming the env var or YAML line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        yaml_path = _default_config_dir() / "hub.yaml"
+        node = None
+        yaml_keys: set[str] = set()
+        if yaml_path.is_file():
+            data, node = read_yaml(yaml_path)
+            yaml_keys = set((data or {}).keys())
+        problems = []
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else "?"
+            env = f"HUB_{key.upper()}"
+            if env in os.environ:
+                problems.append(f"environment {env}={os.environ[env]!r}: {err['msg']}")
+            elif key in yaml_keys:
+                line = line_of(node, tuple(err["loc"]))
+                problems.append(f"{yaml_path}:{line}: {format_loc(tuple(err['loc']))}: {err['msg']}")
+            else:
+                problems.append(f"{key}: {err['msg']}")
+        raise ConfigError("invalid hub settings", problems) from exc

@@ -1,0 +1,49 @@
+"""Topic naming scheme — the one place topic names are made (see README, "Topics").
+
+=======================  ===========================================================
+``{p}.in.{partner}``     canonical envelopes received from a partner (any protocol)
+``{p}.orders``           order events: received orders, call results, callbacks,
+                         manual submissions — keyed by order id
+``{p}.out.{partner}``    outbound call envelopes to one partner (one delivery agent each)
+``{topic}.dlq``          dead letters of ``{topic}``: original envelope + error + attempts
+=======================  ===========================================================
+
+``{p}`` is ``HUB_TOPIC_PREFIX`` (default ``hub``), so several hubs can share one cluster.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
+DLQ_SUFFIX = ".dlq"
+
+
+def _check(partner: str) -> str:
+    if not _NAME.match(partner):
+        raise ValueError(f"partner name {partner!r} cannot be used in a topic name")
+    return partner
+
+
+def inbound(prefix: str, partner: str) -> str:
+    return f"{prefix}.in.{_check(partner)}"
+
+
+def orders(prefix: str) -> str:
+    return f"{prefix}.orders"
+
+
+def outbound(prefix: str, partner: str) -> str:
+    return f"{prefix}.out.{_check(partner)}"
+
+
+def dead_letter(topic: str) -> str:
+    return topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX
+
+
+def is_dead_letter(topic: str) -> bool:
+    return topic.endswith(DLQ_SUFFIX)
+
+
+def source_of_dead_letter(topic: str) -> str:
+    return topic[: -len(DLQ_SUFFIX)] if is_dead_letter(topic) else topic

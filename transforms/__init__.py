@@ -1,0 +1,1 @@
+"""Mappings between partner payloads and the canonical model; masking of sensitive fields."""
