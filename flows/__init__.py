@@ -1,0 +1,1 @@
+"""Flows: the stage engine, product blueprints, fan-outs and fusion aggregation."""

@@ -1,0 +1,116 @@
+"""The order document in MongoDB — the source of truth for an order's state.
+
+One document per order in ``orders`` (``_id`` = hub order id). Every external call is also kept
+flat in ``calls`` (one document per call, all attempts inside) so API statistics and "list failed
+calls" never scan order documents. Outbound side effects that succeeded are recorded in
+``deliveries`` by idempotency key, so a replay never repeats a partner side effect.
+
+Pending work can be re-derived from these documents alone (the embedded broker keeps topics in
+memory): an order whose ``status`` is ``in_flight``/``waiting`` names its ``current_stage`` and its
+open calls.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from hub.db import declare_indexes
+from hub.deadletter import Attempt
+
+ORDERS = "orders"
+CALLS = "calls"
+DELIVERIES = "deliveries"
+
+
+class OrderStatus(StrEnum):
+    in_flight = "in_flight"
+    waiting = "waiting"  # for a callback, a manual submission, a gated report, a fusion group
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class CallOutcome(StrEnum):
+    pending = "pending"
+    ok = "ok"
+    failed = "failed"  # attempts exhausted or permanent error → dead letter
+    dead_lettered = "dead_lettered"
+
+
+class CallRecord(BaseModel):
+    """One external call (all attempts). Stored embedded in the order and flat in ``calls``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    order_id: str
+    partner: str
+    operation: str = Field(examples=["notifyOrderResult", "design_request", "progress_report"])
+    stage: str | None = None
+    idempotency_key: str
+    request: dict[str, Any] = Field(default_factory=dict, description="masked")
+    response: Any = None
+    outcome: CallOutcome = CallOutcome.pending
+    error: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    dead_letter_id: str | None = None
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    kind: str
+    entered_at: datetime
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    submitted_by: str | None = Field(default=None, examples=["system", "operator:zhang", "partner:resource"])
+    outcome: str | None = None
+    sla_deadline: datetime | None = None
+    blocked_reason: str | None = Field(default=None, description="e.g. gated progress report failed")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrderDoc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    order_id: str
+    partner: str
+    external_order_id: str
+    product: str
+    scenario: str
+    status: OrderStatus = OrderStatus.in_flight
+    current_stage: str | None = None
+    waiting_for: str | None = None
+    stages: list[StageRecord] = Field(default_factory=list)
+    calls: list[CallRecord] = Field(default_factory=list)
+    order: dict[str, Any] = Field(default_factory=dict, description="the canonical WorkOrder payload")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    sla_deadline: datetime | None = None
+
+
+declare_indexes(
+    ORDERS,
+    IndexModel([("partner", ASCENDING), ("external_order_id", ASCENDING)], name="by_external"),
+    IndexModel([("status", ASCENDING), ("product", ASCENDING), ("updated_at", DESCENDING)], name="by_status_product"),
+    IndexModel([("current_stage", ASCENDING), ("status", ASCENDING)], name="by_stage"),
+    IndexModel([("status", ASCENDING), ("sla_deadline", ASCENDING)], name="by_overdue"),
+    IndexModel([("created_at", DESCENDING)], name="by_created"),
+)
+declare_indexes(
+    CALLS,
+    IndexModel([("partner", ASCENDING), ("operation", ASCENDING), ("started_at", DESCENDING)], name="by_op_time"),
+    IndexModel([("outcome", ASCENDING), ("started_at", DESCENDING)], name="by_outcome_time"),
+    IndexModel([("order_id", ASCENDING)], name="by_order"),
+)
+declare_indexes(DELIVERIES, IndexModel([("delivered_at", DESCENDING)], name="by_time"))
