@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.rest import source as rest_source
+from hub import plugins
 from hub.runtime import Runtime
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
@@ -41,7 +42,8 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    rest_source.add_routes(app)
+    for module in plugins.load(plugins.ROUTE_MODULES):
+        module.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if manage_runtime:

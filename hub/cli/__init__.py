@@ -1,4 +1,4 @@
-"""The ``hub`` command. Each command group lives in its own module here and is added below."""
+"""The ``hub`` command. Each command group lives in its own module (listed in hub/plugins.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from hub.cli import infra, run
+from hub import plugins
 from hub.errors import ConfigError, HubError
 
 app = typer.Typer(
@@ -16,8 +16,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(infra.app, name="infra")
-app.command("run")(run.run)
+for module in plugins.load(plugins.CLI_MODULES):
+    module.register_cli(app)
 
 
 def main() -> None:

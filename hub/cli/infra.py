@@ -36,3 +36,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine-readable 
         for s in statuses:
             typer.echo(s.line())
     raise typer.Exit(0 if all(s.answers for s in statuses) else 1)
+
+
+def register_cli(root: typer.Typer) -> None:
+    root.add_typer(app, name="infra")

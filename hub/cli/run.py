@@ -29,3 +29,7 @@ def run(
             for server in reversed(started):
                 server.process.stop()
                 typer.echo(f"infra: {server.name} stopped")
+
+
+def register_cli(root: typer.Typer) -> None:
+    root.command("run")(run)

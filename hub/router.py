@@ -1,0 +1,51 @@
+"""The intake router agent: ``{p}.in.{partner}`` → ``{p}.orders``.
+
+Every partner's inbound topic carries canonical envelopes (whatever protocol they arrived by);
+the router moves them onto the order-events topic keyed by order id. A record that is not an
+envelope is dead-lettered with its raw bytes, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from hub import topics
+from hub.deadletter import DeadLetter, DeadLetters
+from hub.envelope import Envelope
+from hub.errors import ValidationFailed
+from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+def register_agents(app: faust.App, runtime: Runtime) -> None:
+    prefix = runtime.settings.topic_prefix
+    inbound_names = [topics.inbound(prefix, name) for name in sorted(runtime.partners)]
+    if not inbound_names:
+        return
+    orders_topic = app.topic(topics.orders(prefix), **RAW)
+    inbound_topic = app.topic(*inbound_names, **RAW)
+
+    @app.agent(inbound_topic, name="intake-router")
+    async def intake_router(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                envelope = Envelope.from_kafka(message.value, list(message.headers or []))
+            except ValidationFailed as exc:
+                assert runtime.db is not None
+                await DeadLetters(runtime.db, runtime.producer).publish(
+                    DeadLetter.for_raw(
+                        message.topic, message.value, exc,
+                        origin={"partition": message.partition, "offset": message.offset, "agent": "intake-router"},
+                    )
+                )
+                continue
+            fut = await orders_topic.send(
+                key=envelope.kafka_key(), value=envelope.kafka_value(), headers=envelope.kafka_headers()
+            )
+            await fut  # acknowledged by the broker before the inbound offset may be committed
