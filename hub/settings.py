@@ -6,13 +6,13 @@ One model, validated at start; an invalid value stops the hub with a message nam
 
 from __future__ import annotations
 
+import json
 import os
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.configfile import format_loc, line_of, read_yaml
 from hub.errors import ConfigError
@@ -41,6 +41,34 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+
+
+class AdminToken(BaseModel):
+    """One admin API credential: ``name`` is who the audit trail records, ``role`` what it may do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+    role: Literal["viewer", "operator"]
+    token: SecretStr = Field(min_length=16)
+
+
+def parse_admin_tokens(v: Any) -> Any:
+    """``name:role:token,name:role:token`` (env-friendly) or a JSON list; lists pass through."""
+    if not isinstance(v, str):
+        return v
+    text = v.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    out = []
+    for item in text.split(","):
+        parts = item.strip().split(":", 2)
+        if len(parts) != 3:
+            raise ValueError("HUB_ADMIN_TOKENS items must be name:role:token")
+        out.append({"name": parts[0], "role": parts[1], "token": parts[2]})
+    return out
 
 
 class Settings(BaseSettings):
@@ -80,7 +108,16 @@ class Settings(BaseSettings):
 
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    admin_token: SecretStr | None = Field(default=None, description="Bearer token for the admin API.")
+    admin_tokens: Annotated[list[AdminToken], NoDecode] = Field(
+        default_factory=list,
+        description="Admin API bearer tokens with their role (hub/admin/auth.py). Env HUB_ADMIN_TOKENS: "
+        "'name:role:token,…' or a JSON list; never commit real tokens.",
+    )
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, v: Any) -> Any:
+        return parse_admin_tokens(v)
 
     @field_validator("home", "config_dir", mode="after")
     @classmethod
@@ -108,11 +145,11 @@ class Settings(BaseSettings):
     def mongo_embedded(self) -> bool:
         return not self.mongo_url
 
-    @cached_property
+    @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_url or f"127.0.0.1:{self.kafka_port}"
 
-    @cached_property
+    @property
     def mongo_uri(self) -> str:
         return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
 

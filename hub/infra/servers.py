@@ -7,6 +7,7 @@ Each knows how to prepare its folder, the command that runs it, and a protocol-l
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib.util
 import os
 import pwd
@@ -106,11 +107,20 @@ class KafkaServer(EmbeddedServer):
             finally:
                 await admin.close()
 
+        def run_probe() -> bool:
+            try:
+                asyncio.run(probe())
+                return True
+            except Exception:
+                return False
+
         try:
-            asyncio.run(probe())
-            return True
-        except Exception:
-            return False
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run_probe()
+        # called from inside an event loop (tests, `hub demo`): probe on a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(run_probe).result()
 
 
 class MongoServer(EmbeddedServer):

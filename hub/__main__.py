@@ -1,0 +1,5 @@
+"""``python -m hub`` = the ``hub`` command."""
+
+from hub.cli import main
+
+main()
