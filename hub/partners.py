@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from hub.configfile import load_dir
+from hub.delivery.policy import Outbound
 from hub.errors import ConfigError
 from hub.order import Scenario
 
@@ -39,6 +39,9 @@ class ApiKeyAuth(BaseModel):
         for key in self.keys:  # constant time, and no early exit that would leak which key matched
             ok |= hmac.compare_digest(presented.encode(), key.get_secret_value().encode())
         return ok
+
+
+Outbound.model_rebuild(_types_namespace={"ApiKeyAuth": ApiKeyAuth})
 
 
 class OrderSchema(BaseModel):
@@ -83,8 +86,8 @@ class Partner(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$")
     display_name: str = ""
     inbound: Inbound | None = None
-    outbound: dict[str, Any] | None = Field(
-        default=None, description="how the hub calls this partner (delivery policy, operations)"
+    outbound: Outbound | None = Field(
+        default=None, description="how the hub calls this partner (protocol, policy, operations, callbacks)"
     )
     sensitive_fields: list[str] = Field(
         default_factory=lambda: [
