@@ -15,8 +15,6 @@ from aiohttp import web
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
 from connectors.base import Emit, Source
-from connectors.rest.config import RestSourceConfig
-from connectors.rest.source import ENDPOINTS, RestOrderSource
 from hub import db as hubdb
 from hub import topics
 from hub.envelope import Envelope
@@ -39,6 +37,10 @@ class Runtime:
         self.intake: Intake | None = None
         self.sources: list[Source] = []
         self.extras: dict[str, Any] = {}
+        # process-wide tables connectors share (HTTP endpoint tables by connector name)
+        self.connector_tables: dict[str, dict[str, Any]] = {}
+        self.routes: Any = None  # routes.manager.RouteManager once start_routes ran
+        self._topics_made: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -56,6 +58,9 @@ class Runtime:
         self.intake = Intake(self.db, self.producer)
 
     async def stop(self) -> None:
+        if self.routes is not None:
+            await self.routes.stop()
+            self.routes = None
         for source in reversed(self.sources):
             await source.stop()
         self.sources.clear()
@@ -83,22 +88,27 @@ class Runtime:
 
         return emit
 
+    async def start_routes(self, *, watch: bool = True) -> None:
+        """Start every route (``config/routes/*.yaml`` plus REST routes implied by partner files);
+        ``watch``: reload changed route files while running (see routes/manager.py)."""
+        from routes.manager import RouteManager  # late: routes import every connector package
+
+        if self.routes is None:
+            self.routes = RouteManager(self)
+            await self.routes.start(watch=watch)
+
     async def start_rest_sources(self, app: web.Application) -> None:
-        """One REST intake per partner that declares ``inbound.rest``."""
-        for partner in self.partners.values():
-            rest = partner.inbound.rest if partner.inbound else None
-            if rest is None or not rest.enabled:
-                continue
-            config = RestSourceConfig(
-                partner=partner.name,
-                auth=rest.auth,
-                order_schema=partner.inbound.order_schema,
-                max_body_bytes=rest.max_body_bytes or self.settings.intake_max_body_bytes,
-                sensitive_fields=partner.sensitive_fields,
-            )
-            source = RestOrderSource(config, app[ENDPOINTS])
-            await source.start(self.emitter(topics.inbound(self.settings.topic_prefix, partner.name)))
-            self.sources.append(source)
+        """Kept for the web app's lifecycle: REST is one route connector among others now."""
+        await self.start_routes()
+
+    async def ensure_topic(self, name: str) -> None:
+        if name in self._topics_made:
+            return
+        try:
+            await ensure_topics(self.settings, [name])
+            self._topics_made.add(name)
+        except Exception as exc:
+            log.warning("could not create topic %s yet: %s", name, exc)
 
     # --- health ----------------------------------------------------------------------------
     async def readiness(self) -> dict[str, dict[str, Any]]:
@@ -112,7 +122,10 @@ class Runtime:
                 return False
 
         kafka, mongo = await asyncio.gather(self.producer.ping(), mongo_ok())
-        return {
+        checks = {
             "kafka": {"ok": kafka, "url": self.settings.kafka_bootstrap},
             "mongo": {"ok": mongo, "url": self.settings.mongo_uri.split("@")[-1]},
         }
+        if self.routes is not None:
+            checks["routes"] = self.routes.readiness()
+        return checks

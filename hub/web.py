@@ -38,7 +38,7 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     """The aiohttp application. ``manage_runtime``: start/stop the runtime with the app."""
     app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536)
     app[RUNTIME] = runtime
-    app[rest_source.ENDPOINTS] = {}
+    app[rest_source.ENDPOINTS] = runtime.connector_tables.setdefault("rest", {})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

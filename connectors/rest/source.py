@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connectors.base import Emit
+from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.rest.config import RestSourceConfig
 from hub.envelope import Envelope
@@ -47,9 +48,10 @@ class RestOrderSource:
 
     name: ClassVar[str] = "rest"
 
-    def __init__(self, config: RestSourceConfig, endpoints: dict[str, RestOrderSource]) -> None:
+    def __init__(self, config: RestSourceConfig, context: ConnectorContext | dict[str, RestOrderSource]) -> None:
         self.config = config
-        self._endpoints = endpoints
+        # the endpoint table ``dispatch`` looks partners up in (shared with the web app)
+        self._endpoints = context if isinstance(context, dict) else context.shared("rest")
         self._emit: Emit | None = None
 
     async def start(self, emit: Emit) -> None:

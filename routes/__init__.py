@@ -1,0 +1,1 @@
+"""Routes declared in configuration (``config/routes/*.yaml``): source → transform → target."""

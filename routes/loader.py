@@ -1,0 +1,95 @@
+"""Read route files: ``config/routes/*.yaml`` (one route per file) → validated Route models.
+
+Errors name the file, the line and the key (``hub/configfile.py``). Partners that still declare
+``inbound.rest`` in ``config/partners/*.yaml`` get an implied REST route (``{partner}-rest``)
+unless a route file already declares a REST source for them — so the core's REST intake keeps
+working unchanged while new partners are connected by route files only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hub.configfile import read_yaml, validation_problems
+from hub.errors import ConfigError
+from hub.partners import Partner
+from routes.models import route_model
+
+
+@dataclass(frozen=True)
+class RouteFile:
+    path: Path | None  # None: implied by a partner file
+    digest: str
+    route: BaseModel
+
+
+def routes_dir(config_dir: Path) -> Path:
+    return config_dir / "routes"
+
+
+def load_route_data(path: Path, data: Any, node: Any = None) -> BaseModel:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is invalid", [f"{path}:1: (document): a route file must be a mapping"])
+    data = {"name": path.stem, **data}
+    try:
+        return route_model().model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is invalid", validation_problems(path, node, exc)) from exc
+
+
+def load_route_file(path: Path) -> RouteFile:
+    """One file → one validated route; raises ConfigError naming file:line: key."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    data, node = read_yaml(path)
+    return RouteFile(path, digest, load_route_data(path, data, node))
+
+
+def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel], max_body: int) -> list[RouteFile]:
+    covered = {r.source.partner for r in declared if r.source.connector == "rest"}  # type: ignore[attr-defined]
+    out = []
+    for partner in partners.values():
+        rest = partner.inbound.rest if partner.inbound else None
+        if rest is None or not rest.enabled or partner.name in covered:
+            continue
+        assert partner.inbound is not None
+        data = {
+            "name": f"{partner.name}-rest",
+            "description": f"implied by config/partners/{partner.name}.yaml inbound.rest",
+            "source": {
+                "connector": "rest",
+                "partner": partner.name,
+                "auth": rest.auth.model_dump(mode="python"),
+                "order_schema": partner.inbound.order_schema.model_dump(mode="python"),
+                "max_body_bytes": rest.max_body_bytes or max_body,
+                "sensitive_fields": partner.sensitive_fields,
+            },
+            "target": {"topic": "inbound"},
+        }
+        data["source"]["auth"]["keys"] = [k.get_secret_value() for k in rest.auth.keys]
+        route = route_model().model_validate(data)
+        out.append(RouteFile(None, hashlib.sha256(repr(data).encode()).hexdigest(), route))
+    return out
+
+
+def load_routes(config_dir: Path) -> tuple[dict[Path, RouteFile], list[str]]:
+    """Every route file; bad files are returned as problems (the good ones still load)."""
+    loaded: dict[Path, RouteFile] = {}
+    problems: list[str] = []
+    folder = routes_dir(config_dir)
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        try:
+            loaded[path] = load_route_file(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems or [str(exc)])
+    names: dict[str, Path] = {}
+    for path, rf in loaded.items():
+        name = rf.route.name  # type: ignore[attr-defined]
+        if name in names:
+            problems.append(f"{path}: name: route {name!r} is already declared in {names[name]}")
+        names[name] = path
+    return loaded, problems

@@ -1,0 +1,225 @@
+"""Run the configured routes, and reload changed route files without a restart.
+
+Each route runs as: sink (if the target is a partner sink) started → source started with the
+route's :class:`~routes.pipeline.RouteEmit`. The manager polls ``config/routes/`` (content digest,
+default every 2 s): a changed valid file replaces its route (old stopped, new started); a changed
+*invalid* file is rejected — the old route keeps running, the error is logged and shown on
+``/readyz`` under ``routes``; a deleted file stops its route. A route whose source cannot start
+(server down) is retried on every poll, so routes come up when their partner does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import Sink, Source
+from connectors.context import ConnectorContext
+from connectors.registry import registry
+from hub.deadletter import DeadLetters
+from hub.errors import ConfigError
+from routes.loader import RouteFile, implied_rest_routes, load_route_file, load_routes, routes_dir
+from routes.pipeline import RouteEmit
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RouteRunner:
+    file: RouteFile
+    source: Source | None = None
+    sink: Sink | None = None
+    emit: RouteEmit | None = None
+    state: str = "stopped"  # running | failed | disabled | stopped
+    error: str | None = None
+    started_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.file.route.name  # type: ignore[attr-defined, no-any-return]
+
+
+@dataclass
+class Rejected:
+    path: str
+    problems: list[str]
+    at: float = field(default_factory=time.time)
+
+
+class RouteManager:
+    def __init__(self, runtime: Runtime, *, poll_interval: float = 2.0) -> None:
+        self.runtime = runtime
+        self.poll_interval = poll_interval
+        self.runners: dict[str, RouteRunner] = {}  # by path (or "implied:<name>")
+        self.rejected: dict[str, Rejected] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def folder(self) -> Path:
+        return routes_dir(self.runtime.settings.config_dir)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self, *, watch: bool = True) -> None:
+        loaded, problems = load_routes(self.runtime.settings.config_dir)
+        for problem in problems:
+            log.error("route not loaded: %s", problem)
+            path = problem.split(":", 1)[0]
+            self.rejected.setdefault(path, Rejected(path, [])).problems.append(problem)
+        files = {str(p): rf for p, rf in loaded.items()}
+        declared = [rf.route for rf in loaded.values()]
+        for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes):
+            files[f"implied:{rf.route.name}"] = rf  # type: ignore[attr-defined]
+        async with self._lock:
+            for key, rf in files.items():
+                await self._start(key, rf)
+        if watch and self._task is None:
+            self._task = asyncio.create_task(self._watch(), name="route-reloader")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        async with self._lock:
+            for key in list(self.runners):
+                await self._stop(key)
+
+    def context(self, route_name: str) -> ConnectorContext:
+        rt = self.runtime
+        return ConnectorContext(rt.settings, route_name, rt.db, rt.producer, rt.connector_tables)
+
+    async def _start(self, key: str, rf: RouteFile) -> RouteRunner:
+        route: Any = rf.route
+        runner = RouteRunner(rf)
+        self.runners[key] = runner
+        if not route.enabled:
+            runner.state = "disabled"
+            return runner
+        await self._launch(runner)
+        return runner
+
+    async def _launch(self, runner: RouteRunner) -> None:
+        route: Any = runner.file.route
+        rt = self.runtime
+        ctx = self.context(route.name)
+        try:
+            sink_cfg = getattr(route.target, "sink", None)
+            if sink_cfg is not None and runner.sink is None:
+                runner.sink = registry.get("sink", sink_cfg.connector).factory(sink_cfg, ctx)
+                await runner.sink.start()  # type: ignore[union-attr]
+            dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
+            runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,
+                                    dead_letters=dead, sink=runner.sink)
+            if runner.emit.topic:
+                await rt.ensure_topic(runner.emit.topic)
+            ctx.on_error = runner.emit.reject
+            source = registry.get("source", route.source.connector).factory(route.source, ctx)
+            await source.start(runner.emit)
+            runner.source = source
+            runner.state, runner.error, runner.started_at = "running", None, time.time()
+            log.info("route %s running (%s → %s)", route.name, route.source.connector,
+                     runner.emit.topic or f"sink {route.target.sink.connector}")
+        except Exception as exc:
+            runner.state, runner.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("route %s could not start: %s (retrying every %.0fs)", route.name, runner.error,
+                      self.poll_interval)
+
+    async def _stop(self, key: str) -> None:
+        runner = self.runners.pop(key, None)
+        if runner is None:
+            return
+        for part in (runner.source, runner.sink):
+            if part is not None:
+                try:
+                    await part.stop()
+                except Exception as exc:
+                    log.warning("route %s: error while stopping %s: %s", runner.name, part, exc)
+        runner.state = "stopped"
+
+    # --- hot reload ------------------------------------------------------------------------
+    async def reload(self) -> list[str]:
+        """Apply changed, new and deleted route files; returns what changed (for logs and tests)."""
+        changes: list[str] = []
+        async with self._lock:
+            current = {str(p): p for p in sorted(self.folder.glob("*.yaml"))} if self.folder.is_dir() else {}
+            for key in [k for k in self.runners if not k.startswith("implied:") and k not in current]:
+                changes.append(f"removed {self.runners[key].name}")
+                await self._stop(key)
+                self.rejected.pop(key, None)
+            for key, path in current.items():
+                runner = self.runners.get(key)
+                try:
+                    digest = _digest(path)
+                except OSError:
+                    continue
+                if runner is not None and runner.file.digest == digest:
+                    if runner.state == "failed":
+                        await self._launch(runner)
+                    continue
+                rejected = self.rejected.get(key)
+                if runner is None and rejected is not None and getattr(rejected, "digest", None) == digest:
+                    continue
+                try:
+                    rf = load_route_file(path)
+                    other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]  # type: ignore[attr-defined]
+                    if other:
+                        raise ConfigError("duplicate route", [f"{path}: name: route {rf.route.name!r} "  # type: ignore[attr-defined]
+                                                              f"is already declared by {other[0].file.path}"])
+                except ConfigError as exc:
+                    problems = exc.problems or [str(exc)]
+                    rej = Rejected(key, problems)
+                    rej.digest = digest  # type: ignore[attr-defined]
+                    if runner is None or self.rejected.get(key) is None or self.rejected[key].problems != problems:
+                        log.error("route file %s rejected, %s: %s", path,
+                                  "previous version keeps running" if runner else "not started", "; ".join(problems))
+                    self.rejected[key] = rej
+                    continue
+                self.rejected.pop(key, None)
+                if runner is not None:
+                    await self._stop(key)
+                    changes.append(f"reloaded {rf.route.name}")  # type: ignore[attr-defined]
+                else:
+                    changes.append(f"added {rf.route.name}")  # type: ignore[attr-defined]
+                await self._start(key, rf)
+            for key, runner in list(self.runners.items()):
+                if key.startswith("implied:") and runner.state == "failed":
+                    await self._launch(runner)
+        for change in changes:
+            log.info("routes: %s", change)
+        return changes
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("route reload failed")
+
+    # --- health ----------------------------------------------------------------------------
+    def readiness(self) -> dict[str, Any]:
+        routes = {
+            r.name: {"state": r.state, "source": r.file.route.source.connector,  # type: ignore[attr-defined]
+                     "file": str(r.file.path) if r.file.path else "implied", **({"error": r.error} if r.error else {})}
+            for r in self.runners.values()
+        }
+        rejected = [{"file": r.path, "problems": r.problems} for r in self.rejected.values()]
+        ok = all(r["state"] in ("running", "disabled") for r in routes.values())
+        return {"ok": ok, "routes": routes, "rejected": rejected}
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,179 @@
+"""What a route does with each envelope its source emits: transform → (validate) → target.
+
+The source builds a *raw* envelope (payload = the partner's record as a dict, its own provisional
+ids) and calls ``emit``; the route's :class:`RouteEmit` maps it, optionally validates it as a
+canonical :class:`~hub.order.WorkOrder` (deriving the order id and idempotency key), and publishes
+it to the target. ``emit`` returns only when the target has it (Kafka acks=all, or the sink said
+ok), so the source's acknowledgement rule in ``connectors/base.py`` holds for every route.
+
+Errors a source has to tell apart: :class:`~hub.errors.ValidationFailed` (this message will never
+be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
+:class:`~hub.errors.RetryableError` (try again later: 503, leave the file, nack+requeue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.base import Sink
+from hub import topics
+from hub.deadletter import DeadLetter, DeadLetters
+from hub.envelope import Envelope
+from hub.errors import PermanentError, RetryableError, ValidationFailed
+from hub.intake import Accepted, Intake
+from hub.kafka import EnvelopeProducer
+from hub.metrics import ENVELOPES_OUT
+from hub.order import WorkOrder, idempotency_key, order_id_for
+from transforms import hooks
+from transforms.mapping import apply_mapping, get_path, pop_path, set_path
+
+
+def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
+    """Route transform on one payload; ValidationFailed names the field on a bad code."""
+    if transform is None:
+        return payload
+    out = apply_mapping(payload, transform.field_map, {})
+    errors = []
+    for path, codes in transform.value_map.items():
+        value = get_path(out, path, None)
+        if isinstance(value, str | int) and str(value) in codes:
+            set_path(out, path, codes[str(value)])
+        elif path in transform.strict_values and value is not None:
+            errors.append({"field": path, "message": f"unknown code {value!r} (known: {', '.join(codes)})"})
+    if errors:
+        raise ValidationFailed(f"{len(errors)} unknown code(s)", errors)
+    for path, value in transform.defaults.items():
+        if get_path(out, path, None) in (None, ""):
+            set_path(out, path, copy.deepcopy(value))
+    if transform.python:
+        try:
+            out = hooks.get(transform.python)(out)
+        except ValueError as exc:
+            raise ValidationFailed(f"transform {transform.python}: {exc}", [{"field": "(record)",
+                                                                               "message": str(exc)}]) from exc
+    for path in transform.drop:
+        pop_path(out, path)
+    return out
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(record)", "message": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+class RouteEmit:
+    """The ``emit`` handed to a route's source (callable), plus ``prepare``/``publish_batch`` for
+    sources that validate a whole batch (a file) before publishing any of it."""
+
+    def __init__(
+        self,
+        route: BaseModel,
+        *,
+        prefix: str,
+        intake: Intake | None,
+        producer: EnvelopeProducer | None,
+        dead_letters: DeadLetters | None = None,
+        sink: Sink | None = None,
+    ) -> None:
+        self.route = route
+        self.partner: str = getattr(route.source, "partner", None) or route.name  # type: ignore[attr-defined]
+        self.sink = sink
+        self._intake = intake
+        self._producer = producer
+        self._dead = dead_letters
+        target = route.target  # type: ignore[attr-defined]
+        self.topic: str | None = None
+        if sink is None:
+            self.topic = target_topic(prefix, target.topic, target.partner or self.partner)
+
+    # --- transform + validate ------------------------------------------------------------
+    def prepare(self, envelope: Envelope) -> Envelope:
+        route: Any = self.route
+        payload = apply_transform(envelope.payload, route.transform)
+        fields: dict[str, Any] = {"payload": payload}
+        if route.canonical == "work_order":
+            try:
+                order = WorkOrder.model_validate(payload)
+            except ValidationError as exc:
+                errors = _field_errors(exc)
+                raise ValidationFailed(f"{len(errors)} invalid field(s) in the order", errors) from exc
+            scen = order.scenario.value
+            fields.update(
+                type=route.envelope_type or "order.received",
+                correlation_id=order_id_for(envelope.source, order.external_order_id, scen),
+                idempotency_key=idempotency_key(envelope.source, order.external_order_id, scen),
+                product=order.product,
+                scenario=scen,
+                payload=order.model_dump(mode="json", exclude_none=True),
+            )
+        elif route.envelope_type:
+            fields["type"] = route.envelope_type
+        headers = dict(envelope.headers)
+        headers["hub-route"] = route.name
+        fields["headers"] = headers
+        return envelope.model_copy(update=fields)
+
+    # --- publish ---------------------------------------------------------------------------
+    async def publish(self, envelope: Envelope) -> Accepted:
+        if self.sink is not None:
+            outcome = await self.sink.deliver(envelope)
+            if outcome.ok:
+                return Accepted(envelope.correlation_id, envelope.id)
+            if outcome.retryable:
+                raise RetryableError(f"sink {self.sink.name}: {outcome.error or outcome.status}")
+            raise PermanentError(f"sink {self.sink.name}: {outcome.error or outcome.status}")
+        if self._intake is None:
+            raise RetryableError("runtime not started")
+        assert self.topic is not None
+        accepted = await self._intake.emit(self.topic, envelope)
+        if not accepted.duplicate:
+            ENVELOPES_OUT.labels(self.topic).inc()
+        return accepted
+
+    async def __call__(self, envelope: Envelope) -> Accepted:
+        return await self.publish(self.prepare(envelope))
+
+    async def publish_batch(self, envelopes: Iterable[Envelope]) -> int:
+        """Publish already-prepared envelopes pipelined (one Kafka round trip for many).
+
+        No per-envelope intake record: batch sources (files) dedupe the whole batch themselves
+        (by checksum), and each envelope still carries its idempotency key for the consumers.
+        """
+        batch = list(envelopes)
+        if self.sink is not None or self._producer is None:
+            for env in batch:
+                await self.publish(env)
+            return len(batch)
+        assert self.topic is not None
+        await asyncio.gather(*(self._producer.send(self.topic, env) for env in batch))
+        return len(batch)
+
+    async def reject(self, reason: str, envelope: Envelope | None = None, **origin: Any) -> None:
+        """An error envelope (dead letter) for something the source could not accept."""
+        if self._dead is None:
+            return
+        topic = self.topic or topics.inbound(origin.pop("prefix", "hub"), self.partner)
+        if envelope is None:
+            envelope = Envelope(type="intake.rejected", source=self.partner, protocol=str(origin.get("protocol",
+                                "unknown")), correlation_id=f"reject-{self.route.name}",  # type: ignore[attr-defined]
+                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")  # type: ignore[attr-defined]
+        letter = DeadLetter.for_envelope(topic, envelope, reason, error_class="ValidationFailed",
+                                         origin={"route": self.route.name, **origin})  # type: ignore[attr-defined]
+        await self._dead.publish(letter)
+
+
+def target_topic(prefix: str, topic: str, partner: str) -> str:
+    if topic == "inbound":
+        return topics.inbound(prefix, partner)
+    if topic == "outbound":
+        return topics.outbound(prefix, partner)
+    if topic == "orders":
+        return topics.orders(prefix)
+    return f"{prefix}.{topic}"
