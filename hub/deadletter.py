@@ -22,6 +22,7 @@ from hub import topics
 from hub.db import declare_indexes
 from hub.envelope import Envelope, new_id
 from hub.kafka import EnvelopeProducer
+from hub.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DeadLetter(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict, description="topic, partition, offset, worker, stage")
     status: Literal["dead", "replayed", "discarded"] = "dead"
     replay_count: int = 0
+    last_action: dict[str, Any] | None = Field(default=None, description="last replay/discard: who, when, why")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
@@ -101,6 +103,7 @@ class DeadLetters:
         doc = letter.model_dump()
         doc["_id"] = doc.pop("id")
         await self.collection.insert_one(doc)
+        DEAD_LETTERS.labels(letter.source_topic, letter.error_class).inc()
         try:
             await self.producer.send_raw(
                 letter.dlq_topic,

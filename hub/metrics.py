@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 INTAKE_REQUESTS = Counter(
     "hub_intake_requests_total",
@@ -17,4 +17,40 @@ INTAKE_LATENCY = Histogram(
 )
 ENVELOPES_OUT = Counter(
     "hub_envelopes_produced_total", "Envelopes written to Kafka by topic", ["topic"]
+)
+
+# --- flow, delivery and operations (issue 5; incremented where the event happens) ------------------
+ENVELOPES_IN = Counter(
+    "hub_envelopes_consumed_total", "Envelopes consumed by an agent, by partner and topic", ["partner", "topic"]
+)
+DELIVERY_ATTEMPTS = Counter(
+    "hub_delivery_attempts_total",
+    "Outbound calls to partners, one per attempt, by outcome (ok, error, timeout, rejected)",
+    ["partner", "operation", "outcome"],
+)
+DELIVERY_FAILURES = Counter(
+    "hub_delivery_failures_total",
+    "Outbound calls that gave up (attempts exhausted or permanent error) and were dead-lettered",
+    ["partner", "operation"],
+)
+DEAD_LETTERS = Counter(
+    "hub_dead_letters_total", "Dead letters written, by source topic and error class", ["topic", "error_class"]
+)
+DLQ_ACTIONS = Counter(
+    "hub_dlq_actions_total",
+    "Operator actions on dead letters (replay, discard) by result (ok, refused, failed)",
+    ["action", "result"],
+)
+STAGE_TRANSITIONS = Counter(
+    "hub_stage_transitions_total", "Order stage transitions", ["product", "stage", "outcome"]
+)
+# Gauges below are refreshed from MongoDB / Kafka when /metrics is scraped (hub/admin/gauges.py).
+DEAD_LETTERS_PENDING = Gauge(
+    "hub_dead_letters_pending", "Dead letters not yet replayed or discarded, by source topic", ["topic"]
+)
+ORDERS_IN_FLIGHT = Gauge(
+    "hub_orders_in_flight", "Orders in flight or waiting, by product and current stage", ["product", "stage"]
+)
+CONSUMER_LAG = Gauge(
+    "hub_consumer_lag", "Records not yet consumed, by consumer group and topic", ["group", "topic"]
 )
