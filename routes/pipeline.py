@@ -96,7 +96,10 @@ class RouteEmit:
     # --- transform + validate ------------------------------------------------------------
     def prepare(self, envelope: Envelope) -> Envelope:
         route: Any = self.route
-        payload = apply_transform(envelope.payload, route.transform)
+        # a source that already built a canonical payload (e.g. a SOAP withdraw of a stored order)
+        # marks it, so partner-code mapping is not applied twice
+        canonical_in = envelope.headers.get("hub-canonical") == "true"
+        payload = envelope.payload if canonical_in else apply_transform(envelope.payload, route.transform)
         fields: dict[str, Any] = {"payload": payload}
         if route.canonical == "work_order":
             try:

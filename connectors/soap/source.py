@@ -1,0 +1,310 @@
+"""Inbound SOAP 1.1: the hub as a webservice a partner calls (ESOP-style).
+
+``GET /soap/{partner}?wsdl`` publishes the route's WSDL (``?xsd`` its schema) with addresses
+rewritten to the URL it was fetched from; ``POST /soap/{partner}`` handles one call:
+
+1. size limit and ``text/xml`` content type;
+2. safe parse (no DTD, no entities, no network — ``xmlsafe.py``);
+3. authentication: WS-Security UsernameToken (PasswordText or PasswordDigest) or the API key header;
+4. the Body's request element is validated against the XSD with lxml (zeep alone is lenient);
+5. the operation runs: ``order`` / ``withdraw`` emit an envelope (answered only after Kafka has
+   it), ``status`` reads MongoDB ``orders``.
+
+Every failure is a SOAP 1.1 Fault (HTTP 500) whose faultstring says what to fix; ``soap:Client``
+for the caller's mistakes, ``soap:Server`` for "try again later" (Kafka/MongoDB down).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from datetime import datetime
+from typing import Any, ClassVar
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+from lxml import etree
+
+from connectors.base import Emit
+from connectors.context import ConnectorContext
+from connectors.registry import registry
+from connectors.soap import xmlsafe
+from connectors.soap.config import SoapSourceConfig
+from hub.envelope import Envelope
+from hub.errors import PermanentError, RetryableError, ValidationFailed
+from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
+from hub.order import idempotency_key, order_id_for
+
+log = logging.getLogger(__name__)
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+DIGEST = "#PasswordDigest"
+SOAP_PATH = "/soap/{partner}"
+TABLE = "soap"
+
+
+class SoapFault(Exception):
+    def __init__(self, code: str, message: str, errors: list[dict[str, Any]] | None = None,
+                 outcome: str = "rejected_invalid") -> None:
+        super().__init__(message)
+        self.code, self.message, self.errors, self.outcome = code, message, errors or [], outcome
+
+
+def fault_response(fault: SoapFault) -> web.Response:
+    detail = ""
+    if fault.errors:
+        items = "".join(
+            f"<error><field>{escape(str(e.get('field', '')))}</field><message>{escape(str(e.get('message', '')))}"
+            f"</message></error>" for e in fault.errors
+        )
+        detail = f"<detail><errors>{items}</errors></detail>"
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><soap:Fault>'
+        f"<faultcode>soap:{fault.code}</faultcode><faultstring>{escape(fault.message)}</faultstring>{detail}"
+        f"</soap:Fault></soap:Body></soap:Envelope>"
+    )
+    return web.Response(status=500, body=body.encode(), content_type="text/xml", charset="utf-8")
+
+
+def response_xml(ns: str, name: str, fields: dict[str, Any]) -> bytes:
+    """``<tns:{name}>`` with child elements in the given order (None values omitted)."""
+    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV, "tns": ns})
+    body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
+    el = etree.SubElement(body, f"{{{ns}}}{name}")
+    for key, value in fields.items():
+        if value is None:
+            continue
+        child = etree.SubElement(el, f"{{{ns}}}{key}")
+        child.text = ("true" if value else "false") if isinstance(value, bool) else (
+            value.isoformat() if isinstance(value, datetime) else str(value))
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")  # type: ignore[no-any-return]
+
+
+@registry.source("soap", SoapSourceConfig, "SOAP 1.1 webservice the partner calls: /soap/{partner} (WSDL, XSD)")
+class SoapSource:
+    name: ClassVar[str] = "soap"
+
+    def __init__(self, config: SoapSourceConfig, context: ConnectorContext) -> None:
+        self.config = config
+        self.ctx = context
+        self._table = context.shared(TABLE)
+        base = context.settings.config_dir
+        self.wsdl_path = config.wsdl if config.wsdl.is_absolute() else base / config.wsdl
+        self.xsd_path = config.xsd if config.xsd.is_absolute() else base / config.xsd
+        self.xsd_bytes = self.xsd_path.read_bytes()
+        self.schema = etree.XMLSchema(etree.parse(str(self.xsd_path)))  # trusted file from config
+        self.namespace: str = etree.parse(str(self.xsd_path)).getroot().get("targetNamespace", "")
+        self._wsdl_cache: dict[str, bytes] = {}
+        self._emit: Emit | None = None
+        self._lists = frozenset(config.list_elements)
+
+    async def start(self, emit: Emit) -> None:
+        self._emit = emit
+        self._table[self.config.partner] = self
+
+    async def stop(self) -> None:
+        if self._table.get(self.config.partner) is self:
+            del self._table[self.config.partner]
+        self._emit = None
+
+    # --- WSDL ------------------------------------------------------------------------------
+    def wsdl(self, base_url: str) -> bytes:
+        cached = self._wsdl_cache.get(base_url)
+        if cached is None:
+            tree = etree.parse(str(self.wsdl_path))
+            for imp in tree.iter("{http://www.w3.org/2001/XMLSchema}import"):
+                if imp.get("schemaLocation"):
+                    imp.set("schemaLocation", f"{base_url}?xsd")
+            for addr in tree.iter("{http://schemas.xmlsoap.org/wsdl/soap/}address"):
+                addr.set("location", base_url)
+            cached = etree.tostring(tree, xml_declaration=True, encoding="utf-8")
+            self._wsdl_cache[base_url] = cached
+        return cached
+
+    # --- auth ------------------------------------------------------------------------------
+    def _authenticate(self, request: web.Request, envelope: etree._Element) -> None:
+        auth = self.config.auth
+        if auth.api_key is not None and auth.api_key.check(request.headers.get(auth.api_key.header)):
+            return
+        token = envelope.find(f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
+        if token is None or not auth.wsse_users:
+            raise SoapFault("Client", "authentication required: WS-Security UsernameToken"
+                            + (f" or {auth.api_key.header} header" if auth.api_key else ""), outcome="rejected_auth")
+        user = (token.findtext(f"{{{WSSE}}}Username") or "").strip()
+        pw_el = token.find(f"{{{WSSE}}}Password")
+        presented = (pw_el.text or "") if pw_el is not None else ""
+        digest = pw_el is not None and (pw_el.get("Type") or "").endswith(DIGEST)
+        ok = False
+        for cand in auth.wsse_users:
+            secret = cand.password.get_secret_value()
+            if digest:
+                nonce = base64.b64decode(token.findtext(f"{{{WSSE}}}Nonce") or "", validate=False)
+                created = token.findtext(f"{{{WSU}}}Created") or ""
+                expect = base64.b64encode(hashlib.sha1(nonce + created.encode() + secret.encode()).digest()).decode()
+            else:
+                expect = secret
+            ok |= hmac.compare_digest(cand.username.encode(), user.encode()) & hmac.compare_digest(
+                expect.encode(), presented.encode())
+        if not ok:
+            raise SoapFault("Client", "authentication failed: unknown user or wrong password", outcome="rejected_auth")
+
+    # --- one call --------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            response = await self._handle(request)
+        except SoapFault as fault:
+            INTAKE_REQUESTS.labels(self.config.partner, "soap", fault.outcome).inc()
+            log.info("SOAP fault to %s: %s", self.config.partner, fault.message)
+            return fault_response(fault)
+        INTAKE_LATENCY.labels(self.config.partner, "soap").observe(time.perf_counter() - started)
+        return response
+
+    async def _read(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise SoapFault("Client", f"request exceeds {limit} bytes", outcome="rejected_too_large")
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise SoapFault("Client", f"request exceeds {limit} bytes", outcome="rejected_too_large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.content_type not in ("text/xml", "application/soap+xml"):
+            raise SoapFault("Client", f"Content-Type must be text/xml (SOAP 1.1), got {request.content_type or 'none'}",
+                            outcome="rejected_media_type")
+        body = await self._read(request)
+        try:
+            root = xmlsafe.parse(body)
+        except xmlsafe.UnsafeXml as exc:
+            raise SoapFault("Client", f"unsafe XML refused: {exc}", outcome="rejected_unsafe") from exc
+        except ValidationFailed as exc:
+            raise SoapFault("Client", str(exc)) from exc
+        if root.tag != f"{{{SOAP_ENV}}}Envelope":
+            raise SoapFault("VersionMismatch" if xmlsafe.local(root.tag) == "Envelope" else "Client",
+                            "not a SOAP 1.1 Envelope (namespace http://schemas.xmlsoap.org/soap/envelope/)")
+        self._authenticate(request, root)
+        body_el = root.find(f"{{{SOAP_ENV}}}Body")
+        req = next((c for c in body_el if isinstance(c.tag, str)), None) if body_el is not None else None
+        if req is None:
+            raise SoapFault("Client", "empty SOAP Body")
+        op = xmlsafe.local(req.tag)
+        kind = self.config.operations.get(op)
+        if kind is None:
+            raise SoapFault("Client", f"unknown operation {op!r} (known: {', '.join(self.config.operations)})")
+        fragment = etree.fromstring(etree.tostring(req))
+        if not self.schema.validate(fragment):
+            errors = [{"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log]  # type: ignore[attr-defined]
+            first = errors[0]["message"] if errors else "invalid"
+            raise SoapFault("Client", f"{op}: request does not match the schema: {first}", errors)
+        data = xmlsafe.to_dict(req, self._lists)
+        ns = etree.QName(req.tag).namespace or self.namespace
+        if kind == "status":
+            return await self._status(ns, op, data)
+        if kind == "withdraw":
+            envelope = await self._withdraw_envelope(data)
+        else:
+            envelope = Envelope(
+                type="order.received", source=self.config.partner, protocol="soap",
+                correlation_id=f"soap-{self.config.partner}-{data.get('orderNo', '')}"[:128],
+                idempotency_key=f"soap:{self.config.partner}:{op}:{data.get('orderNo', '')}",
+                payload=data, headers={"soap-operation": op},
+            )
+        return await self._emit_and_answer(ns, op, envelope)
+
+    async def _emit_and_answer(self, ns: str, op: str, envelope: Envelope) -> web.Response:
+        if self._emit is None:
+            raise SoapFault("Server", "intake is stopping; retry later", outcome="unavailable")
+        try:
+            accepted = await self._emit(envelope)
+        except ValidationFailed as exc:
+            named = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors[:3])
+            raise SoapFault("Client", f"{op}: {exc}" + (f" — {named}" if named else ""), exc.errors) from exc
+        except PermanentError as exc:
+            raise SoapFault("Client", f"{op}: {exc}") from exc
+        except RetryableError as exc:
+            log.warning("SOAP intake %s unavailable: %s", self.config.partner, exc)
+            raise SoapFault("Server", "the request could not be stored durably; nothing was accepted — retry later",
+                            outcome="unavailable") from exc
+        INTAKE_REQUESTS.labels(self.config.partner, "soap", "duplicate" if accepted.duplicate else "accepted").inc()
+        xml = response_xml(ns, f"{op}Response", {
+            "resultCode": "0", "resultDesc": "duplicate, already accepted" if accepted.duplicate else "accepted",
+            "orderId": accepted.order_id, "envelopeId": accepted.envelope_id, "duplicate": accepted.duplicate,
+        })
+        return web.Response(body=xml, content_type="text/xml", charset="utf-8")
+
+    async def _find_order(self, external_id: str) -> dict[str, Any] | None:
+        if self.ctx.db is None:
+            raise SoapFault("Server", "order store unavailable; retry later", outcome="unavailable")
+        try:
+            return await self.ctx.db["orders"].find_one(  # type: ignore[no-any-return]
+                {"partner": self.config.partner, "external_order_id": external_id}, sort=[("created_at", -1)])
+        except Exception as exc:
+            raise SoapFault("Server", "order store unavailable; retry later", outcome="unavailable") from exc
+
+    async def _withdraw_envelope(self, data: dict[str, Any]) -> Envelope:
+        """撤单: a withdraw is a work order with scenario ``withdraw`` for an order the hub knows."""
+        ext = data["orderNo"]
+        doc = await self._find_order(ext)
+        if doc is None:
+            raise SoapFault("Client", f"withdrawOrder: order {ext!r} is not known to the hub")
+        payload = dict(doc.get("order") or {})
+        payload.update(external_order_id=ext, scenario="withdraw")
+        payload.setdefault("product", doc.get("product"))
+        ext_fields = dict(payload.get("extensions") or {})
+        ext_fields.update(withdraw_reason=data.get("reason", ""), withdrawn_order_id=doc.get("order_id", doc["_id"]))
+        payload["extensions"] = ext_fields
+        return Envelope(
+            type="order.received", source=self.config.partner, protocol="soap",
+            correlation_id=order_id_for(self.config.partner, ext, "withdraw"),
+            idempotency_key=idempotency_key(self.config.partner, ext, "withdraw"),
+            payload=payload, headers={"soap-operation": "withdrawOrder", "hub-canonical": "true"},
+        )
+
+    async def _status(self, ns: str, op: str, data: dict[str, Any]) -> web.Response:
+        doc = await self._find_order(data["orderNo"])
+        INTAKE_REQUESTS.labels(self.config.partner, "soap", "query").inc()
+        if doc is None:
+            fields: dict[str, Any] = {"resultCode": "1", "resultDesc": f"order {data['orderNo']!r} not found"}
+        else:
+            fields = {"resultCode": "0", "resultDesc": "ok", "orderId": doc.get("order_id", doc.get("_id")),
+                      "status": doc.get("status"), "currentStage": doc.get("current_stage"),
+                      "updatedAt": doc.get("updated_at")}
+        return web.Response(body=response_xml(ns, f"{op}Response", fields), content_type="text/xml", charset="utf-8")
+
+
+async def dispatch(request: web.Request) -> web.Response:
+    partner = request.match_info["partner"]
+    source: SoapSource | None = request.app[ENDPOINTS].get(partner)
+    if source is None:
+        INTAKE_REQUESTS.labels("unknown", "soap", "rejected_unknown_partner").inc()
+        return fault_response(SoapFault("Client", f"no SOAP service for partner {partner!r}"))
+    if request.method == "GET":
+        base = str(request.url.with_query(None))
+        if "wsdl" in request.query:
+            return web.Response(body=source.wsdl(base), content_type="text/xml", charset="utf-8")
+        if "xsd" in request.query:
+            return web.Response(body=source.xsd_bytes, content_type="text/xml", charset="utf-8")
+        return web.Response(status=400, text="GET ?wsdl or ?xsd; POST SOAP 1.1 requests\n")
+    return await source.handle(request)
+
+
+ENDPOINTS: web.AppKey[dict[str, Any]] = web.AppKey("soap_endpoints", dict)
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount ``/soap/{partner}``; the endpoint table is the runtime's (sources come and go at run time)."""
+    from hub.web import RUNTIME
+
+    runtime = app[RUNTIME]
+    app[ENDPOINTS] = runtime.connector_tables.setdefault(TABLE, {})
+    app.router.add_get(SOAP_PATH, dispatch)
+    app.router.add_post(SOAP_PATH, dispatch)

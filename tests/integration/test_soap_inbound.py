@@ -1,0 +1,157 @@
+"""Inbound SOAP against the real broker and database, with zeep as the partner's client and raw
+malicious XML as the attacker's."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from zeep import Client
+from zeep.exceptions import Fault
+from zeep.wsse.username import UsernameToken
+
+from hub import topics
+from hub.order import order_id_for
+from hub.runtime import Runtime
+from hub.settings import Settings
+from hub.web import RUNTIME, build_web_app
+from tests.support import envelopes, read_topic
+
+URL = "/soap/esop"
+USER, PASSWORD = "esop", "dev-esop-soap-pass"
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
+    return await aiohttp_client(build_web_app(Runtime(settings)))
+
+
+def zeep_client(client: TestClient, *, digest: bool = False, password: str = PASSWORD) -> Client:
+    """zeep loads the WSDL synchronously: build it on a thread so our event loop can serve it."""
+    return Client(str(client.make_url(URL)) + "?wsdl", wsse=UsernameToken(USER, password, use_digest=digest))
+
+
+def work_order(ext: str = "S-1001", **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "orderNo": ext, "productCode": "internet_line", "scenarioCode": "01",
+        "customer": {"name": "宁波某某贸易公司", "contactPhone": "13900000000"},
+        "address": [{"city": "宁波", "detail": "中山路8号"}], "bandwidthMbps": 200, "accessType": "PON",
+    }
+    body.update(over)
+    return body
+
+
+async def call(zc: Client, op: str, **kw: Any) -> Any:
+    return await asyncio.to_thread(lambda: getattr(zc.service, op)(**kw))
+
+
+async def test_zeep_client_reads_the_wsdl_and_a_work_order_lands_on_kafka(client: TestClient,
+                                                                          settings: Settings) -> None:
+    zc = await asyncio.to_thread(zeep_client, client)
+    answer = await call(zc, "receiveWorkOrder", **work_order())
+    assert answer.resultCode == "0" and answer.duplicate is False
+    assert answer.orderId == order_id_for("esop", "S-1001", "open")
+
+    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
+    assert (env.protocol, env.type, env.scenario, env.product) == ("soap", "order.received", "open", "internet_line")
+    assert env.id == answer.envelopeId
+    assert env.payload["addresses"] == [{"role": "install", "city": "宁波", "detail": "中山路8号"}]
+    assert env.payload["bandwidth_mbps"] == 200 and env.payload["customer"]["contact_phone"] == "13900000000"
+
+    again = await call(zc, "receiveWorkOrder", **work_order())  # redelivery: same ids, nothing new
+    assert again.duplicate is True and again.envelopeId == answer.envelopeId
+
+
+async def test_password_digest_is_accepted_and_a_wrong_password_is_a_fault(client: TestClient) -> None:
+    zc = await asyncio.to_thread(zeep_client, client, digest=True)
+    assert (await call(zc, "receiveWorkOrder", **work_order("S-2001"))).resultCode == "0"
+    bad = await asyncio.to_thread(zeep_client, client, password="wrong-password")
+    with pytest.raises(Fault, match="authentication failed"):
+        await call(bad, "receiveWorkOrder", **work_order("S-2002"))
+
+
+async def test_schema_violation_and_unknown_code_are_faults_naming_the_problem(client: TestClient,
+                                                                              settings: Settings) -> None:
+    body = envelope_xml(order_xml(bandwidth="fast"))
+    resp = await client.post(URL, data=body, headers={"Content-Type": "text/xml", "X-Api-Key": "dev-esop-key-0001"})
+    text = await resp.text()
+    assert resp.status == 500 and "<faultcode>soap:Client</faultcode>" in text
+    assert "bandwidthMbps" in text and "schema" in text
+
+    zc = await asyncio.to_thread(zeep_client, client)
+    with pytest.raises(Fault, match="unknown code") as info:
+        await call(zc, "receiveWorkOrder", **work_order("S-3001", scenarioCode="99"))
+    assert "scenario" in info.value.message
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+
+
+async def test_withdraw_and_status_query_use_the_order_store(client: TestClient, settings: Settings) -> None:
+    zc = await asyncio.to_thread(zeep_client, client)
+    missing = await call(zc, "queryOrderStatus", orderNo="S-4001")
+    assert missing.resultCode == "1" and "not found" in missing.resultDesc
+    with pytest.raises(Fault, match="not known"):
+        await call(zc, "withdrawOrder", orderNo="S-4001", reason="customer cancelled")
+
+    runtime = client.app[RUNTIME]
+    oid = order_id_for("esop", "S-4001", "open")
+    now = datetime.now(UTC)
+    await runtime.db["orders"].insert_one({  # type: ignore[index]
+        "_id": oid, "order_id": oid, "partner": "esop", "external_order_id": "S-4001", "product": "internet_line",
+        "scenario": "open", "status": "in_flight", "current_stage": "resource_check", "created_at": now,
+        "updated_at": now, "order": {"external_order_id": "S-4001", "product": "internet_line", "scenario": "open",
+                                     "customer": {"name": "某公司"}},
+    })
+    status = await call(zc, "queryOrderStatus", orderNo="S-4001")
+    assert (status.resultCode, status.orderId, status.status, status.currentStage) == (
+        "0", oid, "in_flight", "resource_check")
+
+    withdrawn = await call(zc, "withdrawOrder", orderNo="S-4001", reason="customer cancelled")
+    assert withdrawn.orderId == order_id_for("esop", "S-4001", "withdraw")
+    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
+    assert env.scenario == "withdraw" and env.payload["extensions"]["withdrawn_order_id"] == oid
+    assert env.payload["extensions"]["withdraw_reason"] == "customer cancelled"
+
+
+def order_xml(bandwidth: str = "100", extra: str = "") -> str:
+    return (
+        '<o:receiveWorkOrder xmlns:o="http://hub.example.com/ws/orders"><o:orderNo>S-9</o:orderNo>'
+        "<o:productCode>internet_line</o:productCode><o:scenarioCode>01</o:scenarioCode>"
+        f"<o:customer><o:name>X{extra}</o:name></o:customer><o:bandwidthMbps>{bandwidth}</o:bandwidthMbps>"
+        "</o:receiveWorkOrder>"
+    )
+
+
+def envelope_xml(inner: str, prolog: str = "") -> bytes:
+    return (f'{prolog}<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{inner}'
+            "</s:Body></s:Envelope>").encode()
+
+
+XXE = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+BILLION = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+           '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>')
+
+
+@pytest.mark.parametrize(("prolog", "extra"), [
+    (XXE, "&xxe;"),                                     # external entity: file disclosure
+    (BILLION, "&c;"),                                   # entity expansion
+    ('<!DOCTYPE r SYSTEM "http://127.0.0.1:9/evil.dtd">', ""),  # external DTD fetch
+])
+async def test_malicious_xml_is_refused_before_anything_is_read(client: TestClient, settings: Settings,
+                                                                prolog: str, extra: str) -> None:
+    resp = await client.post(URL, data=envelope_xml(order_xml(extra=extra), prolog),
+                             headers={"Content-Type": "text/xml", "X-Api-Key": "dev-esop-key-0001"})
+    text = await resp.text()
+    assert resp.status == 500 and "unsafe XML refused" in text
+    assert "root:" not in text and "aaaaaaaaaa" not in text
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+
+
+async def test_wsdl_is_published_with_the_serving_address(client: TestClient) -> None:
+    resp = await client.get(URL + "?wsdl")
+    text = await resp.text()
+    assert resp.status == 200 and str(client.make_url(URL)) in text and "?xsd" in text
+    missing = await client.post("/soap/nobody", data=envelope_xml(order_xml()), headers={"Content-Type": "text/xml"})
+    assert missing.status == 500 and "no SOAP service" in await missing.text()
