@@ -31,6 +31,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    from hub.admin.gauges import refresh  # state gauges (pending dead letters, in-flight orders, lag)
+
+    await refresh(request.app[RUNTIME])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

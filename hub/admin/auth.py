@@ -33,6 +33,9 @@ class Principal:
         return RANK[self.role] >= RANK[role]
 
 
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("admin_principal", Principal)
+
+
 def authenticate(tokens: list[AdminToken], authorization: str | None) -> Principal | None:
     """The principal for an ``Authorization: Bearer …`` header, or None."""
     if not authorization or not authorization.startswith("Bearer "):
@@ -57,7 +60,7 @@ def requires(role: Role, tokens: Callable[[web.Request], list[AdminToken]]) -> C
                                headers={"WWW-Authenticate": 'Bearer realm="hub-admin"'})
             if not principal.may(role):
                 return problem(403, "Forbidden", f"role {principal.role!r} may not do this; {role!r} required")
-            request["principal"] = principal
+            request[PRINCIPAL] = principal
             return await handler(request)
 
         return guarded

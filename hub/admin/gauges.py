@@ -1,0 +1,90 @@
+"""Gauges refreshed when Prometheus scrapes ``/metrics``: pending dead letters per topic, in-flight
+orders per product and stage (MongoDB, indexed queries), and consumer lag per group and topic
+(Kafka, best effort). Counters are incremented where events happen; these are *states*, so they
+are read from the source of truth instead of being tracked in memory by one process of many.
+
+Each refresh is bounded (``timeout``); a dependency that does not answer leaves the last values
+and never fails the scrape. Consumer lag is cached for ``lag_ttl`` seconds: it costs a round trip
+per group. On the embedded tansu broker end offsets are only exact with one record per batch
+(hub/kafka.py), so lag there is indicative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from flows.documents import ORDERS
+from hub.deadletter import COLLECTION as DEAD_LETTERS
+from hub.metrics import CONSUMER_LAG, DEAD_LETTERS_PENDING, ORDERS_IN_FLIGHT
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+_lag_checked = 0.0
+
+
+async def refresh(runtime: Runtime, *, timeout: float = 2.0, lag_ttl: float = 15.0) -> None:
+    global _lag_checked
+    jobs: list[Any] = [_mongo(runtime)]
+    if time.monotonic() - _lag_checked > lag_ttl:
+        _lag_checked = time.monotonic()
+        jobs.append(_lag(runtime))
+    for job in asyncio.as_completed([asyncio.wait_for(j, timeout) for j in jobs]):
+        try:
+            await job
+        except Exception as exc:  # a scrape must never fail because a dependency is slow
+            log.debug("gauge refresh skipped: %r", exc)
+
+
+async def _mongo(runtime: Runtime) -> None:
+    if runtime.db is None:
+        return
+    pending = [d async for d in runtime.db[DEAD_LETTERS].aggregate(
+        [{"$match": {"status": "dead"}}, {"$group": {"_id": "$source_topic", "n": {"$sum": 1}}}])]
+    in_flight = [d async for d in runtime.db[ORDERS].aggregate(
+        [{"$match": {"status": {"$in": ["in_flight", "waiting"]}}},
+         {"$group": {"_id": {"product": "$product", "stage": "$current_stage"}, "n": {"$sum": 1}}}])]
+    DEAD_LETTERS_PENDING.clear()
+    for d in pending:
+        DEAD_LETTERS_PENDING.labels(str(d["_id"])).set(d["n"])
+    ORDERS_IN_FLIGHT.clear()
+    for d in in_flight:
+        key = d["_id"] or {}
+        ORDERS_IN_FLIGHT.labels(str(key.get("product") or "-"), str(key.get("stage") or "-")).set(d["n"])
+
+
+async def _lag(runtime: Runtime) -> None:
+    """Committed offsets of every consumer group on this hub's topics vs. the topics' end offsets."""
+    s = runtime.settings
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=2000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=2000)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for group in await admin.list_consumer_groups():
+            name = group[0]
+            offsets = await admin.list_consumer_group_offsets(name)
+            mine = {tp: meta.offset for tp, meta in offsets.items()
+                    if tp.topic.startswith(s.topic_prefix + ".") and meta.offset >= 0}
+            if mine:
+                committed[name] = mine
+        partitions = {tp for offsets in committed.values() for tp in offsets}
+        ends = await consumer.end_offsets(list(partitions)) if partitions else {}
+        CONSUMER_LAG.clear()
+        for group, offsets in committed.items():
+            per_topic: dict[str, int] = {}
+            for tp, offset in offsets.items():
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(ends.get(tp, offset) - offset, 0)
+            for topic, lag in per_topic.items():
+                CONSUMER_LAG.labels(group, topic).set(lag)
+    finally:
+        await consumer.stop()
+        await admin.close()

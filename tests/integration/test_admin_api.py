@@ -1,0 +1,196 @@
+"""The admin API over HTTP (aiohttp test server, real broker and database): roles, masking,
+dead-letter replay/discard, orders, call statistics and re-call, /metrics and /readyz."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+
+from flows.documents import CALLS, ORDERS, CallOutcome, CallRecord, OrderDoc, StageRecord
+from hub.deadletter import Attempt, DeadLetter
+from hub.runtime import Runtime
+from hub.settings import AdminToken, Settings
+from hub.web import RUNTIME, build_web_app
+from tests.integration.test_dlq import seed
+from tests.support import envelopes, read_topic
+
+pytestmark = pytest.mark.integration
+VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
+OPERATOR = {"Authorization": "Bearer operator-token-for-tests-01"}
+SECRETS = ("杭州某某科技有限公司", "13800001111", "文三路1号")
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
+    settings = settings.model_copy(update={"admin_tokens": [
+        AdminToken(name="vera", role="viewer", token=SecretStr(VIEWER["Authorization"][7:])),
+        AdminToken(name="otto", role="operator", token=SecretStr(OPERATOR["Authorization"][7:])),
+    ]})
+    return await aiohttp_client(build_web_app(Runtime(settings)))
+
+
+def rt(client: TestClient) -> Runtime:
+    return client.app[RUNTIME]  # type: ignore[index]
+
+
+async def seed_order(runtime: Runtime, order_id: str, *, letter: DeadLetter | None = None,
+                     overdue: bool = False) -> None:
+    """An order waiting at stage ``close`` whose notifyOrderResult call was dead-lettered."""
+    assert runtime.db is not None
+    now = datetime.now(UTC)
+    calls = [
+        CallRecord(call_id=f"{order_id}-c1", order_id=order_id, partner="resource", operation="design_request",
+                   stage="design", idempotency_key=f"{order_id}:design", outcome=CallOutcome.ok,
+                   attempts=[Attempt(at=now - timedelta(minutes=50), outcome="ok", duration_ms=40)],
+                   started_at=now - timedelta(minutes=50), finished_at=now - timedelta(minutes=50),
+                   duration_ms=40.0),
+        CallRecord(call_id=f"{order_id}-c2", order_id=order_id, partner="esop", operation="notifyOrderResult",
+                   stage="close", idempotency_key=f"{order_id}:close", outcome=CallOutcome.dead_lettered,
+                   error="HTTP 503", attempts=[Attempt(at=now - timedelta(minutes=5), outcome="error", status="503",
+                                                       duration_ms=900)],
+                   started_at=now - timedelta(minutes=5), duration_ms=900.0,
+                   dead_letter_id=letter.id if letter else None),
+    ]
+    order = OrderDoc(
+        order_id=order_id, partner="esop", external_order_id=f"E-{order_id}", product="internet_line",
+        scenario="open", status="waiting", current_stage="close", waiting_for="esop:notifyOrderResult",
+        stages=[StageRecord(stage="design", kind="call", entered_at=now - timedelta(hours=1),
+                            finished_at=now - timedelta(minutes=30), outcome="ok"),
+                StageRecord(stage="close", kind="report", entered_at=now - timedelta(minutes=30))],
+        calls=calls, order={"customer": {"name": SECRETS[0], "contact_phone": SECRETS[1]},
+                            "addresses": [{"city": "杭州", "detail": SECRETS[2]}]},
+        created_at=now - timedelta(hours=1), updated_at=now,
+        sla_deadline=now - timedelta(minutes=1) if overdue else now + timedelta(days=2),
+    )
+    doc = order.model_dump()
+    doc["_id"] = order_id
+    await runtime.db[ORDERS].insert_one(doc)
+    await runtime.db[CALLS].insert_many([{**c.model_dump(), "_id": c.call_id} for c in calls])
+
+
+async def test_roles_are_enforced(client: TestClient) -> None:
+    letter = await seed(rt(client), "ord-r")
+    resp = await client.get("/admin/v1/dlq")
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await client.get("/admin/v1/dlq", headers={"Authorization": "Bearer wrong-token-000000000"})).status == 401
+    assert (await client.get("/admin/v1/dlq", headers=VIEWER)).status == 200
+    assert (await client.get(f"/admin/v1/dlq/{letter.id}", headers=VIEWER)).status == 200
+    for path, body in ((f"/admin/v1/dlq/{letter.id}/replay", {}), (f"/admin/v1/dlq/{letter.id}/discard",
+                                                                   {"reason": "x"}),
+                       ("/admin/v1/dlq/replay", {"all": True}), ("/admin/v1/calls/recall", {"call_ids": ["c"]}),
+                       ("/admin/v1/orders/ord-r/retry", {})):
+        resp = await client.post(path, json=body, headers=VIEWER)
+        assert resp.status == 403, path
+        assert (await resp.json())["title"] == "Forbidden"
+    shown = await (await client.get(f"/admin/v1/dlq/{letter.id}", headers=VIEWER)).json()
+    assert shown["status"] == "dead" and shown["history"] == []  # the viewer changed nothing
+
+
+async def test_operator_replays_and_discards_listings_are_masked(client: TestClient, settings: Settings) -> None:
+    runtime = rt(client)
+    a = await seed(runtime, "ord-a")
+    b = await seed(runtime, "ord-b")
+    listing = await client.get("/admin/v1/dlq?partner=esop", headers=VIEWER)
+    body = await listing.json()
+    assert body["total"] == 2 and {i["id"] for i in body["items"]} == {a.id, b.id}
+    shown = await (await client.get(f"/admin/v1/dlq/{a.id}", headers=VIEWER)).text()
+    assert "notifyOrderResult" in shown and not any(s in shown for s in SECRETS)
+
+    patch = [{"op": "replace", "path": "/order/customer/contact_phone", "value": "13999999999"}]
+    resp = await client.post(f"/admin/v1/dlq/{a.id}/replay", json={"patch": patch, "reason": "fixed"},
+                             headers=OPERATOR)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["result"] == "ok"
+    (env,) = envelopes(await read_topic(settings, a.source_topic, expect=1, wait=8))
+    assert env.payload["order"]["customer"]["contact_phone"] == "13999999999"
+    assert env.headers["replay-count"] == "1"
+
+    again = await client.post(f"/admin/v1/dlq/{a.id}/replay", json={}, headers=OPERATOR)
+    assert again.status == 409
+    assert (await client.post(f"/admin/v1/dlq/{b.id}/discard", json={}, headers=OPERATOR)).status == 400
+    resp = await client.post(f"/admin/v1/dlq/{b.id}/discard", json={"reason": "duplicate order"}, headers=OPERATOR)
+    assert resp.status == 200
+    assert (await client.get("/admin/v1/dlq/nope", headers=VIEWER)).status == 404
+
+    history = await (await client.get("/admin/v1/dlq/history", headers=VIEWER)).json()
+    assert {(h["who"], h["action"], h["result"], h["dead_letter_id"]) for h in history} == {
+        ("api:otto", "replay", "ok", a.id), ("api:otto", "replay", "refused", a.id),
+        ("api:otto", "discard", "ok", b.id)}
+    assert "13999999999" not in repr(history)
+    pending = await (await client.get("/admin/v1/dlq?status=dead", headers=VIEWER)).json()
+    assert pending["total"] == 0
+
+
+async def test_bulk_replay_by_filter_with_dry_run(client: TestClient, settings: Settings) -> None:
+    runtime = rt(client)
+    for i in range(4):
+        await seed(runtime, f"ord-{i}", partner="esop" if i < 3 else "group")
+    assert (await client.post("/admin/v1/dlq/replay", json={}, headers=OPERATOR)).status == 400
+    dry = await (await client.post("/admin/v1/dlq/replay", json={"filter": {"partner": "esop"}, "dry_run": True},
+                                   headers=OPERATOR)).json()
+    assert (dry["matched"], dry["dry_run"], dry["ok"]) == (3, 3, 0)
+    done = await (await client.post("/admin/v1/dlq/replay", json={"filter": {"partner": "esop"}, "rate": 50},
+                                    headers=OPERATOR)).json()
+    assert (done["matched"], done["ok"]) == (3, 3)
+    out = envelopes(await read_topic(settings, f"{settings.topic_prefix}.out.esop", expect=3, wait=8))
+    assert sorted(e.correlation_id for e in out) == ["ord-0", "ord-1", "ord-2"]
+
+
+async def test_orders_show_retry_and_call_statistics(client: TestClient, settings: Settings) -> None:
+    runtime = rt(client)
+    letter = await seed(runtime, "ord-o")
+    await seed_order(runtime, "ord-o", letter=letter, overdue=True)
+    await seed_order(runtime, "ord-fine")
+
+    listing = await (await client.get("/admin/v1/orders?overdue=true", headers=VIEWER)).json()
+    assert [o["id"] for o in listing] == ["ord-o"]
+    assert [o["id"] for o in await (await client.get("/admin/v1/orders?stage=close&product=internet_line",
+                                                     headers=VIEWER)).json()] != []
+    text = await (await client.get("/admin/v1/orders/ord-o", headers=VIEWER)).text()
+    assert not any(s in text for s in SECRETS)
+    order = await (await client.get("/admin/v1/orders/ord-o", headers=VIEWER)).json()
+    assert order["overdue"] is True and order["current_wait"]["waiting_for"] == "esop:notifyOrderResult"
+    design, close = order["stages"]
+    assert design["duration_ms"] == pytest.approx(30 * 60_000, rel=0.01)
+    assert close["open"] is True and close["duration_ms"] >= 30 * 60_000 - 1000
+    assert [(c["operation"], c["outcome"]) for c in order["calls"]] == [
+        ("design_request", "ok"), ("notifyOrderResult", "dead_lettered")]
+
+    retry = await client.post("/admin/v1/orders/ord-o/retry", json={}, headers=OPERATOR)
+    assert retry.status == 200, await retry.text()
+    assert (await retry.json())["dead_letter_id"] == letter.id
+    (env,) = envelopes(await read_topic(settings, letter.source_topic, expect=1, wait=8))
+    assert env.correlation_id == "ord-o"
+    assert (await client.post("/admin/v1/orders/ord-fine/retry", json={}, headers=OPERATOR)).status == 409
+    assert (await client.post("/admin/v1/orders/nope/retry", json={}, headers=OPERATOR)).status == 404
+
+    stats = await (await client.get("/admin/v1/calls/stats?since=2h", headers=VIEWER)).json()
+    by_op = {(s["partner"], s["operation"]): s for s in stats["operations"]}
+    esop = by_op[("esop", "notifyOrderResult")]
+    assert (esop["total"], esop["succeeded"], esop["failed"], esop["success_rate"]) == (2, 0, 2, 0.0)
+    design_stats = by_op[("resource", "design_request")]
+    assert design_stats["success_rate"] == 1.0 and design_stats["p50_ms"] == 40.0
+    failed = await (await client.get("/admin/v1/calls?outcome=failures", headers=VIEWER)).json()
+    assert {c["call_id"] for c in failed} == {"ord-o-c2", "ord-fine-c2"}
+
+
+async def test_metrics_and_readyz(client: TestClient) -> None:
+    runtime = rt(client)
+    await seed(runtime, "ord-m")
+    await seed_order(runtime, "ord-m2")
+    text = await (await client.get("/metrics")).text()
+    topic = f"{runtime.settings.topic_prefix}.out.esop"
+    assert f'hub_dead_letters_pending{{topic="{topic}"}} 1.0' in text
+    assert 'hub_orders_in_flight{product="internet_line",stage="close"}' in text
+    assert f'hub_dead_letters_total{{error_class="RetryableError",topic="{topic}"}}' in text
+    for name in ("hub_delivery_attempts_total", "hub_stage_transitions_total", "hub_intake_latency_seconds",
+                 "hub_envelopes_consumed_total", "hub_dlq_actions_total"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    ready = await client.get("/readyz")
+    body = await ready.json()
+    assert body["checks"]["kafka"]["ok"] and body["checks"]["mongo"]["ok"]
+    assert ready.status == 200 if all(c["ok"] for c in body["checks"].values()) else 503

@@ -1,0 +1,106 @@
+"""Unit tests: JSON patch before replay, admin token roles, listing masks, time filters, percentiles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from hub.admin.auth import authenticate
+from hub.admin.patch import PatchError, apply_patch, parse_patch
+from hub.admin.queries import DeadLetterFilter, OrderFilter, masker, parse_when, percentile
+from hub.partners import Partner
+from hub.settings import AdminToken, parse_admin_tokens
+
+PAYLOAD = {"order": {"customer": {"name": "Zhang San", "contact_phone": "13800001111"}, "lines": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ([{"op": "replace", "path": "/order/customer/contact_phone", "value": "139"}],
+         {"order": {"customer": {"name": "Zhang San", "contact_phone": "139"}, "lines": [1, 2]}}),
+        ([{"op": "add", "path": "/order/lines/-", "value": 3}, {"op": "remove", "path": "/order/lines/0"}],
+         {"order": {"customer": {"name": "Zhang San", "contact_phone": "13800001111"}, "lines": [2, 3]}}),
+        ([{"op": "test", "path": "/order/lines/1", "value": 2}, {"op": "move", "from": "/order/lines", "path": "/l"}],
+         {"order": {"customer": {"name": "Zhang San", "contact_phone": "13800001111"}}, "l": [1, 2]}),
+        ([{"op": "copy", "from": "/order/customer/name", "path": "/who"}],
+         {**PAYLOAD, "who": "Zhang San"}),
+    ],
+)
+def test_patch_applies_rfc6902_operations(patch: list[dict], expected: dict) -> None:
+    assert apply_patch(PAYLOAD, parse_patch(patch)) == expected
+    assert PAYLOAD["order"]["lines"] == [1, 2]  # the original is never modified
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ([{"op": "test", "path": "/order/lines/0", "value": 9}], "value differs"),
+        ([{"op": "replace", "path": "/order/missing", "value": 1}], "does not exist"),
+        ([{"op": "remove", "path": "/order/lines/7"}], "out of range"),
+        ([{"op": "replace", "path": "/order/x"}], "'value' is required"),
+        ([{"op": "frobnicate", "path": "/x"}], "not a JSON patch"),
+        ('{"op": "add"}', "not a JSON patch"),
+    ],
+)
+def test_patch_that_does_not_apply_is_rejected_whole(patch: object, message: str) -> None:
+    with pytest.raises(PatchError, match=message):
+        apply_patch(PAYLOAD, parse_patch(patch))  # type: ignore[arg-type]
+
+
+def test_admin_tokens_from_env_string_and_roles() -> None:
+    tokens = [AdminToken.model_validate(t) for t in parse_admin_tokens(
+        "alice:operator:aaaaaaaaaaaaaaaaaaaa, bob:viewer:bbbbbbbbbbbbbbbbbbbb")]
+    alice = authenticate(tokens, "Bearer aaaaaaaaaaaaaaaaaaaa")
+    bob = authenticate(tokens, "Bearer bbbbbbbbbbbbbbbbbbbb")
+    assert alice is not None and alice.name == "alice" and alice.may("operator")
+    assert bob is not None and bob.may("viewer") and not bob.may("operator")
+    assert authenticate(tokens, "Bearer cccccccccccccccccccc") is None
+    assert authenticate(tokens, "aaaaaaaaaaaaaaaaaaaa") is None  # not a bearer header
+    assert authenticate(tokens, None) is None
+    with pytest.raises(ValueError, match="name:role:token"):
+        parse_admin_tokens("alice-operator")
+
+
+def test_short_or_unknown_role_tokens_are_invalid() -> None:
+    with pytest.raises(ValueError):
+        AdminToken(name="x", role="viewer", token=SecretStr("short"))
+    with pytest.raises(ValueError):
+        AdminToken.model_validate({"name": "x", "role": "admin", "token": "x" * 20})
+
+
+def test_listing_mask_covers_every_anchor_and_partner_paths() -> None:
+    partner = Partner(name="bank", sensitive_fields=["account.number"])
+    m = masker({"bank": partner})
+    doc = {
+        "envelope": {"payload": {"order": {"customer": {"name": "Zhang San", "id_number": "110101199001011234"}},
+                                 "account": {"number": "6222020200112233"}}},
+        "order": {"addresses": [{"detail": "1 Chang'an Avenue", "city": "Beijing"}]},
+        "request": {"credentials": {"password": "hunter2"}},
+    }
+    out = m(doc)
+    text = repr(out)
+    for secret in ("Zhang San", "110101199001011234", "6222020200112233", "Chang'an", "hunter2"):
+        assert secret not in text
+    assert out["order"]["addresses"][0]["city"] == "Beijing"  # non-sensitive kept
+    assert out["envelope"]["payload"]["order"]["customer"]["name"].startswith("Z")  # a hint stays
+
+
+def test_time_filters_accept_durations_and_iso_times() -> None:
+    now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    assert parse_when("90m", now=now) == now - timedelta(minutes=90)
+    assert parse_when("2026-11-22T18:00") == datetime(2026, 11, 22, 18, 0, tzinfo=UTC)
+    q = DeadLetterFilter(partner="esop", since="2026-11-22T18:00", until="2026-11-23T06:00").query()
+    assert q["partner"] == "esop" and q["status"] == "dead"
+    assert q["created_at"] == {"$gte": datetime(2026, 11, 22, 18, tzinfo=UTC), "$lt": now}
+    assert OrderFilter(overdue=True).query(now)["sla_deadline"] == {"$lt": now}
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7
+    assert percentile([], 50) is None
