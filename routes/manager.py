@@ -11,6 +11,7 @@ default every 2 s): a changed valid file replaces its route (old stopped, new st
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ class RouteManager:
         try:
             sink_cfg = getattr(route.target, "sink", None)
             if sink_cfg is not None and runner.sink is None:
-                runner.sink = registry.get("sink", sink_cfg.connector).factory(sink_cfg, ctx)
+                runner.sink = build(registry.get("sink", sink_cfg.connector).factory, sink_cfg, ctx)
                 await runner.sink.start()  # type: ignore[union-attr]
             dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
             runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,
@@ -124,7 +125,7 @@ class RouteManager:
             if runner.emit.topic:
                 await rt.ensure_topic(runner.emit.topic)
             ctx.on_error = runner.emit.reject
-            source = registry.get("source", route.source.connector).factory(route.source, ctx)
+            source = build(registry.get("source", route.source.connector).factory, route.source, ctx)
             await source.start(runner.emit)
             runner.source = source
             runner.state, runner.error, runner.started_at = "running", None, time.time()
@@ -217,6 +218,17 @@ class RouteManager:
         rejected = [{"file": r.path, "problems": r.problems} for r in self.rejected.values()]
         ok = all(r["state"] in ("running", "disabled") for r in routes.values())
         return {"ok": ok, "routes": routes, "rejected": rejected}
+
+
+def build(factory: Any, config: Any, ctx: ConnectorContext) -> Any:
+    """Call a connector factory: ``factory(config, context)``, or — for connectors that take only
+    keyword options — ``factory(config, config_dir=…)``."""
+    params = list(inspect.signature(factory).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+    if len(positional) >= 2:
+        return factory(config, ctx)
+    kw = {"config_dir": ctx.settings.config_dir} if any(p.name == "config_dir" for p in params) else {}
+    return factory(config, **kw)
 
 
 def _digest(path: Path) -> str:

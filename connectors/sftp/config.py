@@ -1,0 +1,107 @@
+"""Configuration of the SFTP connector: one connection field group, reused by source and sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class SftpConnection(BaseModel):
+    """Where and how to log in. ``embedded: true`` uses the hub's own OpenSSH (``hub infra``):
+    its port, user, client key and pinned host key — and paths are inside its SFTP root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedded: bool = False
+    host: str = Field(default="127.0.0.1", examples=["sftp.boss.example.com"])
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str | None = None
+    client_key: Path | None = Field(default=None, description="private key file")
+    password: SecretStr | None = None
+    known_hosts: Path | None = Field(default=None, description="pinned host keys; required unless embedded")
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SftpConnection:
+        if self.embedded:
+            return self
+        missing = [n for n in ("username", "known_hosts") if getattr(self, n) is None]
+        if self.client_key is None and self.password is None:
+            missing.append("client_key or password")
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} (or set embedded: true)")
+        return self
+
+
+class CsvOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quotechar: str = Field(default='"', min_length=1, max_length=1)
+    columns: list[str] | None = Field(default=None, description="column names when the file has no header row")
+
+
+class SftpSourceConfig(BaseModel):
+    """Inbound file drop: poll ``dir`` for finished files matching ``pattern``, one envelope per record.
+
+    A file is taken when it is finished: never ``*.part``; with ``done_suffix`` only once
+    ``name+done_suffix`` exists, otherwise when its size and mtime did not change between two
+    polls and it is at least ``min_age_s`` old. It is claimed by an atomic rename (two workers never
+    both take it), parsed as a stream, and moved to ``processed/`` only after every record is on
+    Kafka; a bad file goes to ``failed/`` with ``<name>.reason.txt`` beside it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    partner: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$", examples=["boss"])
+    connection: SftpConnection
+    dir: str = Field(min_length=1, examples=["/drop/boss/orders"])
+    pattern: str = Field(default="*.csv", examples=["*.csv", "ORD_*.txt"])
+    format: Literal["csv", "jsonl", "xml"] = "csv"
+    encoding: str = Field(default="utf-8", examples=["utf-8", "gbk", "gb18030"])
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    xml_record: str = Field(default="record", description="local name of the element that is one record")
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    min_age_s: float = Field(default=2.0, ge=0)
+    done_suffix: str | None = Field(default=None, examples=[".done", ".ok"])
+    processed_dir: str = "processed"
+    failed_dir: str = "failed"
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    claim_stale_after_s: float = Field(default=900.0, gt=0, description="re-take a claim a dead worker left")
+    max_errors_reported: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _encoding(self) -> SftpSourceConfig:
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        return self
+
+
+class SftpSinkConfig(BaseModel):
+    """Outbound file upload: ``name.part`` then ``posix_rename`` — the partner never sees half a file.
+
+    ``path_template`` fields: any top-level payload field, ``yyyy mm dd yyyymmdd hhmmss`` (in
+    ``timezone``), ``seq`` (per directory and day, from MongoDB), ``ext``, ``order_id``, ``envelope_id``.
+    Substituted values are sanitised: no ``/``, ``\\``, ``..`` or control characters.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    partner: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$")
+    connection: SftpConnection
+    path_template: str = Field(
+        examples=["/GW/{province}/changeProdStaDerateForm/{yyyy}/{mm}/{yyyymmdd}{seq:04d}.{ext}"]
+    )
+    content: Literal["base64_field", "json", "jsonl_payload"] = Field(
+        default="json", description="base64_field: decode payload[content_field]; json: the payload as JSON"
+    )
+    content_field: str = "content_b64"
+    default_ext: str = "json"
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="seeds/003 §12.2: ≤ 10 MB")
+    timezone: str = "Asia/Shanghai"
