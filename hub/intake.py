@@ -9,22 +9,28 @@ Order of writes, and why:
 3. record the key (unique ``_id``). If two identical deliveries race past step 1, the second insert
    loses on the unique index and that caller answers with the first one's ids; the stray envelope
    carries the same idempotency key and order id, and the engine applies an order once.
+
+Steps 1 and 3 are group-committed across concurrent requests (``hub/batching.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
+from hub.batching import MicroBatcher
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.kafka import EnvelopeProducer
 
 log = logging.getLogger(__name__)
+DUPLICATE_KEY = 11000
 
 
 class StoreUnavailable(RetryableError):
@@ -40,17 +46,42 @@ class Accepted:
     duplicate: bool = False
 
 
+class _Duplicate(Exception):
+    """Insert lost on the unique index: someone recorded this key first."""
+
+
 class Intake:
     def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer) -> None:
         self._keys = db["intake_keys"]
         self._producer = producer
+        self._lookups: MicroBatcher[str, dict[str, Any] | None] = MicroBatcher(self._find_many)
+        self._records: MicroBatcher[dict[str, Any], bool] = MicroBatcher(self._insert_many)
+
+    async def _find_many(self, keys: Sequence[str]) -> list[dict[str, Any] | None]:
+        try:
+            found = {
+                doc["_id"]: doc
+                async for doc in self._keys.find({"_id": {"$in": list(set(keys))}}, {"order_id": 1, "envelope_id": 1})
+            }
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
+        return [found.get(k) for k in keys]
+
+    async def _insert_many(self, records: Sequence[dict[str, Any]]) -> list[bool | BaseException]:
+        results: list[bool | BaseException] = [True] * len(records)
+        try:
+            await self._keys.insert_many(list(records), ordered=False)
+        except BulkWriteError as exc:
+            for err in exc.details.get("writeErrors", []):
+                results[err["index"]] = _Duplicate() if err.get("code") == DUPLICATE_KEY else StoreUnavailable(
+                    err.get("errmsg", "write error"))
+        except PyMongoError as exc:
+            return [StoreUnavailable(str(exc))] * len(records)
+        return results
 
     async def emit(self, topic: str, envelope: Envelope) -> Accepted:
         key = envelope.idempotency_key
-        try:
-            first = await self._keys.find_one({"_id": key}, {"order_id": 1, "envelope_id": 1})
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
+        first = await self._lookups.submit(key)
         if first:
             return Accepted(first["order_id"], first["envelope_id"], duplicate=True)
 
@@ -65,13 +96,13 @@ class Intake:
             "created_at": datetime.now(UTC),
         }
         try:
-            await self._keys.insert_one(record)
-        except DuplicateKeyError:
-            first = await self._keys.find_one({"_id": key})
-            assert first is not None
-            log.info("concurrent duplicate of %s; answered with the first envelope %s", key, first["envelope_id"])
-            return Accepted(first["order_id"], first["envelope_id"], duplicate=True)
-        except PyMongoError as exc:
+            await self._records.submit(record)
+        except _Duplicate:
+            winner = await self._keys.find_one({"_id": key})
+            assert winner is not None
+            log.info("concurrent duplicate of %s; answered with the first envelope %s", key, winner["envelope_id"])
+            return Accepted(winner["order_id"], winner["envelope_id"], duplicate=True)
+        except StoreUnavailable as exc:
             # The envelope is on Kafka (accepted); only the dedupe record is missing. A redelivery
             # would produce a second envelope with the same key, which the engine ignores.
             log.warning("intake key %s not recorded (%s); downstream dedupe covers redelivery", key, exc)

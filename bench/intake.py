@@ -1,0 +1,136 @@
+"""Intake throughput: the hub's REST order endpoint vs a bare aiohttp+aiokafka handler, same run.
+
+    python -m bench.intake [--duration 20] [--concurrency 50]
+
+Both servers run as separate processes on loopback against the same private tansu broker; the
+load generator runs in this process (closed loop, N concurrent clients). The hub path does
+everything a real intake does: auth, JSON + schema validation, mapping, envelope, idempotency
+lookup + record in MongoDB, Kafka produce with acks=all. The baseline only produces the same
+bytes with aiokafka (acks=all) and answers 202.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from bench._common import closed_loop, free_port, private_infra, wait_http
+
+ORDER = {
+    "product": "internet_line",
+    "scenario": "open",
+    "customer": {"name": "杭州某某科技有限公司", "contact_phone": "13800000000", "customer_id": "C-0001"},
+    "addresses": [{"role": "install", "city": "杭州", "district": "西湖区", "detail": "文三路 100 号 5 幢 3 楼"}],
+    "bandwidth_mbps": 200,
+    "access_type": "PON",
+    "extensions": {"esopFlowId": "FLOW-" + "x" * 400, "salesman": "王五", "remark": "bench"},
+}
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def make_order(i: int) -> tuple[bytes, dict[str, str]]:
+    body = dict(ORDER, external_order_id=f"B{RUN_ID}-{i}")
+    return json.dumps(body, ensure_ascii=False).encode(), {
+        "Content-Type": "application/json",
+        "X-Api-Key": "dev-esop-key-0001",
+    }
+
+
+# --- the two servers (each started as `python -m bench.intake serve-hub|serve-raw`) --------------
+def serve_hub(port: int) -> None:
+    from aiohttp import web
+
+    from hub.runtime import Runtime
+    from hub.settings import load_settings
+    from hub.web import build_web_app
+
+    settings = load_settings(http_port=port)
+    web.run_app(build_web_app(Runtime(settings)), host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_raw(port: int) -> None:
+    from aiohttp import web
+    from aiokafka import AIOKafkaProducer
+
+    from hub.envelope import Envelope
+    from hub.settings import load_settings
+
+    settings = load_settings()
+    sample = Envelope(type="order.received", source="esop", protocol="rest", correlation_id="ord-x",
+                      idempotency_key="k", payload=dict(ORDER, external_order_id="X"))
+    value, key, headers = sample.kafka_value(), sample.kafka_key(), sample.kafka_headers()
+    producer: AIOKafkaProducer | None = None
+
+    async def on_start(app: web.Application) -> None:
+        nonlocal producer
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=1)
+        await producer.start()
+
+    async def on_stop(app: web.Application) -> None:
+        assert producer is not None
+        await producer.stop()
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        assert producer is not None
+        await producer.send_and_wait("bench.raw", value, key=key, headers=headers)
+        return web.json_response({"ok": True}, status=202)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/raw", handle)
+    app.router.add_get("/readyz", ok)
+    app.on_startup.append(on_start)
+    app.on_cleanup.append(on_stop)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve-hub", "serve-raw"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    if args.mode == "serve-hub":
+        return serve_hub(args.port)
+    if args.mode == "serve-raw":
+        return serve_raw(args.port)
+
+    with private_infra() as env:
+        from hub.kafka import ensure_topics
+        from hub.settings import load_settings
+
+        asyncio.run(ensure_topics(load_settings(), ["bench.raw"]))
+        results = []
+        for mode, path, name in (("serve-raw", "/raw", "baseline aiohttp+aiokafka"), ("serve-hub",
+                                 "/api/v1/partners/esop/orders", "hub REST intake")):
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "-m", "bench.intake", mode, "--port", str(port)],
+                                    env={**os.environ, **env})
+            try:
+                wait_http(f"http://127.0.0.1:{port}/readyz")
+                result = asyncio.run(closed_loop(name, f"http://127.0.0.1:{port}{path}", make_order,
+                                                 concurrency=args.concurrency, duration=args.duration,
+                                                 ok_status=202))
+                results.append(result)
+                print(result.line(), flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        base, hub = results
+        print(f"\nconcurrency {args.concurrency}, {args.duration:.0f} s measured per server (after 2 s warm-up)")
+        print(f"hub / baseline throughput ratio: {hub.rate / base.rate:.2f}"
+              f"   (p99 {hub.pct(99):.1f} ms vs {base.pct(99):.1f} ms)")
+        print("target for later issues: >= 3000 orders/s with p99 < 50 ms")
+
+
+if __name__ == "__main__":
+    main()
