@@ -60,31 +60,36 @@ async def _mongo(runtime: Runtime) -> None:
         ORDERS_IN_FLIGHT.labels(str(key.get("product") or "-"), str(key.get("stage") or "-")).set(d["n"])
 
 
-async def _lag(runtime: Runtime) -> None:
-    """Committed offsets of every consumer group on this hub's topics vs. the topics' end offsets."""
+async def _lag(runtime: Runtime, max_groups: int = 10) -> None:
+    """Committed offsets of each consumer group on this hub's topics vs. the topics' end offsets.
+
+    Committed offsets are read with a consumer of that group that never subscribes (so it never
+    joins or rebalances the group): tansu's answer to the admin client's OffsetFetch version does
+    not parse in aiokafka, the consumer's does.
+    """
     s = runtime.settings
+    names = sorted(set(runtime.topic_names()))
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=2000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=2000)
     await admin.start()
-    await consumer.start()
     try:
-        committed: dict[str, dict[TopicPartition, int]] = {}
-        for group in await admin.list_consumer_groups():
-            name = group[0]
-            offsets = await admin.list_consumer_group_offsets(name)
-            mine = {tp: meta.offset for tp, meta in offsets.items()
-                    if tp.topic.startswith(s.topic_prefix + ".") and meta.offset >= 0}
-            if mine:
-                committed[name] = mine
-        partitions = {tp for offsets in committed.values() for tp in offsets}
-        ends = await consumer.end_offsets(list(partitions)) if partitions else {}
-        CONSUMER_LAG.clear()
-        for group, offsets in committed.items():
-            per_topic: dict[str, int] = {}
-            for tp, offset in offsets.items():
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(ends.get(tp, offset) - offset, 0)
-            for topic, lag in per_topic.items():
-                CONSUMER_LAG.labels(group, topic).set(lag)
+        groups = [g[0] for g in await admin.list_consumer_groups()][:max_groups]
     finally:
-        await consumer.stop()
         await admin.close()
+    lags: dict[tuple[str, str], int] = {}
+    for group in groups:
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=group, enable_auto_commit=False,
+                                    request_timeout_ms=2000)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+            committed = {tp: await consumer.committed(tp) for tp in tps}
+            mine = {tp: off for tp, off in committed.items() if off is not None}
+            ends = await consumer.end_offsets(list(mine)) if mine else {}
+            for tp, offset in mine.items():
+                key = (group, tp.topic)
+                lags[key] = lags.get(key, 0) + max(ends.get(tp, offset) - offset, 0)
+        finally:
+            await consumer.stop()
+    CONSUMER_LAG.clear()
+    for (group, topic), lag in lags.items():
+        CONSUMER_LAG.labels(group, topic).set(lag)

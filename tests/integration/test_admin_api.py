@@ -194,3 +194,35 @@ async def test_metrics_and_readyz(client: TestClient) -> None:
     body = await ready.json()
     assert body["checks"]["kafka"]["ok"] and body["checks"]["mongo"]["ok"]
     assert ready.status == 200 if all(c["ok"] for c in body["checks"].values()) else 503
+
+
+async def test_consumer_lag_gauge_counts_uncommitted_records(runtime: Runtime, settings: Settings) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from prometheus_client import generate_latest
+
+    from hub.admin import gauges
+    from hub.kafka import EnvelopeProducer
+    from tests.integration.test_dlq import call_envelope
+
+    topic = f"{settings.topic_prefix}.out.esop"
+    producer = EnvelopeProducer(settings, exact_offsets=True)  # exact end offsets on tansu
+    for _ in range(3):
+        await producer.send(topic, call_envelope("ord-lag"))  # one key: one partition
+    await producer.stop()
+    group = f"{settings.topic_prefix}-lag"
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        records: list[Any] = []
+        for _ in range(20):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+            if len(records) >= 3:
+                break
+        first = records[0]
+        await consumer.commit({TopicPartition(topic, first.partition): first.offset + 1})
+    finally:
+        await consumer.stop()
+    await gauges.refresh(runtime, lag_ttl=0)
+    assert f'hub_consumer_lag{{group="{group}",topic="{topic}"}} 2.0' in generate_latest().decode()
