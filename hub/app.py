@@ -16,12 +16,13 @@ from __future__ import annotations
 import faust
 
 from hub import plugins
-from hub.kafka import faust_config
+from hub.kafka import faust_config, shorten_faust_fetch_wait
 from hub.runtime import Runtime
 
 
 def create_app(runtime: Runtime) -> faust.App:
     """Build the Faust app for this configuration (topics depend on the declared partners)."""
+    shorten_faust_fetch_wait()  # tansu: see hub/kafka.py
     app = faust.App("hub", **faust_config(runtime.settings))
     for module in plugins.load(plugins.AGENT_MODULES):
         module.register_agents(app, runtime)

@@ -70,9 +70,11 @@ class Runtime:
 
     def topic_names(self) -> list[str]:
         p = self.settings.topic_prefix
-        names = [topics.orders(p)]
+        names = [topics.orders(p), topics.dead_letter(topics.orders(p))]
         for name in self.partners:
             names += [topics.inbound(p, name), topics.outbound(p, name)]
+            if self.partners[name].outbound is not None:  # delivery dead letters (hub/delivery)
+                names.append(topics.dead_letter(topics.outbound(p, name)))
         return names
 
     # --- intake ----------------------------------------------------------------------------

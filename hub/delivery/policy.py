@@ -7,7 +7,6 @@ ESOP ``checkResult=1`` (error text in ``parameterValue``), 一编 HTTP 201, 资�
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,11 +33,6 @@ class RetryPolicy(BaseModel):
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be >= backoff_initial_s")
         return self
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based): initial·multiplier^(n-1) + jitter."""
-        base = min(self.backoff_max_s, self.backoff_initial_s * self.backoff_multiplier ** max(0, attempt - 1))
-        return base + random.uniform(0, self.jitter_s)
 
 
 class SuccessRule(BaseModel):

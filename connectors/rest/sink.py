@@ -1,0 +1,123 @@
+"""Outbound REST (aiohttp): one partner operation = method + path + optional request template +
+the partner's success rule. Registered as sink ``rest``.
+
+The sink makes exactly one attempt and classifies the answer (``Outcome``); retry, backoff,
+dead-lettering and dedupe wrap it in ``hub/delivery``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from connectors.base import Outcome
+from connectors.registry import registry
+from hub.delivery.policy import SuccessRule
+from hub.delivery.template import render
+from hub.envelope import Envelope
+
+MAX_KEPT_BODY = 4096
+
+
+class RestOperation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    path: str = Field(pattern=r"^/", examples=["/api/stage-report"])
+    template: dict[str, Any] | None = Field(
+        default=None, description="partner body built from the hub's canonical request ({dotted.path} placeholders)"
+    )
+    success: SuccessRule = Field(default_factory=SuccessRule)
+
+
+class OutboundApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    header: str = Field(default="X-Api-Key", min_length=1, max_length=64)
+    key: SecretStr
+
+
+class RestSinkConfig(BaseModel):
+    """``outbound.config`` of a REST partner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(pattern=r"^https?://", examples=["https://resource.example.com/api"])
+    auth: OutboundApiKey | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    operations: dict[str, RestOperation] = Field(min_length=1)
+
+
+def _retryable_status(status: int) -> bool:
+    return status >= 500 or status in (408, 425, 429)
+
+
+@registry.sink("rest", RestSinkConfig, "HTTP JSON call to a partner operation; success by status / answer field")
+class RestSink:
+    name: ClassVar[str] = "rest"
+
+    def __init__(self, config: RestSinkConfig, *, timeout_s: float = 10.0, concurrency: int = 16,
+                 config_dir: Path | None = None) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+        self.concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                json_serialize=lambda o: json.dumps(o, ensure_ascii=False, default=str),
+            )
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        operation = envelope.payload.get("operation", "")
+        op = self.config.operations.get(operation)
+        if op is None:
+            return Outcome(ok=False, status="rejected", error=f"operation {operation!r} not configured")
+        await self.start()
+        assert self._session is not None
+        request = envelope.payload.get("request", {})
+        body = render(op.template, request) if op.template is not None else request
+        headers = {**self.config.headers, "Idempotency-Key": envelope.idempotency_key,
+                   "X-Hub-Order-Id": envelope.correlation_id, "traceparent": envelope.trace.traceparent}
+        if self.config.auth is not None:
+            headers[self.config.auth.header] = self.config.auth.key.get_secret_value()
+        url = self.config.base_url.rstrip("/") + op.path
+        started = time.perf_counter()
+        try:
+            async with self._session.request(op.method, url, json=body, headers=headers) as resp:
+                text = await resp.text()
+                status = resp.status
+        except TimeoutError:
+            return Outcome(ok=False, retryable=True, status="timeout", error=f"no answer within {self.timeout_s}s",
+                           duration_ms=_ms(started))
+        except aiohttp.ClientError as exc:
+            return Outcome(ok=False, retryable=True, status="error", error=f"{type(exc).__name__}: {exc}",
+                           duration_ms=_ms(started))
+        try:
+            answer: Any = json.loads(text) if text else None
+        except ValueError:
+            answer = text[:MAX_KEPT_BODY]
+        ok, error = op.success.judge(status, answer)
+        if ok and op.success.http_status is None and not 200 <= status < 300:
+            ok, error = False, f"HTTP {status}"
+        retryable = not ok and (_retryable_status(status) or (op.success.reject_retryable and status < 400))
+        return Outcome(ok=ok, retryable=retryable, status="ok" if ok else "rejected", error=error,
+                       response={"http_status": status, "body": answer}, duration_ms=_ms(started),
+                       details={"request": body})
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

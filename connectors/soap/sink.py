@@ -1,0 +1,153 @@
+"""Outbound SOAP 1.1 (zeep ``AsyncClient`` over ``AsyncTransport``/httpx). Registered as sink ``soap``.
+
+The WSDL ships as a file under ``config/`` and is loaded once, in a thread (zeep parses WSDLs
+synchronously; a WSDL URL served by the same event loop would hang). The service address comes
+from config so one WSDL serves test, staging and production. The idempotency key travels as the
+``Idempotency-Key`` HTTP header (set per call through a context variable read by an httpx hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+from zeep import AsyncClient, Settings
+from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import Fault, TransportError
+from zeep.helpers import serialize_object
+from zeep.proxy import AsyncServiceProxy
+from zeep.transports import AsyncTransport
+
+from connectors.base import Outcome
+from connectors.registry import registry
+from hub.delivery.policy import SuccessRule
+from hub.delivery.template import render
+from hub.envelope import Envelope
+
+_CALL_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "soap_call_headers", default=None
+)
+
+
+class SoapOperation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operation: str = Field(min_length=1, examples=["notifyOrderResult"], description="WSDL operation name")
+    template: dict[str, Any] | None = Field(default=None, description="operation parameters from the canonical request")
+    success: SuccessRule = Field(default_factory=SuccessRule)
+
+
+class SoapSinkConfig(BaseModel):
+    """``outbound.config`` of a SOAP partner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wsdl: str = Field(min_length=1, examples=["wsdl/esop.wsdl"], description="file, relative to the config folder")
+    address: str | None = Field(default=None, pattern=r"^https?://", description="overrides the WSDL's address")
+    binding: str | None = Field(default=None, examples=["{http://esop.example.com/ws}EsopBinding"])
+    operations: dict[str, SoapOperation] = Field(min_length=1)
+
+
+async def _add_headers(request: httpx.Request) -> None:
+    request.headers.update(_CALL_HEADERS.get() or {})
+
+
+@registry.sink("soap", SoapSinkConfig, "SOAP 1.1 call (zeep) to an operation of a shipped WSDL")
+class SoapSink:
+    name: ClassVar[str] = "soap"
+
+    def __init__(self, config: SoapSinkConfig, *, timeout_s: float = 10.0, concurrency: int = 16,
+                 config_dir: Path | None = None) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+        self.concurrency = concurrency
+        self.wsdl_path = Path(config.wsdl) if Path(config.wsdl).is_absolute() else (config_dir or Path()) / config.wsdl
+        self._client: AsyncClient | None = None
+        self._service: Any = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._client is not None:
+                return
+            http = httpx.AsyncClient(
+                timeout=self.timeout_s, event_hooks={"request": [_add_headers]},
+                limits=httpx.Limits(max_connections=self.concurrency),
+            )
+            transport = AsyncTransport(client=http)
+            client = await asyncio.to_thread(
+                AsyncClient, str(self.wsdl_path), transport=transport, settings=Settings(strict=True)
+            )
+            if self.config.address:
+                binding = client.wsdl.bindings[self.config.binding or next(iter(client.wsdl.bindings))]
+                self._service = AsyncServiceProxy(client, binding, address=self.config.address)
+            else:
+                self._service = client.service
+            self._client = client
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.transport.aclose()
+            self._client = None
+
+    def operation_names(self) -> set[str]:
+        """WSDL operations (for checking the config against the WSDL at load time)."""
+        assert self._client is not None
+        return {name for b in self._client.wsdl.bindings.values() for name in b._operations}
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        operation = envelope.payload.get("operation", "")
+        op = self.config.operations.get(operation)
+        if op is None:
+            return Outcome(ok=False, status="rejected", error=f"operation {operation!r} not configured")
+        await self.start()
+        request = envelope.payload.get("request", {})
+        params = render(op.template, request) if op.template is not None else request
+        token = _CALL_HEADERS.set({"Idempotency-Key": envelope.idempotency_key,
+                                   "X-Hub-Order-Id": envelope.correlation_id,
+                                   "traceparent": envelope.trace.traceparent})
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(self._service[op.operation](**params), self.timeout_s)
+        except TimeoutError:
+            return Outcome(ok=False, retryable=True, status="timeout", error=f"no answer within {self.timeout_s}s",
+                           duration_ms=_ms(started))
+        except Fault as exc:
+            server_side = str(exc.code or "").endswith("Server")
+            return Outcome(ok=False, retryable=server_side, status="fault", error=f"SOAP Fault {exc.code}: {exc}",
+                           duration_ms=_ms(started))
+        except TransportError as exc:
+            return Outcome(ok=False, retryable=exc.status_code >= 500 or exc.status_code == 429, status="error",
+                           error=f"HTTP {exc.status_code}", duration_ms=_ms(started))
+        except (httpx.HTTPError, OSError) as exc:
+            return Outcome(ok=False, retryable=True, status="error", error=f"{type(exc).__name__}: {exc}",
+                           duration_ms=_ms(started))
+        except (ZeepError, TypeError, ValueError) as exc:  # bad parameters / unparsable answer: will not improve
+            return Outcome(ok=False, retryable=False, status="rejected", error=f"{type(exc).__name__}: {exc}",
+                           duration_ms=_ms(started))
+        finally:
+            _CALL_HEADERS.reset(token)
+        answer = serialize_object(result, dict)
+        ok, error = op.success.judge(None, answer)
+        return Outcome(ok=ok, retryable=not ok and op.success.reject_retryable, status="ok" if ok else "rejected",
+                       error=error, response=_plain(answer), duration_ms=_ms(started), details={"request": params})
+
+
+def _plain(value: Any) -> Any:
+    """zeep answers contain OrderedDicts / Decimals; keep JSON-friendly types for MongoDB and Kafka."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

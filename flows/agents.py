@@ -1,0 +1,183 @@
+"""The flow-engine agent on ``{p}.orders`` and the recovery timer.
+
+Per event: load the order document (cache + MongoDB), apply the event (``flows.engine``), save with
+an optimistic ``version`` check (conflict ⇒ reload, re-apply), upsert the touched calls into
+``calls``, *then* send the outbox. A crash between save and send is repaired by the recovery
+timer, which re-sends every unsettled call recorded in open orders (delivery dedupes on the
+idempotency key), so neither a worker restart nor a wiped broker loses pending work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from flows.blueprint import Blueprints, load_blueprints
+from flows.engine import Engine, Step
+from flows.settings import FlowSettings
+from flows.store import OrderStore
+from hub import topics
+from hub.deadletter import DeadLetter, DeadLetters
+from hub.delivery.workpool import KeyedPool
+from hub.envelope import Envelope
+from hub.errors import ValidationFailed
+from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
+from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+HANDLE_RETRIES = 6
+
+
+class EngineRunner:
+    """Glue between the engine (pure), MongoDB (OrderStore) and Kafka (runtime.producer)."""
+
+    def __init__(self, runtime: Runtime, engine: Engine, fs: FlowSettings) -> None:
+        self.runtime = runtime
+        self.engine = engine
+        self.fs = fs
+        self.orders_topic = topics.orders(runtime.settings.topic_prefix)
+        self._store: OrderStore | None = None
+        self._recovered_once = False
+        self._ticked: dict[str, float] = {}
+
+    @property
+    def store(self) -> OrderStore:
+        if self._store is None:
+            assert self.runtime.db is not None, "runtime not started"
+            self._store = OrderStore(self.runtime.db)
+        return self._store
+
+    async def handle(self, env: Envelope) -> None:
+        """Apply one event; retry on MongoDB/Kafka trouble, dead-letter if it never works."""
+        delay = 0.2
+        for attempt in range(1, HANDLE_RETRIES + 1):
+            try:
+                await self._handle_once(env)
+                return
+            except Exception as exc:
+                if attempt == HANDLE_RETRIES:
+                    log.exception("order event %s (%s) for %s failed; dead-lettering", env.id, env.type,
+                                  env.correlation_id)
+                    assert self.runtime.db is not None
+                    await DeadLetters(self.runtime.db, self.runtime.producer).publish(
+                        DeadLetter.for_envelope(self.orders_topic, env, exc, partner="hub",
+                                                origin={"agent": "flow-engine"}))
+                    return
+                log.warning("order event %s for %s: %s; retry %d", env.type, env.correlation_id, exc, attempt)
+                self.store.forget(env.correlation_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5)
+
+    async def _handle_once(self, env: Envelope) -> None:
+        store = self.store
+        step: Step | None = None
+        for _ in range(10):  # optimistic concurrency: reload and re-apply on a version conflict
+            doc = await store.load(env.correlation_id)
+            if doc is None:
+                if env.type != "order.received":
+                    log.warning("%s for unknown order %s ignored", env.type, env.correlation_id)
+                    return
+                doc, step = self.engine.new_order(env)
+                if await store.create(doc):
+                    break
+                continue
+            working = _copy(doc)
+            version = working.get("version", 0)
+            step = self.engine.apply(working, env)
+            if not step.changed:
+                if step.note:
+                    log.debug("order %s: %s ignored: %s", env.correlation_id, env.type, step.note)
+                return
+            if await store.save(working, version):
+                break
+        else:
+            raise RuntimeError(f"order {env.correlation_id}: version conflict persisted")
+        assert step is not None
+        for stage, outcome in step.transitions:
+            STAGE_TRANSITIONS.labels(env.product or "", stage, outcome).inc()
+        await store.upsert_calls(list(step.dirty_calls.values()))
+        if step.outbox:
+            await asyncio.gather(*(self.runtime.producer.send(t, e) for t, e in step.outbox))
+
+    async def recover(self) -> None:
+        """Tick every open order that is due (all of them on this process's first scan)."""
+        if self.runtime.db is None:
+            return
+        first = not self._recovered_once
+        try:
+            due = await self.store.due(None if first else datetime.now(UTC), limit=0 if first else 2000)
+        except Exception as exc:
+            log.warning("recovery scan failed: %s", exc)
+            return
+        self._recovered_once = True
+        now = time.monotonic()
+        self._ticked = {k: v for k, v in self._ticked.items() if now - v < 5 * self.fs.recovery_interval_s}
+        sent = 0
+        for order_id in due:
+            if not first and order_id in self._ticked:
+                continue
+            self._ticked[order_id] = now
+            tick = Envelope(type="order.tick", source="hub", protocol="internal", correlation_id=order_id,
+                            idempotency_key=f"tick:{order_id}:{now}", payload={"resend_all": first})
+            await self.runtime.producer.send(self.orders_topic, tick)
+            sent += 1
+        if sent:
+            log.info("recovery: ticked %d open order(s)%s", sent, " (startup: re-sending unsettled calls)" if first
+                     else "")
+
+
+def _copy(doc: dict[str, Any]) -> dict[str, Any]:
+    """Deep enough copy: the engine mutates stages/calls/data; a failed save must not leak into the cache."""
+    out = dict(doc)
+    out["stages"] = [dict(s) for s in doc.get("stages", [])]
+    out["calls"] = [dict(c) for c in doc.get("calls", [])]
+    out["data"] = dict(doc.get("data", {}))
+    return out
+
+
+def build_engine(runtime: Runtime, fs: FlowSettings | None = None) -> tuple[Engine, Blueprints]:
+    fs = fs or FlowSettings()
+    s = runtime.settings
+    blueprints = load_blueprints(s.config_dir, runtime.partners)
+    base = fs.callback_base_url or f"http://{s.http_host}:{s.http_port}"
+    return Engine(blueprints, runtime.partners, s.topic_prefix, fs, base), blueprints
+
+
+def register_agents(app: faust.App, runtime: Runtime) -> None:
+    """Plugin hook: the engine agent and the recovery timer. A bad blueprint raises here, so the
+    worker never starts with it."""
+    fs = FlowSettings()
+    engine, blueprints = build_engine(runtime, fs)
+    runtime.extras["blueprints"] = blueprints
+    runner = EngineRunner(runtime, engine, fs)
+    runtime.extras["flow_runner"] = runner
+    orders_topic = app.topic(topics.orders(runtime.settings.topic_prefix), **RAW)
+
+    @app.agent(orders_topic, name="flow-engine")
+    async def flow_engine(stream: faust.StreamT) -> None:
+        pool = KeyedPool(fs.engine_concurrency, "flow-engine")
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            ENVELOPES_IN.labels("hub", message.topic).inc()
+            try:
+                env = Envelope.from_kafka(message.value, list(message.headers or []))
+            except ValidationFailed as exc:
+                assert runtime.db is not None
+                await DeadLetters(runtime.db, runtime.producer).publish(DeadLetter.for_raw(
+                    message.topic, message.value, exc,
+                    origin={"partition": message.partition, "offset": message.offset, "agent": "flow-engine"}))
+                await manual.ack(event)
+                continue
+            await pool.submit(env.correlation_id, lambda env=env: runner.handle(env),
+                              lambda event=event: manual.ack(event))
+
+    @app.timer(fs.recovery_interval_s, name="flow-recovery")
+    async def flow_recovery() -> None:
+        await runner.recover()

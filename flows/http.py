@@ -1,0 +1,166 @@
+"""HTTP endpoints of the flow engine:
+
+* ``POST /api/v1/partners/{partner}/callbacks`` — a partner's asynchronous answer (design reply,
+  activation result, construction progress…). Authenticated with the partner's
+  ``outbound.callback_auth`` key; put on ``{p}.orders`` through the idempotent intake (the same
+  callback twice ⇒ one envelope) and matched there to the waiting call.
+* ``POST /api/v1/orders/{order_id}/stages/{stage}/submit`` — a person or the field app submits a
+  manual stage (admin bearer token, role ``operator``). Checked against the order's current stage
+  and the stage's ``required_fields`` before anything is written; 202 once durable on Kafka.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flows.blueprint import Blueprints, load_blueprints
+from flows.documents import ORDERS
+from hub import topics
+from hub.admin.auth import PRINCIPAL, requires
+from hub.envelope import Envelope
+from hub.errors import RetryableError
+from hub.problem import problem
+from hub.runtime import Runtime
+from hub.settings import AdminToken
+
+CALLBACK_PATH = "/api/v1/partners/{partner}/callbacks"
+SUBMIT_PATH = "/api/v1/orders/{order_id}/stages/{stage}/submit"
+
+
+class CallbackBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    order_id: str = Field(min_length=1, max_length=128, description="the hub order id sent in the request")
+    callback_ref: str | None = Field(default=None, max_length=64, description="echo of the request's callback_ref")
+    operation: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="ok", max_length=16, examples=["ok", "failed"])
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    submitted_by: str | None = Field(default=None, max_length=100, description="defaults to the token's name")
+
+
+def _runtime(request: web.Request) -> Runtime:
+    from hub.web import RUNTIME  # late: hub.web imports the plugin list that names this module
+
+    return request.app[RUNTIME]
+
+
+def _tokens(request: web.Request) -> list[AdminToken]:
+    return list(getattr(_runtime(request).settings, "admin_tokens", []))
+
+
+def _blueprints(runtime: Runtime) -> Blueprints:
+    bps = runtime.extras.get("blueprints")
+    if bps is None:
+        bps = runtime.extras["blueprints"] = load_blueprints(runtime.settings.config_dir, runtime.partners)
+    return bps
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"field": ".".join(map(str, e["loc"])) or "(body)", "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)]
+
+
+async def _emit(runtime: Runtime, envelope: Envelope) -> web.Response | bool:
+    try:
+        accepted = await runtime.emitter(topics.orders(runtime.settings.topic_prefix))(envelope)
+    except RetryableError:
+        return problem(503, "Service Unavailable", "could not be stored durably; retry later",
+                       headers={"Retry-After": "5"})
+    return accepted.duplicate
+
+
+async def callback(request: web.Request) -> web.Response:
+    runtime = _runtime(request)
+    name = request.match_info["partner"]
+    partner = runtime.partners.get(name)
+    auth = partner.outbound.callback_auth if partner and partner.outbound else None
+    if auth is None and partner and partner.inbound and partner.inbound.rest:
+        auth = partner.inbound.rest.auth
+    if partner is None or auth is None:
+        return problem(404, "Not Found", f"partner {name!r} has no callback endpoint")
+    if not auth.check(request.headers.get(auth.header)):
+        return problem(401, "Unauthorized", f"missing or invalid {auth.header} header")
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        return problem(400, "Bad Request", "body must be a JSON object")
+    try:
+        body = CallbackBody.model_validate(raw)
+    except ValidationError as exc:
+        return problem(400, "Bad Request", "invalid callback", errors=_errors(exc))
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    envelope = Envelope(
+        type="callback", source=name, protocol="rest", correlation_id=body.order_id,
+        idempotency_key=f"callback:{name}:{body.callback_ref or body.operation}:{body.order_id}:{digest}",
+        payload=body.model_dump(mode="json"),
+        headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),) if v},
+    )
+    outcome = await _emit(runtime, envelope)
+    if isinstance(outcome, web.Response):
+        return outcome
+    return web.json_response({"accepted": True, "duplicate": outcome}, status=202)
+
+
+@requires("operator", _tokens)
+async def submit(request: web.Request) -> web.Response:
+    runtime = _runtime(request)
+    order_id, stage_name = request.match_info["order_id"], request.match_info["stage"]
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        return problem(400, "Bad Request", "body must be a JSON object")
+    try:
+        body = SubmitBody.model_validate(raw)
+    except ValidationError as exc:
+        return problem(400, "Bad Request", "invalid submission", errors=_errors(exc))
+    if runtime.db is None:
+        return problem(503, "Service Unavailable", "order store not available")
+    doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"stages": {"$slice": -1}, "calls": 0, "order": 0})
+    if doc is None:
+        return problem(404, "Not Found", f"no order {order_id!r}")
+    bp = _blueprints(runtime).get(doc.get("product"), doc.get("scenario"))
+    if bp is None or stage_name not in {s.name for s in bp.stages}:
+        return problem(404, "Not Found", f"order {order_id} has no stage {stage_name!r}")
+    stage = bp.stage(stage_name)
+    if stage.kind != "manual":
+        return problem(409, "Conflict", f"stage {stage_name!r} is {stage.kind}; it is not submitted by hand")
+    if doc.get("current_stage") != stage_name or doc.get("phase") != "active":
+        return problem(409, "Conflict", f"order {order_id} is not waiting for {stage_name!r} "
+                       f"(current stage {doc.get('current_stage')!r}, {doc.get('phase') or doc.get('status')})")
+    missing = [f for f in stage.required_fields if body.data.get(f) in (None, "")]
+    if missing:
+        return problem(400, "Bad Request", f"{len(missing)} required field(s) missing",
+                       errors=[{"field": f"data.{f}", "message": "required"} for f in missing])
+    visit = (doc.get("stages") or [{}])[-1].get("visit", 1)
+    who = body.submitted_by or f"operator:{request[PRINCIPAL].name}"
+    envelope = Envelope(
+        type="stage.submit", source="hub", protocol="rest", correlation_id=order_id,
+        idempotency_key=f"submit:{order_id}:{stage_name}#{visit}", product=doc.get("product"),
+        scenario=doc.get("scenario"), payload={"stage": stage_name, "data": body.data, "submitted_by": who},
+    )
+    outcome = await _emit(runtime, envelope)
+    if isinstance(outcome, web.Response):
+        return outcome
+    return web.json_response({"order_id": order_id, "stage": stage_name, "accepted": True, "duplicate": outcome},
+                             status=202)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(CALLBACK_PATH, callback)
+    app.router.add_post(SUBMIT_PATH, submit)

@@ -1,0 +1,19 @@
+"""Flow-engine tunables (env ``HUB_FLOW_*``); kept apart from hub.settings so the engine's knobs
+live with the engine. Defaults suit production; tests shorten the timers."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FlowSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_FLOW_", extra="ignore")
+
+    gate_retry_s: float = Field(default=10.0, gt=0, description="re-send a failed gated progress report after")
+    stale_after_s: float = Field(default=60.0, gt=0, description="re-send a call with no result after")
+    recovery_interval_s: float = Field(default=2.0, gt=0, description="how often the recovery scan runs")
+    engine_concurrency: int = Field(default=64, ge=1, le=4096, description="orders processed at once")
+    callback_base_url: str | None = Field(
+        default=None, description="URL partners call back on; default http://{http_host}:{http_port}"
+    )

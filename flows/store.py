@@ -1,0 +1,83 @@
+"""MongoDB access for the engine: order documents (optimistic ``version``), the flat ``calls``
+collection, and the recovery query. A small in-process cache skips the read before each event;
+the version check on write makes a stale cache harmless (conflict ⇒ reload and re-apply).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from flows.documents import CALLS, ORDERS, OrderStatus
+from hub.db import declare_indexes
+
+OPEN = [OrderStatus.in_flight.value, OrderStatus.waiting.value]
+declare_indexes(ORDERS, IndexModel([("status", ASCENDING), ("next_check_at", ASCENDING)], name="by_next_check"))
+
+
+class OrderStore:
+    def __init__(self, db: AsyncIOMotorDatabase, cache_size: int = 20000) -> None:
+        self.orders = db[ORDERS]
+        self.calls = db[CALLS]
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def load(self, order_id: str) -> dict[str, Any] | None:
+        doc = self._cache.get(order_id)
+        if doc is not None:
+            self._cache.move_to_end(order_id)
+            return doc
+        doc = await self.orders.find_one({"_id": order_id})
+        if doc is not None:
+            self._remember(doc)
+        return doc
+
+    def forget(self, order_id: str) -> None:
+        self._cache.pop(order_id, None)
+
+    def _remember(self, doc: dict[str, Any]) -> None:
+        self._cache[doc["_id"]] = doc
+        self._cache.move_to_end(doc["_id"])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def create(self, doc: dict[str, Any]) -> bool:
+        """False when the order exists already (a redelivered ``order.received``)."""
+        doc["version"] = 1
+        try:
+            await self.orders.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        self._remember(doc)
+        return True
+
+    async def save(self, doc: dict[str, Any], expected_version: int) -> bool:
+        """Write the whole document if nobody else did since we read it; False on conflict."""
+        doc["version"] = expected_version + 1
+        result = await self.orders.replace_one({"_id": doc["_id"], "version": expected_version}, doc)
+        if result.matched_count != 1:
+            self.forget(doc["_id"])
+            return False
+        if doc["status"] in OPEN:
+            self._remember(doc)
+        else:
+            self.forget(doc["_id"])
+        return True
+
+    async def upsert_calls(self, calls: list[dict[str, Any]]) -> None:
+        if calls:
+            ops = [UpdateOne({"_id": c["call_id"]}, {"$set": c}, upsert=True) for c in calls]
+            await self.calls.bulk_write(ops, ordered=False)
+
+    async def due(self, now: datetime | None, limit: int = 0) -> list[str]:
+        """Open orders whose ``next_check_at`` has passed (all open orders when ``now`` is None)."""
+        query: dict[str, Any] = {"status": {"$in": OPEN}}
+        if now is not None:
+            query["next_check_at"] = {"$lte": now}
+        cursor = self.orders.find(query, {"_id": 1}).limit(limit)  # 0 = no limit
+        return [d["_id"] async for d in cursor]

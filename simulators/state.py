@@ -1,0 +1,118 @@
+"""Shared simulator state: failure mode per partner, the log of received calls, callback sender."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+Mode = Literal["ok", "down", "slow", "error", "http_error", "duplicate_callback", "late_callback"]
+
+
+class Control(BaseModel):
+    """Body of ``POST /_control/{partner}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = "ok"
+    delay_s: float = Field(default=2.0, ge=0, le=600, description="slow answer / late callback delay")
+    callback_delay_s: float = Field(default=0.0, ge=0, le=60, description="normal callback delay")
+
+
+@dataclass
+class Received:
+    partner: str
+    operation: str
+    idempotency_key: str | None
+    body: Any
+    at: float
+    answered: str
+
+
+@dataclass
+class PartnerState:
+    control: Control = field(default_factory=Control)
+    calls: list[Received] = field(default_factory=list)
+
+
+class SimulatorState:
+    """One per simulator server. ``callback_keys``: partner → API key it presents to the hub."""
+
+    def __init__(self, callback_keys: dict[str, tuple[str, str]]) -> None:
+        self.partners: dict[str, PartnerState] = {}
+        self.callback_keys = callback_keys
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.callbacks_sent = 0
+        self.callbacks_failed = 0
+
+    def partner(self, name: str) -> PartnerState:
+        return self.partners.setdefault(name, PartnerState())
+
+    def record(self, partner: str, operation: str, key: str | None, body: Any, answered: str) -> None:
+        self.partner(partner).calls.append(Received(partner, operation, key, body, time.time(), answered))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for name, st in self.partners.items():
+            for c in st.calls:
+                out.setdefault(name, {}).setdefault(c.operation, 0)
+                out[name][c.operation] += 1
+        return out
+
+    def schedule_callback(self, partner: str, request: dict[str, Any], operation: str, result: dict[str, Any],
+                          status: str = "ok") -> None:
+        """Answer asynchronously, as the real partner does, honouring the callback failure modes."""
+        url = request.get("callback_url")
+        if not url:
+            return
+        body = {"order_id": request.get("hub_order_id") or request.get("orderId"),
+                "callback_ref": request.get("callback_ref"), "operation": operation, "status": status,
+                "result": result}
+        ctl = self.partner(partner).control
+        delay = ctl.delay_s if ctl.mode == "late_callback" else ctl.callback_delay_s
+        times = 2 if ctl.mode == "duplicate_callback" else 1
+        task = asyncio.ensure_future(self._send(partner, url, body, delay, times))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, partner: str, url: str, body: dict[str, Any], delay: float, times: int) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        header, key = self.callback_keys.get(partner, ("X-Api-Key", ""))
+        for _ in range(times):
+            wait = 0.2
+            deadline = time.monotonic() + 120  # a partner keeps retrying while the hub restarts
+            while True:
+                try:
+                    async with self._session.post(url, json=body, headers={header: key}) as resp:
+                        if resp.status < 500:
+                            self.callbacks_sent += 1
+                            if resp.status >= 400:
+                                log.warning("hub refused %s callback: %s %s", partner, resp.status, await resp.text())
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.callbacks_failed += 1
+                    log.error("gave up calling back %s for %s", url, body.get("order_id"))
+                    break
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 3)
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
