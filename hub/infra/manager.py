@@ -34,6 +34,10 @@ class Infra:
         self.servers: list[EmbeddedServer] = [KafkaServer(settings), MongoServer(settings)]
         if settings.sftp_enabled:
             self.servers.append(SftpServer(settings))
+        from hub.infra import rabbitmq  # RabbitMQ only when AMQP routes exist or HUB_AMQP_ENABLED=true
+
+        if rabbitmq.wanted(settings):
+            self.servers.append(rabbitmq.RabbitServer(settings))
         self.servers.extend(extra or [])
 
     def get(self, name: str) -> EmbeddedServer:

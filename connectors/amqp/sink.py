@@ -1,0 +1,87 @@
+"""AMQP 0-9-1 publisher: persistent messages, ``mandatory``, publisher confirms.
+
+``ok`` only when the broker confirmed the message (it is on disk for durable queues); an
+unroutable message (returned) or a nack is a permanent failure; a lost connection is retryable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, ClassVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError, PublishError
+
+from connectors.amqp.config import AmqpSinkConfig
+from connectors.amqp.connection import connect
+from connectors.base import Outcome
+from connectors.context import ConnectorContext
+from connectors.registry import registry
+from hub.envelope import Envelope
+
+
+@registry.sink("amqp", AmqpSinkConfig, "AMQP 0-9-1 publish (RabbitMQ): persistent, mandatory, publisher confirms")
+class AmqpSink:
+    name: ClassVar[str] = "amqp"
+
+    def __init__(self, config: AmqpSinkConfig, context: ConnectorContext) -> None:
+        self.config = config
+        self.ctx = context
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._ensure()
+
+    async def _ensure(self) -> AbstractChannel:
+        async with self._lock:
+            if self._channel is None or self._channel.is_closed:
+                if self._conn is None:
+                    self._conn = await connect(self.config.connection, f"hub:{self.ctx.route}:out")
+                self._channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+                if self.config.declare_queue:
+                    await self._channel.declare_queue(self.config.declare_queue, durable=True)
+            return self._channel
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn = self._channel = None
+
+    def body(self, envelope: Envelope) -> bytes:
+        if self.config.body == "envelope":
+            return envelope.kafka_value()
+        return json.dumps(envelope.payload, ensure_ascii=False).encode()
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        started = time.perf_counter()
+        cfg = self.config
+
+        def done(ok: bool, **kw: Any) -> Outcome:
+            return Outcome(ok=ok, duration_ms=(time.perf_counter() - started) * 1000, **kw)
+
+        fields = {"partner": cfg.partner, "scenario": envelope.scenario or "", "product": envelope.product or "",
+                  "type": envelope.type}
+        try:
+            routing_key = cfg.routing_key.format_map(fields)
+        except KeyError as exc:
+            return done(False, status="invalid", error=f"routing_key needs {exc}")
+        message = aio_pika.Message(
+            self.body(envelope), content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.idempotency_key[:255], correlation_id=envelope.correlation_id,
+            headers={"hub-envelope-id": envelope.id, "traceparent": envelope.trace.traceparent},
+        )
+        try:
+            channel = await self._ensure()
+            exchange = channel.default_exchange if not cfg.exchange else await channel.get_exchange(cfg.exchange)
+            await asyncio.wait_for(exchange.publish(message, routing_key=routing_key, mandatory=True), cfg.timeout_s)
+        except (DeliveryError, PublishError) as exc:
+            return done(False, status="unroutable", error=f"broker did not take the message: {exc}")
+        except Exception as exc:
+            self._channel = None
+            return done(False, retryable=True, status="unavailable", error=f"AMQP publish failed: {exc!r}")
+        return done(True, status="confirmed", response={"routing_key": routing_key})

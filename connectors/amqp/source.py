@@ -1,0 +1,154 @@
+"""AMQP 0-9-1 queue consumer: message → envelope → Kafka → ack.
+
+* ok            → ``ack`` (only after ``emit`` returned: the envelope is on Kafka, acks=all)
+* never valid   → copy to the queue's dead-letter exchange with ``x-hub-reject-reason`` (confirmed),
+                  then ``ack``; plus an error envelope (dead letter in MongoDB / ``.dlq`` topic)
+* Kafka/Mongo down → ``nack(requeue=True)`` after ``retry_delay_s``: the broker keeps it
+
+The idempotency key is the AMQP ``message_id`` when the partner sets one (a redelivery after a
+lost ack is then answered from the intake record), else the SHA-256 of the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any, ClassVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from connectors.amqp.config import AmqpSourceConfig
+from connectors.amqp.connection import connect
+from connectors.base import Emit
+from connectors.context import ConnectorContext
+from connectors.registry import registry
+from hub.envelope import Envelope
+from hub.errors import PermanentError, RetryableError, ValidationFailed
+from hub.metrics import INTAKE_REQUESTS
+
+log = logging.getLogger(__name__)
+
+
+@registry.source("amqp", AmqpSourceConfig, "AMQP 0-9-1 queue consumer (RabbitMQ); ack after Kafka, DLX on reject")
+class AmqpSource:
+    name: ClassVar[str] = "amqp"
+
+    def __init__(self, config: AmqpSourceConfig, context: ConnectorContext) -> None:
+        self.config = config
+        self.ctx = context
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._dlx_channel: AbstractChannel | None = None
+        self._dlx: aio_pika.abc.AbstractExchange | None = None
+        self._tag: str | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._emit: Emit | None = None
+        self.stats = {"acked": 0, "rejected": 0, "requeued": 0}
+
+    async def start(self, emit: Emit) -> None:
+        cfg = self.config
+        self._emit = emit
+        self._conn = await connect(cfg.connection, f"hub:{self.ctx.route}")
+        try:
+            self._channel = await self._conn.channel()
+            await self._channel.set_qos(prefetch_count=cfg.prefetch)
+            self._dlx_channel = await self._conn.channel(publisher_confirms=True)
+            if cfg.declare:
+                self._dlx = await self._dlx_channel.declare_exchange(cfg.dlx, aio_pika.ExchangeType.FANOUT,
+                                                                     durable=True)
+                dlq = await self._dlx_channel.declare_queue(f"{cfg.queue}.dlq", durable=True)
+                await dlq.bind(self._dlx)
+                self._queue = await self._channel.declare_queue(
+                    cfg.queue, durable=True, arguments={"x-dead-letter-exchange": cfg.dlx})
+            else:
+                self._dlx = await self._dlx_channel.get_exchange(cfg.dlx, ensure=False)
+                self._queue = await self._channel.get_queue(cfg.queue, ensure=True)
+            self._tag = await self._queue.consume(self._on_message)
+        except Exception:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception:
+                pass
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn = self._channel = self._queue = None
+        self._tag = None
+        self._emit = None
+
+    def envelope(self, message: AbstractIncomingMessage) -> Envelope:
+        try:
+            data = json.loads(message.body.decode(self.config.encoding))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationFailed(f"message body is not JSON in {self.config.encoding}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValidationFailed("message body must be a JSON object")
+        ref = message.message_id or hashlib.sha256(message.body).hexdigest()
+        headers = {k: str(v) for k, v in (message.headers or {}).items() if isinstance(v, str | int | float)}
+        if message.message_id:
+            headers["amqp-message-id"] = message.message_id
+        return Envelope(
+            type="record.received", source=self.config.partner, protocol="amqp",
+            correlation_id=(message.correlation_id or f"amqp-{ref}")[:128],
+            idempotency_key=f"amqp:{self.ctx.route}:{ref}"[:256], payload=data, headers=headers,
+        )
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        emit = self._emit
+        if emit is None:
+            await message.nack(requeue=True)
+            return
+        try:
+            await emit(self.envelope(message))
+        except (ValidationFailed, PermanentError) as exc:
+            detail = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in getattr(exc, "errors", [])[:5])
+            await self._dead_letter(message, f"{exc}" + (f" — {detail}" if detail else ""))
+            return
+        except RetryableError as exc:
+            log.warning("route %s: %s; message requeued", self.ctx.route, exc)
+            self.stats["requeued"] += 1
+            await asyncio.sleep(self.config.retry_delay_s)
+            await message.nack(requeue=True)
+            return
+        except Exception:
+            log.exception("route %s: unexpected error; message requeued", self.ctx.route)
+            await asyncio.sleep(self.config.retry_delay_s)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        self.stats["acked"] += 1
+        INTAKE_REQUESTS.labels(self.config.partner, "amqp", "accepted").inc()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Republish to the DLX with the reason (confirmed), then ack; if that fails, plain reject
+        (the broker dead-letters it through the queue's ``x-dead-letter-exchange``)."""
+        log.error("route %s: message %s rejected: %s", self.ctx.route, message.message_id or "-", reason)
+        self.stats["rejected"] += 1
+        INTAKE_REQUESTS.labels(self.config.partner, "amqp", "rejected_invalid").inc()
+        headers: dict[str, Any] = dict(message.headers or {})
+        headers.update({"x-hub-reject-reason": reason[:1000], "x-hub-route": self.ctx.route,
+                        "x-hub-original-queue": self.config.queue})
+        try:
+            assert self._dlx is not None
+            await self._dlx.publish(aio_pika.Message(
+                message.body, headers=headers, content_type=message.content_type,
+                message_id=message.message_id, correlation_id=message.correlation_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=self.config.queue)
+            await message.ack()
+        except Exception as exc:
+            log.warning("route %s: DLX publish failed (%s); rejecting to the queue's DLX", self.ctx.route, exc)
+            await message.reject(requeue=False)
+        reject = getattr(self._emit, "reject", None)
+        if reject is not None:
+            try:
+                await reject(reason, protocol="amqp", ref=message.message_id or "", queue=self.config.queue,
+                             prefix=self.ctx.settings.topic_prefix)
+            except Exception as exc:
+                log.warning("route %s: error envelope not published: %s", self.ctx.route, exc)
