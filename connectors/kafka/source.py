@@ -1,0 +1,121 @@
+"""External Kafka consumer: a partner's topic → envelopes on the hub's Kafka → commit.
+
+Offsets are committed per batch only once every record of it was emitted (or dead-lettered when
+it can never be accepted). Hub Kafka/MongoDB down ⇒ seek back to the first unfinished record and
+try again after ``retry_delay_s``: nothing is committed that is not on the hub's topic.
+The idempotency key is the record's coordinates (``topic:partition:offset``), stable across replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, ClassVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from connectors.base import Emit
+from connectors.context import ConnectorContext
+from connectors.kafka.config import KafkaSourceConfig
+from connectors.registry import registry
+from hub.envelope import Envelope
+from hub.errors import PermanentError, RetryableError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+
+@registry.source("kafka", KafkaSourceConfig, "Kafka topic consumer (a partner's cluster, or a hub topic)")
+class KafkaSource:
+    name: ClassVar[str] = "kafka"
+
+    def __init__(self, config: KafkaSourceConfig, context: ConnectorContext) -> None:
+        self.config = config
+        self.ctx = context
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._emit: Emit | None = None
+        self.stats = {"emitted": 0, "rejected": 0, "retries": 0}
+
+    async def start(self, emit: Emit) -> None:
+        cfg = self.config
+        self._emit = emit
+        consumer = AIOKafkaConsumer(
+            cfg.topic, group_id=cfg.group_id or f"hub-{self.ctx.route}", enable_auto_commit=False,
+            auto_offset_reset=cfg.auto_offset_reset, **cfg.connection.client_kwargs(self.ctx.settings),
+        )
+        try:
+            await consumer.start()
+        except Exception as exc:
+            await consumer.stop()
+            raise RetryableError(f"Kafka {cfg.connection.bootstrap_servers or 'hub'} unreachable: {exc}") from exc
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"kafka-source-{self.ctx.route}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        self._emit = None
+
+    def envelope(self, rec: ConsumerRecord) -> Envelope:
+        cfg = self.config
+        if cfg.body == "envelope":
+            env = Envelope.from_kafka(rec.value, list(rec.headers or []))
+            return env
+        try:
+            data = json.loads(rec.value or b"")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationFailed(f"record is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValidationFailed("record must be a JSON object")
+        ref = f"{rec.topic}:{rec.partition}:{rec.offset}"
+        key = rec.key.decode(errors="replace") if rec.key else None
+        return Envelope(type="record.received", source=cfg.partner, protocol="kafka",
+                        correlation_id=(key or f"kafka-{ref}")[:128], idempotency_key=f"kafka:{self.ctx.route}:{ref}",
+                        payload=data, headers={"kafka-topic": rec.topic, "kafka-offset": str(rec.offset)})
+
+    async def _handle(self, rec: ConsumerRecord) -> None:
+        assert self._emit is not None
+        try:
+            await self._emit(self.envelope(rec))
+            self.stats["emitted"] += 1
+        except (ValidationFailed, PermanentError) as exc:
+            self.stats["rejected"] += 1
+            log.error("route %s: record %s:%s:%s rejected: %s", self.ctx.route, rec.topic, rec.partition,
+                      rec.offset, exc)
+            reject = getattr(self._emit, "reject", None)
+            if reject is not None:
+                await reject(str(exc), protocol="kafka", ref=f"{rec.topic}:{rec.partition}:{rec.offset}",
+                             prefix=self.ctx.settings.topic_prefix)
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batches: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=1000, max_records=self.config.max_records)
+            commit: dict[TopicPartition, int] = {}
+            failed = False
+            for tp, records in batches.items():
+                for rec in records:
+                    try:
+                        await self._handle(rec)
+                    except RetryableError as exc:
+                        log.warning("route %s: %s; retrying from offset %s", self.ctx.route, exc, rec.offset)
+                        self.stats["retries"] += 1
+                        consumer.seek(tp, rec.offset)
+                        failed = True
+                        break
+                    commit[tp] = rec.offset + 1
+            if commit:
+                await consumer.commit(commit)
+            if failed:
+                await asyncio.sleep(self.config.retry_delay_s)
