@@ -1,0 +1,173 @@
+"""Harness for the flow tests: the partner simulators in-process, the hub as a real ``hub run``
+subprocess (so it can be killed with SIGKILL and restarted), a copy of ``config/`` with a short
+retry budget, and MongoDB polling with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+
+from hub.settings import PROJECT_ROOT, Settings
+from simulators import SimulatorState, serve
+from tests.conftest import free_port
+from tests.support import eventually
+
+HUB = str(PROJECT_ROOT / ".venv" / "bin" / "hub")
+FAST_POLICY = {"timeout_s": 2, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2,
+               "jitter_s": 0.02, "concurrency": 16}
+ESOP_KEY = {"X-Api-Key": "dev-esop-key-0001"}
+GROUP_KEY = {"X-Api-Key": "dev-group-key-0001"}
+OPERATOR = {"Authorization": "Bearer dev-operator-token-0001"}
+
+
+def fast_config(dest: Path) -> Path:
+    """A copy of config/ whose partners give up after 3 quick attempts (the retry budget)."""
+    shutil.copytree(PROJECT_ROOT / "config", dest)
+    for path in (dest / "partners").glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data.get("outbound"):
+            data["outbound"]["policy"] = dict(FAST_POLICY)
+            path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return dest
+
+
+@dataclass
+class Hub:
+    """One ``hub run`` worker process (HTTP + Faust) for a test."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['HUB_HTTP_PORT']}"
+
+    async def start(self) -> None:
+        self.starts += 1
+        log = self.log_dir / f"hub-run-{self.starts}.log"
+        self.logs.append(log)
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen([HUB, "run"], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        async def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hub run exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
+            text = log.read_text(errors="replace")
+            return "Worker ready" in text or "[^Worker]: Ready" in text
+
+        await eventually(ready, timeout=60, interval=0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no offsets committed, no clean shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, n: int = 4000) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logs)[-n:]
+
+
+@dataclass
+class Sim:
+    url: str
+    state: SimulatorState
+
+    async def mode(self, partner: str, mode: str, **kw: Any) -> None:
+        async with aiohttp.ClientSession() as s, s.post(f"{self.url}/_control/{partner}",
+                                                        json={"mode": mode, **kw}) as r:
+            assert r.status == 200, await r.text()
+
+    def calls(self, partner: str, operation: str | None = None) -> list[Any]:
+        return [c for c in self.state.partner(partner).calls if operation is None or c.operation == operation]
+
+
+@dataclass
+class FlowEnv:
+    hub: Hub
+    sim: Sim
+    db: AsyncIOMotorDatabase
+    settings: Settings
+
+    async def post_order(self, partner: str, external_id: str, product: str, **extra: Any) -> str:
+        body = {"external_order_id": external_id, "product": product, "scenario": "open",
+                "customer": {"name": "测试客户"}, "addresses": [{"city": "杭州", "detail": "文一西路 1 号"}],
+                "bandwidth_mbps": 100, "access_type": "PON", **extra}
+        headers = ESOP_KEY if partner == "esop" else GROUP_KEY
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{self.hub.url}/api/v1/partners/{partner}/orders", json=body, headers=headers) as r:
+            assert r.status == 202, await r.text()
+            return str((await r.json())["order_id"])
+
+    async def submit(self, order_id: str, stage: str, data: dict[str, Any]) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{self.hub.url}/api/v1/orders/{order_id}/stages/{stage}/submit", json={"data": data},
+                headers=OPERATOR) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        return await self.db.orders.find_one({"_id": order_id})
+
+    async def wait_order(self, order_id: str, check: Any, timeout: float = 30.0) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            doc = await self.order(order_id)
+            return doc if doc is not None and check(doc) else None
+
+        try:
+            return await eventually(probe, timeout=timeout, interval=0.2)
+        except AssertionError:
+            doc = await self.order(order_id)
+            summary = {k: doc.get(k) for k in ("status", "current_stage", "phase", "blocked_reason", "waiting_for")
+                       } if doc else None
+            raise AssertionError(f"order {order_id} never matched; now {summary}\n{self.hub.log_tail()}") from None
+
+
+@pytest.fixture
+async def flow_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
+    sim_port = free_port()
+    runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
+    config_dir = fast_config(tmp_path / "config")
+    env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
+           "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
+           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_GATE_RETRY_S": "1",
+           "HUB_FLOW_STALE_AFTER_S": "5", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_LOG_LEVEL": "INFO",
+           "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
+    hub = Hub(settings=settings, env=env, log_dir=tmp_path)
+    client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
+    try:
+        await hub.start()
+        yield FlowEnv(hub=hub, sim=Sim(f"http://127.0.0.1:{sim_port}", state), db=client[settings.mongo_db],
+                      settings=settings)
+    finally:
+        await asyncio.to_thread(hub.stop)
+        await runner.cleanup()
+        client.close()
+
+
+def wait_seconds(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
