@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
-from hub.configfile import read_yaml, validation_problems
+from hub.configfile import format_loc, read_yaml
 from hub.errors import ConfigError
 from hub.partners import Partner
 from routes.models import route_model
@@ -39,7 +40,33 @@ def load_route_data(path: Path, data: Any, node: Any = None) -> BaseModel:
     try:
         return route_model().model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path} is invalid", validation_problems(path, node, exc)) from exc
+        raise ConfigError(f"{path} is invalid", _problems(path, node, exc)) from exc
+
+
+def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """Like ``configfile.line_of`` but steps over union tags (``source.sftp.format``: ``sftp`` is the
+    connector tag pydantic adds to the location, not a key in the file)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                continue
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line
+
+
+def _problems(path: Path, node: Any, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        out.append(f"{path}:{_line(node, loc)}: {format_loc(loc)}: {err['msg']}")
+    return out
 
 
 def load_route_file(path: Path) -> RouteFile:

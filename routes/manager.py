@@ -216,8 +216,10 @@ class RouteManager:
             for r in self.runners.values()
         }
         rejected = [{"file": r.path, "problems": r.problems} for r in self.rejected.values()]
-        ok = all(r["state"] in ("running", "disabled") for r in routes.values())
-        return {"ok": ok, "routes": routes, "rejected": rejected}
+        # A partner's server being down (a failed route) or a rejected reload does not make the hub
+        # unready — its other routes still take traffic; both are listed here for operators.
+        degraded = sorted(n for n, r in routes.items() if r["state"] == "failed")
+        return {"ok": True, "degraded": degraded, "routes": routes, "rejected": rejected}
 
 
 def build(factory: Any, config: Any, ctx: ConnectorContext) -> Any:

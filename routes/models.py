@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
 
 from connectors.registry import registry
 from transforms import hooks
@@ -86,6 +86,13 @@ def _union(kind: str) -> Any:
     return Annotated[Union[models], Field(discriminator="connector")]  # noqa: UP007 - runtime tuple
 
 
+def _target_kind(value: Any) -> str:
+    """``target`` is a sink when it has a ``sink`` key, else a topic (one clear error either way)."""
+    if isinstance(value, dict):
+        return "sink" if "sink" in value else "topic"
+    return "sink" if getattr(value, "sink", None) is not None else "topic"
+
+
 @functools.cache
 def route_model() -> type[BaseModel]:
     """Build the Route model from whatever connectors are registered (cached per process)."""
@@ -97,7 +104,10 @@ def route_model() -> type[BaseModel]:
             __doc__="Deliver each envelope to a partner sink directly (outcome decides ack/retry).",
             sink=(_union("sink"), Field(description="the sink connector and its config")),
         )
-        target = TopicTarget | sink_target
+        target = Annotated[
+            Annotated[TopicTarget, Tag("topic")] | Annotated[sink_target, Tag("sink")],  # type: ignore[valid-type]
+            Discriminator(_target_kind),
+        ]
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Route",
         __config__=ConfigDict(extra="forbid"),

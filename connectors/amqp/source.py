@@ -84,21 +84,29 @@ class AmqpSource:
         self._emit = None
 
     def envelope(self, message: AbstractIncomingMessage) -> Envelope:
+        return self.envelope_from(message.body, message.message_id, message.correlation_id, message.headers)
+
+    def envelope_from(self, body: bytes, message_id: str | None = None, correlation_id: str | None = None,
+                      amqp_headers: dict[str, Any] | None = None) -> Envelope:
         try:
-            data = json.loads(message.body.decode(self.config.encoding))
+            data = json.loads(body.decode(self.config.encoding))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValidationFailed(f"message body is not JSON in {self.config.encoding}: {exc}") from exc
         if not isinstance(data, dict):
             raise ValidationFailed("message body must be a JSON object")
-        ref = message.message_id or hashlib.sha256(message.body).hexdigest()
-        headers = {k: str(v) for k, v in (message.headers or {}).items() if isinstance(v, str | int | float)}
-        if message.message_id:
-            headers["amqp-message-id"] = message.message_id
+        ref = message_id or hashlib.sha256(body).hexdigest()
+        headers = {k: str(v) for k, v in (amqp_headers or {}).items() if isinstance(v, str | int | float)}
+        if message_id:
+            headers["amqp-message-id"] = message_id
         return Envelope(
             type="record.received", source=self.config.partner, protocol="amqp",
-            correlation_id=(message.correlation_id or f"amqp-{ref}")[:128],
+            correlation_id=(correlation_id or f"amqp-{ref}")[:128],
             idempotency_key=f"amqp:{self.ctx.route}:{ref}"[:256], payload=data, headers=headers,
         )
+
+    def sample(self, raw: bytes) -> list[Envelope]:
+        """Dry run (``hub routes check --sample``): the raw envelope this message body becomes."""
+        return [self.envelope_from(raw, "sample")]
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         emit = self._emit

@@ -82,6 +82,10 @@ class KafkaSource:
                         correlation_id=(key or f"kafka-{ref}")[:128], idempotency_key=f"kafka:{self.ctx.route}:{ref}",
                         payload=data, headers={"kafka-topic": rec.topic, "kafka-offset": str(rec.offset)})
 
+    def sample(self, raw: bytes) -> list[Envelope]:
+        """Dry run (``hub routes check --sample``): the raw envelope this record value becomes."""
+        return [self.envelope(ConsumerRecord(self.config.topic, 0, 0, 0, 0, None, raw, None, len(raw), len(raw), []))]
+
     async def _handle(self, rec: ConsumerRecord) -> None:
         assert self._emit is not None
         try:

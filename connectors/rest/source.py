@@ -63,6 +63,31 @@ class RestOrderSource:
             del self._endpoints[self.config.partner]
         self._emit = None
 
+    def sample(self, raw: bytes) -> list[Envelope]:
+        """Dry run (``hub routes check --sample``): the envelope this request body would become;
+        ValidationFailed carries the same field errors a 400 answer would list."""
+        from hub.errors import ValidationFailed
+
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationFailed(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValidationFailed("body must be a JSON object")
+        schema = self.config.order_schema
+        try:
+            order = WorkOrder.model_validate(apply_mapping(data, schema.field_map, schema.value_map))
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            raise ValidationFailed(f"{len(errors)} invalid field(s) in the order", errors) from exc
+        partner, scen = self.config.partner, order.scenario.value
+        return [Envelope(
+            type="order.received", source=partner, protocol="rest",
+            correlation_id=order_id_for(partner, order.external_order_id, scen),
+            idempotency_key=idempotency_key(partner, order.external_order_id, scen),
+            product=order.product, scenario=scen, payload=order.model_dump(mode="json", exclude_none=True),
+        )]
+
     def _count(self, outcome: str) -> None:
         INTAKE_REQUESTS.labels(self.config.partner, "rest", outcome).inc()
 

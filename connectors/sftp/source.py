@@ -226,6 +226,21 @@ class SftpSource:
             payload=record, headers={"file": name, "line": str(line), "file-sha256": digest},
         )
 
+    def sample(self, raw: bytes, limit: int = 20) -> list[Envelope]:
+        """Dry run (``hub routes check --sample``): the raw envelopes of a sample file's first records."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "sample"
+            path.write_bytes(raw)
+            digest = hashlib.sha256(raw).hexdigest()
+            out = []
+            for line, record in iter_records(path, self.config):
+                out.append(self.envelope(line, record, digest, "sample"))
+                if len(out) >= limit:
+                    break
+            return out
+
     def _validate(self, local: Path, digest: str, name: str) -> list[str]:
         """Whole-file check before anything is emitted (runs on a thread)."""
         prepare = getattr(self._emit, "prepare", None)

@@ -269,6 +269,31 @@ class SoapSource:
             payload=payload, headers={"soap-operation": "withdrawOrder", "hub-canonical": "true"},
         )
 
+    def sample(self, raw: bytes) -> list[Envelope]:
+        """Dry run (``hub routes check --sample``): a SOAP request (or its Body element) → raw envelope.
+        Same safety and XSD checks as a live call; ``status`` operations emit nothing."""
+        root = xmlsafe.parse(raw)
+        req = root
+        if root.tag == f"{{{SOAP_ENV}}}Envelope":
+            body_el = root.find(f"{{{SOAP_ENV}}}Body")
+            req = next((c for c in body_el if isinstance(c.tag, str)), None) if body_el is not None else None
+            if req is None:
+                raise ValidationFailed("empty SOAP Body")
+        op = xmlsafe.local(req.tag)
+        kind = self.config.operations.get(op)
+        if kind is None:
+            raise ValidationFailed(f"unknown operation {op!r}")
+        if not self.schema.validate(etree.fromstring(etree.tostring(req))):
+            raise ValidationFailed(f"{op}: request does not match the schema", [
+                {"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log])  # type: ignore[attr-defined]
+        if kind != "order":
+            return []
+        data = xmlsafe.to_dict(req, self._lists)
+        return [Envelope(type="order.received", source=self.config.partner, protocol="soap",
+                         correlation_id=f"soap-{self.config.partner}-{data.get('orderNo', '')}"[:128],
+                         idempotency_key=f"soap:{self.config.partner}:{op}:{data.get('orderNo', '')}",
+                         payload=data, headers={"soap-operation": op})]
+
     async def _status(self, ns: str, op: str, data: dict[str, Any]) -> web.Response:
         doc = await self._find_order(data["orderNo"])
         INTAKE_REQUESTS.labels(self.config.partner, "soap", "query").inc()

@@ -1,0 +1,68 @@
+"""A running hub picks up changed route files; an invalid change is rejected (old route keeps
+running, error on /readyz); a deleted file stops its route."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from hub.runtime import Runtime
+from hub.settings import Settings
+from hub.web import RUNTIME, build_web_app
+from tests.support import eventually
+
+URL = "/api/v1/partners/acme/orders"
+ORDER = {"external_order_id": "A-1", "product": "internet_line", "scenario": "open", "customer": {"name": "甲"}}
+
+
+def rest_route(key: str) -> str:
+    return ("source:\n  connector: rest\n  partner: acme\n  auth:\n    header: X-Api-Key\n"
+            f"    keys: [\"{key}\"]\ntarget:\n  topic: inbound\n")
+
+
+@pytest.fixture
+async def client(settings: Settings, tmp_path: Path, aiohttp_client: Any) -> TestClient:
+    (tmp_path / "routes").mkdir()
+    (tmp_path / "routes" / "acme-rest.yaml").write_text(rest_route("first-key-0001"))
+    rt = Runtime(settings.model_copy(update={"config_dir": tmp_path}), partners={})
+    return await aiohttp_client(build_web_app(rt))
+
+
+async def status(client: TestClient, key: str) -> int:
+    resp = await client.post(URL, json=ORDER, headers={"X-Api-Key": key})
+    return resp.status
+
+
+async def test_changed_route_file_is_reloaded_without_restart(client: TestClient, tmp_path: Path) -> None:
+    assert await status(client, "first-key-0001") == 202
+    path = tmp_path / "routes" / "acme-rest.yaml"
+    path.write_text(rest_route("second-key-0002"))
+    # the watcher (2 s poll) applies it — no restart, no explicit reload call
+    await eventually(lambda: _is(status(client, "second-key-0002"), 202), timeout=15, interval=0.3)
+    assert await status(client, "first-key-0001") == 401
+
+    runtime = client.app[RUNTIME]
+    path.write_text(rest_route("second-key-0002").replace("connector: rest", "connector: rest\n  colour: red"))
+    await runtime.routes.reload()
+    assert await status(client, "second-key-0002") == 202  # the old route keeps running
+    ready = await (await client.get("/readyz")).json()
+    (rejected,) = ready["checks"]["routes"]["rejected"]
+    assert rejected["file"] == str(path) and any(f"{path}:3: source.rest.colour: Extra inputs are not permitted"
+                                                 in p for p in rejected["problems"])
+    assert ready["checks"]["routes"]["routes"]["acme-rest"]["state"] == "running"
+
+    path.write_text(rest_route("third-key-00003"))
+    await runtime.routes.reload()
+    assert await status(client, "third-key-00003") == 202
+    assert (await (await client.get("/readyz")).json())["checks"]["routes"]["rejected"] == []
+
+    path.unlink()
+    await runtime.routes.reload()
+    assert await status(client, "third-key-00003") == 404
+
+
+async def _is(coro: Any, expected: int) -> bool:
+    return bool(await coro == expected)
