@@ -46,6 +46,7 @@ class ReplayRequest(BaseModel):
     patch: list[dict[str, Any]] | None = Field(default=None, description="RFC 6902 patch on the payload")
     dry_run: bool = False
     reason: str | None = Field(default=None, max_length=500)
+    force: bool = Field(default=False, description="also re-send letters already marked replayed")
 
     def ops(self) -> list[PatchOp] | None:
         return parse_patch(self.patch) if self.patch else None
@@ -190,7 +191,7 @@ async def dlq_replay_one(request: web.Request) -> web.Response:
     _, replays = _services(request)
     body = await _body(request, ReplayRequest)
     result = await replays.replay_one(request.match_info["id"], who=_who(request), patch=body.ops(),
-                                      dry_run=body.dry_run, reason=body.reason)
+                                      dry_run=body.dry_run, reason=body.reason, force=body.force)
     return _json(result.model_dump(mode="json"), status=409 if result.result in ("refused",) else
                  502 if result.result == "failed" else 200)
 
@@ -203,7 +204,7 @@ async def dlq_replay_bulk(request: web.Request) -> web.Response:
     ids = body.ids if body.ids is not None else await replays.select(body.filter or DeadLetterFilter(),
                                                                       limit=body.limit)
     summary = await replays.replay(ids, who=_who(request), patch=body.ops(), dry_run=body.dry_run, rate=body.rate,
-                                   reason=body.reason)
+                                   reason=body.reason, force=body.force and body.ids is not None)
     return _json(summary.model_dump(mode="json"))
 
 

@@ -129,7 +129,8 @@ def _cell(v: Any) -> str:
 
 
 async def replay_with_progress(o: Ops, ids: list[str], *, who: str, patch: list[PatchOp] | None, dry_run: bool,
-                               rate: float | None, reason: str | None, quiet: bool = False) -> Summary:
+                               rate: float | None, reason: str | None, quiet: bool = False,
+                               force: bool = False) -> Summary:
     """Replay with a progress bar on stderr (stdout stays clean for ``--json``)."""
     label = "dry run" if dry_run else "replaying"
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[s]}"),
@@ -142,7 +143,7 @@ async def replay_with_progress(o: Ops, ids: list[str], *, who: str, patch: list[
             bar.update(task, advance=1, s=" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
         return await o.replays.replay(ids, who=who, patch=patch, dry_run=dry_run, rate=rate, reason=reason,
-                                      progress=tick)
+                                      force=force, progress=tick)
 
 
 def report(summary: Summary, as_json: bool) -> None:

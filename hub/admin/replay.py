@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -106,7 +107,7 @@ class RateLimiter:
 
 class ReplayService:
     def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer, partners: dict[str, Partner],
-                 *, max_replays: int = DEFAULT_MAX_REPLAYS, chunk: int = 250, concurrency: int = 64) -> None:
+                 *, max_replays: int = DEFAULT_MAX_REPLAYS, chunk: int = 100, concurrency: int = 64) -> None:
         self.db = db
         self.letters = db[DEAD_LETTERS]
         self.actions = db[ACTIONS]
@@ -134,43 +135,64 @@ class ReplayService:
         dry_run: bool = False,
         rate: float | None = None,
         reason: str | None = None,
+        force: bool = False,
         progress: Callable[[ActionResult], None] | None = None,
         keep: int = 100,
     ) -> Summary:
-        """Replay the given dead letters; ``progress`` is called once per letter."""
+        """Replay the given dead letters; ``progress`` is called once per letter.
+
+        Chunks are pipelined: while one chunk is produced to Kafka, the next is read and claimed in
+        MongoDB. ``force`` also re-sends letters already marked ``replayed`` (e.g. a replay killed
+        between claim and produce); the delivery agent's idempotency check keeps that harmless.
+        """
         summary = Summary(matched=len(ids))
         limiter = RateLimiter(rate)
         started = time.perf_counter()
         batch = new_id()
-        for i in range(0, len(ids), self.chunk):
-            results = await self._replay_chunk(ids[i:i + self.chunk], who=who, patch=patch, dry_run=dry_run,
-                                               limiter=limiter, reason=reason, batch=batch)
-            for r in results:
-                summary.add(r, keep)
-                if progress:
-                    progress(r)
+        chunks = [ids[i:i + self.chunk] for i in range(0, len(ids), self.chunk)]
+
+        def stage(n: int) -> asyncio.Future[_Staged] | None:
+            if n >= len(chunks):
+                return None
+            return asyncio.ensure_future(self._stage(chunks[n], who=who, patch=patch, dry_run=dry_run,
+                                                     reason=reason, batch=batch, force=force))
+
+        pending = stage(0)
+        try:
+            for n in range(len(chunks)):
+                assert pending is not None
+                staged = await pending
+                pending = stage(n + 1)
+                for r in await self._send(staged, who=who, patch=patch, limiter=limiter, reason=reason, batch=batch):
+                    summary.add(r, keep)
+                    if progress:
+                        progress(r)
+        finally:
+            if pending is not None:  # stopped early: give the next chunk's claims back
+                await self._unclaim(await pending)
         summary.elapsed_s = round(time.perf_counter() - started, 3)
         sent = summary.ok + summary.dry_run
         summary.per_second = round(sent / summary.elapsed_s, 1) if summary.elapsed_s and sent else None
         return summary
 
     async def replay_one(self, letter_id: str, *, who: str, patch: list[PatchOp] | None = None,
-                         dry_run: bool = False, reason: str | None = None) -> ActionResult:
+                         dry_run: bool = False, reason: str | None = None, force: bool = False) -> ActionResult:
         if await self.letters.count_documents({"_id": letter_id}, limit=1) == 0:
             raise NotFound(f"no dead letter {letter_id}")
-        summary = await self.replay([letter_id], who=who, patch=patch, dry_run=dry_run, reason=reason)
+        summary = await self.replay([letter_id], who=who, patch=patch, dry_run=dry_run, reason=reason, force=force)
         return summary.results[0]
 
-    def _prepare(self, doc: dict[str, Any] | None, letter_id: str,
-                 patch: list[PatchOp] | None) -> Envelope | ActionResult:
+    def _prepare(self, doc: dict[str, Any] | None, letter_id: str, patch: list[PatchOp] | None,
+                 force: bool) -> Envelope | ActionResult:
         def refuse(detail: str) -> ActionResult:
             return ActionResult(dead_letter_id=letter_id, action="replay", result="refused", detail=detail,
                                 order_id=(doc or {}).get("order_id"), topic=(doc or {}).get("source_topic"))
 
         if doc is None:
             return refuse("no such dead letter")
-        if doc.get("status") != "dead":
-            return refuse(f"status is {doc.get('status')}, only dead letters are replayed")
+        if doc.get("status") not in _replayable(force):
+            hint = " (force re-sends)" if doc.get("status") == "replayed" else ""
+            return refuse(f"status is {doc.get('status')}, only dead letters are replayed{hint}")
         if not doc.get("envelope"):
             return refuse("the record was not an envelope (raw bytes kept): fix at the source and discard")
         if topics.is_dead_letter(doc["source_topic"]):
@@ -188,35 +210,59 @@ class ReplayService:
         except (HubError, ValidationError) as exc:
             return refuse(f"cannot rebuild the envelope: {exc}")
 
-    async def _replay_chunk(self, ids: list[str], *, who: str, patch: list[PatchOp] | None, dry_run: bool,
-                            limiter: RateLimiter, reason: str | None, batch: str) -> list[ActionResult]:
-        docs = {d["_id"]: d async for d in self.letters.find({"_id": {"$in": ids}})}
-        results: dict[str, ActionResult] = {}
-        ready: dict[str, Envelope] = {}
+    async def _stage(self, ids: list[str], *, who: str, patch: list[PatchOp] | None, dry_run: bool,
+                     reason: str | None, batch: str, force: bool) -> _Staged:
+        """Read, rebuild and (unless dry run) claim one chunk."""
+        staged = _Staged(ids=ids, docs={d["_id"]: d async for d in self.letters.find({"_id": {"$in": ids}})})
         for letter_id in ids:
-            prepared = self._prepare(docs.get(letter_id), letter_id, patch)
+            prepared = self._prepare(staged.docs.get(letter_id), letter_id, patch, force)
             if isinstance(prepared, ActionResult):
-                results[letter_id] = prepared
+                staged.results[letter_id] = prepared
             else:
-                ready[letter_id] = prepared
-
+                staged.ready[letter_id] = prepared
         if dry_run:
-            for letter_id, env in ready.items():
-                results[letter_id] = ActionResult(
-                    dead_letter_id=letter_id, action="replay", result="dry_run", topic=docs[letter_id]["source_topic"],
-                    order_id=env.correlation_id, replay_count=int(env.headers[REPLAY_COUNT]),
-                    envelope=self.mask(env.model_dump(mode="json")),
+            for letter_id, env in staged.ready.items():
+                staged.results[letter_id] = ActionResult(
+                    dead_letter_id=letter_id, action="replay", result="dry_run",
+                    topic=staged.docs[letter_id]["source_topic"], order_id=env.correlation_id,
+                    replay_count=int(env.headers[REPLAY_COUNT]), envelope=self.mask(env.model_dump(mode="json")),
                 )
-            return [results[i] for i in ids]
+            staged.ready.clear()
+        elif staged.ready:
+            staged.token = new_id()
+            last = {"action": "replay", "who": who, "at": _now(), "reason": reason, "batch": batch,
+                    "claim": staged.token}
+            claim = await self.letters.update_many(
+                {"_id": {"$in": list(staged.ready)}, "status": {"$in": _replayable(force)}},
+                {"$set": {"status": "replayed", "last_action": last}, "$inc": {"replay_count": 1}},
+            )
+            if claim.modified_count == len(staged.ready):  # the usual case: nobody else touched this chunk
+                staged.claimed = set(staged.ready)
+            else:
+                won = self.letters.find({"_id": {"$in": list(staged.ready)}, "last_action.claim": staged.token},
+                                        {"_id": 1})
+                staged.claimed = {d["_id"] async for d in won}
+        return staged
 
-        claimed = await self._claim(list(ready), who=who, reason=reason, batch=batch)
+    async def _unclaim(self, staged: _Staged, ids: list[str] | None = None) -> None:
+        """Give claims back (status dead again) for letters that were not produced."""
+        back = list(staged.claimed if ids is None else ids)
+        if back and staged.token:
+            await self.letters.update_many({"_id": {"$in": back}, "last_action.claim": staged.token},
+                                           {"$set": {"status": "dead"}, "$inc": {"replay_count": -1}})
+
+    async def _send(self, staged: _Staged, *, who: str, patch: list[PatchOp] | None, limiter: RateLimiter,
+                    reason: str | None, batch: str) -> list[ActionResult]:
+        """Produce the claimed envelopes of one chunk (acks=all), then record every result."""
+        results = staged.results
+        failed: list[str] = []
         sem = asyncio.Semaphore(self.concurrency)
 
         async def send(letter_id: str, env: Envelope) -> None:
-            topic = docs[letter_id]["source_topic"]
+            topic = staged.docs[letter_id]["source_topic"]
             base = {"dead_letter_id": letter_id, "action": "replay", "topic": topic, "order_id": env.correlation_id,
                     "replay_count": int(env.headers[REPLAY_COUNT])}
-            if letter_id not in claimed:
+            if letter_id not in staged.claimed:
                 results[letter_id] = ActionResult(**base, result="refused", detail="replayed or discarded meanwhile")
                 return
             async with sem:
@@ -224,32 +270,17 @@ class ReplayService:
                 try:
                     await self.producer.send(topic, env)
                 except Exception as exc:
-                    await self.letters.update_one(
-                        {"_id": letter_id, "last_action.claim": claimed[letter_id]},
-                        {"$set": {"status": "dead"}, "$inc": {"replay_count": -1}},
-                    )
+                    failed.append(letter_id)
                     results[letter_id] = ActionResult(**base, result="failed", detail=f"not produced: {exc}")
                     return
             results[letter_id] = ActionResult(**base, result="ok")
 
-        await asyncio.gather(*(send(i, env) for i, env in ready.items()))
-        ordered = [results[i] for i in ids]
-        await self._record(ordered, who=who, patch=patch, reason=reason, batch=batch)
+        await asyncio.gather(*(send(i, env) for i, env in staged.ready.items()))
+        await self._unclaim(staged, failed)
+        ordered = [results[i] for i in staged.ids]
+        await self._record([r for r in ordered if r.result != "dry_run"], who=who, patch=patch, reason=reason,
+                           batch=batch)
         return ordered
-
-    async def _claim(self, ids: list[str], *, who: str, reason: str | None, batch: str) -> dict[str, str]:
-        """Atomically move ``dead`` letters to ``replayed``; returns the ids this call won."""
-        if not ids:
-            return {}
-        token = new_id()
-        await self.letters.update_many(
-            {"_id": {"$in": ids}, "status": "dead"},
-            {"$set": {"status": "replayed", "last_action": {"action": "replay", "who": who, "at": _now(),
-                                                             "reason": reason, "batch": batch, "claim": token}},
-             "$inc": {"replay_count": 1}},
-        )
-        won = self.letters.find({"_id": {"$in": ids}, "last_action.claim": token}, {"_id": 1})
-        return {d["_id"]: token async for d in won}
 
     async def _record(self, results: list[ActionResult], *, who: str, patch: list[PatchOp] | None,
                       reason: str | None, batch: str | None) -> None:
@@ -336,6 +367,22 @@ class ReplayService:
         if call_ids is not None and not ids:
             raise NotFound(f"no failed call with a dead letter among {', '.join(call_ids)}")
         return ids
+
+
+@dataclass
+class _Staged:
+    """One chunk between claim and produce."""
+
+    ids: list[str]
+    docs: dict[str, dict[str, Any]]
+    results: dict[str, ActionResult] = field(default_factory=dict)
+    ready: dict[str, Envelope] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)
+    token: str | None = None
+
+
+def _replayable(force: bool) -> list[str]:
+    return ["dead", "replayed"] if force else ["dead"]
 
 
 def _int(value: str | None) -> int:

@@ -92,6 +92,8 @@ def replay(
     limit: int | None = typer.Option(None, "--limit", min=1, help="at most this many (oldest first)"),
     reason: str | None = typer.Option(None, "--reason", help="recorded in the history"),
     yes: bool = typer.Option(False, "--yes", "-y", help="no confirmation for bulk replays"),
+    force: bool = typer.Option(False, "--force", help="re-send named letters already marked replayed "
+                               "(harmless: the partner call is deduplicated by idempotency key)"),
     who: str | None = WHO, as_json: bool = JSON,
 ) -> None:
     """Replay dead letters to the topic they came from (same idempotency key; replay count capped)."""
@@ -107,7 +109,7 @@ def replay(
         if not ids:
             c.confirm_bulk(len(chosen), yes, dry_run)
         return await c.replay_with_progress(o, chosen, who=who or c.default_who(), patch=ops, dry_run=dry_run,
-                                            rate=rate, reason=reason, quiet=as_json)
+                                            rate=rate, reason=reason, quiet=as_json, force=force and bool(ids))
 
     c.report(c.run(go), as_json)
 

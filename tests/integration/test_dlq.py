@@ -180,3 +180,14 @@ async def test_broker_refusing_the_write_puts_the_letter_back(runtime: Runtime, 
     doc = await runtime.db["dead_letters"].find_one({"_id": letter.id})
     assert doc is not None and doc["status"] == "dead" and doc["replay_count"] == 0
     assert (await service(runtime).replay_one(letter.id, who="t")).result == "ok"  # can be replayed later
+
+
+async def test_force_resends_a_replayed_letter_with_the_same_key_and_counts_it(runtime: Runtime) -> None:
+    letter = await seed(runtime, "ord-f")
+    svc = service(runtime)
+    assert (await svc.replay_one(letter.id, who="t")).result == "ok"
+    again = await svc.replay_one(letter.id, who="t", force=True)
+    assert again.result == "ok" and again.replay_count == 2
+    out = envelopes(await read_topic(runtime.settings, letter.source_topic, expect=2, wait=8))
+    assert [e.headers["replay-count"] for e in out] == ["1", "2"]
+    assert len({e.idempotency_key for e in out}) == 1  # the partner side dedupes on this key
