@@ -16,6 +16,7 @@ from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
+from hub.metrics import ENVELOPES_IN
 from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
     async def intake_router(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            ENVELOPES_IN.labels(message.topic.rsplit(".", 1)[-1], message.topic).inc()  # {p}.in.{partner}
             try:
                 envelope = Envelope.from_kafka(message.value, list(message.headers or []))
             except ValidationFailed as exc:
