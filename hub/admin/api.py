@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hub.admin.auth import PRINCIPAL, Handler, requires
 from hub.admin.patch import PatchOp, parse_patch
 from hub.admin.queries import CallFilter, DeadLetterFilter, OrderFilter, Queries, parse_when
-from hub.admin.replay import NotFound, Refused, ReplayService
+from hub.admin.replay import ActionResult, NotFound, Refused, ReplayService
 from hub.errors import ValidationFailed
 from hub.problem import problem
 from hub.settings import AdminToken
@@ -172,12 +172,21 @@ async def dlq_list(request: web.Request) -> web.Response:
                   "items": await queries.dead_letters(flt, limit=limit, skip=skip)})
 
 
+def _found(doc: dict[str, Any] | None, what: str, key: str) -> web.Response:
+    if doc is None:
+        raise NotFound(f"no {what} {key}")
+    return _json(doc)
+
+
+def _outcome(result: ActionResult) -> web.Response:
+    """200 done (or dry run), 409 refused in this state, 502 the broker did not take it."""
+    status = {"ok": 200, "dry_run": 200, "refused": 409, "failed": 502}[result.result]
+    return _json(result.model_dump(mode="json"), status=status)
+
+
 async def dlq_show(request: web.Request) -> web.Response:
     queries, _ = _services(request)
-    doc = await queries.dead_letter(request.match_info["id"])
-    if doc is None:
-        raise NotFound(f"no dead letter {request.match_info['id']}")
-    return _json(doc)
+    return _found(await queries.dead_letter(request.match_info["id"]), "dead letter", request.match_info["id"])
 
 
 async def dlq_history(request: web.Request) -> web.Response:
@@ -192,8 +201,7 @@ async def dlq_replay_one(request: web.Request) -> web.Response:
     body = await _body(request, ReplayRequest)
     result = await replays.replay_one(request.match_info["id"], who=_who(request), patch=body.ops(),
                                       dry_run=body.dry_run, reason=body.reason, force=body.force)
-    return _json(result.model_dump(mode="json"), status=409 if result.result in ("refused",) else
-                 502 if result.result == "failed" else 200)
+    return _outcome(result)
 
 
 async def dlq_replay_bulk(request: web.Request) -> web.Response:
@@ -212,7 +220,7 @@ async def dlq_discard(request: web.Request) -> web.Response:
     _, replays = _services(request)
     body = await _body(request, DiscardRequest)
     result = await replays.discard(request.match_info["id"], who=_who(request), reason=body.reason)
-    return _json(result.model_dump(mode="json"), status=200 if result.result == "ok" else 409)
+    return _outcome(result)
 
 
 # --- orders -------------------------------------------------------------------------------------
@@ -224,10 +232,7 @@ async def orders_list(request: web.Request) -> web.Response:
 
 async def orders_show(request: web.Request) -> web.Response:
     queries, _ = _services(request)
-    doc = await queries.order(request.match_info["id"])
-    if doc is None:
-        raise NotFound(f"no order {request.match_info['id']}")
-    return _json(doc)
+    return _found(await queries.order(request.match_info["id"]), "order", request.match_info["id"])
 
 
 async def orders_retry(request: web.Request) -> web.Response:
@@ -237,7 +242,7 @@ async def orders_retry(request: web.Request) -> web.Response:
     letter = await replays.letter_for_order(order_id)
     result = await replays.replay_one(letter, who=_who(request), patch=body.ops(), dry_run=body.dry_run,
                                       reason=body.reason or f"orders retry {order_id}")
-    return _json(result.model_dump(mode="json"), status=200 if result.result in ("ok", "dry_run") else 409)
+    return _outcome(result)
 
 
 # --- calls --------------------------------------------------------------------------------------
