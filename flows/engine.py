@@ -200,7 +200,8 @@ class Engine:
         for call in doc["calls"]:
             if call["outcome"] == CallOutcome.pending and (force or call.get("sent_at", now) <= stale):
                 call["sent_at"] = now
-                step.outbox.append((call["topic"], Envelope.model_validate(call["envelope"])))
+                out = Envelope.model_validate(call["envelope"])
+                step.outbox.append((topics.outbound(self.prefix, call["partner"]), out))
                 self._dirty(call, step)
             elif call.get("gate") and call["outcome"] in SETTLED_BAD and self._current_visit(doc, call):
                 self._reissue(doc, call, env, now, step)
@@ -393,7 +394,7 @@ class Engine:
                          attempt=call.get("round", 1))
         call.update(round=call.get("round", 1) + 1, outcome=CallOutcome.pending.value, sent_at=now,
                     envelope=out.model_dump(mode="json"), error=call.get("error"))
-        step.outbox.append((call["topic"], out))
+        step.outbox.append((topics.outbound(self.prefix, call["partner"]), out))
         self._dirty(call, step)
 
     def _report_request(self, doc: dict[str, Any], stage: Stage, report: Report) -> dict[str, Any]:
