@@ -127,6 +127,10 @@ class EngineRunner:
                             idempotency_key=f"tick:{order_id}:{now}", payload={"resend_all": first})
             await self.runtime.producer.send(self.orders_topic, tick)
             sent += 1
+        if first and due:  # events that only lived on the broker (callbacks, submissions) come back too
+            for i in range(0, len(due), 500):
+                for raw in await self.store.journaled(due[i:i + 500]):
+                    await self.runtime.producer.send(self.orders_topic, Envelope.model_validate(raw))
         if sent:
             log.info("recovery: ticked %d open order(s)%s", sent, " (startup: re-sending unsettled calls)" if first
                      else "")

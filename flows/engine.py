@@ -178,7 +178,9 @@ class Engine:
 
     def _on_submit(self, doc: dict[str, Any], bp: Blueprint, env: Envelope, now: datetime, step: Step) -> bool:
         p = env.payload
-        if doc.get("current_stage") != p.get("stage") or doc.get("phase") != "active":
+        visit = p.get("visit")
+        if (doc.get("current_stage") != p.get("stage") or doc.get("phase") != "active"
+                or (visit is not None and visit != self._stage_rec(doc).get("visit"))):
             step.note = f"stage {p.get('stage')!r} is not open for submission"
             return False
         stage = bp.stage(doc["current_stage"])

@@ -17,9 +17,11 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import PyMongoError
 
 from flows.blueprint import Blueprints, load_blueprints
 from flows.documents import ORDERS
+from flows.store import EVENTS
 from hub import topics
 from hub.admin.auth import PRINCIPAL, requires
 from hub.envelope import Envelope
@@ -79,9 +81,18 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 async def _emit(runtime: Runtime, envelope: Envelope) -> web.Response | bool:
+    """Journal the event in MongoDB (so a wiped broker cannot lose it: recovery re-emits it), then
+    put it on the orders topic through the idempotent intake."""
     try:
+        if runtime.db is None:
+            raise RetryableError("order store not available")
+        await runtime.db[EVENTS].update_one(
+            {"_id": envelope.idempotency_key},
+            {"$setOnInsert": {"order_id": envelope.correlation_id, "type": envelope.type,
+                              "envelope": envelope.model_dump(mode="json"), "received_at": envelope.created_at}},
+            upsert=True)
         accepted = await runtime.emitter(topics.orders(runtime.settings.topic_prefix))(envelope)
-    except RetryableError:
+    except (RetryableError, PyMongoError):
         return problem(503, "Service Unavailable", "could not be stored durably; retry later",
                        headers={"Retry-After": "5"})
     return accepted.duplicate
@@ -152,7 +163,8 @@ async def submit(request: web.Request) -> web.Response:
     envelope = Envelope(
         type="stage.submit", source="hub", protocol="rest", correlation_id=order_id,
         idempotency_key=f"submit:{order_id}:{stage_name}#{visit}", product=doc.get("product"),
-        scenario=doc.get("scenario"), payload={"stage": stage_name, "data": body.data, "submitted_by": who},
+        scenario=doc.get("scenario"),
+        payload={"stage": stage_name, "visit": visit, "data": body.data, "submitted_by": who},
     )
     outcome = await _emit(runtime, envelope)
     if isinstance(outcome, web.Response):

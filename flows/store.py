@@ -17,13 +17,16 @@ from flows.documents import CALLS, ORDERS, OrderStatus
 from hub.db import declare_indexes
 
 OPEN = [OrderStatus.in_flight.value, OrderStatus.waiting.value]
+EVENTS = "order_events"  # callbacks and manual submissions received over HTTP, journaled before Kafka
 declare_indexes(ORDERS, IndexModel([("status", ASCENDING), ("next_check_at", ASCENDING)], name="by_next_check"))
+declare_indexes(EVENTS, IndexModel([("order_id", ASCENDING)], name="by_order"))
 
 
 class OrderStore:
     def __init__(self, db: AsyncIOMotorDatabase, cache_size: int = 20000) -> None:
         self.orders = db[ORDERS]
         self.calls = db[CALLS]
+        self.events = db[EVENTS]
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -73,6 +76,12 @@ class OrderStore:
         if calls:
             ops = [UpdateOne({"_id": c["call_id"]}, {"$set": c}, upsert=True) for c in calls]
             await self.calls.bulk_write(ops, ordered=False)
+
+    async def journaled(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        """Envelopes received over HTTP for these orders (re-emitted after a restart; the engine
+        ignores the ones it already applied)."""
+        cursor = self.events.find({"order_id": {"$in": order_ids}}, {"envelope": 1}).sort("received_at", ASCENDING)
+        return [d["envelope"] async for d in cursor]
 
     async def due(self, now: datetime | None, limit: int = 0) -> list[str]:
         """Open orders whose ``next_check_at`` has passed (all open orders when ``now`` is None)."""
