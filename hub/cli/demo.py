@@ -1,0 +1,237 @@
+"""``hub demo`` — the newcomer's first run: start whatever is not running (embedded servers, partner
+simulators, the worker with its HTTP server), post sample orders of the shipped products through
+the real intake endpoints, play the field app for manual stages, show live progress, print a
+summary, and exit 0 only when every order completed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import typer
+
+from hub.settings import Settings, load_settings
+
+SAMPLE_CITIES = ["杭州", "宁波", "温州"]
+
+
+def _sim_url() -> str:
+    return os.environ.get("HUB_SIM_URL", "http://127.0.0.1:18800")
+
+
+async def _answers(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as s, s.get(url) as r:
+            return r.status < 500
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+async def _wait_for(url: str, seconds: float, proc: subprocess.Popen[bytes] | None, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await _answers(url):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise typer.Exit(_fail(f"{what} exited ({proc.returncode}); see {log}"))
+        await asyncio.sleep(0.3)
+    raise typer.Exit(_fail(f"{what} did not answer on {url} within {seconds:.0f}s; see {log}"))
+
+
+def _fail(message: str) -> int:
+    typer.secho(f"demo: {message}", fg="red", err=True)
+    return 1
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen([_hub(), *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _hub() -> str:
+    candidate = Path(sys.executable).with_name("hub")
+    return str(candidate) if candidate.exists() else "hub"
+
+
+def _sample(i: int, tag: str) -> tuple[str, dict[str, Any]]:
+    """Every fourth order is a 5G LAN order from 一编, the rest internet lines from ESOP."""
+    five_g = i % 4 == 3
+    body: dict[str, Any] = {
+        "external_order_id": f"DEMO-{tag}-{i:04d}", "product": "5g_lan" if five_g else "internet_line",
+        "scenario": "open", "customer": {"name": f"示例客户{i}", "contact_phone": "13800000000"},
+        "addresses": [{"city": SAMPLE_CITIES[i % len(SAMPLE_CITIES)], "detail": f"示例路{i}号"}],
+        "bandwidth_mbps": 100 * (1 + i % 5), "access_type": "PON",
+    }
+    return ("group" if five_g else "esop"), body
+
+
+class Demo:
+    def __init__(self, settings: Settings, orders: int, timeout: float) -> None:
+        from flows.blueprint import load_blueprints
+        from hub.partners import load_partners
+
+        self.settings = settings
+        self.n = orders
+        self.timeout = timeout
+        self.partners = load_partners(settings.config_dir)
+        self.blueprints = load_blueprints(settings.config_dir, self.partners)
+        self.base = f"http://{settings.http_host}:{settings.http_port}"
+        token = next((t for t in getattr(settings, "admin_tokens", []) if t.role == "operator"), None)
+        self.operator = {"Authorization": f"Bearer {token.token.get_secret_value()}"} if token else {}
+        self.ids: list[str] = []
+        self.submitted: set[tuple[str, str, int]] = set()
+
+    def _key(self, partner: str) -> dict[str, str]:
+        p = self.partners[partner]
+        auth = p.inbound.rest.auth if p.inbound and p.inbound.rest else None
+        return {auth.header: auth.keys[0].get_secret_value()} if auth else {}
+
+    async def post_orders(self, http: aiohttp.ClientSession) -> None:
+        tag = uuid.uuid4().hex[:6]
+        for i in range(self.n):
+            partner, body = _sample(i, tag)
+            async with http.post(f"{self.base}/api/v1/partners/{partner}/orders", json=body,
+                                 headers=self._key(partner)) as r:
+                if r.status != 202:
+                    raise typer.Exit(_fail(f"intake answered {r.status}: {await r.text()}"))
+                self.ids.append((await r.json())["order_id"])
+
+    async def field_app(self, http: aiohttp.ClientSession, docs: list[dict[str, Any]]) -> None:
+        """Submit manual stages the way the field app would (sample values for the required fields)."""
+        for d in docs:
+            bp = self.blueprints.get(d.get("product"), d.get("scenario"))
+            stage_name, phase = d.get("current_stage"), d.get("phase")
+            if bp is None or not stage_name or phase != "active":
+                continue
+            stage = bp.stage(stage_name)
+            visit = (d.get("stages") or [{}])[-1].get("visit", 1)
+            if stage.kind != "manual" or (d["_id"], stage_name, visit) in self.submitted:
+                continue
+            data = {f: (["demo-1"] if f.endswith("_list") else f"demo-{f}") for f in stage.required_fields}
+            async with http.post(f"{self.base}/api/v1/orders/{d['_id']}/stages/{stage_name}/submit",
+                                 json={"data": data, "submitted_by": "field-app:demo"}, headers=self.operator) as r:
+                if r.status in (202, 409):
+                    self.submitted.add((d["_id"], stage_name, visit))
+
+    async def run(self) -> int:
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        mongo = AsyncIOMotorClient(self.settings.mongo_uri, tz_aware=True)
+        db = mongo[self.settings.mongo_db]
+        started = time.monotonic()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                await self.post_orders(http)
+                typer.echo(f"posted {self.n} order(s) through the intake endpoints; following them…")
+                docs: list[dict[str, Any]] = []
+                last = ""
+                while time.monotonic() - started < self.timeout:
+                    docs = [d async for d in db.orders.find({"_id": {"$in": self.ids}},
+                                                            {"order": 0, "calls.envelope": 0, "calls.request": 0})]
+                    await self.field_app(http, docs)
+                    status = Counter(d["status"] for d in docs)
+                    at = Counter(d.get("current_stage") for d in docs if d["status"] != "completed")
+                    line = (f"  {time.monotonic() - started:5.1f}s  completed {status['completed']}/{self.n}  "
+                            f"in flight {status['in_flight']}  waiting {status['waiting']}  failed {status['failed']}"
+                            + (f"  at: {', '.join(f'{k} {v}' for k, v in at.most_common(4))}" if at else ""))
+                    if line.split("s ", 1)[1] != last:
+                        typer.echo(line)
+                        last = line.split("s ", 1)[1]
+                    if status["completed"] + status["failed"] == self.n and len(docs) == self.n:
+                        break
+                    await asyncio.sleep(0.5)
+            dead = await db.dead_letters.count_documents({"order_id": {"$in": self.ids}})
+            return self.summary(docs, dead, time.monotonic() - started)
+        finally:
+            mongo.close()
+
+    def summary(self, docs: list[dict[str, Any]], dead: int, elapsed: float) -> int:
+        status = Counter(d["status"] for d in docs)
+        typer.echo(f"\nsummary after {elapsed:.1f}s: completed {status['completed']}, failed {status['failed']}, "
+                   f"not finished {self.n - status['completed'] - status['failed']}, dead letters {dead}")
+        per: dict[tuple[str, str], list[float]] = {}
+        for d in docs:
+            for s in d.get("stages", []):
+                if s.get("duration_ms") is not None:
+                    per.setdefault((d["product"], s["stage"]), []).append(s["duration_ms"])
+        typer.echo(f"  {'product':<14} {'stage':<18} {'n':>4} {'avg ms':>8} {'max ms':>8}")
+        for (product, stage), values in per.items():
+            typer.echo(f"  {product:<14} {stage:<18} {len(values):>4} {statistics.fmean(values):>8.0f} "
+                       f"{max(values):>8.0f}")
+        for d in docs:
+            if d["status"] != "completed":
+                typer.echo(f"  ✗ {d['_id']} {d['product']} at {d.get('current_stage')}: "
+                           f"{d.get('blocked_reason') or d.get('waiting_for') or d.get('outcome')}")
+        ok = status["completed"] == self.n
+        typer.secho("every order completed" if ok else "NOT every order completed", fg="green" if ok else "red")
+        return 0 if ok else 1
+
+
+def demo(
+    orders: int = typer.Option(8, "--orders", "-n", min=1, max=10000, help="how many sample orders to post"),
+    timeout: float = typer.Option(120, "--timeout", help="seconds to wait for every order"),
+    keep_running: bool = typer.Option(False, "--keep-running", help="leave what the demo started running"),
+) -> None:
+    """Start what is not running, post N sample orders, follow them, exit 0 when all completed."""
+    from hub.infra import Infra
+
+    settings = load_settings()
+    infra = Infra(settings)
+    already = {s.name for s in infra.status() if s.answers}
+    infra.up(log=lambda m: typer.echo(f"infra: {m}"))
+    started_servers = [s for s in infra.servers if not s.external and s.name not in already]
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    logs = settings.log_dir
+    code = 1
+    try:
+        code = asyncio.run(_run(settings, orders, timeout, procs, logs))
+    finally:
+        if not keep_running:
+            for name, proc in reversed(procs):
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                typer.echo(f"demo: stopped {name}")
+            for server in reversed(started_servers):
+                server.process.stop()
+                typer.echo(f"infra: {server.name} stopped")
+    raise typer.Exit(code)
+
+
+async def _run(settings: Settings, orders: int, timeout: float, procs: list[tuple[str, subprocess.Popen[bytes]]],
+               logs: Path) -> int:
+    sim = _sim_url()
+    if not await _answers(f"{sim}/_calls"):
+        port = sim.rsplit(":", 1)[-1].split("/")[0]
+        proc = _spawn(["simulate", "--port", port], logs / "demo-simulators.log")
+        procs.append(("simulators", proc))
+        await _wait_for(f"{sim}/_calls", 20, proc, "simulators", logs / "demo-simulators.log")
+        typer.echo(f"demo: simulators started on {sim} (log {logs / 'demo-simulators.log'})")
+    else:
+        typer.echo(f"demo: using the simulators already on {sim}")
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    if not await _answers(f"{base}/healthz"):
+        proc = _spawn(["run", "--keep-infra"], logs / "demo-worker.log")
+        procs.append(("worker", proc))
+        await _wait_for(f"{base}/readyz", 60, proc, "worker", logs / "demo-worker.log")
+        typer.echo(f"demo: worker started, HTTP on {base} (log {logs / 'demo-worker.log'})")
+    else:
+        typer.echo(f"demo: using the hub already on {base}")
+    return await Demo(settings, orders, timeout).run()
+
+
+def register_cli(root: typer.Typer) -> None:
+    root.command("demo")(demo)
