@@ -23,7 +23,7 @@ from hub.db import declare_indexes
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.errors import ValidationFailed
 from hub.partners import Partner
-from transforms.masking import mask
+from transforms.masking import mask, mask_value
 
 ACTIONS = "dlq_actions"
 declare_indexes(
@@ -34,8 +34,6 @@ declare_indexes(
 )
 declare_indexes(CALLS, IndexModel([("started_at", DESCENDING)], name="by_time"))
 DEFAULT_SENSITIVE = tuple(Partner.model_fields["sensitive_fields"].default_factory())  # type: ignore[misc]
-ANCHORS = ("", "order.", "payload.", "payload.order.", "envelope.payload.", "envelope.payload.order.",
-           "request.", "request.order.")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -55,12 +53,48 @@ def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> d
 
 
 def masker(partners: dict[str, Partner]) -> Callable[[Any], Any]:
-    """A function masking every partner's sensitive paths at every anchor an order can sit at."""
+    """A function masking every partner's sensitive paths wherever they occur in a document.
+
+    Paths are canonical and relative (``customer.name``, ``addresses.detail``); an order can sit
+    anywhere — an envelope's ``payload``, ``payload.order``, an order's ``order``, a call's
+    ``request`` or ``envelope`` — so each path is applied at every object of the document.
+    """
     leaves = set(DEFAULT_SENSITIVE)
     for p in partners.values():
         leaves.update(p.sensitive_fields)
-    paths = tuple(a + leaf for a in ANCHORS for leaf in sorted(leaves))
-    return lambda data: mask(data, paths)
+    paths = [leaf.split(".") for leaf in sorted(leaves)]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for parts in paths:
+                _mask_at(node, parts)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    def apply(data: Any) -> Any:
+        out = mask(data, ())  # a copy, with password/token/secret keys masked anywhere
+        walk(out)
+        return out
+
+    return apply
+
+
+def _mask_at(node: Any, parts: list[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _mask_at(item, parts)
+        return
+    if not isinstance(node, dict) or parts[0] not in node:
+        return
+    if len(parts) > 1:
+        _mask_at(node[parts[0]], parts[1:])
+    elif isinstance(node[parts[0]], list):
+        node[parts[0]] = [mask_value(v) for v in node[parts[0]]]
+    elif not isinstance(node[parts[0]], dict):
+        node[parts[0]] = mask_value(node[parts[0]])
 
 
 def _time_range(field: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:

@@ -104,3 +104,17 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 99) == 99
     assert percentile([7.0], 99) == 7
     assert percentile([], 50) is None
+
+
+def test_listing_mask_reaches_nested_call_requests_and_envelopes() -> None:
+    m = masker({})
+    order_view = {
+        "order": {"customer": {"name": "测试客户"}},
+        "calls": [{"request": {"orderId": "E-1", "addresses": [{"city": "杭州", "detail": "文一西路 1 号"}]},
+                   "envelope": {"payload": {"request": {"customer": {"contact_phone": "13800001111"}}}}}],
+    }
+    out = m(order_view)
+    assert "测试客户" not in repr(out) and "文一西路" not in repr(out) and "13800001111" not in repr(out)
+    request = out["calls"][0]["request"]
+    assert request["orderId"] == "E-1" and request["addresses"][0]["city"] == "杭州"
+    assert order_view["order"]["customer"]["name"] == "测试客户"  # the input is not modified
