@@ -58,8 +58,9 @@ def show(order_id: str, as_json: bool = JSON) -> None:
     if as_json:
         c.dump(doc)
         return
-    for key in ("id", "partner", "external_order_id", "product", "scenario", "status", "current_stage",
-                "waiting_for", "sla_deadline", "overdue", "created_at", "updated_at", "completed_at"):
+    for key in ("id", "partner", "external_order_id", "product", "scenario", "status", "current_stage", "phase",
+                "waiting_for", "blocked_reason", "sla_deadline", "overdue", "created_at", "updated_at",
+                "completed_at"):
         typer.echo(f"{key:>17}: {'' if doc.get(key) is None else doc.get(key)}")
     wait = doc.get("current_wait") or {}
     if wait.get("since"):
@@ -75,6 +76,10 @@ def show(order_id: str, as_json: bool = JSON) -> None:
     c.table(calls, [("call_id", "call"), ("stage", "stage"), ("partner", "partner"), ("operation", "operation"),
                     ("outcome", "outcome"), ("n_attempts", "attempts"), ("started_at", "started"),
                     ("duration_ms", "ms"), ("error", "error"), ("dead_letter_id", "dead letter")], title="calls")
+    stuck = [c for c in calls if c.get("outcome") in ("failed", "dead_lettered") and c.get("dead_letter_id")]
+    if stuck and doc.get("status") in ("in_flight", "waiting"):
+        typer.echo(f"retry the failed call: hub orders retry {doc['id']}   "
+                   f"(or: hub dlq show {stuck[-1]['dead_letter_id']})")
 
 
 @app.command()
