@@ -4,53 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from hub.infra.ephemeral import ephemeral_infra, free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "private_infra"]
 
 
 @contextmanager
 def private_infra(sftp: bool = False) -> Iterator[dict[str, str]]:
-    """Start tansu + SecantusDB on free ports in a temp HUB_HOME; yields the env to pass on."""
-    from hub.infra import Infra
-    from hub.settings import load_settings
-
-    home = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    env = {
-        "HUB_HOME": str(home),
-        "HUB_KAFKA_PORT": str(free_port()),
-        "HUB_MONGO_PORT": str(free_port()),
-        "HUB_SFTP_PORT": str(free_port()),
-        "HUB_SFTP_ENABLED": "true" if sftp else "false",
-        "HUB_LOG_LEVEL": "WARNING",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    infra = Infra(load_settings())
-    infra.up(log=lambda m: None)
-    try:
-        yield env
-    finally:
-        infra.down(log=lambda m: None)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """Private tansu + SecantusDB on free ports (hub/infra/ephemeral.py); yields the env to pass on."""
+    with ephemeral_infra(sftp=sftp, HUB_LOG_LEVEL="WARNING"):
+        yield {k: v for k, v in os.environ.items() if k.startswith("HUB_")}
 
 
 @dataclass

@@ -5,52 +5,26 @@ developer's running hub never collide. Each test gets its own topic prefix and d
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from hub.settings import Settings, load_settings
+from hub.infra.ephemeral import ephemeral_infra, free_port
+from hub.settings import Settings
+
+__all__ = ["SHARED", "free_port"]
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def infra_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Start tansu, SecantusDB and sshd for this test session; stop them at the end."""
-    from hub.infra import Infra
-
-    home = tmp_path_factory.mktemp("hubhome")
-    env = {
-        "HUB_HOME": str(home),
-        "HUB_KAFKA_PORT": str(free_port()),
-        "HUB_MONGO_PORT": str(free_port()),
-        "HUB_SFTP_PORT": str(free_port()),
-        "HUB_HTTP_PORT": str(free_port()),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # subprocesses (hub run, hub CLI) inherit the same servers
-    settings = load_settings()
-    infra = Infra(settings)
-    infra.up(log=lambda m: None)
-    try:
+    """Start tansu, SecantusDB and sshd for this test session; stop them at the end.
+    The HUB_* variables stay exported meanwhile, so ``hub`` subprocesses use the same servers."""
+    with ephemeral_infra(tmp_path_factory.mktemp("hubhome")) as settings:
         yield settings
-    finally:
-        infra.down(log=lambda m: None)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture
