@@ -118,3 +118,20 @@ def test_listing_mask_reaches_nested_call_requests_and_envelopes() -> None:
     request = out["calls"][0]["request"]
     assert request["orderId"] == "E-1" and request["addresses"][0]["city"] == "杭州"
     assert order_view["order"]["customer"]["name"] == "测试客户"  # the input is not modified
+
+
+async def test_rate_limiter_spaces_acquisitions_evenly() -> None:
+    import time
+
+    from hub.admin.replay import RateLimiter
+
+    limiter = RateLimiter(50)  # 20 ms apart
+    started = time.perf_counter()
+    for _ in range(11):
+        await limiter.acquire()
+    assert time.perf_counter() - started >= 0.2 - 0.005  # 10 intervals after the first, which is immediate
+    unlimited = RateLimiter(None)
+    started = time.perf_counter()
+    for _ in range(1000):
+        await unlimited.acquire()
+    assert time.perf_counter() - started < 0.1
