@@ -165,6 +165,12 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
         runtime.extras.setdefault("deliverers", {})[partner.name] = deliverer
         _agent(app, deliverer)
 
+    async def close_sinks(sender: Any, **kwargs: Any) -> None:
+        for d in runtime.extras.get("deliverers", {}).values():
+            await d.sink.stop()
+
+    app.on_before_shutdown.connect(close_sinks)
+
 
 def _agent(app: faust.App, deliverer: Deliverer) -> None:
     topic = app.topic(deliverer.topic, **RAW)

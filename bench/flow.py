@@ -1,0 +1,190 @@
+"""Flow throughput: complete internet-line orders per second through the whole flow, and in the
+same run a raw Faust agent passthrough on the same broker.
+
+    python -m bench.flow [--duration 30] [--window 400] [--no-exact-offsets] [--passthrough 60000]
+
+Everything runs on loopback in separate processes against one private tansu + SecantusDB:
+the partner simulators (``hub simulate``), the hub worker (``hub run``: router, flow engine,
+delivery agents, HTTP), and this load generator, which keeps ``--window`` orders in flight by
+posting ESOP orders to the real intake endpoint and counting ``completed`` order documents.
+An internet-line order is 7 partner calls (3 answered by callback, one SOAP), ≈ 20 Kafka records
+and ≈ 25 MongoDB writes. The passthrough is a Faust agent that reads a record and sends it on
+(acks=all, awaited) with the same Faust settings, measured over ``--passthrough`` records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from bench._common import free_port, private_infra, wait_http
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB = str(ROOT / ".venv" / "bin" / "hub") if (ROOT / ".venv" / "bin" / "hub").exists() else "hub"
+RUN = uuid.uuid4().hex[:6]
+ORDER = {
+    "product": "internet_line", "scenario": "open",
+    "customer": {"name": "杭州某某科技有限公司", "contact_phone": "13800000000"},
+    "addresses": [{"city": "杭州", "district": "西湖区", "detail": "文三路 100 号"}],
+    "bandwidth_mbps": 200, "access_type": "PON",
+}
+
+
+async def drive(base: str, mongo_uri: str, db_name: str, duration: float, window: int, warmup: float) -> dict:
+    """Keep ``window`` orders in flight; report completions per second after ``warmup``."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    db = AsyncIOMotorClient(mongo_uri)[db_name]
+    posted = 0
+    completed = 0
+    samples: list[tuple[float, int]] = []
+    start = time.monotonic()
+    stop_at = start + warmup + duration
+    headers = {"X-Api-Key": "dev-esop-key-0001"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
+
+        async def post(i: int) -> None:
+            body = dict(ORDER, external_order_id=f"BF{RUN}-{i}")
+            async with http.post(f"{base}/api/v1/partners/esop/orders", json=body, headers=headers) as r:
+                if r.status != 202:
+                    raise RuntimeError(f"intake answered {r.status}: {await r.text()}")
+
+        while time.monotonic() < stop_at:
+            room = window - (posted - completed)
+            if room > 0:
+                batch = min(room, 64)
+                await asyncio.gather(*(post(posted + k) for k in range(batch)))
+                posted += batch
+            completed = await db.orders.count_documents({"status": "completed", "product": "internet_line"})
+            samples.append((time.monotonic() - start, completed))
+            await asyncio.sleep(0.25 if room <= 0 else 0)
+    t0, c0 = next(((t, c) for t, c in samples if t >= warmup), samples[0])
+    t1, c1 = samples[-1]
+    stuck = await db.orders.count_documents({"status": {"$in": ["waiting", "in_flight"]},
+                                             "blocked_reason": {"$ne": None}})
+    dead = await db.dead_letters.count_documents({})
+    return {"orders_per_s": (c1 - c0) / (t1 - t0), "completed": c1, "posted": posted, "window_s": t1 - t0,
+            "blocked": stuck, "dead_letters": dead}
+
+
+PASSTHROUGH_WORKER = r'''
+import asyncio, os, sys, time, faust
+from hub.kafka import faust_config, shorten_faust_fetch_wait
+from hub.settings import load_settings
+shorten_faust_fetch_wait()
+s = load_settings()
+n = int(os.environ["BENCH_PT_N"])
+app = faust.App("bench-passthrough", **faust_config(s))
+src = app.topic("bench.pt.in", key_serializer="raw", value_serializer="raw")
+dst = app.topic("bench.pt.out", key_serializer="raw", value_serializer="raw")
+state = {"n": 0, "t0": None}
+@app.agent(src)
+async def passthrough(stream):
+    async for event in stream.events():
+        if state["t0"] is None:
+            state["t0"] = time.monotonic()
+        fut = await dst.send(key=event.message.key, value=event.message.value)
+        await fut
+        state["n"] += 1
+        if state["n"] == n:
+            print(f"PASSTHROUGH {n} {time.monotonic() - state['t0']:.3f}", flush=True)
+            os._exit(0)
+app.main()
+'''
+
+
+async def preload(bootstrap: str, n: int) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, 4, 1) for t in ("bench.pt.in", "bench.pt.out")])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    value = json.dumps({"payload": "x" * 1000}).encode()
+    try:
+        for i in range(0, n, 1000):
+            await asyncio.gather(*[await producer.send(t, value, key=str(k).encode())
+                                   for k in range(i, min(n, i + 1000)) for t in ("bench.pt.in",)])
+    finally:
+        await producer.stop()
+
+
+def passthrough(env: dict[str, str], n: int, log: Path) -> float:
+    bootstrap = f"127.0.0.1:{env['HUB_KAFKA_PORT']}"
+    asyncio.run(preload(bootstrap, n))
+    with log.open("wb") as out:
+        proc = subprocess.run([sys.executable, "-c", PASSTHROUGH_WORKER, "worker", "-l", "warning"],
+                              env={**os.environ, **env, "BENCH_PT_N": str(n)}, stdout=subprocess.PIPE,
+                              stderr=out, timeout=600, check=False)
+    line = next((x for x in proc.stdout.decode().splitlines() if x.startswith("PASSTHROUGH")), None)
+    if line is None:
+        raise RuntimeError(f"passthrough worker failed; see {log}")
+    _, count, seconds = line.split()
+    return int(count) / float(seconds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--warmup", type=float, default=8.0)
+    ap.add_argument("--window", type=int, default=400, help="orders kept in flight")
+    ap.add_argument("--passthrough", type=int, default=60000, help="records for the raw Faust passthrough")
+    ap.add_argument("--no-exact-offsets", action="store_true", help="HUB_KAFKA_EXACT_OFFSETS=false (batching on)")
+    args = ap.parse_args()
+
+    with private_infra() as env:
+        home = Path(env["HUB_HOME"])
+        sim_port, http_port = free_port(), free_port()
+        env = {**env, "HUB_HTTP_PORT": str(http_port), "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
+               "HUB_TOPIC_PREFIX": f"bf{RUN}", "HUB_MONGO_DB": f"bf_{RUN}",
+               "HUB_KAFKA_EXACT_OFFSETS": "false" if args.no_exact_offsets else "true"}
+        full = {**os.environ, **env}
+        procs = []
+        try:
+            with (home / "sim.log").open("wb") as slog, (home / "worker.log").open("wb") as wlog:
+                procs.append(subprocess.Popen([HUB, "simulate", "--port", str(sim_port)], env=full, stdout=slog,
+                                              stderr=subprocess.STDOUT))
+                procs.append(subprocess.Popen([HUB, "run"], env=full, stdout=wlog, stderr=subprocess.STDOUT))
+            wait_http(f"http://127.0.0.1:{http_port}/readyz", 60)
+            time.sleep(4)  # consumer group join
+            from hub.settings import load_settings
+
+            s = load_settings()
+            flow = asyncio.run(drive(f"http://127.0.0.1:{http_port}", s.mongo_uri, env["HUB_MONGO_DB"],
+                                     args.duration, args.window, args.warmup))
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        print(f"flow: {flow}", flush=True)
+        raw = passthrough(env, args.passthrough, home / "passthrough.log")
+
+    print(f"exact offsets (producer batch 1): {not args.no_exact_offsets}; window {args.window} orders in flight")
+    print(f"flow        : {flow['orders_per_s']:8.1f} complete internet-line orders/s over {flow['window_s']:.1f} s "
+          f"(completed {flow['completed']}, posted {flow['posted']}, blocked {flow['blocked']}, "
+          f"dead letters {flow['dead_letters']})")
+    print(f"passthrough : {raw:8.1f} records/s (raw Faust agent, read → send → ack, same broker & settings)")
+    print(f"ratio       : {flow['orders_per_s'] / raw:8.4f} orders per passthrough record "
+          f"(≈ {raw / max(flow['orders_per_s'], 1e-9):.0f} passthrough records per order)")
+
+
+if __name__ == "__main__":
+    main()
