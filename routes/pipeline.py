@@ -13,7 +13,6 @@ be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Iterable
 from typing import Any
@@ -94,6 +93,13 @@ class RouteEmit:
             self.topic = target_topic(prefix, target.topic, target.partner or self.partner)
 
     # --- transform + validate ------------------------------------------------------------
+    @property
+    def can_reject(self) -> bool:
+        """False when ``prepare`` cannot fail (no transform, no canonical model): batch sources then
+        only need to check that the file parses before emitting."""
+        route: Any = self.route
+        return route.transform is not None or route.canonical != "none"
+
     def prepare(self, envelope: Envelope) -> Envelope:
         route: Any = self.route
         # a source that already built a canonical payload (e.g. a SOAP withdraw of a stored order)
@@ -155,7 +161,8 @@ class RouteEmit:
                 await self.publish(env)
             return len(batch)
         assert self.topic is not None
-        await asyncio.gather(*(self._producer.send(self.topic, env) for env in batch))
+        await self._producer.send_many(self.topic, batch)
+        ENVELOPES_OUT.labels(self.topic).inc(len(batch))
         return len(batch)
 
     async def reject(self, reason: str, envelope: Envelope | None = None, **origin: Any) -> None:

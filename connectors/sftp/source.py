@@ -172,6 +172,7 @@ class SftpSource:
     async def _handle(self, sftp: asyncssh.SFTPClient, claimed: str, name: str) -> None:
         remote = posixpath.join(self.dir, claimed)
         local = self.spool / f"{uuid.uuid4().hex}-{name}"
+        self.spool.mkdir(parents=True, exist_ok=True)
         try:
             await sftp.get(remote, str(local), block_size=256 * 1024, max_requests=32)
             digest = await asyncio.to_thread(sha256_file, local)
@@ -244,6 +245,8 @@ class SftpSource:
     def _validate(self, local: Path, digest: str, name: str) -> list[str]:
         """Whole-file check before anything is emitted (runs on a thread)."""
         prepare = getattr(self._emit, "prepare", None)
+        if not getattr(self._emit, "can_reject", True):
+            prepare = None  # records cannot be rejected: only check that the whole file parses
         problems: list[str] = []
         try:
             for line, record in iter_records(local, self.config):

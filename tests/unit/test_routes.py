@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +112,7 @@ def test_cli_check_prints_the_envelope_and_fails_on_errors(tmp_path: Path) -> No
 
 def test_hub_routes_schema_command_writes_a_json_schema(tmp_path: Path) -> None:
     out = tmp_path / "route.schema.json"
-    subprocess.run([sys.executable, "-m", "hub", "routes", "schema", "-o", str(out)], check=True, cwd=ROOT,
-                   capture_output=True, timeout=60)
-    assert json.loads(out.read_text())["title"] == "hub route"
+    res = CliRunner().invoke(routes_app, ["schema", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    schema = json.loads(out.read_text())
+    assert schema["title"] == "hub route" and "source" in schema["required"]
