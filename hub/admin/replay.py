@@ -145,6 +145,7 @@ class ReplayService:
         MongoDB. ``force`` also re-sends letters already marked ``replayed`` (e.g. a replay killed
         between claim and produce); the delivery agent's idempotency check keeps that harmless.
         """
+        ids = list(dict.fromkeys(ids))  # a letter named twice is replayed once
         summary = Summary(matched=len(ids))
         limiter = RateLimiter(rate)
         started = time.perf_counter()
@@ -213,7 +214,8 @@ class ReplayService:
     async def _stage(self, ids: list[str], *, who: str, patch: list[PatchOp] | None, dry_run: bool,
                      reason: str | None, batch: str, force: bool) -> _Staged:
         """Read, rebuild and (unless dry run) claim one chunk."""
-        staged = _Staged(ids=ids, docs={d["_id"]: d async for d in self.letters.find({"_id": {"$in": ids}})})
+        fields = {"envelope": 1, "status": 1, "source_topic": 1, "order_id": 1, "replay_count": 1}
+        staged = _Staged(ids=ids, docs={d["_id"]: d async for d in self.letters.find({"_id": {"$in": ids}}, fields)})
         for letter_id in ids:
             prepared = self._prepare(staged.docs.get(letter_id), letter_id, patch, force)
             if isinstance(prepared, ActionResult):
