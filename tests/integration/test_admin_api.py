@@ -226,3 +226,19 @@ async def test_consumer_lag_gauge_counts_uncommitted_records(runtime: Runtime, s
         await consumer.stop()
     await gauges.refresh(runtime, lag_ttl=0)
     assert f'hub_consumer_lag{{group="{group}",topic="{topic}"}} 2.0' in generate_latest().decode()
+
+
+async def test_bad_queries_and_bodies_are_problem_documents(client: TestClient) -> None:
+    for path in ("/admin/v1/dlq?since=yesterday-ish", "/admin/v1/dlq?status=bogus", "/admin/v1/orders?limit=x",
+                 "/admin/v1/calls/stats?since=soon"):
+        resp = await client.get(path, headers=VIEWER)
+        assert resp.status == 400, path
+        assert resp.content_type == "application/problem+json"
+    letter = await seed(rt(client), "ord-q")
+    resp = await client.post(f"/admin/v1/dlq/{letter.id}/replay", data=b"{not json", headers=OPERATOR)
+    assert resp.status == 400
+    resp = await client.post(f"/admin/v1/dlq/{letter.id}/replay", json={"patch": [{"op": "nope", "path": "/a"}]},
+                             headers=OPERATOR)
+    assert resp.status == 400 and "JSON patch" in (await resp.json())["detail"]
+    shown = await (await client.get(f"/admin/v1/dlq/{letter.id}", headers=VIEWER)).json()
+    assert shown["status"] == "dead"
