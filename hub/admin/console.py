@@ -102,6 +102,22 @@ def dump(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def show_fields(doc: dict[str, Any] | None, what: str, key: str, as_json: bool, fields: tuple[str, ...]) -> bool:
+    """Common head of every ``show``: exit 1 when missing, the JSON document, or aligned fields.
+
+    True when the caller should go on printing its tables."""
+    if doc is None:
+        err.print(f"[red]no {what} {key}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        dump(doc)
+        return False
+    width = max(len(f) for f in fields)
+    for f in fields:
+        typer.echo(f"{f:>{width}}: {'' if doc.get(f) is None else doc.get(f)}")
+    return True
+
+
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str | None = None) -> None:
     t = Table(title=title, show_lines=False)
     for _, header in columns:

@@ -62,15 +62,11 @@ def show(letter_id: str, as_json: bool = JSON) -> None:
         return await o.queries.dead_letter(letter_id)
 
     doc = c.run(go)
-    if doc is None:
-        c.err.print(f"[red]no dead letter {letter_id}[/red]")
-        raise typer.Exit(1)
-    if as_json:
-        c.dump(doc)
+    if not c.show_fields(doc, "dead letter", letter_id, as_json, (
+            "id", "status", "source_topic", "dlq_topic", "partner", "order_id", "error_class", "error",
+            "replay_count", "created_at", "origin", "last_action")):
         return
-    for key in ("id", "status", "source_topic", "dlq_topic", "partner", "order_id", "error_class", "error",
-                "replay_count", "created_at", "origin", "last_action"):
-        typer.echo(f"{key:>13}: {doc.get(key)}")
+    assert doc is not None
     c.table(doc.get("attempts") or [], [("at", "at"), ("outcome", "outcome"), ("status", "status"),
                                         ("duration_ms", "ms"), ("error", "error")], title="attempts")
     typer.echo("envelope (masked):")

@@ -52,16 +52,11 @@ def show(order_id: str, as_json: bool = JSON) -> None:
         return await o.queries.order(order_id)
 
     doc = c.run(go)
-    if doc is None:
-        c.err.print(f"[red]no order {order_id}[/red]")
-        raise typer.Exit(1)
-    if as_json:
-        c.dump(doc)
+    if not c.show_fields(doc, "order", order_id, as_json, (
+            "id", "partner", "external_order_id", "product", "scenario", "status", "current_stage", "phase",
+            "waiting_for", "blocked_reason", "sla_deadline", "overdue", "created_at", "updated_at", "completed_at")):
         return
-    for key in ("id", "partner", "external_order_id", "product", "scenario", "status", "current_stage", "phase",
-                "waiting_for", "blocked_reason", "sla_deadline", "overdue", "created_at", "updated_at",
-                "completed_at"):
-        typer.echo(f"{key:>17}: {'' if doc.get(key) is None else doc.get(key)}")
+    assert doc is not None
     wait = doc.get("current_wait") or {}
     if wait.get("since"):
         typer.echo(f"     current wait: {wait.get('waiting_for') or wait.get('stage')} since {wait['since']} "
