@@ -57,6 +57,8 @@ class KafkaSourceConfig(BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(default=500, ge=1, le=10_000)
     retry_delay_s: float = Field(default=2.0, ge=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1000, description="group membership; lower = faster rejoin")
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
 
 class KafkaSinkConfig(BaseModel):

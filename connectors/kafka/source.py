@@ -42,7 +42,8 @@ class KafkaSource:
         self._emit = emit
         consumer = AIOKafkaConsumer(
             cfg.topic, group_id=cfg.group_id or f"hub-{self.ctx.route}", enable_auto_commit=False,
-            auto_offset_reset=cfg.auto_offset_reset, **cfg.connection.client_kwargs(self.ctx.settings),
+            auto_offset_reset=cfg.auto_offset_reset, session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=cfg.heartbeat_interval_ms, **cfg.connection.client_kwargs(self.ctx.settings),
         )
         try:
             await consumer.start()

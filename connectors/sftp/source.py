@@ -84,7 +84,8 @@ class SftpSource:
         self._emit: Emit | None = None
         self._task: asyncio.Task[None] | None = None
         self.spool = context.settings.data_dir / "spool" / (context.route or config.partner)
-        self.stats: dict[str, int] = {"polls": 0, "processed": 0, "failed": 0, "duplicates": 0, "records": 0}
+        self.stats: dict[str, int] = {"polls": 0, "processed": 0, "failed": 0, "duplicates": 0, "records": 0,
+                                      "retries": 0}
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, emit: Emit) -> None:
@@ -108,6 +109,7 @@ class SftpSource:
             try:
                 await self.poll_once()
             except RetryableError as exc:
+                self.stats["retries"] += 1
                 log.warning("route %s: %s; retrying in %.0fs", self.ctx.route, exc, self.config.poll_interval_s)
                 await self.session.reset()
             except Exception:

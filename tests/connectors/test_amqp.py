@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +13,13 @@ import pytest
 import yaml
 
 from connectors.amqp.config import AmqpSinkConfig
-from connectors.amqp.settings import AmqpSettings
 from connectors.amqp.sink import AmqpSink
 from connectors.context import ConnectorContext
 from hub.envelope import Envelope
-from hub.infra.process import wait_until
-from hub.infra.rabbitmq import RabbitServer
 from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.conftest import free_port
 from tests.support import envelopes, eventually, read_topic
-
-
-@pytest.fixture(scope="session")
-def rabbit(infra_settings: Settings) -> Iterator[str]:
-    port = free_port()
-    saved = os.environ.get("HUB_AMQP_PORT")
-    os.environ["HUB_AMQP_PORT"] = str(port)
-    server = RabbitServer(infra_settings, AmqpSettings(port=port, dist_port=free_port()))
-    server.prepare()
-    server.process.start(server.argv(), env=server.env())
-    try:
-        assert wait_until(server.answers, 60, 0.3), server.process.tail()
-        yield server.amqp.embedded_url
-    finally:
-        server.process.stop()
-        if saved is None:
-            os.environ.pop("HUB_AMQP_PORT", None)
-        else:
-            os.environ["HUB_AMQP_PORT"] = saved
 
 
 @pytest.fixture
