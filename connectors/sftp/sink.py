@@ -54,7 +54,7 @@ def fixed_prefix(template: str) -> str:
 
 def render_path(template: str, values: dict[str, Any]) -> str:
     """Fill the template with sanitised values; refuse anything that escapes the prefix."""
-    fields = {n for _, n, _, _ in string.Formatter().parse(template) if n}
+    fields = list(dict.fromkeys(n for _, n, _, _ in string.Formatter().parse(template) if n))  # template order
     safe: dict[str, Any] = {}
     for name in fields:
         if name not in values:
