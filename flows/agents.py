@@ -45,6 +45,7 @@ class EngineRunner:
         self._store: OrderStore | None = None
         self._recovered_once = False
         self._ticked: dict[str, float] = {}
+        self._started_at = datetime.now(UTC)  # orders touched before this process started need a full resend
 
     @property
     def store(self) -> OrderStore:
@@ -111,22 +112,24 @@ class EngineRunner:
             return
         first = not self._recovered_once
         try:
-            due = await self.store.due(None if first else datetime.now(UTC), limit=0 if first else 2000)
+            due = await self.store.due(None if first else datetime.now(UTC), limit=0 if first else 2000,
+                                       before=self._started_at if first else None)
         except Exception as exc:
             log.warning("recovery scan failed: %s", exc)
             return
         self._recovered_once = True
         now = time.monotonic()
         self._ticked = {k: v for k, v in self._ticked.items() if now - v < 5 * self.fs.recovery_interval_s}
-        sent = 0
+        ticks = []
         for order_id in due:
             if not first and order_id in self._ticked:
                 continue
             self._ticked[order_id] = now
-            tick = Envelope(type="order.tick", source="hub", protocol="internal", correlation_id=order_id,
-                            idempotency_key=f"tick:{order_id}:{now}", payload={"resend_all": first})
-            await self.runtime.producer.send(self.orders_topic, tick)
-            sent += 1
+            ticks.append(Envelope(type="order.tick", source="hub", protocol="internal", correlation_id=order_id,
+                                  idempotency_key=f"tick:{order_id}:{now}", payload={"resend_all": first}))
+        for i in range(0, len(ticks), 200):
+            await asyncio.gather(*(self.runtime.producer.send(self.orders_topic, t) for t in ticks[i:i + 200]))
+        sent = len(ticks)
         if first and due:  # events that only lived on the broker (callbacks, submissions) come back too
             for i in range(0, len(due), 500):
                 for raw in await self.store.journaled(due[i:i + 500]):

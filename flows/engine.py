@@ -32,7 +32,7 @@ from hub.envelope import Envelope
 from hub.partners import Partner
 
 log = logging.getLogger(__name__)
-MAX_APPLIED = 64
+MAX_APPLIED = 16
 SETTLED_BAD = (CallOutcome.failed.value, CallOutcome.dead_lettered.value)
 
 
@@ -129,6 +129,11 @@ class Engine:
     def _record_result(self, doc: dict[str, Any], env: Envelope, step: Step) -> bool:
         p = env.payload
         call = self._call(doc, p.get("call_id"))
+        if call is not None and call["outcome"] == CallOutcome.ok and p.get("ok") and not call.get("attempts"):
+            # the partner's callback overtook the synchronous answer: keep the answer for the call log
+            call["response"], call["attempts"] = p.get("response"), list(p.get("attempts", []))
+            self._dirty(call, step)
+            return False
         if call is None or call["outcome"] == CallOutcome.ok:
             step.note = "result for an unknown or already settled call"
             return False
@@ -202,9 +207,10 @@ class Engine:
         for call in doc["calls"]:
             if call["outcome"] == CallOutcome.pending and (force or call.get("sent_at", now) <= stale):
                 call["sent_at"] = now
-                out = Envelope.model_validate(call["envelope"])
+                out = self._envelope(doc, call, env)
+                call["envelope_id"] = out.id
                 step.outbox.append((topics.outbound(self.prefix, call["partner"]), out))
-                self._dirty(call, step)
+                step.changed = True
             elif call.get("gate") and call["outcome"] in SETTLED_BAD and self._current_visit(doc, call):
                 self._reissue(doc, call, env, now, step)
         doc["next_check_at"] = now + timedelta(seconds=self.fs.stale_after_s)
@@ -371,33 +377,37 @@ class Engine:
         if await_callback:
             request = {**request, "callback_ref": call_id, "hub_order_id": doc["order_id"],
                        "callback_url": f"{self.callback_base_url}/api/v1/partners/{target}/callbacks"}
-        partner = self.partners[target]
-        out = env.caused(type="call.request", protocol=partner.outbound.protocol if partner.outbound else "rest",
-                         idempotency_key=key, payload={"call_id": call_id, "operation": operation, "stage": stage,
-                                                       "round": 1, "partner": target, "request": request},
-                         headers={"partner": target})
         topic = topics.outbound(self.prefix, target)
         rec = CallRecord(call_id=call_id, order_id=doc["order_id"], partner=target, operation=operation, stage=stage,
                          idempotency_key=key, request=request, started_at=now).model_dump()
         rec.update(hook=hook, visit=visit, gate=gate, code=code, round=1, await_callback=await_callback,
-                   on_failure=on_failure, callback=None, topic=topic, sent_at=now,
-                   envelope=out.model_dump(mode="json"))
+                   on_failure=on_failure, callback=None, topic=topic, sent_at=now)
+        out = self._envelope(doc, rec, env)
+        rec["envelope_id"] = out.id
         doc["calls"].append(rec)
         step.outbox.append((topic, out))
-        self._dirty(rec, step)
+        step.changed = True
+
+    def _envelope(self, doc: dict[str, Any], call: dict[str, Any], env: Envelope) -> Envelope:
+        """The outbound envelope of a call, rebuilt from the call record (same idempotency key, so a
+        re-sent or re-issued call is deduplicated by delivery); the document stays small."""
+        partner = self.partners[call["partner"]]
+        rnd = call.get("round", 1)
+        return env.caused(type="call.request", protocol=partner.outbound.protocol if partner.outbound else "rest",
+                          idempotency_key=call["idempotency_key"], product=doc["product"], scenario=doc["scenario"],
+                          payload={"call_id": call["call_id"], "operation": call["operation"], "stage": call["stage"],
+                                   "round": rnd, "partner": call["partner"], "request": call["request"]},
+                          headers={"partner": call["partner"]}, attempt=rnd - 1)
 
     def _reissue(self, doc: dict[str, Any], call: dict[str, Any], env: Envelope, now: datetime, step: Step) -> None:
         """A failed gated report gets a new round: same idempotency key, new envelope."""
         if doc.get("next_check_at") and doc["next_check_at"] > now:
             return
-        old = Envelope.model_validate(call["envelope"])
-        out = env.caused(type=old.type, protocol=old.protocol, idempotency_key=old.idempotency_key,
-                         payload={**old.payload, "round": call.get("round", 1) + 1}, headers=old.headers,
-                         attempt=call.get("round", 1))
-        call.update(round=call.get("round", 1) + 1, outcome=CallOutcome.pending.value, sent_at=now,
-                    envelope=out.model_dump(mode="json"), error=call.get("error"))
+        call.update(round=call.get("round", 1) + 1, outcome=CallOutcome.pending.value, sent_at=now)
+        out = self._envelope(doc, call, env)
+        call["envelope_id"] = out.id
         step.outbox.append((topics.outbound(self.prefix, call["partner"]), out))
-        self._dirty(call, step)
+        step.changed = True
 
     def _report_request(self, doc: dict[str, Any], stage: Stage, report: Report) -> dict[str, Any]:
         """Canonical progress report; each partner's ``template`` maps it onto its own fields."""
@@ -443,6 +453,7 @@ class Engine:
 
     @staticmethod
     def _dirty(call: dict[str, Any], step: Step) -> None:
+        """A call settled (or its callback arrived): copy it to the flat ``calls`` collection."""
         step.dirty_calls[call["call_id"]] = call
         step.changed = True
 

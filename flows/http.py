@@ -81,21 +81,23 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 async def _emit(runtime: Runtime, envelope: Envelope) -> web.Response | bool:
-    """Journal the event in MongoDB (so a wiped broker cannot lose it: recovery re-emits it), then
-    put it on the orders topic through the idempotent intake."""
+    """Journal the event in MongoDB (the source of truth: recovery re-emits it after a restart or a
+    wiped broker), then produce it to the orders topic (acks=all). Returns "was a duplicate"; a
+    duplicate is produced again anyway — the engine applies an event once, and the first delivery
+    may not have reached Kafka."""
     try:
         if runtime.db is None:
             raise RetryableError("order store not available")
-        await runtime.db[EVENTS].update_one(
+        journal = await runtime.db[EVENTS].update_one(
             {"_id": envelope.idempotency_key},
             {"$setOnInsert": {"order_id": envelope.correlation_id, "type": envelope.type,
                               "envelope": envelope.model_dump(mode="json"), "received_at": envelope.created_at}},
             upsert=True)
-        accepted = await runtime.emitter(topics.orders(runtime.settings.topic_prefix))(envelope)
+        await runtime.producer.send(topics.orders(runtime.settings.topic_prefix), envelope)
     except (RetryableError, PyMongoError):
         return problem(503, "Service Unavailable", "could not be stored durably; retry later",
                        headers={"Retry-After": "5"})
-    return accepted.duplicate
+    return journal.upserted_id is None
 
 
 async def callback(request: web.Request) -> web.Response:

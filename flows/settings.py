@@ -11,8 +11,10 @@ class FlowSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_FLOW_", extra="ignore")
 
     gate_retry_s: float = Field(default=10.0, gt=0, description="re-send a failed gated progress report after")
-    stale_after_s: float = Field(default=60.0, gt=0, description="re-send a call with no result after")
-    recovery_interval_s: float = Field(default=2.0, gt=0, description="how often the recovery scan runs")
+    stale_after_s: float = Field(
+        default=300.0, gt=0, description="re-send a call with no result after (the startup scan re-sends at once)"
+    )
+    recovery_interval_s: float = Field(default=5.0, gt=0, description="how often the recovery scan runs")
     engine_concurrency: int = Field(default=64, ge=1, le=4096, description="orders processed at once")
     callback_base_url: str | None = Field(
         default=None, description="URL partners call back on; default http://{http_host}:{http_port}"

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from pymongo.errors import DuplicateKeyError
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential, wait_random
 
 from connectors.base import Outcome, Sink
 from connectors.registry import registry
+from flows.bulk import BulkReader, BulkWriter
 from flows.documents import DELIVERIES
 from hub import topics
 from hub.configfile import validation_problems
@@ -66,6 +66,8 @@ class Deliverer:
         self.orders_topic = topics.orders(runtime.settings.topic_prefix)
         self._sem = asyncio.Semaphore(self.policy.concurrency)
         self._inflight: set[str] = set()
+        self._reader: BulkReader | None = None
+        self._writer: BulkWriter | None = None
 
     async def handle(self, env: Envelope, origin: dict[str, Any]) -> None:
         key = env.idempotency_key
@@ -79,8 +81,10 @@ class Deliverer:
 
     async def _deliver(self, env: Envelope, origin: dict[str, Any]) -> None:
         assert self.runtime.db is not None
-        deliveries = self.runtime.db[DELIVERIES]
-        done = await deliveries.find_one({"_id": env.idempotency_key})
+        if self._reader is None or self._writer is None:
+            self._reader = BulkReader(self.runtime.db[DELIVERIES])
+            self._writer = BulkWriter(self.runtime.db[DELIVERIES])
+        done = await self._reader.get(env.idempotency_key)
         if done is not None:
             log.info("%s already delivered to %s; re-emitting the recorded result", env.idempotency_key, self.partner)
             await self._emit_result(env, ok=True, response=done.get("response"), attempts=[],
@@ -100,15 +104,12 @@ class Deliverer:
         total_ms = round((time.perf_counter() - started) * 1000, 2)
         now = datetime.now(UTC)
         if outcome.ok:
-            try:
-                await deliveries.insert_one({
-                    "_id": env.idempotency_key, "order_id": env.correlation_id, "partner": self.partner,
-                    "operation": env.payload.get("operation"), "call_id": env.payload.get("call_id"),
-                    "envelope_id": env.id, "response": outcome.response, "duration_ms": total_ms,
-                    "attempts": len(attempts), "delivered_at": now,
-                })
-            except DuplicateKeyError:
-                pass
+            await self._writer.upsert(env.idempotency_key, {
+                "order_id": env.correlation_id, "partner": self.partner,
+                "operation": env.payload.get("operation"), "call_id": env.payload.get("call_id"),
+                "envelope_id": env.id, "response": outcome.response, "duration_ms": total_ms,
+                "attempts": len(attempts), "delivered_at": now,
+            })
             await self._emit_result(env, ok=True, response=outcome.response, attempts=attempts,
                                     duration_ms=total_ms, finished_at=now)
             return

@@ -39,7 +39,9 @@ async def test_partner_down_past_retry_budget_goes_to_dead_letter_and_replay_com
     assert letter["partner"] == "ip_workbench" and letter["order_id"] == order_id
     assert letter["error_class"] == "RetriesExhausted"
     assert len(letter["attempts"]) == FAST_POLICY["max_attempts"]
-    assert letter["envelope"] == call["envelope"]  # the exact original outbound envelope
+    assert letter["envelope"]["id"] == call["envelope_id"]  # the exact original outbound envelope
+    assert letter["envelope"]["idempotency_key"] == call["idempotency_key"]
+    assert letter["envelope"]["payload"]["request"] == call["request"]
     records = await read_topic(env.settings, topics.dead_letter(letter["source_topic"]), expect=1)
     assert [json.loads(r.value)["id"] for r in records] == [letter["_id"]]
 

@@ -38,7 +38,8 @@ def result(step_or_env: Envelope, ok: bool = True, **extra: Any) -> Envelope:
     return call.caused(type="call.result", source=call.payload["partner"], idempotency_key=f"r-{call.id}",
                        payload={"call_id": call.payload["call_id"], "round": call.payload["round"], "ok": ok,
                                 "outcome": "ok" if ok else "dead_lettered", "error": None if ok else "boom",
-                                "response": extra.pop("response", {"code": "0"}), "attempts": [],
+                                "response": extra.pop("response", {"code": "0"}),
+                                "attempts": [{"at": datetime.now(UTC).isoformat(), "outcome": "ok"}],
                                 "finished_at": datetime.now(UTC).isoformat(), **extra})
 
 
@@ -77,7 +78,9 @@ def test_internet_line_runs_stage_by_stage_and_completes() -> None:
     assert doc["data"]["design"]["design_request"]["design_id"] == "D-1"
 
     entry = only(engine.apply(doc, callback(construction)))  # callback before the synchronous result: fine
-    assert not engine.apply(doc, result(construction)).changed  # the late result has no second effect
+    late = engine.apply(doc, result(construction))  # the late answer is logged, with no second effect
+    assert late.outbox == [] and doc["current_stage"] == "resource_entry"
+    assert not engine.apply(doc, result(construction)).changed
     assert entry.payload["operation"] == "resource_entry"
     config = only(engine.apply(doc, result(entry)))
     activation = only(engine.apply(doc, result(config)))
