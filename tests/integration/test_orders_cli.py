@@ -129,6 +129,7 @@ def test_calls_recall_batch_goes_through_dead_letter_replay(env: dict[str, str],
     letters = with_runtime(setup)
     hub(env, "calls", "recall", code=2)
     assert "dry-run 3" in hub(env, "calls", "recall", "--partner", "esop", "--since", "1h", "--dry-run")
+    hub(env, "calls", "recall", "--partner", "esop", "--since", "1h", code=2)  # a batch needs --yes when scripted
     assert "ok 3" in hub(env, "calls", "recall", "--partner", "esop", "--since", "1h", "--yes")
     out = envelopes(asyncio.run(read_topic(settings, topics.outbound(settings.topic_prefix, "esop"), expect=3)))
     assert sorted(e.headers["replay-of"] for e in out) == sorted(x.id for x in letters)
