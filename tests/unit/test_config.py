@@ -16,6 +16,16 @@ from hub.topics import dead_letter, inbound, orders, outbound, source_of_dead_le
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No HUB_* variables from the shell or from a test session's embedded servers."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("HUB_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
 def test_shipped_partner_files_are_valid() -> None:
     partners = load_partners(ROOT / "config")
     assert {"esop", "group"} <= set(partners)
@@ -64,7 +74,8 @@ def test_file_name_must_match_partner_name(tmp_path: Path) -> None:
         load_partners(tmp_path)
 
 
-def test_settings_errors_name_env_var_and_yaml_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_errors_name_env_var_and_yaml_line(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    monkeypatch = clean_env
     monkeypatch.setenv("HUB_HTTP_PORT", "eighty")
     with pytest.raises(ConfigError, match="HUB_HTTP_PORT='eighty'"):
         load_settings()
@@ -76,7 +87,8 @@ def test_settings_errors_name_env_var_and_yaml_line(tmp_path: Path, monkeypatch:
     assert info.value.problems[0].startswith(f"{tmp_path / 'hub.yaml'}:2: topic_partitions")
 
 
-def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_overrides_yaml(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    monkeypatch = clean_env
     (tmp_path / "hub.yaml").write_text("http_port: 9001\nkafka_port: 9002\n")
     monkeypatch.setenv("HUB_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("HUB_HTTP_PORT", "9100")
