@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -142,10 +143,10 @@ class RouteManager:
             return
         for part in (runner.source, runner.sink):
             if part is not None:
-                try:
-                    await part.stop()
+                try:  # a partner server that is gone must not hold up the hub's shutdown
+                    await asyncio.wait_for(part.stop(), STOP_TIMEOUT_S)
                 except Exception as exc:
-                    log.warning("route %s: error while stopping %s: %s", runner.name, part, exc)
+                    log.warning("route %s: error while stopping %s: %r", runner.name, part, exc)
         runner.state = "stopped"
 
     # --- hot reload ------------------------------------------------------------------------

@@ -49,7 +49,10 @@ class AmqpSink:
 
     async def stop(self) -> None:
         if self._conn is not None:
-            await self._conn.close()
+            try:
+                await asyncio.wait_for(self._conn.close(), 3)
+            except Exception:
+                pass
         self._conn = self._channel = None
 
     def body(self, envelope: Envelope) -> bytes:

@@ -74,11 +74,14 @@ class AmqpSource:
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
             try:
-                await self._queue.cancel(self._tag)
+                await asyncio.wait_for(self._queue.cancel(self._tag), 3)
             except Exception:
                 pass
         if self._conn is not None:
-            await self._conn.close()
+            try:  # a robust connection to a broker that is down would keep reconnecting otherwise
+                await asyncio.wait_for(self._conn.close(), 3)
+            except Exception as exc:
+                log.warning("route %s: AMQP connection not closed cleanly: %r", self.ctx.route, exc)
         self._conn = self._channel = self._queue = None
         self._tag = None
         self._emit = None
