@@ -8,6 +8,7 @@ dispatch through), created on first use.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,3 +37,14 @@ class ConnectorContext:
     @property
     def log(self) -> logging.Logger:
         return logging.getLogger(f"hub.route.{self.route or 'adhoc'}")
+
+
+async def cancel_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a connector's background task and wait for it; its own errors are already logged."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass

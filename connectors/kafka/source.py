@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from connectors.base import Emit
-from connectors.context import ConnectorContext
+from connectors.context import ConnectorContext, cancel_task
 from connectors.kafka.config import KafkaSourceConfig
 from connectors.registry import registry
 from hub.envelope import Envelope
@@ -54,13 +54,8 @@ class KafkaSource:
         self._task = asyncio.create_task(self._run(), name=f"kafka-source-{self.ctx.route}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -34,7 +34,7 @@ import asyncssh
 from pymongo import DESCENDING, IndexModel
 
 from connectors.base import Emit
-from connectors.context import ConnectorContext
+from connectors.context import ConnectorContext, cancel_task
 from connectors.registry import registry
 from connectors.sftp.client import SftpSession, SftpUnavailable
 from connectors.sftp.config import SftpSourceConfig
@@ -94,13 +94,8 @@ class SftpSource:
         self._task = asyncio.create_task(self._run(), name=f"sftp-poll-{self.ctx.route}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         await self.session.close()
         self._emit = None
 
