@@ -166,6 +166,7 @@ class RouteManager:
                 except OSError:
                     continue
                 if runner is not None and runner.file.digest == digest:
+                    self.rejected.pop(key, None)  # an invalid edit was reverted
                     if runner.state == "failed":
                         await self._launch(runner)
                     continue
@@ -194,8 +195,15 @@ class RouteManager:
                 else:
                     changes.append(f"added {rf.route.name}")  # type: ignore[attr-defined]
                 await self._start(key, rf)
+            declared_rest = {r.file.route.source.partner for k, r in self.runners.items()  # type: ignore[attr-defined]
+                             if not k.startswith("implied:") and r.file.route.source.connector == "rest"}  # type: ignore[attr-defined]
             for key, runner in list(self.runners.items()):
-                if key.startswith("implied:") and runner.state == "failed":
+                if not key.startswith("implied:"):
+                    continue
+                if runner.file.route.source.partner in declared_rest:  # type: ignore[attr-defined]
+                    changes.append(f"removed {runner.name} (a route file now declares this REST intake)")
+                    await self._stop(key)
+                elif runner.state == "failed":
                     await self._launch(runner)
         for change in changes:
             log.info("routes: %s", change)

@@ -54,6 +54,10 @@ async def test_changed_route_file_is_reloaded_without_restart(client: TestClient
                                                  in p for p in rejected["problems"])
     assert ready["checks"]["routes"]["routes"]["acme-rest"]["state"] == "running"
 
+    path.write_text(rest_route("second-key-0002"))  # the bad edit reverted: no longer reported
+    await runtime.routes.reload()
+    assert (await (await client.get("/readyz")).json())["checks"]["routes"]["rejected"] == []
+
     path.write_text(rest_route("third-key-00003"))
     await runtime.routes.reload()
     assert await status(client, "third-key-00003") == 202
