@@ -104,7 +104,23 @@ class EngineRunner:
             STAGE_TRANSITIONS.labels(env.product or "", stage, outcome).inc()
         await store.upsert_calls(list(step.dirty_calls.values()))
         if step.outbox:
-            await asyncio.gather(*(self.runtime.producer.send(t, e) for t, e in step.outbox))
+            await self._send(step)
+
+    async def _send(self, step: Step) -> None:
+        """The document is saved: the outbox must now reach Kafka. Retried here (re-applying the event
+        would be a no-op); if Kafka stays down, the recovery timer re-sends the unsettled calls."""
+        delay = 0.2
+        for attempt in range(1, 8):
+            results = await asyncio.gather(*(self.runtime.producer.send(t, e) for t, e in step.outbox),
+                                           return_exceptions=True)
+            failed = [(t, e) for (t, e), r in zip(step.outbox, results, strict=True) if isinstance(r, Exception)]
+            if not failed:
+                return
+            log.warning("%d outbound envelope(s) not acknowledged (attempt %d); retrying", len(failed), attempt)
+            step.outbox = failed
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
+        log.error("giving up sending %d envelope(s) now; the recovery timer re-sends them", len(step.outbox))
 
     async def recover(self) -> None:
         """Tick every open order that is due (all of them on this process's first scan)."""
