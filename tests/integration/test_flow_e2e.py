@@ -52,8 +52,14 @@ async def test_esop_internet_line_completes_with_one_soap_close_report(flow_env:
 
     # the same order posted again is answered as a duplicate and has no second effect
     assert await env.post_order("esop", "ESOP-E2E-1", "internet_line") == order_id
-    second = await env.post_order("esop", "ESOP-E2E-2", "internet_line")  # processed after the duplicate
-    await env.wait_order(second, done)
+    # the next order meets a duplicating 资管 and a late IP workbench: still one effect each
+    sent_before = env.sim.state.callbacks_sent
+    await env.sim.mode("resource", "duplicate_callback")
+    await env.sim.mode("ip_workbench", "late_callback", delay_s=1.5)
+    second = await env.post_order("esop", "ESOP-E2E-2", "internet_line")
+    doc2 = await env.wait_order(second, done)
+    assert [s["stage"] for s in doc2["stages"]] == INTERNET_STAGES and len(doc2["calls"]) == 7
+    assert env.sim.state.callbacks_sent - sent_before == 4  # design twice, construction, activation
     assert [c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult")] == ["ESOP-E2E-1", "ESOP-E2E-2"]
 
 

@@ -1,0 +1,137 @@
+"""Delivery building blocks: partner success rules, request templates, the keyed work pool, and
+both sinks against the real simulator server (loopback, no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from hub.delivery.agent import build_sink
+from hub.delivery.policy import RetryPolicy, SuccessRule
+from hub.delivery.template import placeholders, render
+from hub.delivery.workpool import KeyedPool
+from hub.envelope import Envelope
+from hub.partners import load_partners
+from hub.settings import PROJECT_ROOT
+from simulators.server import STATE, build_app
+from simulators.state import Control
+
+ESOP = SuccessRule(field="checkResult", equals="1", error_field="parameterValue")
+GROUP = SuccessRule(http_status=[201], error_field="parameterValue")
+RESOURCE = SuccessRule(field="code", equals="0", error_field="msg")
+
+
+@pytest.mark.parametrize("rule, status, body, ok, error", [
+    (ESOP, None, {"checkResult": 1, "parameterValue": "ok"}, True, None),
+    (ESOP, None, {"checkResult": 0, "parameterValue": "客户信息不全"}, False, "checkResult=0: 客户信息不全"),
+    (GROUP, 201, {}, True, None),
+    (GROUP, 200, {"parameterValue": "dup"}, False, "HTTP 200: dup"),
+    (RESOURCE, 200, {"code": "0", "msg": "ok"}, True, None),
+    (RESOURCE, 200, {"code": "1", "msg": "资源不足"}, False, "code='1': 资源不足"),
+    (RESOURCE, 200, {"msg": "no code"}, False, "code=None: no code"),
+])
+def test_partner_success_rules(rule: SuccessRule, status: int | None, body: Any, ok: bool, error: str | None) -> None:
+    assert rule.judge(status, body) == (ok, error)
+
+
+def test_policy_rejects_inverted_backoff() -> None:
+    with pytest.raises(ValueError, match="backoff_max_s"):
+        RetryPolicy(backoff_initial_s=5, backoff_max_s=1)
+
+
+def test_templates_keep_types_and_only_read_paths() -> None:
+    ctx = {"order": {"bandwidth_mbps": 100, "addresses": [{"city": "杭州"}]}, "order_id": "ord-1"}
+    tpl = {"bw": "{order.bandwidth_mbps}", "text": "{order_id}/{order.bandwidth_mbps}Mb", "list": "{order.addresses}",
+           "missing": "{order.nothing}", "fixed": 1, "code": "{__class__.__mro__}"}
+    out = render(tpl, ctx)
+    assert out == {"bw": 100, "text": "ord-1/100Mb", "list": [{"city": "杭州"}], "missing": None, "fixed": 1,
+                   "code": None}
+    assert placeholders(tpl) == {"order.bandwidth_mbps", "order_id", "order.addresses", "order.nothing",
+                                 "__class__.__mro__"}
+
+
+async def test_keyed_pool_orders_per_key_and_runs_keys_in_parallel() -> None:
+    pool = KeyedPool(limit=8, name="t")
+    seen: list[tuple[str, int]] = []
+    acked: list[tuple[str, int]] = []
+    running = 0
+    peak = 0
+
+    async def work(key: str, n: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01 * (3 - n))  # later items finish faster: order must still hold per key
+        seen.append((key, n))
+        running -= 1
+
+    for n in range(3):
+        for key in ("a", "b", "c"):
+            await pool.submit(key, lambda k=key, n=n: work(k, n), lambda k=key, n=n: _ack(acked, k, n))
+    await pool.drain()
+    for key in ("a", "b", "c"):
+        assert [n for k, n in seen if k == key] == [0, 1, 2]
+    assert peak >= 3 and len(acked) == 9
+
+
+async def _ack(acked: list[tuple[str, int]], key: str, n: int) -> None:
+    acked.append((key, n))
+
+
+def _call(operation: str, request: dict[str, Any]) -> Envelope:
+    return Envelope(type="call.request", source="hub", protocol="soap", correlation_id="ord-1",
+                    idempotency_key=f"call:ord-1:{operation}", payload={"operation": operation, "request": request})
+
+
+@pytest.fixture
+async def sim(monkeypatch: pytest.MonkeyPatch) -> Any:
+    server = TestServer(build_app(PROJECT_ROOT / "config"))
+    await server.start_server()
+    monkeypatch.setenv("HUB_SIM_URL", str(server.make_url("")).rstrip("/"))
+    yield server
+    await server.close()
+
+
+async def test_soap_sink_calls_notify_order_result_and_applies_check_result(sim: TestServer, tmp_path: Path) -> None:
+    partners = load_partners(PROJECT_ROOT / "config")  # after HUB_SIM_URL points at the test server
+    sink = build_sink(partners["esop"], PROJECT_ROOT / "config")
+    request = {"orderId": "E-1", "hubOrderId": "ord-1", "resultCode": "1", "finishTime": "2026-01-01T00:00:00"}
+    try:
+        ok = await sink.deliver(_call("close_report", request))
+        assert ok.ok and ok.response == {"checkResult": 1, "parameterValue": "success"}
+        state = sim.app[STATE]
+        assert state.partner("esop").calls[0].idempotency_key == "call:ord-1:close_report"
+        state.partner("esop").control = Control(mode="error")
+        rejected = await sink.deliver(_call("close_report", request))
+        assert (rejected.ok, rejected.retryable) == (False, False) and "ESOP模拟失败" in (rejected.error or "")
+        state.partner("esop").control = Control(mode="http_error")
+        fault = await sink.deliver(_call("close_report", request))
+        assert (fault.ok, fault.retryable, fault.status) == (False, True, "fault")
+    finally:
+        await sink.stop()
+
+
+async def test_rest_sink_classifies_answers(sim: TestServer) -> None:
+    partners = load_partners(PROJECT_ROOT / "config")
+    sink = build_sink(partners["group"], PROJECT_ROOT / "config")
+    state = sim.app[STATE]
+    report = {"external_order_id": "G-1", "stage_title": "业务受理", "desc_outline": 1,
+              "progress_code": "B001processing"}
+    try:
+        ok = await sink.deliver(_call("progress_report", report))
+        assert ok.ok and ok.response["http_status"] == 201
+        assert state.partner("group").calls[0].body["descOutline"] == 1  # mapped by the partner's template
+        state.partner("group").control = Control(mode="error")
+        bad = await sink.deliver(_call("progress_report", report))
+        assert (bad.ok, bad.retryable) == (False, False) and "一编模拟失败" in (bad.error or "")
+        state.partner("group").control = Control(mode="http_error")
+        assert (await sink.deliver(_call("progress_report", report))).retryable
+        state.partner("group").control = Control(mode="down")
+        down = await sink.deliver(_call("progress_report", report))
+        assert (down.ok, down.retryable, down.status) == (False, True, "error")
+    finally:
+        await sink.stop()
