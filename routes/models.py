@@ -20,7 +20,16 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from connectors.registry import registry
 from transforms import hooks
@@ -45,6 +54,20 @@ class Transform(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict, description="canonical field → value when absent")
     python: str | None = Field(default=None, description="name of a transform in transforms/ (hooks registry)")
     drop: list[str] = Field(default_factory=list, description="fields removed after mapping")
+    direction: Literal["to_canonical", "to_partner"] = Field(
+        default="to_canonical",
+        description="to_partner: apply field_map and value_map backwards (canonical → partner), so an "
+                    "outbound route reuses the inbound mapping block unchanged",
+    )
+
+    @model_validator(mode="after")
+    def _invertible(self) -> Transform:
+        if self.direction == "to_partner":
+            for path, codes in self.value_map.items():
+                dup = {v for v in codes.values() if list(codes.values()).count(v) > 1}
+                if dup:
+                    raise ValueError(f"value_map.{path}: {sorted(dup)} map from several codes; cannot invert")
+        return self
 
     @field_validator("python")
     @classmethod

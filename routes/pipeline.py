@@ -36,13 +36,19 @@ def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
     """Route transform on one payload; ValidationFailed names the field on a bad code."""
     if transform is None:
         return payload
-    out = apply_mapping(payload, transform.field_map, {})
+    field_map, value_map, strict = transform.field_map, transform.value_map, set(transform.strict_values)
+    if transform.direction == "to_partner":  # the inbound block read backwards
+        field_map = {dst: src for src, dst in field_map.items()}
+        value_map = {field_map.get(path, path): {canon: code for code, canon in codes.items()}
+                     for path, codes in value_map.items()}
+        strict = {field_map.get(path, path) for path in strict}
+    out = apply_mapping(payload, field_map, {})
     errors = []
-    for path, codes in transform.value_map.items():
+    for path, codes in value_map.items():
         value = get_path(out, path, None)
         if isinstance(value, str | int) and str(value) in codes:
             set_path(out, path, codes[str(value)])
-        elif path in transform.strict_values and value is not None:
+        elif path in strict and value is not None:
             errors.append({"field": path, "message": f"unknown code {value!r} (known: {', '.join(codes)})"})
     if errors:
         raise ValidationFailed(f"{len(errors)} unknown code(s)", errors)

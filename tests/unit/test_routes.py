@@ -123,3 +123,22 @@ def test_shipped_json_schema_is_not_stale() -> None:
     regenerate with ``hub routes schema -o docs/route.schema.json``."""
     shipped = json.loads((ROOT / "docs" / "route.schema.json").read_text())
     assert shipped == json.loads(json.dumps(route_schema())), "stale: run hub routes schema -o docs/route.schema.json"
+
+
+def test_outbound_route_reuses_the_inbound_mapping_backwards() -> None:
+    block = {"field_map": {"orderNo": "external_order_id", "scen": "scenario"},
+             "value_map": {"scenario": {"01": "open", "02": "change"}}, "strict_values": ["scenario"]}
+    inbound = route_model().model_validate({"name": "in-1", "transform": block,
+                                            "source": {"connector": "amqp", "partner": "mq", "queue": "q"}})
+    outbound = route_model().model_validate({"name": "out-1", "transform": {**block, "direction": "to_partner"},
+                                             "source": {"connector": "amqp", "partner": "mq", "queue": "q"}})
+    partner = {"orderNo": "A-1", "scen": "02"}
+    canonical = apply_transform(partner, inbound.transform)  # type: ignore[attr-defined]
+    assert canonical == {"external_order_id": "A-1", "scenario": "change"}
+    assert apply_transform(canonical, outbound.transform) == partner  # type: ignore[attr-defined]
+    with pytest.raises(ValidationFailed, match="unknown code"):
+        apply_transform({"scenario": "terminate"}, outbound.transform)  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="cannot invert"):
+        route_model().model_validate({
+            "name": "out-2", "source": {"connector": "amqp", "partner": "mq", "queue": "q"},
+            "transform": {"value_map": {"s": {"1": "a", "2": "a"}}, "direction": "to_partner"}})
