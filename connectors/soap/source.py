@@ -45,6 +45,7 @@ WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secex
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 DIGEST = "#PasswordDigest"
 SOAP_PATH = "/soap/{partner}"
+REPLAY_WINDOW_S = 300.0
 TABLE = "soap"
 
 
@@ -102,6 +103,7 @@ class SoapSource:
         self._wsdl_cache: dict[str, bytes] = {}
         self._emit: Emit | None = None
         self._lists = frozenset(config.list_elements)
+        self._nonces: dict[str, float] = {}
 
     async def start(self, emit: Emit) -> None:
         self._emit = emit
@@ -152,6 +154,27 @@ class SoapSource:
                 expect.encode(), presented.encode())
         if not ok:
             raise SoapFault("Client", "authentication failed: unknown user or wrong password", outcome="rejected_auth")
+        if digest:
+            self._check_fresh(token)
+
+    def _check_fresh(self, token: etree._Element) -> None:
+        """PasswordDigest replay protection (WSS UsernameToken profile §4): ``Created`` within the
+        window, and a nonce seen once per window (remembered per process)."""
+        created = token.findtext(f"{{{WSU}}}Created") or ""
+        nonce = token.findtext(f"{{{WSSE}}}Nonce") or ""
+        try:
+            at = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise SoapFault("Client", "WS-Security Created is not a timestamp", outcome="rejected_auth") from None
+        now = time.time()
+        if abs(now - at) > REPLAY_WINDOW_S:
+            raise SoapFault("Client", f"WS-Security token expired (Created {created})", outcome="rejected_auth")
+        for old_nonce, seen in list(self._nonces.items()):
+            if now - seen > 2 * REPLAY_WINDOW_S:
+                del self._nonces[old_nonce]
+        if nonce in self._nonces:
+            raise SoapFault("Client", "WS-Security nonce already used (replayed request)", outcome="rejected_auth")
+        self._nonces[nonce] = now
 
     # --- one call --------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:

@@ -155,3 +155,34 @@ async def test_wsdl_is_published_with_the_serving_address(client: TestClient) ->
     assert resp.status == 200 and str(client.make_url(URL)) in text and "?xsd" in text
     missing = await client.post("/soap/nobody", data=envelope_xml(order_xml()), headers={"Content-Type": "text/xml"})
     assert missing.status == 500 and "no SOAP service" in await missing.text()
+
+
+def digest_token(nonce: bytes, created: str, password: str = PASSWORD) -> str:
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()
+    return ('<s:Header><w:Security xmlns:w="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-'
+            'secext-1.0.xsd" xmlns:u="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0'
+            f'.xsd"><w:UsernameToken><w:Username>{USER}</w:Username><w:Password Type="http://docs.oasis-open.org/wss/'
+            f'2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest">{digest}</w:Password>'
+            f'<w:Nonce>{base64.b64encode(nonce).decode()}</w:Nonce><u:Created>{created}</u:Created>'
+            "</w:UsernameToken></w:Security></s:Header>")
+
+
+async def test_replayed_or_stale_password_digest_is_refused(client: TestClient) -> None:
+    import os
+
+    def signed(nonce: bytes, created: str) -> bytes:
+        header = digest_token(nonce, created)
+        return envelope_xml(order_xml()).replace(b"<s:Body>", header.encode() + b"<s:Body>")
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    request = signed(os.urandom(16), now)
+    first = await client.post(URL, data=request, headers={"Content-Type": "text/xml"})
+    assert first.status == 200, await first.text()
+    replay = await client.post(URL, data=request, headers={"Content-Type": "text/xml"})
+    assert replay.status == 500 and "replayed" in await replay.text()
+    stale = await client.post(URL, data=signed(os.urandom(16), "2020-01-01T00:00:00Z"),
+                              headers={"Content-Type": "text/xml"})
+    assert stale.status == 500 and "expired" in await stale.text()
