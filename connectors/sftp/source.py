@@ -170,6 +170,7 @@ class SftpSource:
         remote = posixpath.join(self.dir, claimed)
         local = self.spool / f"{uuid.uuid4().hex}-{name}"
         self.spool.mkdir(parents=True, exist_ok=True)
+        heartbeat = asyncio.create_task(self._keep_claim(sftp, remote), name=f"sftp-claim-{name}")
         try:
             await sftp.get(remote, str(local), block_size=256 * 1024, max_requests=32)
             digest = await asyncio.to_thread(sha256_file, local)
@@ -181,7 +182,19 @@ class SftpSource:
             await self._rename(sftp, claimed, name)
             raise SftpUnavailable(f"transfer of {name} failed: {exc}") from exc
         finally:
+            await cancel_task(heartbeat)
             local.unlink(missing_ok=True)
+
+    async def _keep_claim(self, sftp: asyncssh.SFTPClient, remote: str) -> None:
+        """Touch the claim while a long file is processed, so no other worker thinks it stale."""
+        interval = self.config.claim_stale_after_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now = time.time()
+                await sftp.utime(remote, (now, now))
+            except (asyncssh.Error, OSError):
+                return  # moved or the session died: the file's own handling reports that
 
     async def _process(self, sftp: asyncssh.SFTPClient, claimed: str, name: str, local: Path, digest: str) -> None:
         db = self.ctx.db

@@ -221,6 +221,27 @@ async def test_sink_uploads_via_part_and_rename_into_the_12_2_path(settings: Set
         await sink.stop()
 
 
+async def test_done_file_mode_waits_for_the_done_file(
+        settings: Settings, drop: dict[str, Any]) -> None:
+    route = sftp_route(drop["remote"], source={"encoding": "gb18030", "pattern": "REPORT_*.csv",
+                                               "done_suffix": ".ok"})
+    rt = await start_hub(settings, drop["tmp"], {"daily-report": route})
+    try:
+        source = next(iter(rt.routes.runners.values())).source
+        (drop["local"] / "REPORT_1.csv").write_bytes("机房,利用率\n杭州,0.7\n".encode("gb18030"))
+        polls = source.stats["polls"]
+        await eventually(lambda: asyncio.sleep(0, source.stats["polls"] >= polls + 4), timeout=10)
+        assert (drop["local"] / "REPORT_1.csv").exists()  # no done-file yet: untouched
+        (drop["local"] / "REPORT_1.csv.ok").write_text("")
+        await eventually(lambda: processed(drop, "REPORT_1.csv"), timeout=15)
+        assert not (drop["local"] / "REPORT_1.csv.ok").exists()
+        (env,) = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=1))
+        assert env.payload == {"机房": "杭州", "利用率": "0.7"}
+        assert source.stats["processed"] == 1 and source.stats["failed"] == 0
+    finally:
+        await rt.stop()
+
+
 @pytest.mark.parametrize("value", ["../x", "/abs", "a/b", "..", "a\x00b", ""])
 def test_path_values_are_sanitised(value: str) -> None:
     with pytest.raises(UnsafePath):
