@@ -19,9 +19,11 @@ def simulate(
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", help="port of the simulator server (all partners)"),
     host: str = typer.Option("127.0.0.1", "--host"),
 ) -> None:
-    """Run the partner simulators until Ctrl-C. Point the hub at them with HUB_SIM_URL (the default
-    partner files already use http://127.0.0.1:18800). Switch failure modes with
-    ``curl -XPOST localhost:18800/_control/esop -d '{"mode":"error"}'``; see counts at ``/_calls``."""
+    """Run the partner simulators (ESOP SOAP, 一编, 资管, workbenches, construction) until Ctrl-C.
+
+    The shipped partner files call http://127.0.0.1:18800 unless HUB_SIM_URL says otherwise. Switch a
+    failure mode: curl -XPOST localhost:18800/_control/esop -d '{"mode":"error"}' (ok, down, slow, error,
+    http_error, duplicate_callback, late_callback); counts: GET /_calls."""
     from simulators import serve
 
     settings = load_settings()
