@@ -16,6 +16,8 @@ from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.support import envelopes, eventually, read_topic
 
+FAST = {"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000}  # quicker group join on the test broker
+
 
 async def test_partner_topic_in_and_hub_topic_out_through_routes(settings: Settings, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
@@ -23,11 +25,11 @@ async def test_partner_topic_in_and_hub_topic_out_through_routes(settings: Setti
     hub_out = f"{settings.topic_prefix}.out.grid"
     await ensure_topics(settings, [partner_in, partner_out, hub_out], partitions=1)
     routes = {
-        "grid-in": {"source": {"connector": "kafka", "partner": "grid", "topic": partner_in,
+        "grid-in": {"source": {"connector": "kafka", "partner": "grid", "topic": partner_in, **FAST,
                                "connection": {"bootstrap_servers": settings.kafka_bootstrap}},
                     "transform": {"value_map": {"state": {"1": "ok", "2": "failed"}}},
                     "target": {"topic": "inbound"}},
-        "grid-out": {"source": {"connector": "kafka", "partner": "grid", "topic": hub_out, "body": "envelope"},
+        "grid-out": {"source": {"connector": "kafka", "partner": "grid", "topic": hub_out, "body": "envelope", **FAST},
                      "target": {"sink": {"connector": "kafka", "partner": "grid", "topic": partner_out,
                                          "connection": {"bootstrap_servers": settings.kafka_bootstrap}}}},
     }
