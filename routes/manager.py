@@ -52,6 +52,7 @@ class RouteRunner:
 class Rejected:
     path: str
     problems: list[str]
+    digest: str = ""  # content that was rejected: not re-read until it changes
     at: float = field(default_factory=time.time)
 
 
@@ -74,7 +75,11 @@ class RouteManager:
         for problem in problems:
             log.error("route not loaded: %s", problem)
             path = problem.split(":", 1)[0]
-            self.rejected.setdefault(path, Rejected(path, [])).problems.append(problem)
+            try:
+                digest = _digest(Path(path))
+            except OSError:
+                digest = ""
+            self.rejected.setdefault(path, Rejected(path, [], digest)).problems.append(problem)
         files = {str(p): rf for p, rf in loaded.items()}
         declared = [rf.route for rf in loaded.values()]
         for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes):
@@ -171,8 +176,8 @@ class RouteManager:
                         await self._launch(runner)
                     continue
                 rejected = self.rejected.get(key)
-                if runner is None and rejected is not None and getattr(rejected, "digest", None) == digest:
-                    continue
+                if rejected is not None and rejected.digest == digest:
+                    continue  # the same bad content: already reported
                 try:
                     rf = load_route_file(path)
                     other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]  # type: ignore[attr-defined]
@@ -181,12 +186,9 @@ class RouteManager:
                                                               f"is already declared by {other[0].file.path}"])
                 except ConfigError as exc:
                     problems = exc.problems or [str(exc)]
-                    rej = Rejected(key, problems)
-                    rej.digest = digest  # type: ignore[attr-defined]
-                    if runner is None or self.rejected.get(key) is None or self.rejected[key].problems != problems:
-                        log.error("route file %s rejected, %s: %s", path,
-                                  "previous version keeps running" if runner else "not started", "; ".join(problems))
-                    self.rejected[key] = rej
+                    log.error("route file %s rejected, %s: %s", path,
+                              "previous version keeps running" if runner else "not started", "; ".join(problems))
+                    self.rejected[key] = Rejected(key, problems, digest)
                     continue
                 self.rejected.pop(key, None)
                 if runner is not None:

@@ -67,6 +67,16 @@ async def test_changed_route_file_is_reloaded_without_restart(client: TestClient
     await runtime.routes.reload()
     assert await status(client, "third-key-00003") == 404
 
+    # a new file that is invalid is reported and not started; once fixed, it starts
+    fresh = tmp_path / "routes" / "acme-new.yaml"
+    fresh.write_text(rest_route("short"))
+    assert await runtime.routes.reload() == []
+    ready = (await (await client.get("/readyz")).json())["checks"]["routes"]
+    assert "acme-new" not in ready["routes"] and "at least 8 characters" in str(ready["rejected"])
+    fresh.write_text(rest_route("fourth-key-0004"))
+    assert await runtime.routes.reload() == ["added acme-new"]
+    assert await status(client, "fourth-key-0004") == 202
+
 
 async def _is(coro: Any, expected: int) -> bool:
     return bool(await coro == expected)
