@@ -18,6 +18,7 @@ import sys
 import uuid
 
 from bench._common import closed_loop, free_port, private_infra, wait_http
+from bench.intake import serve_hub  # the same hub server (every shipped route, incl. /soap/esop)
 
 RUN_ID = uuid.uuid4().hex[:8]
 REQUEST = """<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
@@ -40,17 +41,6 @@ HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "receiveWork
 
 def make_request(i: int) -> tuple[bytes, dict[str, str]]:
     return REQUEST.format(order_no=f"S{RUN_ID}-{i}").encode(), HEADERS
-
-
-def serve_hub(port: int) -> None:
-    from aiohttp import web
-
-    from hub.runtime import Runtime
-    from hub.settings import load_settings
-    from hub.web import build_web_app
-
-    settings = load_settings(http_port=port)
-    web.run_app(build_web_app(Runtime(settings)), host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def serve_bare(port: int) -> None:
