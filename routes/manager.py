@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter, Gauge
+
 from connectors.base import Sink, Source
 from connectors.context import ConnectorContext
 from connectors.registry import registry
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
+ROUTE_UP = Gauge("hub_route_up", "1 while the route runs, 0 when failed/stopped/disabled", ["route", "connector"])
+ROUTE_RELOADS = Counter("hub_route_reloads_total", "route file changes applied or rejected", ["outcome"])
 
 
 @dataclass
@@ -46,6 +50,11 @@ class RouteRunner:
     @property
     def name(self) -> str:
         return self.file.route.name  # type: ignore[attr-defined, no-any-return]
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        self.state, self.error = state, error
+        ROUTE_UP.labels(self.name, self.file.route.source.connector).set(  # type: ignore[attr-defined]
+            1 if state == "running" else 0)
 
 
 @dataclass
@@ -111,7 +120,7 @@ class RouteManager:
         runner = RouteRunner(rf)
         self.runners[key] = runner
         if not route.enabled:
-            runner.state = "disabled"
+            runner.set_state("disabled")
             return runner
         await self._launch(runner)
         return runner
@@ -134,11 +143,12 @@ class RouteManager:
             source = build(registry.get("source", route.source.connector).factory, route.source, ctx)
             await source.start(runner.emit)
             runner.source = source
-            runner.state, runner.error, runner.started_at = "running", None, time.time()
+            runner.set_state("running")
+            runner.started_at = time.time()
             log.info("route %s running (%s → %s)", route.name, route.source.connector,
                      runner.emit.topic or f"sink {route.target.sink.connector}")
         except Exception as exc:
-            runner.state, runner.error = "failed", f"{type(exc).__name__}: {exc}"
+            runner.set_state("failed", f"{type(exc).__name__}: {exc}")
             log.error("route %s could not start: %s (retrying every %.0fs)", route.name, runner.error,
                       self.poll_interval)
 
@@ -152,7 +162,7 @@ class RouteManager:
                     await asyncio.wait_for(part.stop(), STOP_TIMEOUT_S)
                 except Exception as exc:
                     log.warning("route %s: error while stopping %s: %r", runner.name, part, exc)
-        runner.state = "stopped"
+        runner.set_state("stopped")
 
     # --- hot reload ------------------------------------------------------------------------
     async def reload(self) -> list[str]:
@@ -189,6 +199,7 @@ class RouteManager:
                     log.error("route file %s rejected, %s: %s", path,
                               "previous version keeps running" if runner else "not started", "; ".join(problems))
                     self.rejected[key] = Rejected(key, problems, digest)
+                    ROUTE_RELOADS.labels("rejected").inc()
                     continue
                 self.rejected.pop(key, None)
                 if runner is not None:
@@ -209,6 +220,7 @@ class RouteManager:
                     await self._launch(runner)
         for change in changes:
             log.info("routes: %s", change)
+            ROUTE_RELOADS.labels("applied").inc()
         return changes
 
     async def _watch(self) -> None:

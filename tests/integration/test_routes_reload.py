@@ -53,6 +53,8 @@ async def test_changed_route_file_is_reloaded_without_restart(client: TestClient
     assert rejected["file"] == str(path) and any(f"{path}:3: source.rest.colour: Extra inputs are not permitted"
                                                  in p for p in rejected["problems"])
     assert ready["checks"]["routes"]["routes"]["acme-rest"]["state"] == "running"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'hub_route_up{connector="rest",route="acme-rest"} 1.0' in metrics
 
     path.write_text(rest_route("second-key-0002"))  # the bad edit reverted: no longer reported
     await runtime.routes.reload()
