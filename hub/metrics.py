@@ -16,7 +16,8 @@ INTAKE_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 ENVELOPES_OUT = Counter(
-    "hub_envelopes_produced_total", "Envelopes written to Kafka by topic", ["topic"]
+    "hub_envelopes_produced_total", "Envelopes written to Kafka by partner (the envelope's source) and topic",
+    ["partner", "topic"],
 )
 
 # --- flow, delivery and operations (issue 5; incremented where the event happens) ------------------

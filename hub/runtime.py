@@ -85,7 +85,7 @@ class Runtime:
             assert self.intake is not None, "runtime not started"
             accepted = await self.intake.emit(topic, envelope)
             if not accepted.duplicate:
-                ENVELOPES_OUT.labels(topic).inc()
+                ENVELOPES_OUT.labels(envelope.source, topic).inc()
             return accepted
 
         return emit

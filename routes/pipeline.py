@@ -149,7 +149,7 @@ class RouteEmit:
         assert self.topic is not None
         accepted = await self._intake.emit(self.topic, envelope)
         if not accepted.duplicate:
-            ENVELOPES_OUT.labels(self.topic).inc()
+            ENVELOPES_OUT.labels(envelope.source, self.topic).inc()
         return accepted
 
     async def __call__(self, envelope: Envelope) -> Accepted:
@@ -168,7 +168,8 @@ class RouteEmit:
             return len(batch)
         assert self.topic is not None
         await self._producer.send_many(self.topic, batch)
-        ENVELOPES_OUT.labels(self.topic).inc(len(batch))
+        for source in {env.source for env in batch}:
+            ENVELOPES_OUT.labels(source, self.topic).inc(sum(1 for env in batch if env.source == source))
         return len(batch)
 
     async def reject(self, reason: str, envelope: Envelope | None = None, **origin: Any) -> None:

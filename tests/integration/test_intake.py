@@ -175,7 +175,12 @@ async def test_health_and_readiness(client: TestClient) -> None:
     assert body["checks"]["kafka"]["ok"] and body["checks"]["mongo"]["ok"]
 
 
-async def test_metrics_count_rejections_by_reason(client: TestClient) -> None:
+async def test_metrics_count_rejections_by_reason_and_envelopes_by_partner(
+    client: TestClient, settings: Settings
+) -> None:
     await client.post(URL, json=order("E-m"), headers={"X-Api-Key": "nope-nope-nope"})
+    assert (await client.post(URL, json=order("E-m2"), headers=ESOP_KEY)).status == 202
     text = await (await client.get("/metrics")).text()
     assert 'hub_intake_requests_total{outcome="rejected_auth",partner="esop",protocol="rest"}' in text
+    topic = topics.inbound(settings.topic_prefix, "esop")
+    assert f'hub_envelopes_produced_total{{partner="esop",topic="{topic}"}} 1.0' in text
