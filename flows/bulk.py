@@ -16,7 +16,7 @@ from pymongo import ReplaceOne, UpdateOne
 
 
 class BulkWriter:
-    def __init__(self, collection: AsyncIOMotorCollection, max_ops: int = 256, max_delay_s: float = 0.004) -> None:
+    def __init__(self, collection: AsyncIOMotorCollection, max_ops: int = 256, max_delay_s: float = 0.015) -> None:
         self.collection = collection
         self.max_ops = max_ops
         self.max_delay_s = max_delay_s
@@ -77,7 +77,7 @@ class BulkWriter:
 class BulkReader:
     """Batch concurrent ``find_one({"_id": x})`` lookups into one ``_id $in`` query."""
 
-    def __init__(self, collection: AsyncIOMotorCollection, max_ids: int = 256, max_delay_s: float = 0.004) -> None:
+    def __init__(self, collection: AsyncIOMotorCollection, max_ids: int = 256, max_delay_s: float = 0.01) -> None:
         self.collection = collection
         self.max_ids = max_ids
         self.max_delay_s = max_delay_s
