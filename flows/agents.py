@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -26,6 +26,7 @@ from hub.deadletter import DeadLetter, DeadLetters
 from hub.delivery.workpool import KeyedPool
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
+from hub.intake import unconsumed
 from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
 from hub.runtime import Runtime
 
@@ -146,6 +147,12 @@ class EngineRunner:
         for i in range(0, len(ticks), 200):
             await asyncio.gather(*(self.runtime.producer.send(self.orders_topic, t) for t in ticks[i:i + 200]))
         sent = len(ticks)
+        if first:  # accepted orders that only lived on the broker (wiped before the engine saw them)
+            lost = await unconsumed(self.runtime.db, within=timedelta(hours=self.fs.intake_recovery_hours))
+            for _topic, env in lost:  # straight to the order topic (what the intake router would do)
+                await self.runtime.producer.send(self.orders_topic, env)
+            if lost:
+                log.warning("recovery: re-sent %d accepted order(s) the engine had not seen", len(lost))
         if first and due:  # events that only lived on the broker (callbacks, submissions) come back too
             for i in range(0, len(due), 500):
                 for raw in await self.store.journaled(due[i:i + 500]):

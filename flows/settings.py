@@ -15,6 +15,9 @@ class FlowSettings(BaseSettings):
         default=300.0, gt=0, description="re-send a call with no result after (the startup scan re-sends at once)"
     )
     recovery_interval_s: float = Field(default=5.0, gt=0, description="how often the recovery scan runs")
+    intake_recovery_hours: float = Field(
+        default=24.0, gt=0, description="at start, re-send orders accepted this recently that the engine never saw"
+    )
     engine_concurrency: int = Field(default=64, ge=1, le=4096, description="orders processed at once")
     callback_base_url: str | None = Field(
         default=None, description="URL partners call back on; default http://{http_host}:{http_port}"

@@ -6,11 +6,16 @@ Order of writes, and why:
    first delivery was answered, write nothing;
 2. produce the envelope to Kafka with acks=all — if the broker is down the caller answers 503 and
    *nothing* is written anywhere (no half-accepted order);
-3. record the key (unique ``_id``). If two identical deliveries race past step 1, the second insert
-   loses on the unique index and that caller answers with the first one's ids; the stray envelope
-   carries the same idempotency key and order id, and the engine applies an order once.
+3. record the key (unique ``_id``) *with the envelope*. If two identical deliveries race past
+   step 1, the second insert loses on the unique index and that caller answers with the first
+   one's ids; the stray envelope carries the same idempotency key and order id, and the engine
+   applies an order once.
 
 Steps 1 and 3 are group-committed across concurrent requests (``hub/batching.py``).
+
+Because the record keeps the envelope, an accepted order survives a broker that loses its topics
+(the embedded broker keeps them in memory): :func:`unconsumed` finds accepted envelopes whose
+order never reached the engine, and the worker re-sends them at start (``flows/agents.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
@@ -94,6 +99,7 @@ class Intake:
             "topic": topic,
             "source": envelope.source,
             "created_at": datetime.now(UTC),
+            "envelope": envelope.model_dump(mode="json"),
         }
         try:
             await self._records.submit(record)
@@ -107,3 +113,31 @@ class Intake:
             # would produce a second envelope with the same key, which the engine ignores.
             log.warning("intake key %s not recorded (%s); downstream dedupe covers redelivery", key, exc)
         return Accepted(envelope.correlation_id, envelope.id)
+
+
+async def unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
+                     ) -> list[tuple[str, Envelope]]:
+    """(topic, envelope) of every order envelope accepted in the last ``within`` whose order has
+    no document in ``orders`` yet — i.e. it may only have lived on the broker. Re-sending them is
+    safe: order ids are deterministic and the engine creates an order once."""
+    since = datetime.now(UTC) - within
+    found: list[tuple[str, Envelope]] = []
+    cursor = db["intake_keys"].find(
+        {"created_at": {"$gte": since}, "envelope.type": "order.received"}, {"order_id": 1, "topic": 1, "envelope": 1}
+    )
+    chunk: list[dict[str, Any]] = []
+
+    async def flush() -> None:
+        ids = [r["order_id"] for r in chunk]
+        known = {d["_id"] async for d in db["orders"].find({"_id": {"$in": ids}}, {"_id": 1})}
+        found.extend((r["topic"], Envelope.model_validate(r["envelope"])) for r in chunk if r["order_id"] not in known)
+        chunk.clear()
+
+    async for record in cursor:
+        if record.get("envelope"):
+            chunk.append(record)
+        if len(chunk) >= batch:
+            await flush()
+    if chunk:
+        await flush()
+    return found

@@ -1,0 +1,47 @@
+"""An order accepted by intake must survive a broker that loses its topics before the engine
+consumed it: the intake record keeps the envelope and the worker re-sends it at start."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.runtime import Runtime
+from hub.web import build_web_app
+from tests.integration.flow_harness import FlowEnv, flow_env  # noqa: F401  (fixture)
+from tests.integration.test_intake import ESOP_KEY, URL, order
+from tests.support import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_accepted_orders_survive_a_wiped_broker_before_the_engine_saw_them(
+    flow_env: FlowEnv, aiohttp_client: Any  # noqa: F811
+) -> None:
+    env = flow_env
+    await asyncio.to_thread(env.hub.stop)  # no worker: accepted orders only live on the broker
+    intake_settings = env.settings.model_copy(update={"config_dir": Path(env.hub.env["HUB_CONFIG_DIR"])})
+    client = await aiohttp_client(build_web_app(Runtime(intake_settings)))
+    ids = []
+    for i in range(3):
+        resp = await client.post(URL, json=order(f"E-WIPE-{i}", fusion=None, access_type="PON"), headers=ESOP_KEY)
+        assert resp.status == 202, await resp.text()
+        ids.append((await resp.json())["order_id"])
+    assert await env.db.orders.count_documents({"_id": {"$in": ids}}) == 0
+
+    env.hub.env["HUB_TOPIC_PREFIX"] = f"w{uuid.uuid4().hex[:8]}"  # same MongoDB, brand-new empty topics
+    await env.hub.start()
+
+    async def all_completed() -> bool:
+        return await env.db.orders.count_documents({"_id": {"$in": ids}, "status": "completed"}) == len(ids)
+
+    try:
+        await eventually(all_completed, timeout=90, interval=0.5)
+    except AssertionError:
+        raise AssertionError(env.hub.log_tail()) from None
+    closes = [c.body["hubOrderId"] for c in env.sim.calls("esop", "notifyOrderResult")]
+    assert sorted(closes) == sorted(ids)  # each recovered order closed exactly once
