@@ -100,9 +100,10 @@ class EngineRunner:
                 break
         else:
             raise RuntimeError(f"order {env.correlation_id}: version conflict persisted")
-        assert step is not None
+        assert step is not None and doc is not None
+        product = doc.get("product") or env.product or ""  # follow-up events (call results…) carry no product
         for stage, outcome in step.transitions:
-            STAGE_TRANSITIONS.labels(env.product or "", stage, outcome).inc()
+            STAGE_TRANSITIONS.labels(product, stage, outcome).inc()
         await store.upsert_calls(list(step.dirty_calls.values()))
         if step.outbox:
             await self._send(step)
