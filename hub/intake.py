@@ -84,6 +84,30 @@ class Intake:
             return [StoreUnavailable(str(exc))] * len(records)
         return results
 
+    def _record(self, topic: str, envelope: Envelope) -> dict[str, Any]:
+        return {
+            "_id": envelope.idempotency_key,
+            "order_id": envelope.correlation_id,
+            "envelope_id": envelope.id,
+            "topic": topic,
+            "source": envelope.source,
+            "created_at": datetime.now(UTC),
+            "envelope": envelope.model_dump(mode="json"),
+        }
+
+    async def record_many(self, topic: str, envelopes: Sequence[Envelope], chunk: int = 1000) -> None:
+        """Record envelopes a batch source (a file) already put on Kafka, so they are journaled for
+        recovery like single deliveries; keys recorded before are left as they were."""
+        for i in range(0, len(envelopes), chunk):
+            records = [self._record(topic, env) for env in envelopes[i:i + chunk]]
+            try:
+                await self._keys.insert_many(records, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise StoreUnavailable(f"could not record intake keys: {exc.details}") from exc
+            except PyMongoError as exc:
+                raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
+
     async def emit(self, topic: str, envelope: Envelope) -> Accepted:
         key = envelope.idempotency_key
         first = await self._lookups.submit(key)
@@ -92,17 +116,8 @@ class Intake:
 
         await self._producer.send(topic, envelope)  # raises BrokerUnavailable: nothing written
 
-        record = {
-            "_id": key,
-            "order_id": envelope.correlation_id,
-            "envelope_id": envelope.id,
-            "topic": topic,
-            "source": envelope.source,
-            "created_at": datetime.now(UTC),
-            "envelope": envelope.model_dump(mode="json"),
-        }
         try:
-            await self._records.submit(record)
+            await self._records.submit(self._record(topic, envelope))
         except _Duplicate:
             winner = await self._keys.find_one({"_id": key})
             assert winner is not None

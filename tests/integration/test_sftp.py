@@ -8,6 +8,7 @@ import base64
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from connectors.sftp.config import SftpSinkConfig
 from connectors.sftp.sink import SftpSink, UnsafePath, render_path
 from hub.envelope import Envelope
 from hub.infra.servers import SftpServer
+from hub.intake import unconsumed
 from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.support import envelopes, eventually, read_topic
@@ -167,6 +169,10 @@ async def test_work_order_route_validates_every_record_before_emitting_any(
         (env,) = envelopes(await read_topic(settings, f"{settings.topic_prefix}.in.boss", expect=1))
         assert env.idempotency_key == "order:boss:B-1:open" and env.type == "order.received"
         assert env.payload["addresses"][0]["city"] == "杭州" and env.payload["bandwidth_mbps"] == 100
+        # journaled for recovery: a broker wiped before the engine consumed it would not lose the order
+        assert rt.db is not None
+        lost = await unconsumed(rt.db, within=timedelta(hours=1))
+        assert [(t, e.id) for t, e in lost] == [(f"{settings.topic_prefix}.in.boss", env.id)]
     finally:
         await rt.stop()
 
