@@ -32,16 +32,10 @@ AGENT_MODULES = (
     "hub.router",
     "flows.agents",
     "hub.delivery",
-    "routes.agents",
 )
 
 
 def load(names: tuple[str, ...]) -> Iterator[ModuleType]:
-    """Import each named module; a module that does not exist (yet) is skipped, other errors raise."""
+    """Import each named module in order; a missing one is an error (a typo must not pass silently)."""
     for name in names:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
+        yield importlib.import_module(name)
