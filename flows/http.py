@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,6 +29,8 @@ from hub.errors import RetryableError
 from hub.problem import problem
 from hub.runtime import Runtime
 from hub.settings import AdminToken
+
+M = TypeVar("M", bound=BaseModel)
 
 CALLBACK_PATH = "/api/v1/partners/{partner}/callbacks"
 SUBMIT_PATH = "/api/v1/orders/{order_id}/stages/{stage}/submit"
@@ -80,6 +82,17 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
             for e in exc.errors(include_url=False, include_input=False)]
 
 
+async def _parse(request: web.Request, model: type[M], what: str) -> tuple[dict[str, Any], M] | web.Response:
+    """The body as a JSON object validated by ``model``, or the 400 problem answer naming every bad field."""
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        return problem(400, "Bad Request", "body must be a JSON object")
+    try:
+        return raw, model.model_validate(raw)
+    except ValidationError as exc:
+        return problem(400, "Bad Request", f"invalid {what}", errors=_errors(exc))
+
+
 async def _emit(runtime: Runtime, envelope: Envelope) -> web.Response | bool:
     """Journal the event in MongoDB (the source of truth: recovery re-emits it after a restart or a
     wiped broker), then produce it to the orders topic (acks=all). Returns "was a duplicate"; a
@@ -111,13 +124,10 @@ async def callback(request: web.Request) -> web.Response:
         return problem(404, "Not Found", f"partner {name!r} has no callback endpoint")
     if not auth.check(request.headers.get(auth.header)):
         return problem(401, "Unauthorized", f"missing or invalid {auth.header} header")
-    raw = await _json(request)
-    if not isinstance(raw, dict):
-        return problem(400, "Bad Request", "body must be a JSON object")
-    try:
-        body = CallbackBody.model_validate(raw)
-    except ValidationError as exc:
-        return problem(400, "Bad Request", "invalid callback", errors=_errors(exc))
+    parsed = await _parse(request, CallbackBody, "callback")
+    if isinstance(parsed, web.Response):
+        return parsed
+    raw, body = parsed
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
     envelope = Envelope(
         type="callback", source=name, protocol="rest", correlation_id=body.order_id,
@@ -135,13 +145,10 @@ async def callback(request: web.Request) -> web.Response:
 async def submit(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     order_id, stage_name = request.match_info["order_id"], request.match_info["stage"]
-    raw = await _json(request)
-    if not isinstance(raw, dict):
-        return problem(400, "Bad Request", "body must be a JSON object")
-    try:
-        body = SubmitBody.model_validate(raw)
-    except ValidationError as exc:
-        return problem(400, "Bad Request", "invalid submission", errors=_errors(exc))
+    parsed = await _parse(request, SubmitBody, "submission")
+    if isinstance(parsed, web.Response):
+        return parsed
+    _, body = parsed
     if runtime.db is None:
         return problem(503, "Service Unavailable", "order store not available")
     doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"stages": {"$slice": -1}, "calls": 0, "order": 0})
