@@ -202,7 +202,7 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
             except ValidationFailed as exc:
                 assert runtime.db is not None
                 await DeadLetters(runtime.db, runtime.producer).publish(DeadLetter.for_raw(
-                    message.topic, message.value, exc,
+                    message.topic, message.value, exc, key=message.key,
                     origin={"partition": message.partition, "offset": message.offset, "agent": "flow-engine"}))
                 await manual.ack(event)
                 continue

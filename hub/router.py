@@ -42,7 +42,7 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
                 assert runtime.db is not None
                 await DeadLetters(runtime.db, runtime.producer).publish(
                     DeadLetter.for_raw(
-                        message.topic, message.value, exc,
+                        message.topic, message.value, exc, key=message.key,
                         origin={"partition": message.partition, "offset": message.offset, "agent": "intake-router"},
                     )
                 )

@@ -47,3 +47,15 @@ def is_dead_letter(topic: str) -> bool:
 
 def source_of_dead_letter(topic: str) -> str:
     return topic[: -len(DLQ_SUFFIX)] if is_dead_letter(topic) else topic
+
+
+def partner_of(topic: str) -> str | None:
+    """The partner a ``{p}.in.{partner}`` / ``{p}.out.{partner}`` topic (or its ``.dlq``) belongs to.
+
+    Why: a record that is not even an envelope still came from somewhere; the topic name is the one
+    thing that always says which partner (the prefix may itself contain dots, so parse from the right).
+    """
+    parts = source_of_dead_letter(topic).rsplit(".", 2)
+    if len(parts) == 3 and parts[1] in ("in", "out") and _NAME.match(parts[2]):
+        return parts[2]
+    return None

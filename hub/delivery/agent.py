@@ -112,6 +112,7 @@ class Deliverer:
             })
             await self._emit_result(env, ok=True, response=outcome.response, attempts=attempts,
                                     duration_ms=total_ms, finished_at=now)
+            await self._resolve_earlier(env)
             return
         DELIVERY_FAILURES.labels(self.partner, env.payload.get("operation", "")).inc()
         letter = await DeadLetters(self.runtime.db, self.runtime.producer).publish(DeadLetter.for_envelope(
@@ -121,6 +122,17 @@ class Deliverer:
                     "operation": env.payload.get("operation")}))
         await self._emit_result(env, ok=False, response=outcome.response, attempts=attempts, duration_ms=total_ms,
                                 finished_at=now, error=outcome.error, dead_letter_id=letter.id)
+
+    async def _resolve_earlier(self, env: Envelope) -> None:
+        """This call is delivered now: its earlier dead letters (e.g. a gated report's failed round)
+        need no operator any more. Housekeeping only: never fails the delivery."""
+        assert self.runtime.db is not None
+        try:
+            await DeadLetters(self.runtime.db, self.runtime.producer).resolve(
+                env.idempotency_key, who=f"system:delivery-{self.partner}",
+                detail=f"delivered by envelope {env.id} (round {env.payload.get('round', 1)})")
+        except Exception as exc:
+            log.warning("dead letters of %s not resolved: %s", env.idempotency_key, exc)
 
     async def _attempt(self, env: Envelope, attempts: list[Attempt]) -> Outcome:
         at = datetime.now(UTC)
@@ -189,7 +201,8 @@ def _agent(app: faust.App, deliverer: Deliverer) -> None:
             except ValidationFailed as exc:
                 assert deliverer.runtime.db is not None
                 await DeadLetters(deliverer.runtime.db, deliverer.runtime.producer).publish(
-                    DeadLetter.for_raw(message.topic, message.value, exc, partner=deliverer.partner, origin=origin))
+                    DeadLetter.for_raw(message.topic, message.value, exc, key=message.key, partner=deliverer.partner,
+                                       origin=origin))
                 await manual.ack(event)
                 continue
             await pool.submit(None, lambda env=env, origin=origin: deliverer.handle(env, origin),
