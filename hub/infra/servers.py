@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -19,6 +20,13 @@ from pathlib import Path
 
 from hub.infra.process import InfraError, ManagedProcess
 from hub.settings import Settings
+
+CHROOT_BASE = Path("/srv/hub-sftp")
+
+
+def home_digest(home: Path) -> str:
+    """Short, stable name for one ``HUB_HOME`` (its resolved path), used for folders outside it."""
+    return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
 
 
 class EmbeddedServer(ABC):
@@ -182,8 +190,11 @@ class MongoServer(EmbeddedServer):
 class SftpServer(EmbeddedServer):
     """Debian's OpenSSH ``sshd`` with its own config and keys, SFTP only, key auth only.
 
-    As root the SFTP user is chrooted to ``sftp_root`` (a root-owned 0755 path outside world-writable
-    temp folders, as sshd demands); otherwise it starts in that folder without a chroot.
+    As root the SFTP user is chrooted to ``root`` (a root-owned 0755 path outside world-writable
+    temp folders, as sshd demands); otherwise it starts in that folder without a chroot. Either
+    way the folder belongs to one ``HUB_HOME``: drop files left by one hub are never ingested by
+    another that happens to use the same port. ``HUB_HOME/sftp/root`` is that folder (a symlink
+    to it when chrooted), so an operator finds it in the same place in both modes.
     """
 
     name = "sftp"
@@ -224,10 +235,26 @@ class SftpServer(EmbeddedServer):
 
     @property
     def root(self) -> Path:
-        """The folder SFTP clients see as ``/``."""
+        """The folder SFTP clients see as ``/``.
+
+        Chrooted, it cannot live in ``HUB_HOME`` (usually under a world-writable temp folder or
+        owned by a user, which sshd refuses), so it is ``/srv/hub-sftp/<digest of HUB_HOME>``:
+        one folder per hub home, whatever the port (``HUB_SFTP_ROOT`` overrides it).
+        """
         if self.chrooted:
-            return Path(os.environ.get("HUB_SFTP_ROOT", f"/srv/hub-sftp/{self.port}"))
+            override = os.environ.get("HUB_SFTP_ROOT")
+            return Path(override) if override else CHROOT_BASE / home_digest(self.settings.home)
         return self.folder / "root"
+
+    @property
+    def root_link(self) -> Path:
+        """Where an operator looks for the root: the root itself, or a symlink to it when chrooted."""
+        return self.folder / "root"
+
+    @property
+    def host_public_key(self) -> Path:
+        """``ssh-keygen -lf`` on this file prints the fingerprint a client is asked to trust."""
+        return Path(str(self.host_key) + ".pub")
 
     def remote_path(self, local: Path) -> str:
         """Path a client uses for a file under ``root``."""
@@ -261,12 +288,14 @@ class SftpServer(EmbeddedServer):
             os.chmod(self.client_key, 0o600)
         (self.folder / "authorized_keys").write_bytes(Path(str(self.client_key) + ".pub").read_bytes())
         host_pub = asyncssh.read_private_key(str(self.host_key)).export_public_key().decode().strip()
+        self.host_public_key.write_text(host_pub + "\n")
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub}\n")
         if self.chrooted:
             for parent in [*reversed(self.root.parents), self.root]:
                 if not parent.exists():
                     parent.mkdir(mode=0o755)
             os.chmod(self.root, 0o755)
+            self._link_root()
         else:
             self.root.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -291,6 +320,18 @@ PermitTTY no
 Subsystem sftp internal-sftp
 {chroot if self.chrooted else nochroot}"""
         )
+
+    def _link_root(self) -> None:
+        """Point ``HUB_HOME/sftp/root`` at the chroot folder (a real folder left by a run without
+        chroot is kept: it is someone's data, and the symlink is only a signpost)."""
+        link = self.root_link
+        if link.is_symlink():
+            if Path(os.readlink(link)) == self.root:
+                return
+            link.unlink()
+        elif link.exists():
+            return
+        link.symlink_to(self.root, target_is_directory=True)
 
     def argv(self) -> list[str]:
         return [self.sshd(), "-D", "-e", "-f", str(self.folder / "sshd_config")]
