@@ -1,14 +1,35 @@
 """MongoDB through motor: one client per process, and every collection's indexes declared here
 (``INDEXES``) so each query path is indexed — SecantusDB scans are slow, real MongoDB's too at scale.
 Components add their own collections with :func:`declare_indexes` at import time.
+
+:class:`DbHealth` is the database circuit for paths that answer a partner while it waits (intake):
+with MongoDB down, every operation would pay the whole server-selection timeout (5 s, measured
+5.1–10.5 s per 503) before failing. The circuit opens on the first connection failure, then fails
+fast (no database round trip) until a background ping succeeds; the intake's own client selects a
+server for at most :data:`INTAKE_SERVER_SELECTION_MS`, so the first detection is bounded too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import ConnectionFailure
 
+from hub.errors import BrokerUnavailable, RetryableError
+from hub.metrics import DEPENDENCY_UP
 from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INTAKE_SERVER_SELECTION_MS = 1000  # a partner waits for the answer: fail within ~1 s, not 5
+PROBE_INTERVAL_S = 0.5  # background ping while the circuit is open
 
 INDEXES: dict[str, list[IndexModel]] = {}
 
@@ -17,10 +38,14 @@ def declare_indexes(collection: str, *indexes: IndexModel) -> None:
     INDEXES.setdefault(collection, []).extend(indexes)
 
 
-def connect(settings: Settings) -> AsyncIOMotorClient:
+def connect(settings: Settings, *, server_selection_ms: int | None = None) -> AsyncIOMotorClient:
+    """A motor client. ``server_selection_ms``: how long an operation waits for a reachable server
+    (default ``mongo_timeout_ms``); latency-sensitive paths (intake) pass a lower bound."""
+    selection = settings.mongo_timeout_ms if server_selection_ms is None else min(
+        server_selection_ms, settings.mongo_timeout_ms)
     return AsyncIOMotorClient(
         settings.mongo_uri,
-        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        serverSelectionTimeoutMS=selection,
         connectTimeoutMS=settings.mongo_timeout_ms,
         tz_aware=True,
         appname=settings.worker_id,
@@ -46,3 +71,129 @@ declare_indexes(
     IndexModel([("order_id", ASCENDING)], name="by_order"),
     IndexModel([("created_at", ASCENDING)], name="by_created"),
 )
+
+
+class DatabaseUnavailable(RetryableError):
+    """MongoDB is known to be down (circuit open): answered at once, the partner retries later."""
+
+
+def is_connection_failure(exc: BaseException | None) -> bool:
+    """True for "the database is not reachable" (not for a bad query or a duplicate key), looking
+    through the ``raise … from`` chain, since callers wrap driver errors in the hub's own."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ConnectionFailure | DatabaseUnavailable):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class DbHealth:
+    """Circuit breaker for one MongoDB client: closed (up) or open (down, failing fast).
+
+    Opened by :meth:`observe` when an operation fails for lack of a server; while open,
+    :meth:`check` raises :class:`DatabaseUnavailable` without touching the network, and one
+    background task pings every :data:`PROBE_INTERVAL_S` until the server answers again.
+    """
+
+    def __init__(self, client: AsyncIOMotorClient, *, name: str = "mongo",
+                 probe_interval_s: float = PROBE_INTERVAL_S) -> None:
+        self._client = client
+        self._name = name
+        self._interval = probe_interval_s
+        self.up = True
+        self.down_since: float | None = None
+        self.last_error: str | None = None
+        self._probe: asyncio.Task[None] | None = None
+        DEPENDENCY_UP.labels(name).set(1)
+
+    def check(self) -> None:
+        """Raise :class:`DatabaseUnavailable` at once while the circuit is open."""
+        if not self.up:
+            raise DatabaseUnavailable(f"MongoDB down for {time.monotonic() - (self.down_since or 0):.1f}s "
+                                      f"({self.last_error}); not retried until a ping succeeds")
+
+    def observe(self, exc: BaseException) -> bool:
+        """Open the circuit if ``exc`` says the server is unreachable; True if it did (or was open).
+
+        Callers often re-raise driver errors as the hub's own without the cause attached, so a
+        retryable error that is not the broker's also counts when the driver itself no longer knows
+        a writable server (its topology, no network round trip)."""
+        if isinstance(exc, DatabaseUnavailable):
+            return True
+        if is_connection_failure(exc) or (
+                isinstance(exc, RetryableError) and not isinstance(exc, BrokerUnavailable) and not self._writable()):
+            self.mark_down(exc)
+            return True
+        return False
+
+    def _writable(self) -> bool:
+        try:
+            return bool(self._client.delegate.topology_description.has_writable_server())
+        except Exception:  # an unexpected driver shape must not turn every error into "down"
+            return True
+
+    def mark_down(self, exc: BaseException) -> None:
+        self.last_error = _short(exc)
+        if self.up:
+            self.up = False
+            self.down_since = time.monotonic()
+            DEPENDENCY_UP.labels(self._name).set(0)
+            log.warning("%s unreachable (%s): failing fast until a ping succeeds", self._name, self.last_error)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._until_up(), name=f"{self._name}-health")
+
+    def mark_up(self) -> None:
+        if not self.up:
+            log.info("%s answers again after %.1fs: circuit closed", self._name,
+                     time.monotonic() - (self.down_since or time.monotonic()))
+        self.up = True
+        self.down_since = None
+        self.last_error = None
+        DEPENDENCY_UP.labels(self._name).set(1)
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Fail fast while down; an operation inside that cannot reach the server opens the circuit."""
+        self.check()
+        try:
+            yield
+        except Exception as exc:
+            self.observe(exc)
+            raise
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """One round trip; updates the circuit either way (used by /readyz and the probe)."""
+        try:
+            await asyncio.wait_for(self._client.admin.command("ping"), timeout)
+        except Exception as exc:
+            if is_connection_failure(exc) or isinstance(exc, TimeoutError):
+                self.mark_down(exc)
+            return False
+        self.mark_up()
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """For /readyz: the circuit's state and why."""
+        if self.up:
+            return {"circuit": "closed"}
+        return {"circuit": "open", "down_for_s": round(time.monotonic() - (self.down_since or 0), 1),
+                "error": self.last_error}
+
+    async def _until_up(self) -> None:
+        while not self.up:
+            await asyncio.sleep(self._interval)
+            await self.ping(timeout=max(self._interval * 2, 1.0))
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._probe
+            self._probe = None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).split(", Timeout:")[0]  # pymongo appends the whole topology description
+    return f"{type(exc).__name__}: {text[:200]}"

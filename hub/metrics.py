@@ -55,3 +55,8 @@ ORDERS_IN_FLIGHT = Gauge(
 CONSUMER_LAG = Gauge(
     "hub_consumer_lag", "Records not yet consumed, by consumer group and topic", ["group", "topic"]
 )
+DEPENDENCY_UP = Gauge(
+    "hub_dependency_up",
+    "1 while a dependency answers, 0 while its circuit is open and callers fail fast (hub/db.py DbHealth)",
+    ["dependency"],
+)

@@ -18,6 +18,7 @@ from connectors.base import Emit, Source
 from hub import db as hubdb
 from hub import topics
 from hub.envelope import Envelope
+from hub.errors import RetryableError
 from hub.intake import Accepted, Intake
 from hub.kafka import EnvelopeProducer, ensure_topics
 from hub.metrics import ENVELOPES_OUT
@@ -27,6 +28,26 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class GuardedIntake(Intake):
+    """The intake behind the database circuit (``hub/db.py`` DbHealth): with MongoDB known down a
+    delivery is refused at once (503, nothing written), instead of after a server-selection timeout."""
+
+    def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer, health: hubdb.DbHealth) -> None:
+        super().__init__(db, producer)
+        self.health = health
+
+    async def emit(self, topic: str, envelope: Envelope) -> Accepted:
+        async with self.health.guard():
+            return await super().emit(topic, envelope)
+
+    async def record_many(self, topic: str, envelopes: Any, chunk: int = 1000) -> None:
+        try:
+            await super().record_many(topic, envelopes, chunk)
+        except RetryableError as exc:
+            self.health.observe(exc)
+            raise
+
+
 class Runtime:
     def __init__(self, settings: Settings, partners: dict[str, Partner] | None = None) -> None:
         self.settings = settings
@@ -34,6 +55,9 @@ class Runtime:
         self.producer = EnvelopeProducer(settings)
         self.mongo: AsyncIOMotorClient | None = None
         self.db: AsyncIOMotorDatabase | None = None
+        # intake's own client: short server selection, behind a circuit (partners wait for its answers)
+        self.intake_mongo: AsyncIOMotorClient | None = None
+        self.db_health: hubdb.DbHealth | None = None
         self.intake: Intake | None = None
         self.sources: list[Source] = []
         self.extras: dict[str, Any] = {}
@@ -46,16 +70,19 @@ class Runtime:
     async def start(self) -> None:
         self.mongo = hubdb.connect(self.settings)
         self.db = hubdb.database(self.mongo, self.settings)
+        self.intake_mongo = hubdb.connect(self.settings, server_selection_ms=hubdb.INTAKE_SERVER_SELECTION_MS)
+        self.db_health = hubdb.DbHealth(self.intake_mongo)
         try:
             await asyncio.wait_for(hubdb.ensure_indexes(self.db), self.settings.mongo_timeout_ms / 1000 + 1)
         except Exception as exc:
             log.error("MongoDB not reachable at start (%s); intake will answer 503 until it is", exc)
+            self.db_health.mark_down(exc)
         try:
             await self.producer.start()
             await ensure_topics(self.settings, self.topic_names())
         except Exception as exc:
             log.error("Kafka not reachable at start (%s); intake will answer 503 until it is", exc)
-        self.intake = Intake(self.db, self.producer)
+        self.intake = GuardedIntake(hubdb.database(self.intake_mongo, self.settings), self.producer, self.db_health)
 
     async def stop(self) -> None:
         if self.routes is not None:
@@ -65,6 +92,10 @@ class Runtime:
             await source.stop()
         self.sources.clear()
         await self.producer.stop()
+        if self.db_health is not None:
+            await self.db_health.close()
+        if self.intake_mongo is not None:
+            self.intake_mongo.close()
         if self.mongo is not None:
             self.mongo.close()
 
@@ -115,18 +146,17 @@ class Runtime:
     # --- health ----------------------------------------------------------------------------
     async def readiness(self) -> dict[str, dict[str, Any]]:
         async def mongo_ok() -> bool:
-            if self.db is None:
+            if self.db_health is None:
                 return False
-            try:
-                await asyncio.wait_for(self.db.command("ping"), 2)
-                return True
-            except Exception:
+            if not self.db_health.up:  # circuit open: its probe pings in the background, answer at once
                 return False
+            return await self.db_health.ping(timeout=2)
 
         kafka, mongo = await asyncio.gather(self.producer.ping(), mongo_ok())
         checks = {
             "kafka": {"ok": kafka, "url": self.settings.kafka_bootstrap},
-            "mongo": {"ok": mongo, "url": self.settings.mongo_uri.split("@")[-1]},
+            "mongo": {"ok": mongo, "url": self.settings.mongo_uri.split("@")[-1],
+                      **(self.db_health.describe() if self.db_health is not None else {})},
         }
         if self.routes is not None:
             checks["routes"] = self.routes.readiness()
