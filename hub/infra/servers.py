@@ -18,7 +18,7 @@ import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from hub.infra.process import InfraError, ManagedProcess
+from hub.infra.process import InfraError, ManagedProcess, port_open
 from hub.settings import Settings
 
 CHROOT_BASE = Path("/srv/hub-sftp")
@@ -105,6 +105,10 @@ class KafkaServer(EmbeddedServer):
         ]
 
     def answers(self) -> bool:
+        # A closed port is a plain "no": a Kafka client pointed at it logs "Unable connect" at
+        # ERROR level, which made every normal `hub run` start with two ERROR lines.
+        if not self.external and not port_open("127.0.0.1", self.port):
+            return False
         from aiokafka.admin import AIOKafkaAdminClient
 
         async def probe() -> None:
