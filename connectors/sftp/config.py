@@ -43,14 +43,44 @@ class CsvOptions(BaseModel):
     columns: list[str] | None = Field(default=None, description="column names when the file has no header row")
 
 
+DEFAULT_TEMP_PATTERNS = ["*.part", "*.tmp", "*.temp", "*.filepart", "*.partial", "*.upload"]
+
+
+class Completion(BaseModel):
+    """When an uploaded file is finished. SFTP tells the reader nothing about a writer that still
+    holds the file open (a slow or stalled client looks exactly like a finished small file), so the
+    route must say which signal it trusts — and whatever it says, the source re-checks the file
+    after claiming and after reading it (size and mtime unchanged), and puts a changed file back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Literal["quiescence", "done_file", "rename"] = Field(
+        default="quiescence",
+        description="quiescence: size and mtime unchanged for quiet_s, as observed by the hub's own polls "
+                    "(works with any client, costs quiet_s of latency); done_file: only once "
+                    "name+done_suffix exists (the partner writes it after the data file); rename: "
+                    "the partner uploads under a temporary name (temp_patterns) and renames when "
+                    "done, so any file matching pattern is complete")
+    quiet_s: float = Field(
+        default=30.0, ge=0,
+        description="quiescence: how long a file's size and mtime must stay unchanged before it is "
+                    "taken; longer than the longest stall of the partner's uploads (0: two polls)")
+    done_suffix: str = Field(default=".done", min_length=1, examples=[".done", ".ok"],
+                             description="done_file: the marker file's suffix; removed after the data file")
+    temp_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TEMP_PATTERNS),
+        description="names that are uploads in progress, never taken (whatever the rule); dot files "
+                    "(and the hub's own claims) are always skipped")
+
+
 class SftpSourceConfig(BaseModel):
     """Inbound file drop: poll ``dir`` for finished files matching ``pattern``, one envelope per record.
 
-    A file is taken when it is finished: never ``*.part``; with ``done_suffix`` only once
-    ``name+done_suffix`` exists, otherwise when its size and mtime did not change between two
-    polls and it is at least ``min_age_s`` old. It is claimed by an atomic rename (two workers never
-    both take it), parsed as a stream, and moved to ``processed/`` only after every record is on
-    Kafka; a bad file goes to ``failed/`` with ``<name>.reason.txt`` beside it.
+    A file is taken when it is finished by the route's ``completion`` rule; never under a temporary
+    name. It is claimed by an atomic rename (two workers never both take it), checked unchanged
+    after the claim and after reading, parsed as a stream, and moved to ``processed/`` only after
+    every record is on Kafka; a bad file goes to ``failed/`` with ``<name>.reason.txt`` beside it.
+    An empty (0-byte) file is never recorded as processed (``empty_files``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -60,12 +90,22 @@ class SftpSourceConfig(BaseModel):
     dir: str = Field(min_length=1, examples=["/drop/boss/orders"])
     pattern: str = Field(default="*.csv", examples=["*.csv", "ORD_*.txt"])
     format: Literal["csv", "jsonl", "xml"] = "csv"
-    encoding: str = Field(default="utf-8", examples=["utf-8", "gbk", "gb18030"])
+    encoding: str = Field(default="utf-8", examples=["utf-8", "gbk", "gb18030"],
+                          description="an ASCII-compatible encoding (lines are split on the byte \\n)")
     csv: CsvOptions = Field(default_factory=CsvOptions)
     xml_record: str = Field(default="record", description="local name of the element that is one record")
     poll_interval_s: float = Field(default=5.0, gt=0)
-    min_age_s: float = Field(default=2.0, ge=0)
-    done_suffix: str | None = Field(default=None, examples=[".done", ".ok"])
+    completion: Completion = Field(default_factory=Completion,
+                                   description="when an upload is finished (see Completion)")
+    empty_files: Literal["leave", "failed"] = Field(
+        default="leave",
+        description="a finished 0-byte file: leave it in place untouched (an upload that has not "
+                    "started writing yet; taken once it has content), or move it to failed_dir with a "
+                    "reason. Never recorded as processed content either way")
+    min_age_s: float | None = Field(default=None, ge=0,
+                                    description="deprecated: completion.quiet_s")
+    done_suffix: str | None = Field(default=None,
+                                    description="deprecated: completion {rule: done_file, done_suffix}")
     processed_dir: str = "processed"
     failed_dir: str = "failed"
     batch_size: int = Field(default=1000, ge=1, le=100_000)
@@ -80,6 +120,24 @@ class SftpSourceConfig(BaseModel):
             codecs.lookup(self.encoding)
         except LookupError:
             raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        if not 'a,\n"|'.encode(self.encoding).endswith(b'a,\n"|'):
+            raise ValueError(f"encoding {self.encoding!r} is not ASCII-compatible (utf-16/32 are not supported)")
+        return self
+
+    @model_validator(mode="after")
+    def _legacy_completion(self) -> SftpSourceConfig:
+        """``min_age_s`` / ``done_suffix`` of older route files still mean what they meant."""
+        if "completion" in self.model_fields_set:
+            if self.min_age_s is not None or self.done_suffix is not None:
+                raise ValueError("min_age_s / done_suffix are deprecated: set them inside completion")
+            return self
+        update: dict[str, object] = {}
+        if self.done_suffix is not None:
+            update.update(rule="done_file", done_suffix=self.done_suffix)
+        if self.min_age_s is not None:
+            update["quiet_s"] = self.min_age_s
+        if update:
+            self.completion = self.completion.model_copy(update=update)
         return self
 
 

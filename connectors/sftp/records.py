@@ -1,47 +1,114 @@
 """Stream records out of a spooled file: CSV, JSON lines or XML, in the declared encoding.
 
-Generators over an open file: memory stays flat whatever the file size (text IO decodes
-incrementally; XML uses ``iterparse`` and clears each record). Errors raise :class:`FileRejected`
-with the line (or record) number, which ends up in the ``failed/<name>.reason.txt`` file.
+Generators over an open file: memory stays flat whatever the file size. Line formats are read as
+bytes, one line at a time, and each line is decoded on its own, so an undecodable byte is reported
+with its line *and* its byte offset in the file (a truncated GBK file: "line 3, byte 57: not valid
+gbk: incomplete multibyte sequence") instead of an offset inside some internal chunk. XML uses
+``iterparse`` and clears each record. Errors raise :class:`FileRejected`, whose text ends up in
+``failed/<name>.reason.txt``.
+
+Each :class:`Record` carries ``digest``: the SHA-256 of the ``seed`` and of everything in the file
+up to the end of that record (XML: of the records so far). A file read again after it grew keeps
+the digests of the records it already had, so their idempotency keys repeat and consumers drop
+the copies.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 from lxml import etree
 
 from connectors.sftp.config import SftpSourceConfig
 from connectors.soap.xmlsafe import to_dict
-from hub.errors import ValidationFailed
+from hub.errors import HubError, ValidationFailed
 
 
 class FileRejected(ValidationFailed):
     """The file as a whole cannot be read (encoding, syntax)."""
 
 
+class ReadStopped(HubError):
+    """The source is stopping: a reader thread gives up between records instead of finishing a file."""
+
+
+class Record(NamedTuple):
+    line: int
+    data: dict[str, Any]
+    digest: str
+
+
+CHECK_EVERY = 512  # records between two looks at the stop flag
+
+
+def read_records(path: Path, cfg: SftpSourceConfig, seed: bytes = b"",
+                 stop: threading.Event | None = None) -> Iterator[Record]:
+    """Yield every record of the file; raise :class:`ReadStopped` soon after ``stop`` is set."""
+    if cfg.format == "csv":
+        records = _csv(path, cfg, seed)
+    elif cfg.format == "jsonl":
+        records = _jsonl(path, cfg, seed)
+    else:
+        records = _xml(path, cfg, seed)
+    try:
+        for n, record in enumerate(records, 1):
+            if stop is not None and n % CHECK_EVERY == 0 and stop.is_set():
+                raise ReadStopped("source stopping")
+            yield record
+    finally:  # close the file now: a traceback kept for a log line must not keep it open
+        records.close()
+
+
 def iter_records(path: Path, cfg: SftpSourceConfig) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_or_record_number, record)``."""
-    try:
-        if cfg.format == "csv":
-            yield from _csv(path, cfg)
-        elif cfg.format == "jsonl":
-            yield from _jsonl(path, cfg)
-        else:
-            yield from _xml(path, cfg)
-    except UnicodeDecodeError as exc:
-        raise FileRejected(f"file is not valid {cfg.encoding}: {exc.reason} near byte {exc.start} of a chunk"
-                           ) from exc
+    for rec in read_records(path, cfg):
+        yield rec.line, rec.data
 
 
-def _csv(path: Path, cfg: SftpSourceConfig) -> Iterator[tuple[int, dict[str, Any]]]:
+class _Lines:
+    """Decoded lines of a binary file, with the line number, the byte offset where the next line
+    starts and a running digest — what a reason and an idempotency key need."""
+
+    def __init__(self, fh: IO[bytes], encoding: str, seed: bytes) -> None:
+        self.fh = fh
+        self.encoding = encoding
+        self.line = 0
+        self.offset = 0
+        self.hash = hashlib.sha256(seed)
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.fh.readline()
+        if not raw:
+            raise StopIteration
+        self.line += 1
+        try:
+            text = raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start:exc.end].hex(" ")
+            raise FileRejected(f"line {self.line}, byte {self.offset + exc.start}: not valid {self.encoding}: "
+                               f"{exc.reason} (bytes {bad})") from exc
+        self.offset += len(raw)
+        self.hash.update(raw)
+        return text
+
+    def digest(self) -> str:
+        return self.hash.copy().hexdigest()
+
+
+def _csv(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
     opts = cfg.csv
-    with path.open(encoding=cfg.encoding, newline="") as fh:
-        reader = csv.reader(fh, delimiter=opts.delimiter, quotechar=opts.quotechar, strict=True)
+    with path.open("rb") as fh:
+        lines = _Lines(fh, cfg.encoding, seed)
+        reader = csv.reader(lines, delimiter=opts.delimiter, quotechar=opts.quotechar, strict=True)
         columns = opts.columns
         try:
             if columns is None:
@@ -54,41 +121,47 @@ def _csv(path: Path, cfg: SftpSourceConfig) -> Iterator[tuple[int, dict[str, Any
                     continue
                 if len(row) != len(columns):
                     raise FileRejected(f"line {reader.line_num}: {len(row)} fields, header has {len(columns)}")
-                yield reader.line_num, dict(zip(columns, row, strict=True))
+                yield Record(reader.line_num, dict(zip(columns, row, strict=True)), lines.digest())
         except csv.Error as exc:
             raise FileRejected(f"line {reader.line_num}: {exc}") from exc
 
 
-def _jsonl(path: Path, cfg: SftpSourceConfig) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding=cfg.encoding) as fh:
-        for n, line in enumerate(fh, 1):
+def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
+    with path.open("rb") as fh:
+        lines = _Lines(fh, cfg.encoding, seed)
+        for line in lines:
             if not line.strip():
                 continue
+            n = lines.line
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FileRejected(f"line {n}: not JSON: {exc.msg} at column {exc.colno}") from exc
             if not isinstance(value, dict):
                 raise FileRejected(f"line {n}: a record must be a JSON object")
-            yield n, value
+            yield Record(n, value, lines.digest())
 
 
-def _xml(path: Path, cfg: SftpSourceConfig) -> Iterator[tuple[int, dict[str, Any]]]:
+def _xml(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
     with path.open("rb") as fh:
         head = fh.read(4096).lower()
     if b"<!doctype" in head or b"<!entity" in head:
         raise FileRejected("DTDs and entity declarations are not allowed")
     n = 0
+    chain = hashlib.sha256(seed)
     try:
         for _, el in etree.iterparse(str(path), events=("end",), resolve_entities=False, no_network=True,
                                      load_dtd=False, huge_tree=False, remove_comments=True):
             if not isinstance(el.tag, str) or etree.QName(el.tag).localname != cfg.xml_record:
                 continue
             n += 1
-            yield el.sourceline or n, to_dict(el)
+            data = to_dict(el)
+            chain.update(json.dumps(data, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+            yield Record(el.sourceline or n, data, chain.copy().hexdigest())
             el.clear(keep_tail=False)
             parent = el.getparent()
             while parent is not None and el.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        raise FileRejected(f"line {exc.lineno}: malformed XML: {exc.msg}") from exc
+        line, column = exc.position if exc.position else (exc.lineno, 0)
+        raise FileRejected(f"line {line}, column {column}: malformed XML: {exc.msg}") from exc

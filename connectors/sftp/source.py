@@ -1,34 +1,47 @@
 """SFTP inbound poller: finished files → one envelope per record → ``processed/`` (or ``failed/``).
 
-Per poll: list ``dir``; pick finished files (see :class:`SftpSourceConfig`); for each, in order:
+Per poll: list ``dir``; ask the route's completion rule which files are finished
+(:mod:`connectors.sftp.completion`); for each, in order:
 
 1. **claim** — ``posix_rename`` to ``.claimed~{worker}~{name}``: atomic on the server, so of two
-   hub workers exactly one wins; a claim older than ``claim_stale_after_s`` (dead worker) is re-taken;
-2. **spool** — download (streamed, parallel reads) to ``HUB_HOME/data/spool`` and hash it;
+   hub workers exactly one wins; a claim older than ``claim_stale_after_s`` (dead worker) is re-taken,
+   and at start a worker takes back the claims its own previous run left (stopped or killed);
+2. **check** — the claim must have the size the listing showed; **spool** — download (streamed,
+   parallel reads) to ``HUB_HOME/data/spool``; **check again** — bytes read must equal the size
+   on disk and the mtime must be unchanged, else a writer is still at it: the file is put back
+   under its name and waits for its completion rule again;
 3. **dedupe** — the SHA-256 already processed by this route (MongoDB ``sftp_files``) ⇒ the file
    goes to ``processed/`` as ``{name}.duplicate-{ts}`` and nothing is emitted;
 4. **validate** the whole file (stream, on a thread): any unreadable line or invalid record ⇒
    ``failed/{name}`` + ``failed/{name}.reason.txt`` + an error envelope (dead letter), nothing emitted;
-5. **emit** in batches — each record's envelope carries ``sftp:{route}:{sha256}:{line}`` as its
-   idempotency key — then record the checksum and only then move the file to ``processed/``.
+5. **emit** in batches — each record's idempotency key is ``sftp:{route}:{digest}:{line}``, the
+   digest covering the route, the name and the file up to that record, so a file read again after
+   it grew repeats the keys of what was already sent — then check the file once more (changed ⇒
+   put back, read again, repeats dropped by key), record the checksum and only then move the file
+   to ``processed/``.
 
-Kafka or MongoDB down in step 5 ⇒ the claim is renamed back and the file is retried next poll;
-records already sent carry the same idempotency keys, so consumers drop the repeats.
+A 0-byte file is never recorded as processed content (``empty_files``: left alone, or moved to
+``failed/`` with a reason). Kafka or MongoDB down in step 5 ⇒ the claim is renamed back and the
+file is retried next poll. Stopping (task cancellation) interrupts a file between batches: reader
+threads see a stop flag within a few hundred records, the spool file is closed and removed, and the
+claim is renamed back so the next start reads the file again (same keys, so no new duplicates).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
+import contextlib
 import hashlib
 import logging
 import posixpath
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncssh
 from pymongo import DESCENDING, IndexModel
@@ -37,8 +50,9 @@ from connectors.base import Emit
 from connectors.context import ConnectorContext, cancel_task
 from connectors.registry import registry
 from connectors.sftp.client import SftpSession, SftpUnavailable
+from connectors.sftp.completion import CompletionWatch, Verdict, state
 from connectors.sftp.config import SftpSourceConfig
-from connectors.sftp.records import FileRejected, iter_records
+from connectors.sftp.records import FileRejected, ReadStopped, Record, read_records
 from hub.db import declare_indexes
 from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
@@ -49,25 +63,52 @@ log = logging.getLogger(__name__)
 FILES = "sftp_files"
 declare_indexes(FILES, IndexModel([("route", 1), ("processed_at", DESCENDING)], name="by_route_time"))
 CLAIM = ".claimed~"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+T = TypeVar("T")
 
 
 def claim_name(worker: str, name: str) -> str:
     return f"{CLAIM}{worker}~{name}"
 
 
-def claimed_original(claimed: str) -> str | None:
+def _claim_parts(claimed: str) -> tuple[str, str] | None:
     if not claimed.startswith(CLAIM):
         return None
     parts = claimed[len(CLAIM):].split("~", 1)
-    return parts[1] if len(parts) == 2 else None
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
-def sha256_file(path: Path) -> str:
+def claimed_original(claimed: str) -> str | None:
+    parts = _claim_parts(claimed)
+    return parts[1] if parts else None
+
+
+def claimed_by(claimed: str) -> str | None:
+    parts = _claim_parts(claimed)
+    return parts[0] if parts else None
+
+
+def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
+            if stop is not None and stop.is_set():
+                raise ReadStopped("source stopping")
             h.update(chunk)
     return h.hexdigest()
+
+
+@dataclass
+class _Claim:
+    """What the claimed file looked like when we took it; the heartbeat moves ``mtime`` (its touch)."""
+
+    remote: str
+    size: int
+    mtime: int
+
+
+class FileChanged(Exception):
+    """The claimed file is not what it was when claimed: a writer is still at it."""
 
 
 @registry.source("sftp", SftpSourceConfig, "SFTP file drop poller: CSV / JSON lines / XML, one envelope per record")
@@ -80,12 +121,16 @@ class SftpSource:
         self.session = SftpSession(config.connection, context.settings)
         self.dir = self.session.path(config.dir)
         self.worker = context.settings.worker_id
-        self._seen: dict[str, tuple[int, int]] = {}
+        self.watch = CompletionWatch(config)
+        self._empty_noted: set[str] = set()
+        self._took_back = False
         self._emit: Emit | None = None
         self._task: asyncio.Task[None] | None = None
+        self.current: str | None = None  # the file being handled, and how far (for tools and tests)
+        self.phase = "idle"
         self.spool = context.settings.data_dir / "spool" / (context.route or config.partner)
         self.stats: dict[str, int] = {"polls": 0, "processed": 0, "failed": 0, "duplicates": 0, "records": 0,
-                                      "retries": 0}
+                                      "retries": 0, "changed": 0, "empty": 0, "released": 0}
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, emit: Emit) -> None:
@@ -94,6 +139,7 @@ class SftpSource:
         self._task = asyncio.create_task(self._run(), name=f"sftp-poll-{self.ctx.route}")
 
     async def stop(self) -> None:
+        """Cancel the poller: a file in progress is given back (claim renamed back), not finished."""
         await cancel_task(self._task)
         self._task = None
         await self.session.close()
@@ -126,37 +172,48 @@ class SftpSource:
         now = time.time()
         files = {e.filename: e.attrs for e in entries
                  if e.filename not in (".", "..") and e.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR}
+        self.watch.observe(files)
+        if not self._took_back:
+            await self._take_back_own_claims(sftp, files)
+            self._took_back = True
+        self._empty_noted &= files.keys()
         handled: list[str] = []
         for fname, attrs in sorted(files.items()):
             original = claimed_original(fname)
             if original is not None:  # someone's claim: take it over only when it is stale
-                if now - (attrs.mtime or now) >= self.config.claim_stale_after_s:
+                if claimed_by(fname) != self.worker and now - (attrs.mtime or now) >= self.config.claim_stale_after_s:
                     mine = claim_name(self.worker, original)
                     if await self._rename(sftp, fname, mine):
                         log.warning("route %s: re-took stale claim %s", self.ctx.route, fname)
-                        await self._handle(sftp, mine, original)
+                        await self._handle(sftp, mine, original, None)
                         handled.append(original)
                 continue
-            if not self._finished(fname, attrs, files, now):
+            verdict = self.watch.verdict(fname, files)
+            if verdict is Verdict.EMPTY:
+                await self._empty(sftp, fname)
+                continue
+            if verdict is not Verdict.READY:
                 continue
             mine = claim_name(self.worker, fname)
             if not await self._rename(sftp, fname, mine):
                 continue  # another worker claimed it between our listing and our rename
-            await sftp.utime(posixpath.join(self.dir, mine), (now, now))
-            await self._handle(sftp, mine, fname)
+            await self._handle(sftp, mine, fname, attrs)
             handled.append(fname)
-        self._seen = {n: (a.size or 0, a.mtime or 0) for n, a in files.items()}
         self.stats["polls"] += 1
         return handled
 
-    def _finished(self, fname: str, attrs: Any, files: dict[str, Any], now: float) -> bool:
-        cfg = self.config
-        if fname.endswith(".part") or fname.startswith(".") or not fnmatch.fnmatch(fname, cfg.pattern):
-            return False
-        if cfg.done_suffix:
-            return fname + cfg.done_suffix in files
-        stable = self._seen.get(fname) == (attrs.size or 0, attrs.mtime or 0)
-        return stable and now - (attrs.mtime or now) >= cfg.min_age_s
+    async def _take_back_own_claims(self, sftp: asyncssh.SFTPClient, files: dict[str, Any]) -> None:
+        """Claims under our own worker id are left by our previous run (stopped mid-file or killed):
+        give them back under their names at once, rather than waiting ``claim_stale_after_s``. Each
+        then goes through the completion rule again (it is re-checked, not trusted)."""
+        for fname in sorted(files):
+            original = claimed_original(fname)
+            if original is None or claimed_by(fname) != self.worker:
+                continue
+            if await self._put_back(sftp, fname, original):
+                self.stats["released"] += 1
+                log.warning("route %s: %s was claimed by a previous run of %s and not finished; "
+                            "taken back, it will be read again", self.ctx.route, original, self.worker)
 
     async def _rename(self, sftp: asyncssh.SFTPClient, old: str, new: str) -> bool:
         try:
@@ -165,38 +222,124 @@ class SftpSource:
         except asyncssh.SFTPNoSuchFile:
             return False
 
+    async def _put_back(self, sftp: asyncssh.SFTPClient, claimed: str, name: str) -> bool:
+        """Rename a claim back to its name — never over a newer upload of the same name (plain
+        ``rename`` refuses an existing target); then the claim stays and is taken back at start."""
+        self.watch.forget(name)
+        try:
+            await sftp.rename(posixpath.join(self.dir, claimed), posixpath.join(self.dir, name))
+            return True
+        except asyncssh.SFTPNoSuchFile:
+            return False
+        except (asyncssh.Error, OSError) as exc:
+            log.error("route %s: could not give %s back under its name (%s); left as %s", self.ctx.route,
+                      name, exc, claimed)
+            return False
+
+    async def _empty(self, sftp: asyncssh.SFTPClient, name: str) -> None:
+        """A finished 0-byte file: never processed content (its checksum would make the next empty
+        file a "duplicate", and a stalled upload that resumes would write into processed/)."""
+        if self.config.empty_files == "leave":
+            if name not in self._empty_noted:
+                self._empty_noted.add(name)
+                self.stats["empty"] += 1
+                INTAKE_REQUESTS.labels(self.config.partner, "sftp", "empty").inc()
+                log.warning("route %s: %s is empty (0 bytes); left in place until it has content",
+                            self.ctx.route, name)
+            return
+        mine = claim_name(self.worker, name)
+        if await self._rename(sftp, name, mine):
+            self.stats["empty"] += 1
+            await self._fail(sftp, mine, name, EMPTY_SHA256,
+                             ["empty file (0 bytes): nothing to ingest, not recorded as processed; "
+                              "upload it again if that was not intended"], outcome="empty")
+
     # --- one file --------------------------------------------------------------------------
-    async def _handle(self, sftp: asyncssh.SFTPClient, claimed: str, name: str) -> None:
+    async def _handle(self, sftp: asyncssh.SFTPClient, claimed: str, name: str, listed: Any) -> None:
+        """Check, spool, check again, then process one claimed file; give the claim back on any
+        failure or on cancellation (the stop flag makes reader threads give up promptly)."""
         remote = posixpath.join(self.dir, claimed)
         local = self.spool / f"{uuid.uuid4().hex}-{name}"
         self.spool.mkdir(parents=True, exist_ok=True)
-        heartbeat = asyncio.create_task(self._keep_claim(sftp, remote), name=f"sftp-claim-{name}")
+        stop = threading.Event()
+        heartbeat: asyncio.Task[None] | None = None
+        self.current, self.phase = name, "claimed"
         try:
+            claim = await self._touch_claim(sftp, remote)
+            if listed is not None and claim.size != state(listed)[0]:
+                raise FileChanged(f"size {state(listed)[0]} when listed, {claim.size} when claimed")
+            heartbeat = asyncio.create_task(self._keep_claim(sftp, claim), name=f"sftp-claim-{name}")
+            self.phase = "spooling"
             await sftp.get(remote, str(local), block_size=256 * 1024, max_requests=32)
-            digest = await asyncio.to_thread(sha256_file, local)
-            await self._process(sftp, claimed, name, local, digest)
+            await self._check_unchanged(sftp, claim, local.stat().st_size)
+            if claim.size == 0:
+                raise FileChanged("empty when read")
+            digest = await self._in_thread(stop, sha256_file, local, stop)
+            await self._process(sftp, claimed, name, local, digest, claim, stop)
+        except FileChanged as exc:
+            self.stats["changed"] += 1
+            INTAKE_REQUESTS.labels(self.config.partner, "sftp", "changed").inc()
+            log.warning("route %s: %s changed while being taken (%s): still being written; put back, it "
+                        "is read again once finished", self.ctx.route, name, exc)
+            await self._put_back(sftp, claimed, name)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._put_back(sftp, claimed, name), 2)
+            log.info("route %s: stopped while reading %s; claim given back", self.ctx.route, name)
+            raise
         except RetryableError:
-            await self._rename(sftp, claimed, name)  # give it back: retried on the next poll
+            await self._put_back(sftp, claimed, name)  # give it back: retried on the next poll
             raise
         except (asyncssh.Error, OSError) as exc:
-            await self._rename(sftp, claimed, name)
+            await self._put_back(sftp, claimed, name)
             raise SftpUnavailable(f"transfer of {name} failed: {exc}") from exc
         finally:
+            stop.set()
+            self.current, self.phase = None, "idle"
             await cancel_task(heartbeat)
             local.unlink(missing_ok=True)
 
-    async def _keep_claim(self, sftp: asyncssh.SFTPClient, remote: str) -> None:
+    async def _touch_claim(self, sftp: asyncssh.SFTPClient, remote: str) -> _Claim:
+        now = time.time()
+        await sftp.utime(remote, (now, now))  # the claim's age is its mtime (claim_stale_after_s)
+        size, mtime = state(await sftp.stat(remote))
+        return _Claim(remote, size, mtime)
+
+    async def _check_unchanged(self, sftp: asyncssh.SFTPClient, claim: _Claim, read: int | None = None) -> None:
+        """The file must still be what we claimed (and read): same size, mtime as we last set it."""
+        size, mtime = state(await sftp.stat(claim.remote))
+        if read is not None and read != size:
+            raise FileChanged(f"{read} bytes read, {size} on disk")
+        if (size, mtime) != (claim.size, claim.mtime):
+            raise FileChanged(f"size {claim.size} → {size}, mtime {claim.mtime} → {mtime}")
+
+    async def _keep_claim(self, sftp: asyncssh.SFTPClient, claim: _Claim) -> None:
         """Touch the claim while a long file is processed, so no other worker thinks it stale."""
         interval = self.config.claim_stale_after_s / 3
         while True:
             await asyncio.sleep(interval)
             try:
                 now = time.time()
-                await sftp.utime(remote, (now, now))
+                await sftp.utime(claim.remote, (now, now))
+                claim.mtime = state(await sftp.stat(claim.remote))[1]  # a size change is still caught
             except (asyncssh.Error, OSError):
                 return  # moved or the session died: the file's own handling reports that
 
-    async def _process(self, sftp: asyncssh.SFTPClient, claimed: str, name: str, local: Path, digest: str) -> None:
+    async def _in_thread(self, stop: threading.Event, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking file work on a thread; on cancellation raise the stop flag and wait (briefly)
+        for the thread to notice, so no reader outlives the stop holding the spool file open."""
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(fut, 5)
+            raise
+
+    async def _process(self, sftp: asyncssh.SFTPClient, claimed: str, name: str, local: Path, digest: str,
+                       claim: _Claim, stop: threading.Event) -> None:
         db = self.ctx.db
         key = f"{self.ctx.route}:{digest}"
         try:
@@ -211,16 +354,20 @@ class SftpSource:
             await self._move(sftp, claimed, self.config.processed_dir, f"{name}.duplicate-{int(time.time())}")
             await self._remove_done(sftp, name)
             return
-        problems = await asyncio.to_thread(self._validate, local, digest, name)
+        self.phase = "validating"
+        problems = await self._in_thread(stop, self._validate, local, digest, name, stop)
         if problems:
             await self._fail(sftp, claimed, name, digest, problems)
             return
-        count = await self._emit_all(local, digest, name)
+        self.phase = "emitting"
+        count = await self._emit_all(local, digest, name, stop)
+        await self._check_unchanged(sftp, claim)  # written to while we sent it: read it again
         if db is not None:
             try:
                 await db[FILES].update_one({"_id": key}, {"$set": {
                     "route": self.ctx.route, "name": name, "sha256": digest, "records": count,
-                    "status": "processed", "worker": self.worker, "processed_at": datetime.now(UTC)}}, upsert=True)
+                    "bytes": claim.size, "status": "processed", "worker": self.worker,
+                    "processed_at": datetime.now(UTC)}}, upsert=True)
             except Exception as exc:
                 raise RetryableError(f"MongoDB unavailable: {exc}") from exc
         await self._move(sftp, claimed, self.config.processed_dir, name)
@@ -230,11 +377,16 @@ class SftpSource:
         INTAKE_REQUESTS.labels(self.config.partner, "sftp", "accepted").inc()
         log.info("route %s: %s processed, %d records", self.ctx.route, name, count)
 
-    def envelope(self, line: int, record: dict[str, Any], digest: str, name: str) -> Envelope:
+    def _seed(self, name: str) -> bytes:
+        """What every record digest of a file starts from: same route and name, same leading bytes
+        ⇒ same keys (a file read again after it grew); anything else ⇒ different keys."""
+        return f"{self.ctx.route}\0{name}\0".encode()
+
+    def envelope(self, rec: Record, digest: str, name: str) -> Envelope:
         return Envelope(
             type="record.received", source=self.config.partner, protocol="sftp",
-            correlation_id=f"file-{digest[:24]}", idempotency_key=f"sftp:{self.ctx.route}:{digest}:{line}",
-            payload=record, headers={"file": name, "line": str(line), "file-sha256": digest},
+            correlation_id=f"file-{digest[:24]}", idempotency_key=f"sftp:{self.ctx.route}:{rec.digest}:{rec.line}",
+            payload=rec.data, headers={"file": name, "line": str(rec.line), "file-sha256": digest},
         )
 
     def sample(self, raw: bytes, limit: int = 20) -> list[Envelope]:
@@ -246,27 +398,27 @@ class SftpSource:
             path.write_bytes(raw)
             digest = hashlib.sha256(raw).hexdigest()
             out = []
-            for line, record in iter_records(path, self.config):
-                out.append(self.envelope(line, record, digest, "sample"))
+            for rec in read_records(path, self.config, self._seed("sample")):
+                out.append(self.envelope(rec, digest, "sample"))
                 if len(out) >= limit:
                     break
             return out
 
-    def _validate(self, local: Path, digest: str, name: str) -> list[str]:
+    def _validate(self, local: Path, digest: str, name: str, stop: threading.Event | None = None) -> list[str]:
         """Whole-file check before anything is emitted (runs on a thread)."""
         prepare = getattr(self._emit, "prepare", None)
         if not getattr(self._emit, "can_reject", True):
             prepare = None  # records cannot be rejected: only check that the whole file parses
         problems: list[str] = []
         try:
-            for line, record in iter_records(local, self.config):
+            for rec in read_records(local, self.config, self._seed(name), stop):
                 if prepare is None:
                     continue
                 try:
-                    prepare(self.envelope(line, record, digest, name))
+                    prepare(self.envelope(rec, digest, name))
                 except ValidationFailed as exc:
                     detail = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors) or str(exc)
-                    problems.append(f"line {line}: {detail}")
+                    problems.append(f"line {rec.line}: {detail}")
                     if len(problems) >= self.config.max_errors_reported:
                         problems.append("… more errors not listed")
                         break
@@ -274,39 +426,49 @@ class SftpSource:
             problems.append(str(exc))
         return problems
 
-    def _take(self, records: Iterator[tuple[int, dict[str, Any]]], digest: str, name: str) -> list[Envelope]:
+    def _take(self, records: Iterator[Record], digest: str, name: str) -> list[Envelope]:
         prepare = getattr(self._emit, "prepare", None)
         out = []
-        for line, record in records:
-            env = self.envelope(line, record, digest, name)
+        for rec in records:
+            env = self.envelope(rec, digest, name)
             out.append(prepare(env) if prepare is not None else env)
             if len(out) >= self.config.batch_size:
                 break
         return out
 
-    async def _emit_all(self, local: Path, digest: str, name: str) -> int:
+    async def _emit_all(self, local: Path, digest: str, name: str, stop: threading.Event) -> int:
+        """Emit batch by batch, the next batch read on a thread while this one is sent. Stopping
+        (cancellation) lands between batches; the reader thread is waited for and the file closed."""
         emit = self._emit
         if emit is None:
             raise RetryableError("source stopping")
         batch_publish = getattr(emit, "publish_batch", None)
-        records = iter_records(local, self.config)
+        records = read_records(local, self.config, self._seed(name), stop)
         count = 0
         pending = asyncio.ensure_future(asyncio.to_thread(self._take, records, digest, name))
-        while True:
-            batch = await pending
-            if not batch:
-                break
-            pending = asyncio.ensure_future(asyncio.to_thread(self._take, records, digest, name))
-            if batch_publish is not None:
-                await batch_publish(batch)
-            else:
-                for env in batch:
-                    await emit(env)
-            count += len(batch)
+        try:
+            while True:
+                batch = await asyncio.shield(pending)
+                if not batch:
+                    break
+                pending = asyncio.ensure_future(asyncio.to_thread(self._take, records, digest, name))
+                if batch_publish is not None:
+                    await batch_publish(batch)
+                else:
+                    for env in batch:
+                        await emit(env)
+                count += len(batch)
+        finally:
+            if not pending.done():
+                stop.set()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(pending), 5)
+            with contextlib.suppress(ValueError):
+                records.close()  # closes the spool file now, not at garbage collection
         return count
 
     async def _fail(self, sftp: asyncssh.SFTPClient, claimed: str, name: str, digest: str,
-                    problems: list[str]) -> None:
+                    problems: list[str], outcome: str = "rejected_invalid") -> None:
         reason = (f"file: {name}\nsha256: {digest}\nroute: {self.ctx.route}\nrejected_at: "
                   f"{datetime.now(UTC).isoformat()}\nreason:\n" + "\n".join(f"  {p}" for p in problems) + "\n")
         failed_dir = posixpath.join(self.dir, self.config.failed_dir)
@@ -316,7 +478,7 @@ class SftpSource:
             await fh.write(reason)
         await self._remove_done(sftp, name)
         self.stats["failed"] += 1
-        INTAKE_REQUESTS.labels(self.config.partner, "sftp", "rejected_invalid").inc()
+        INTAKE_REQUESTS.labels(self.config.partner, "sftp", outcome).inc()
         log.error("route %s: %s rejected → %s: %s", self.ctx.route, name, self.config.failed_dir, problems[0])
         reject = getattr(self._emit, "reject", None)
         if reject is not None:
@@ -336,8 +498,8 @@ class SftpSource:
         return target
 
     async def _remove_done(self, sftp: asyncssh.SFTPClient, name: str) -> None:
-        if self.config.done_suffix:
+        if self.config.completion.rule == "done_file":
             try:
-                await sftp.remove(posixpath.join(self.dir, name + self.config.done_suffix))
+                await sftp.remove(posixpath.join(self.dir, name + self.config.completion.done_suffix))
             except asyncssh.SFTPNoSuchFile:
                 pass

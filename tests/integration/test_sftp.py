@@ -63,7 +63,7 @@ async def start_hub(settings: Settings, tmp_path: Path, routes: dict[str, dict[s
 
 def sftp_route(remote: str, **over: Any) -> dict[str, Any]:
     source = {"connector": "sftp", "partner": "boss", "connection": {"embedded": True}, "dir": remote,
-              "pattern": "*.csv", "poll_interval_s": 0.2, "min_age_s": 0.3, "encoding": "gbk"}
+              "pattern": "*.csv", "poll_interval_s": 0.2, "completion": {"quiet_s": 0.3}, "encoding": "gbk"}
     source.update(over.pop("source", {}))
     return {"source": source, "target": {"topic": "reports.boss"}, **over}
 
@@ -178,7 +178,7 @@ async def test_work_order_route_validates_every_record_before_emitting_any(
 
 
 async def test_two_workers_never_take_the_same_file(settings: Settings, drop: dict[str, Any]) -> None:
-    route = sftp_route(drop["remote"], source={"encoding": "utf-8", "min_age_s": 0, "poll_interval_s": 0.05})
+    route = sftp_route(drop["remote"], source={"encoding": "utf-8", "completion": {"quiet_s": 0}, "poll_interval_s": 0.05})
     rts = [await start_hub(settings.model_copy(update={"worker_id": f"w{i}"}), drop["tmp"] / f"w{i}",
                            {"boss-drop": route}) for i in range(2)]
     try:
@@ -230,7 +230,7 @@ async def test_sink_uploads_via_part_and_rename_into_the_12_2_path(settings: Set
 async def test_done_file_mode_waits_for_the_done_file(
         settings: Settings, drop: dict[str, Any]) -> None:
     route = sftp_route(drop["remote"], source={"encoding": "gb18030", "pattern": "REPORT_*.csv",
-                                               "done_suffix": ".ok"})
+                                               "completion": {"rule": "done_file", "done_suffix": ".ok"}})
     rt = await start_hub(settings, drop["tmp"], {"daily-report": route})
     try:
         source = next(iter(rt.routes.runners.values())).source
