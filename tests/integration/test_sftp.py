@@ -148,6 +148,17 @@ async def test_malformed_file_goes_to_failed_with_a_reason_and_an_error_envelope
     assert "bad.csv" in letter["error"] and letter["origin"]["file"] == "bad.csv"
 
 
+async def test_truncated_gbk_file_is_rejected_with_the_line_and_byte_offset(
+        hub: Runtime, drop: dict[str, Any], server: SftpServer) -> None:
+    src = drop["tmp"] / "cut.csv"
+    src.write_bytes(GBK_CSV[:GBK_CSV.rindex("宁".encode("gbk")) + 1])  # only the lead byte of "宁" arrived
+    offset = GBK_CSV.rindex("宁".encode("gbk"))
+    sftp_batch(server, f"put {src} {drop['server_path']}/cut.csv\n")
+    await eventually(lambda: processed(drop, "cut.csv.reason.txt", "failed"), timeout=15)
+    reason = (drop["local"] / "failed" / "cut.csv.reason.txt").read_text()
+    assert f"line 3, byte {offset}: not valid gbk: incomplete multibyte sequence" in reason, reason
+
+
 async def test_work_order_route_validates_every_record_before_emitting_any(
         settings: Settings, drop: dict[str, Any], server: SftpServer) -> None:
     route = sftp_route(drop["remote"], source={"encoding": "utf-8", "pattern": "ORD_*.csv"}, transform={
@@ -178,7 +189,8 @@ async def test_work_order_route_validates_every_record_before_emitting_any(
 
 
 async def test_two_workers_never_take_the_same_file(settings: Settings, drop: dict[str, Any]) -> None:
-    route = sftp_route(drop["remote"], source={"encoding": "utf-8", "completion": {"quiet_s": 0}, "poll_interval_s": 0.05})
+    route = sftp_route(drop["remote"], source={"encoding": "utf-8", "completion": {"quiet_s": 0},
+                                               "poll_interval_s": 0.05})
     rts = [await start_hub(settings.model_copy(update={"worker_id": f"w{i}"}), drop["tmp"] / f"w{i}",
                            {"boss-drop": route}) for i in range(2)]
     try:
