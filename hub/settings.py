@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # JSON/XML nesting limit on every ingress (hub/jsonlimits.py); capped below BSON's 100 levels,
+    # since an accepted body is stored inside the order and intake documents
+    intake_max_depth: int = Field(default=64, ge=4, le=90)
 
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

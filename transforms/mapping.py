@@ -3,14 +3,39 @@
 A partner's ``order_schema.field_map`` renames dotted paths (``custInfo.name`` → ``customer.name``);
 ``value_map`` translates codes (``scenario: {"1": open}``). Unmapped fields pass through unchanged,
 so a partner already speaking the canonical model needs no mapping at all.
+
+Copies are made without recursion (:func:`copy_json`): ``copy.deepcopy`` recursed once per level
+and raised ``RecursionError`` on a body nested ~300 deep, turning a bad request into a 500.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 _MISSING = object()
+
+
+def copy_json(value: Any) -> Any:
+    """Deep copy of a JSON-like value (dicts and lists; everything else is shared, as JSON
+    scalars are immutable), iteratively so depth costs memory, never the call stack."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for key, item in items:
+            if isinstance(item, dict | list):
+                child: Any = {} if isinstance(item, dict) else []
+                stack.append((item, child))
+            else:
+                child = item
+            if isinstance(dst, dict):
+                dst[key] = child
+            else:
+                dst.append(child)
+    return root
 
 
 def get_path(data: Any, path: str, default: Any = _MISSING) -> Any:
@@ -53,7 +78,7 @@ def apply_mapping(
     payload: dict[str, Any], field_map: dict[str, str], value_map: dict[str, dict[str, str]]
 ) -> dict[str, Any]:
     """Return a canonical-shaped copy of ``payload`` (the input is never modified)."""
-    out = copy.deepcopy(payload)
+    out = copy_json(payload)
     for src, dst in field_map.items():
         value = pop_path(out, src)
         if value is not _MISSING:

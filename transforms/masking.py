@@ -5,8 +5,9 @@ operator can tell two values apart without seeing them.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from transforms.mapping import copy_json
 
 ALWAYS_SENSITIVE = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "authorization"})
 
@@ -39,21 +40,24 @@ def _mask_path(node: Any, parts: list[str]) -> None:
 
 
 def _mask_secrets(node: Any) -> None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k.lower() in ALWAYS_SENSITIVE and not isinstance(v, dict | list):
-                node[k] = "***"
-            else:
-                _mask_secrets(v)
-    elif isinstance(node, list):
-        for item in node:
-            _mask_secrets(item)
+    """Iterative (stored payloads may nest deep; recursion must not be what fails)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if k.lower() in ALWAYS_SENSITIVE and not isinstance(v, dict | list):
+                    item[k] = "***"
+                else:
+                    stack.append(v)
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def mask(data: Any, paths: list[str] | tuple[str, ...]) -> Any:
     """Copy of ``data`` with each dotted path masked (lists are walked: ``addresses.detail``)
     and every password/secret/token key replaced whatever its path."""
-    out = copy.deepcopy(data)
+    out = copy_json(data)
     for path in paths:
         _mask_path(out, path.split("."))
     _mask_secrets(out)

@@ -25,6 +25,7 @@ from connectors.amqp.connection import connect
 from connectors.base import Emit
 from connectors.context import ConnectorContext
 from connectors.registry import registry
+from hub import jsonlimits
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_REQUESTS
@@ -92,7 +93,7 @@ class AmqpSource:
     def envelope_from(self, body: bytes, message_id: str | None = None, correlation_id: str | None = None,
                       amqp_headers: dict[str, Any] | None = None) -> Envelope:
         try:
-            data = json.loads(body.decode(self.config.encoding))
+            data = jsonlimits.loads(body.decode(self.config.encoding), self.ctx.settings.intake_max_depth)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValidationFailed(f"message body is not JSON in {self.config.encoding}: {exc}") from exc
         if not isinstance(data, dict):

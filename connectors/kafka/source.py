@@ -19,6 +19,7 @@ from connectors.base import Emit
 from connectors.context import ConnectorContext, cancel_task
 from connectors.kafka.config import KafkaSourceConfig
 from connectors.registry import registry
+from hub import jsonlimits
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 
@@ -67,7 +68,7 @@ class KafkaSource:
             env = Envelope.from_kafka(rec.value, list(rec.headers or []))
             return env
         try:
-            data = json.loads(rec.value or b"")
+            data = jsonlimits.loads(rec.value or b"", self.ctx.settings.intake_max_depth)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValidationFailed(f"record is not JSON: {exc}") from exc
         if not isinstance(data, dict):

@@ -1,9 +1,11 @@
 """REST order intake: ``POST /api/v1/partners/{partner}/orders``.
 
 Checks in the order a partner would want to hear about them: unknown partner (404), credentials
-(401), content type (415), size (413), JSON syntax and every schema violation at once (400).
-Then the envelope is emitted (Kafka acks=all, idempotent) and only then answered 202; broker or
-store down ⇒ 503 with Retry-After and nothing written.
+(401), content type (415), size (413), nesting deeper than ``HUB_INTAKE_MAX_DEPTH`` (400, checked
+before ``json.loads`` recurses: ``hub/jsonlimits.py``), JSON syntax and every schema violation at
+once (400), then admission in the intake (400: an envelope that would not survive the router, or an
+order no blueprint runs). Then the envelope is emitted (Kafka acks=all, idempotent) and only then
+answered 202; broker or store down ⇒ 503 with Retry-After and nothing written.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from connectors.base import Emit
 from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.rest.config import RestSourceConfig
+from hub import jsonlimits
 from hub.envelope import Envelope
-from hub.errors import RetryableError
+from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from hub.problem import problem
@@ -52,6 +55,8 @@ class RestOrderSource:
         self.config = config
         # the endpoint table ``dispatch`` looks partners up in (shared with the web app)
         self._endpoints = context if isinstance(context, dict) else context.shared("rest")
+        self._max_depth = (jsonlimits.DEFAULT_MAX_DEPTH if isinstance(context, dict)
+                           else context.settings.intake_max_depth)
         self._emit: Emit | None = None
 
     async def start(self, emit: Emit) -> None:
@@ -66,10 +71,8 @@ class RestOrderSource:
     def sample(self, raw: bytes) -> list[Envelope]:
         """Dry run (``hub routes check --sample``): the envelope this request body would become;
         ValidationFailed carries the same field errors a 400 answer would list."""
-        from hub.errors import ValidationFailed
-
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = jsonlimits.loads(raw.decode("utf-8"), self._max_depth)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValidationFailed(f"body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
@@ -132,7 +135,10 @@ class RestOrderSource:
                 "rejected_too_large", 413, "Payload Too Large", f"body exceeds {cfg.max_body_bytes} bytes"
             )
         try:
-            raw = json.loads(body.decode("utf-8"))
+            raw = jsonlimits.loads(body.decode("utf-8"), self._max_depth)
+        except jsonlimits.TooDeep as exc:
+            return self._reject("rejected_too_deep", 400, "Bad Request", str(exc), errors=exc.errors,
+                                max_depth=exc.limit)
         except UnicodeDecodeError:
             return self._reject("rejected_invalid", 400, "Bad Request", "body is not valid UTF-8")
         except json.JSONDecodeError as exc:
@@ -178,6 +184,9 @@ class RestOrderSource:
             return self._reject("unavailable", 503, "Service Unavailable", "intake is stopping")
         try:
             accepted = await self._emit(envelope)
+        except ValidationFailed as exc:  # admission: would not survive the router, or no flow runs it
+            extra = {"max_depth": exc.limit} if isinstance(exc, jsonlimits.TooDeep) else {}
+            return self._reject("rejected_invalid", 400, "Bad Request", str(exc), errors=exc.errors, **extra)
         except RetryableError as exc:
             log.warning("intake %s unavailable: %s", cfg.partner, exc)
             return self._reject(

@@ -206,7 +206,7 @@ class SoapSource:
                             outcome="rejected_media_type")
         body = await self._read(request)
         try:
-            root = xmlsafe.parse(body)
+            root = xmlsafe.parse(body, self.ctx.settings.intake_max_depth)
         except xmlsafe.UnsafeXml as exc:
             raise SoapFault("Client", f"unsafe XML refused: {exc}", outcome="rejected_unsafe") from exc
         except ValidationFailed as exc:
@@ -295,7 +295,7 @@ class SoapSource:
     def sample(self, raw: bytes) -> list[Envelope]:
         """Dry run (``hub routes check --sample``): a SOAP request (or its Body element) → raw envelope.
         Same safety and XSD checks as a live call; ``status`` operations emit nothing."""
-        root = xmlsafe.parse(raw)
+        root = xmlsafe.parse(raw, self.ctx.settings.intake_max_depth)
         req = root
         if root.tag == f"{{{SOAP_ENV}}}Envelope":
             body_el = root.find(f"{{{SOAP_ENV}}}Body")
