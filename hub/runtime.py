@@ -16,7 +16,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
 from connectors.base import Emit, Source
 from hub import db as hubdb
-from hub import topics
+from hub import plugins, topics
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.intake import Accepted, Intake
@@ -83,6 +83,8 @@ class Runtime:
         except Exception as exc:
             log.error("Kafka not reachable at start (%s); intake will answer 503 until it is", exc)
         self.intake = GuardedIntake(hubdb.database(self.intake_mongo, self.settings), self.producer, self.db_health)
+        # admission checks from plugins (e.g. flows: a blueprint exists), so hub/ never imports flows/
+        self.intake.configure(admit=plugins.admission(self), max_depth=self.settings.intake_max_depth)
 
     async def stop(self) -> None:
         if self.routes is not None:
