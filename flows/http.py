@@ -7,6 +7,10 @@
 * ``POST /api/v1/orders/{order_id}/stages/{stage}/submit`` — a person or the field app submits a
   manual stage (admin bearer token, role ``operator``). Checked against the order's current stage
   and the stage's ``required_fields`` before anything is written; 202 once durable on Kafka.
+
+Both bodies are nesting-limited before they are parsed (``HUB_INTAKE_MAX_DEPTH``,
+``hub/jsonlimits.py``) and the envelope is round-tripped as the engine will read it before it is
+journaled: a body that could only fail later is a 400 now, never a 500 or a lost event.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from pymongo.errors import PyMongoError
 from flows.blueprint import Blueprints, load_blueprints
 from flows.documents import ORDERS
 from flows.store import EVENTS
-from hub import topics
+from hub import jsonlimits, topics
 from hub.admin.auth import PRINCIPAL, requires
 from hub.envelope import Envelope
-from hub.errors import RetryableError
+from hub.errors import RetryableError, ValidationFailed
+from hub.intake import check_envelope
 from hub.problem import problem
 from hub.runtime import Runtime
 from hub.settings import AdminToken
@@ -70,9 +75,11 @@ def _blueprints(runtime: Runtime) -> Blueprints:
     return bps
 
 
-async def _json(request: web.Request) -> Any:
+async def _json(request: web.Request, max_depth: int) -> Any:
+    """The decoded body, None when it is not JSON; raises TooDeep before ``json.loads`` recurses."""
+    body = await request.read()
     try:
-        return await request.json()
+        return jsonlimits.loads(body.decode("utf-8"), max_depth)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
 
@@ -84,7 +91,11 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def _parse(request: web.Request, model: type[M], what: str) -> tuple[dict[str, Any], M] | web.Response:
     """The body as a JSON object validated by ``model``, or the 400 problem answer naming every bad field."""
-    raw = await _json(request)
+    limit = _runtime(request).settings.intake_max_depth
+    try:
+        raw = await _json(request, limit)
+    except jsonlimits.TooDeep as exc:
+        return problem(400, "Bad Request", str(exc), errors=exc.errors, max_depth=exc.limit)
     if not isinstance(raw, dict):
         return problem(400, "Bad Request", "body must be a JSON object")
     try:
@@ -98,6 +109,10 @@ async def _emit(runtime: Runtime, envelope: Envelope) -> web.Response | bool:
     wiped broker), then produce it to the orders topic (acks=all). Returns "was a duplicate"; a
     duplicate is produced again anyway — the engine applies an event once, and the first delivery
     may not have reached Kafka."""
+    try:
+        check_envelope(envelope)
+    except ValidationFailed as exc:
+        return problem(400, "Bad Request", str(exc), errors=exc.errors)
     try:
         if runtime.db is None:
             raise RetryableError("order store not available")

@@ -1,17 +1,27 @@
 """Idempotent intake: the ``emit`` every inbound connector calls.
 
-Order of writes, and why:
+Order of work, and why:
 
-1. look the idempotency key up in MongoDB (``intake_keys``); already there ⇒ answer exactly what the
-   first delivery was answered, write nothing;
-2. produce the envelope to Kafka with acks=all — if the broker is down the caller answers 503 and
-   *nothing* is written anywhere (no half-accepted order);
-3. record the key (unique ``_id``) *with the envelope*. If two identical deliveries race past
-   step 1, the second insert loses on the unique index and that caller answers with the first
-   one's ids; the stray envelope carries the same idempotency key and order id, and the engine
-   applies an order once.
+1. **admission** (before anything is written): the envelope must survive the trip it is about to
+   make — it is serialised and parsed back exactly as the router will (:func:`check_envelope`),
+   and an order must have a flow that can run it (the :data:`Admit` check the composition root
+   injects from the loaded blueprints). Whatever fails here fails *now*, as a 400 / SOAP Fault /
+   rejected record, never after the partner was told 202.
+2. **claim** the idempotency key: insert a ``pending`` record (unique ``_id`` = the key, with the
+   envelope) *before* producing. Exactly one concurrent delivery wins the insert, in this process
+   or any other; identical keys inside one process are coalesced first (single-flight), so they
+   do not even reach the database.
+3. the winner **produces** the envelope with acks=all. Broker down ⇒ the winner deletes its claim
+   and the caller answers 503: nothing is recorded, the partner retries.
+4. the winner marks the record ``accepted``. Losers wait (bounded) for that, then answer with the
+   winner's ids and ``duplicate=True``. A ``pending`` claim older than the lease belongs to a
+   holder that died between claim and answer: the next delivery takes it over.
 
-Steps 1 and 3 are group-committed across concurrent requests (``hub/batching.py``).
+Result: one envelope on ``{p}.in.{partner}`` per key, whatever the concurrency (issue 8 item 4:
+the old lookup → produce → insert let 3–7 racing deliveries each produce one).
+
+Claims and marks are group-committed across concurrent requests (``hub/batching.py``), so a
+request still costs two batched round trips, as before.
 
 Because the record keeps the envelope, an accepted order survives a broker that loses its topics
 (the embedded broker keeps them in memory): :func:`unconsumed` finds accepted envelopes whose
@@ -20,22 +30,37 @@ order never reached the engine, and the worker re-sends them at start (``flows/a
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
+from pydantic_core import PydanticSerializationError
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from hub.batching import MicroBatcher
 from hub.envelope import Envelope
-from hub.errors import RetryableError
+from hub.errors import RetryableError, ValidationFailed
+from hub.jsonlimits import DEFAULT_MAX_DEPTH, TooDeep, value_depth
 from hub.kafka import EnvelopeProducer
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
+PENDING, ACCEPTED = "pending", "accepted"
+CLAIM_LEASE = timedelta(seconds=30)
+"""A ``pending`` claim older than this belongs to a holder that died; it may be taken over."""
+WAIT_FOR_WINNER_S = 10.0
+"""How long a losing delivery waits for the winner's answer before answering 503 (retry)."""
+
+Admit = Callable[[Envelope], None]
+"""Admission check injected by the composition root (``hub/runtime.py``): raises
+:class:`~hub.errors.ValidationFailed` for an envelope nothing could process (e.g. an order whose
+product/scenario has no blueprint). ``None`` admits everything."""
 
 
 class StoreUnavailable(RetryableError):
@@ -55,18 +80,42 @@ class _Duplicate(Exception):
     """Insert lost on the unique index: someone recorded this key first."""
 
 
+def check_envelope(envelope: Envelope) -> None:
+    """Serialise the envelope and parse it back exactly as the router will (``Envelope.from_kafka``);
+    raise ValidationFailed if that fails (lone surrogates, values pydantic cannot round-trip,
+    nesting past the JSON parser's limit) — so no accepted envelope is later dead-lettered as
+    "not a valid envelope"."""
+    try:
+        value = envelope.kafka_value()
+    except (PydanticSerializationError, UnicodeError, ValueError) as exc:
+        raise ValidationFailed("the order cannot be encoded as JSON (e.g. an unpaired surrogate in a string)",
+                               [{"field": "(body)", "message": str(exc)[:200], "type": "unencodable"}]) from exc
+    Envelope.from_kafka(value, envelope.kafka_headers())
+
+
 class Intake:
-    def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer) -> None:
+    def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer, *, admit: Admit | None = None,
+                 max_depth: int = DEFAULT_MAX_DEPTH, lease: timedelta = CLAIM_LEASE,
+                 wait_s: float = WAIT_FOR_WINNER_S) -> None:
         self._keys = db["intake_keys"]
         self._producer = producer
+        self._admit = admit
+        self._max_depth = max_depth
+        self._lease = lease
+        self._wait_s = wait_s
+        self._holder = uuid.uuid4().hex  # this process, on its claims (diagnostics)
+        self._inflight: dict[str, asyncio.Future[Accepted]] = {}
         self._lookups: MicroBatcher[str, dict[str, Any] | None] = MicroBatcher(self._find_many)
-        self._records: MicroBatcher[dict[str, Any], bool] = MicroBatcher(self._insert_many)
+        self._claims: MicroBatcher[dict[str, Any], bool] = MicroBatcher(self._insert_many)
+        self._marks: MicroBatcher[str, bool] = MicroBatcher(self._mark_many)
 
+    # --- batched database work -------------------------------------------------------------
     async def _find_many(self, keys: Sequence[str]) -> list[dict[str, Any] | None]:
         try:
             found = {
                 doc["_id"]: doc
-                async for doc in self._keys.find({"_id": {"$in": list(set(keys))}}, {"order_id": 1, "envelope_id": 1})
+                async for doc in self._keys.find({"_id": {"$in": list(set(keys))}},
+                                                 {"order_id": 1, "envelope_id": 1, "state": 1, "claimed_at": 1})
             }
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
@@ -84,14 +133,27 @@ class Intake:
             return [StoreUnavailable(str(exc))] * len(records)
         return results
 
-    def _record(self, topic: str, envelope: Envelope) -> dict[str, Any]:
+    async def _mark_many(self, keys: Sequence[str]) -> list[bool | BaseException]:
+        try:
+            await self._keys.bulk_write(
+                [UpdateOne({"_id": k}, {"$set": {"state": ACCEPTED, "accepted_at": datetime.now(UTC)}}) for k in keys],
+                ordered=False)
+        except PyMongoError as exc:
+            return [StoreUnavailable(str(exc))] * len(keys)
+        return [True] * len(keys)
+
+    def _record(self, topic: str, envelope: Envelope, state: str = ACCEPTED) -> dict[str, Any]:
+        now = datetime.now(UTC)
         return {
             "_id": envelope.idempotency_key,
             "order_id": envelope.correlation_id,
             "envelope_id": envelope.id,
             "topic": topic,
             "source": envelope.source,
-            "created_at": datetime.now(UTC),
+            "state": state,
+            "claimed_at": now,
+            "holder": self._holder,
+            "created_at": now,
             "envelope": envelope.model_dump(mode="json"),
         }
 
@@ -108,26 +170,108 @@ class Intake:
             except PyMongoError as exc:
                 raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
 
+    # --- admission -----------------------------------------------------------------------
+    def configure(self, *, admit: Admit | None, max_depth: int) -> None:
+        """Set by the composition root once plugins are known (``hub/runtime.py``)."""
+        self._admit, self._max_depth = admit, max_depth
+
+    def admit(self, envelope: Envelope) -> None:
+        """Raise ValidationFailed if this envelope must not be accepted (see module doc, step 1).
+        Also called by batch sources on each record before they publish (``routes/pipeline.py``).
+        The depth check backs up the sources' own scan (``hub/jsonlimits.py``) for payloads built
+        from XML or by transforms: stored in MongoDB, a payload must stay under BSON's 100 levels."""
+        if value_depth(envelope.payload) > self._max_depth:
+            raise TooDeep(self._max_depth, "the order")
+        check_envelope(envelope)
+        if self._admit is not None:
+            self._admit(envelope)
+
+    # --- emit ------------------------------------------------------------------------------
     async def emit(self, topic: str, envelope: Envelope) -> Accepted:
+        self.admit(envelope)
         key = envelope.idempotency_key
-        first = await self._lookups.submit(key)
-        if first:
-            return Accepted(first["order_id"], first["envelope_id"], duplicate=True)
-
-        await self._producer.send(topic, envelope)  # raises BrokerUnavailable: nothing written
-
+        running = self._inflight.get(key)
+        if running is not None:  # same key already being accepted in this process: share its answer
+            return replace(await asyncio.shield(running), duplicate=True)
+        fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
         try:
-            await self._records.submit(self._record(topic, envelope))
-        except _Duplicate:
-            winner = await self._keys.find_one({"_id": key})
-            assert winner is not None
-            log.info("concurrent duplicate of %s; answered with the first envelope %s", key, winner["envelope_id"])
-            return Accepted(winner["order_id"], winner["envelope_id"], duplicate=True)
+            accepted = await self._emit_once(topic, envelope)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        else:
+            fut.set_result(accepted)
+            return accepted
+        finally:
+            del self._inflight[key]
+
+    async def _emit_once(self, topic: str, envelope: Envelope) -> Accepted:
+        key = envelope.idempotency_key
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        delay = 0.02
+        while True:
+            try:
+                await self._claims.submit(self._record(topic, envelope, PENDING))
+                return await self._produce_as_winner(topic, envelope)
+            except _Duplicate:
+                pass
+            first = await self._lookups.submit(key)
+            if first is not None and first.get("state", ACCEPTED) == ACCEPTED:  # older records have no state
+                return Accepted(first["order_id"], first["envelope_id"], duplicate=True)
+            if first is not None and await self._take_over(topic, envelope, first):
+                log.warning("intake key %s: took over a claim pending since %s (its holder died)", key,
+                            first.get("claimed_at"))
+                return await self._produce_as_winner(topic, envelope)
+            # pending with a live holder (another process), or just released after a failed
+            # produce: wait for its answer, or claim again
+            if loop.time() + delay > deadline:
+                raise StoreUnavailable(f"intake key {key} is still being accepted by another delivery; retry")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def _take_over(self, topic: str, envelope: Envelope, seen: dict[str, Any]) -> bool:
+        claimed = seen.get("claimed_at")
+        if claimed is None:
+            return False
+        if claimed.tzinfo is None:
+            claimed = claimed.replace(tzinfo=UTC)
+        if datetime.now(UTC) - claimed < self._lease:
+            return False
+        record = self._record(topic, envelope, PENDING)
+        del record["_id"]
+        try:
+            result = await self._keys.update_one(
+                {"_id": envelope.idempotency_key, "state": PENDING, "claimed_at": seen["claimed_at"]},
+                {"$set": record})
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
+        return bool(result.modified_count)
+
+    async def _produce_as_winner(self, topic: str, envelope: Envelope) -> Accepted:
+        key = envelope.idempotency_key
+        try:
+            await self._producer.send(topic, envelope)  # raises BrokerUnavailable
+        except BaseException:
+            await self._release(key)
+            raise
+        try:
+            await self._marks.submit(key)
         except StoreUnavailable as exc:
-            # The envelope is on Kafka (accepted); only the dedupe record is missing. A redelivery
-            # would produce a second envelope with the same key, which the engine ignores.
-            log.warning("intake key %s not recorded (%s); downstream dedupe covers redelivery", key, exc)
+            # The envelope is on Kafka (accepted) and the claim holds its ids; only the state flip
+            # is missing. Redeliveries wait for it, then take the claim over after the lease.
+            log.warning("intake key %s produced but not marked accepted (%s)", key, exc)
         return Accepted(envelope.correlation_id, envelope.id)
+
+    async def _release(self, key: str) -> None:
+        """Produce failed: remove our claim so nothing is recorded and the partner's retry wins."""
+        try:
+            await self._keys.delete_one({"_id": key, "state": PENDING, "holder": self._holder})
+        except PyMongoError as exc:
+            log.warning("intake key %s: claim not released (%s); it lapses after %ss", key, exc,
+                        self._lease.total_seconds())
 
 
 async def unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
@@ -138,7 +282,9 @@ async def unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int 
     since = datetime.now(UTC) - within
     found: list[tuple[str, Envelope]] = []
     cursor = db["intake_keys"].find(
-        {"created_at": {"$gte": since}, "envelope.type": "order.received"}, {"order_id": 1, "topic": 1, "envelope": 1}
+        # a pending claim was never confirmed to its partner (produce failed or in progress): skip it
+        {"created_at": {"$gte": since}, "envelope.type": "order.received", "state": {"$ne": PENDING}},
+        {"order_id": 1, "topic": 1, "envelope": 1}
     )
     chunk: list[dict[str, Any]] = []
 

@@ -3,6 +3,8 @@
 Registration is explicit (no scanning): each module named here exposes one function —
 ``register_cli(app: typer.Typer)``, ``add_routes(app: web.Application)``, or
 ``register_agents(app: faust.App, runtime: Runtime)`` — and is imported in this order.
+``ADMISSION_MODULES`` expose ``admission(runtime) -> Admit``: checks the intake runs before it
+accepts anything (e.g. "a blueprint exists for this order"), so ``hub/`` never imports ``flows/``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 CLI_MODULES = (
     "hub.cli.infra",
@@ -34,8 +37,24 @@ AGENT_MODULES = (
     "hub.delivery",
 )
 
+ADMISSION_MODULES = ("flows.admission",)
+
 
 def load(names: tuple[str, ...]) -> Iterator[ModuleType]:
     """Import each named module in order; a missing one is an error (a typo must not pass silently)."""
     for name in names:
         yield importlib.import_module(name)
+
+
+def admission(runtime: Any) -> Any:
+    """One intake admission check (``hub.intake.Admit``) combining every ADMISSION_MODULES'; None
+    when there are none (everything is admitted)."""
+    checks = [mod.admission(runtime) for mod in load(ADMISSION_MODULES)]
+    if not checks:
+        return None
+
+    def admit(envelope: Any) -> None:
+        for check in checks:
+            check(envelope)
+
+    return admit

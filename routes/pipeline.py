@@ -133,7 +133,10 @@ class RouteEmit:
         headers = dict(envelope.headers)
         headers["hub-route"] = route.name
         fields["headers"] = headers
-        return envelope.model_copy(update=fields)
+        out = envelope.model_copy(update=fields)
+        if self._intake is not None:  # refuse now what could only fail later (hub/intake.py, admission)
+            self._intake.admit(out)
+        return out
 
     # --- publish ---------------------------------------------------------------------------
     async def publish(self, envelope: Envelope) -> Accepted:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +41,23 @@ def order(ext: str = "E-1001", **over: Any) -> dict[str, Any]:
 @pytest.fixture
 async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
     return await aiohttp_client(build_web_app(Runtime(settings)))
+
+
+def config_copy(settings: Settings, tmp_path: Path, *, scenarios: tuple[str, ...] = (), no_flows: bool = False
+                ) -> Settings:
+    """Settings on a copy of ``config/``: with internet_line blueprints for more ``scenarios`` (copies
+    of /open), or with no blueprints at all — intake admission follows the blueprints installed."""
+    config = tmp_path / "config"
+    shutil.copytree(settings.config_dir, config)
+    flows = config / "flows"
+    if no_flows:
+        for f in flows.glob("*.yaml"):
+            f.unlink()
+    for scenario in scenarios:
+        text = (flows / "internet_line_open.yaml").read_text(encoding="utf-8")
+        (flows / f"internet_line_{scenario}.yaml").write_text(
+            text.replace("scenario: open", f"scenario: {scenario}", 1), encoding="utf-8")
+    return settings.model_copy(update={"config_dir": config})
 
 
 async def test_accepted_order_lands_on_the_partner_topic_as_a_canonical_envelope(
@@ -77,7 +96,10 @@ async def test_group_orchestrator_has_its_own_endpoint_and_topic(client: TestCli
     assert resp.status == 401
 
 
-async def test_same_order_twice_gets_the_first_answer_and_one_envelope(client: TestClient, settings: Settings) -> None:
+async def test_same_order_twice_gets_the_first_answer_and_one_envelope(
+    settings: Settings, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(build_web_app(Runtime(config_copy(settings, tmp_path, scenarios=("change",)))))
     first = await client.post(URL, json=order("E-dup"), headers=ESOP_KEY)
     second = await client.post(URL, json=order("E-dup"), headers=ESOP_KEY)
     assert first.status == second.status == 202

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hub.order import order_id_for
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.web import RUNTIME, build_web_app
+from tests.integration.test_intake import config_copy
 from tests.support import envelopes, read_topic
 
 URL = "/soap/esop"
@@ -88,7 +90,11 @@ async def test_schema_violation_and_unknown_code_are_faults_naming_the_problem(c
     assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
 
 
-async def test_withdraw_and_status_query_use_the_order_store(client: TestClient, settings: Settings) -> None:
+async def test_withdraw_and_status_query_use_the_order_store(settings: Settings, tmp_path: Path,
+                                                              aiohttp_client: Any) -> None:
+    # a withdraw is an order with scenario "withdraw": it needs a blueprint like any other (below)
+    with_flow = config_copy(settings, tmp_path, scenarios=("withdraw",))
+    client = await aiohttp_client(build_web_app(Runtime(with_flow)))
     zc = await asyncio.to_thread(zeep_client, client)
     missing = await call(zc, "queryOrderStatus", orderNo="S-4001")
     assert missing.resultCode == "1" and "not found" in missing.resultDesc
@@ -113,6 +119,38 @@ async def test_withdraw_and_status_query_use_the_order_store(client: TestClient,
     (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
     assert env.scenario == "withdraw" and env.payload["extensions"]["withdrawn_order_id"] == oid
     assert env.payload["extensions"]["withdraw_reason"] == "customer cancelled"
+
+
+async def test_withdraw_nothing_can_run_is_a_fault_not_a_silent_failure(client: TestClient,
+                                                                        settings: Settings) -> None:
+    """Shipped config has no internet_line/withdraw blueprint: the engine would fail the withdraw
+    silently, so the intake refuses it and names what exists."""
+    runtime = client.app[RUNTIME]
+    oid = order_id_for("esop", "S-4101", "open")
+    now = datetime.now(UTC)
+    await runtime.db["orders"].insert_one({  # type: ignore[index]
+        "_id": oid, "order_id": oid, "partner": "esop", "external_order_id": "S-4101", "product": "internet_line",
+        "scenario": "open", "status": "in_flight", "created_at": now, "updated_at": now,
+        "order": {"external_order_id": "S-4101", "product": "internet_line", "scenario": "open",
+                  "customer": {"name": "某公司"}},
+    })
+    zc = await asyncio.to_thread(zeep_client, client)
+    with pytest.raises(Fault) as info:
+        await call(zc, "withdrawOrder", orderNo="S-4101", reason="customer cancelled")
+    assert "scenario 'withdraw'" in info.value.message and "internet_line/open" in info.value.message
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+
+
+@pytest.mark.parametrize("depth", [100, 10_000])
+async def test_deeply_nested_xml_is_a_fault_naming_the_limit(client: TestClient, settings: Settings,
+                                                             depth: int) -> None:
+    deep = "<o:x>" * depth + "</o:x>" * depth
+    resp = await client.post(URL, data=envelope_xml(order_xml(extra="").replace("</o:name>", f"</o:name>{deep}")),
+                             headers={"Content-Type": "text/xml", "X-Api-Key": "dev-esop-key-0001"})
+    text = await resp.text()
+    assert resp.status == 500 and "<faultcode>soap:Client</faultcode>" in text, text
+    assert "deeper than the limit of 64 levels" in text
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
 
 
 def order_xml(bandwidth: str = "100", extra: str = "") -> str:
