@@ -81,8 +81,10 @@ class Engine:
         }
         step = Step(changed=True)
         bp = self.blueprints.get(env.product, env.scenario)
-        if bp is None:
-            self._fail(doc, f"no blueprint for product {env.product!r} scenario {env.scenario!r}", now)
+        if bp is None:  # intake refuses these (flows/admission.py); only a blueprint removed since gets here
+            reason = f"no blueprint for product {env.product!r} scenario {env.scenario!r}"
+            self._fail(doc, reason, now)
+            self._report_unrunnable(doc, reason, now, env, step)
             return doc, step
         doc["blueprint"] = f"{bp.product}/{bp.scenario.value}"
         if bp.sla:
@@ -367,6 +369,18 @@ class Engine:
         if pending:
             return f"progress report {pending[0].get('code')} to {', '.join(c['partner'] for c in pending)} pending"
         return None
+
+    def _report_unrunnable(self, doc: dict[str, Any], reason: str, now: datetime, env: Envelope, step: Step) -> None:
+        """Tell the origin partner its order failed — through its ``close_report`` operation when it
+        declares one (same request shape as a blueprint's close-report, ``resultCode`` "0") — so an
+        accepted order never fails silently. The document already says why (``outcome``)."""
+        partner = self.partners.get(doc["partner"])
+        if partner is None or partner.outbound is None or "close_report" not in partner.outbound.config.get(
+                "operations", {}):
+            return
+        request = {"orderId": doc["external_order_id"], "hubOrderId": doc["order_id"], "resultCode": "0",
+                   "resultDesc": reason, "finishTime": now.isoformat(timespec="seconds")}
+        self._issue(doc, "intake", 1, "failed", doc["partner"], "close_report", request, now, env, step)
 
     # --- calls -------------------------------------------------------------------------------
     def _issue(self, doc: dict[str, Any], stage: str, visit: int, hook: str, target: str, operation: str,

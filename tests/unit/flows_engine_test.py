@@ -188,4 +188,6 @@ def test_conditional_transition_goes_back_and_the_second_visit_gets_new_keys(tmp
 
 def test_unknown_product_fails_the_order_visibly() -> None:
     doc, step = make_engine().new_order(received("no_such_product"))
-    assert doc["status"] == "failed" and "no blueprint" in doc["outcome"] and step.outbox == []
+    assert doc["status"] == "failed" and "no blueprint" in doc["outcome"]
+    # ... and the origin is told through its close-report (issue 8 item 2: never a silent failure)
+    assert [e.payload["operation"] for _, e in step.outbox] == ["close_report"]
