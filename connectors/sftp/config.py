@@ -67,6 +67,10 @@ class Completion(BaseModel):
                     "taken; longer than the longest stall of the partner's uploads (0: two polls)")
     done_suffix: str = Field(default=".done", min_length=1, examples=[".done", ".ok"],
                              description="done_file: the marker file's suffix; removed after the data file")
+    late_write_watch_s: float = Field(
+        default=600.0, ge=0,
+        description="for this long after a file was processed, a change to it in processed_dir (a stalled "
+                    "writer that resumed) puts it back to be read again; 0: off")
     temp_patterns: list[str] = Field(
         default_factory=lambda: list(DEFAULT_TEMP_PATTERNS),
         description="names that are uploads in progress, never taken (whatever the rule); dot files "

@@ -124,6 +124,7 @@ class SftpSource:
         self.watch = CompletionWatch(config)
         self._empty_noted: set[str] = set()
         self._took_back = False
+        self._moved: dict[str, tuple[str, int, int, float]] = {}  # processed path → name, size, mtime, until
         self._emit: Emit | None = None
         self._task: asyncio.Task[None] | None = None
         self.current: str | None = None  # the file being handled, and how far (for tools and tests)
@@ -177,6 +178,7 @@ class SftpSource:
             await self._take_back_own_claims(sftp, files)
             self._took_back = True
         self._empty_noted &= files.keys()
+        await self._recheck_processed(sftp)
         handled: list[str] = []
         for fname, attrs in sorted(files.items()):
             original = claimed_original(fname)
@@ -235,6 +237,42 @@ class SftpSource:
             log.error("route %s: could not give %s back under its name (%s); left as %s", self.ctx.route,
                       name, exc, claimed)
             return False
+
+    def _watch_processed(self, target: str, name: str, claim: _Claim) -> None:
+        window = self.config.completion.late_write_watch_s
+        if window > 0:
+            self._moved[target] = (name, claim.size, claim.mtime, time.monotonic() + window)
+
+    async def _recheck_processed(self, sftp: asyncssh.SFTPClient) -> None:
+        """A writer stalled longer than the completion rule allowed and resumed after the file was
+        processed writes into ``processed/`` (the same inode): for ``late_write_watch_s`` after the
+        move, a file there that changed is put back under its name and read again (the records
+        already sent repeat their keys)."""
+        now = time.monotonic()
+        for target, (name, size, mtime, until) in list(self._moved.items()):
+            if now > until:
+                del self._moved[target]
+                continue
+            try:
+                current = state(await sftp.stat(target))
+            except asyncssh.SFTPNoSuchFile:
+                del self._moved[target]
+                continue
+            if current == (size, mtime):
+                continue
+            try:
+                await sftp.rename(target, posixpath.join(self.dir, name))
+            except (asyncssh.Error, OSError) as exc:
+                log.error("route %s: %s was written to after it was processed (%d → %d bytes) and could not "
+                          "be put back (%s); it stays in %s", self.ctx.route, name, size, current[0], exc, target)
+                continue
+            finally:
+                self._moved.pop(target, None)
+            self.stats["changed"] += 1
+            INTAKE_REQUESTS.labels(self.config.partner, "sftp", "changed").inc()
+            log.warning("route %s: %s was written to after it was processed (%d → %d bytes): the upload had "
+                        "stalled longer than the completion rule allows; put back, it is read again",
+                        self.ctx.route, name, size, current[0])
 
     async def _empty(self, sftp: asyncssh.SFTPClient, name: str) -> None:
         """A finished 0-byte file: never processed content (its checksum would make the next empty
@@ -351,7 +389,8 @@ class SftpSource:
                      self.ctx.route, name, done.get("name"), digest[:12])
             self.stats["duplicates"] += 1
             INTAKE_REQUESTS.labels(self.config.partner, "sftp", "duplicate").inc()
-            await self._move(sftp, claimed, self.config.processed_dir, f"{name}.duplicate-{int(time.time())}")
+            target = await self._move(sftp, claimed, self.config.processed_dir, f"{name}.duplicate-{int(time.time())}")
+            self._watch_processed(target, name, claim)
             await self._remove_done(sftp, name)
             return
         self.phase = "validating"
@@ -370,7 +409,8 @@ class SftpSource:
                     "processed_at": datetime.now(UTC)}}, upsert=True)
             except Exception as exc:
                 raise RetryableError(f"MongoDB unavailable: {exc}") from exc
-        await self._move(sftp, claimed, self.config.processed_dir, name)
+        target = await self._move(sftp, claimed, self.config.processed_dir, name)
+        self._watch_processed(target, name, claim)
         await self._remove_done(sftp, name)
         self.stats["processed"] += 1
         self.stats["records"] += count

@@ -152,6 +152,29 @@ async def test_file_still_written_after_the_claim_is_put_back_and_read_again(
         await rt.stop()
 
 
+async def test_writer_that_resumes_after_the_file_was_processed_gets_it_read_again(
+        settings: Settings, drop: dict[str, Any], server: SftpServer) -> None:  # noqa: F811
+    """The issue's case: a stall longer than the window, the hub takes and processes the first half,
+    then the upload completes — into processed/. The hub notices and reads the whole file again."""
+    rt = await start_hub(settings, drop["tmp"], {"boss-drop": quiet_route(drop["remote"], 0.3)})
+    try:
+        source = source_of(rt)
+        async with writer(server, f"{drop['server_path']}/stall.csv") as fh:
+            await fh.write(HEADER + rows(5))
+            await eventually(lambda: exists(drop["local"] / "processed" / "stall.csv"), timeout=10)
+            await fh.write(rows(5, start=5))                     # the stalled client carries on
+        await eventually(lambda: asyncio.sleep(0, source.stats["processed"] == 2), timeout=15)
+        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=15))
+        by_key: dict[str, set[str]] = {}
+        for e in envs:
+            by_key.setdefault(e.idempotency_key, set()).add(e.payload["带宽"])
+        assert sorted(int(v) for vals in by_key.values() for v in vals) == list(range(10))
+        assert len(envs) == 15  # the first 5 again, with their first keys: consumers drop them
+        assert source.stats["changed"] == 1
+    finally:
+        await rt.stop()
+
+
 def spool_files_open(spool: Path) -> list[str]:
     """Files under ``spool`` this process still has open (deleted ones included)."""
     out = []
