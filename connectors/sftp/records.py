@@ -27,6 +27,7 @@ from lxml import etree
 
 from connectors.sftp.config import SftpSourceConfig
 from connectors.soap.xmlsafe import to_dict
+from hub import jsonlimits
 from hub.errors import HubError, ValidationFailed
 
 
@@ -134,7 +135,9 @@ def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
                 continue
             n = lines.line
             try:
-                value = json.loads(line)
+                value = jsonlimits.loads(line)  # nesting checked before json.loads can recurse
+            except jsonlimits.TooDeep as exc:
+                raise FileRejected(f"line {n}: {exc}") from exc
             except json.JSONDecodeError as exc:
                 raise FileRejected(f"line {n}: not JSON: {exc.msg} at column {exc.colno}") from exc
             if not isinstance(value, dict):
