@@ -40,6 +40,7 @@ COLLECTION = "dead_letters"
 ACTIONS = "dlq_actions"  # the audit trail (indexes declared in hub/admin/queries.py)
 ORIGIN_FIELDS = ("partner", "route", "file", "topic", "partition", "offset")
 Status = Literal["dead", "replaying", "replayed", "discarded", "resolved"]
+PENDING_STATUSES = ["dead", "replaying"]
 declare_indexes(
     COLLECTION,
     IndexModel([("source_topic", ASCENDING), ("created_at", DESCENDING)], name="by_topic_time"),
@@ -55,8 +56,9 @@ def pending_query(now: datetime | None = None) -> dict[str, Any]:
     """What "pending" means everywhere (list, replay, discard, gauges): ``dead``, or claimed by a
     replay whose lease lapsed — its sender died before the send was acknowledged, so nothing says
     it was sent and it must not stay hidden."""
-    return {"$or": [{"status": "dead"},
-                    {"status": "replaying", "lease_until": {"$lte": now or datetime.now(UTC)}}]}
+    # one clause, no ``$or``: a letter's lease is unset whenever it is not ``replaying``, and SecantusDB
+    # scans the whole collection for an ``$or`` even next to an ``_id $in`` (6 s per 100-letter claim)
+    return {"status": {"$in": PENDING_STATUSES}, "lease_until": {"$not": {"$gt": now or datetime.now(UTC)}}}
 
 
 class Attempt(BaseModel):
@@ -89,6 +91,7 @@ class DeadLetter(BaseModel):
     replay_count: int = 0
     claim: str | None = Field(default=None, description="token of the replay holding the lease")
     claimed_by: str | None = None
+    claimed_at: datetime | None = None
     lease_until: datetime | None = None
     last_action: dict[str, Any] | None = Field(default=None, description="last replay/discard/resolve: who, when, why")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -212,7 +215,7 @@ class DeadLetters:
             {"_id": {"$in": list(found)}, **pending_query(now)},
             {"$set": {"status": "resolved", "last_action": {"action": "resolve", "who": who, "at": now,
                                                             "reason": detail, "token": token}},
-             "$unset": {"claim": "", "claimed_by": "", "lease_until": ""}})
+             "$unset": {"claim": "", "claimed_by": "", "claimed_at": "", "lease_until": ""}})
         ids = list(found)
         if done.modified_count != len(ids):  # a replay claimed some meanwhile: record only ours
             ids = [d["_id"] async for d in self.collection.find({"_id": {"$in": ids}, "last_action.token": token},

@@ -58,6 +58,7 @@ class BulkReplayRequest(ReplayRequest):
     all: bool = Field(default=False, description="required to replay with neither ids nor a filter")
     rate: float | None = Field(default=None, gt=0, description="max envelopes per second")
     limit: int | None = Field(default=None, ge=1)
+    lease_s: float | None = Field(default=None, gt=0, description="how long a claim holds if the replay dies")
 
 
 class DiscardRequest(BaseModel):
@@ -212,7 +213,8 @@ async def dlq_replay_bulk(request: web.Request) -> web.Response:
     ids = body.ids if body.ids is not None else await replays.select(body.filter or DeadLetterFilter(),
                                                                       limit=body.limit)
     summary = await replays.replay(ids, who=_who(request), patch=body.ops(), dry_run=body.dry_run, rate=body.rate,
-                                   reason=body.reason, force=body.force and body.ids is not None)
+                                   reason=body.reason, force=body.force and body.ids is not None,
+                                   lease_s=body.lease_s)
     return _json(summary.model_dump(mode="json"))
 
 

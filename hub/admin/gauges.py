@@ -1,4 +1,5 @@
-"""Gauges refreshed when Prometheus scrapes ``/metrics``: pending dead letters per topic, in-flight
+"""Gauges refreshed when Prometheus scrapes ``/metrics``: pending dead letters per topic (``dead`` or
+with a lapsed replay lease — the same definition as ``hub dlq list``), in-flight
 orders per product and stage (MongoDB, indexed queries), and consumer lag per group and topic
 (Kafka, best effort). Counters are incremented where events happen; these are *states*, so they
 are read from the source of truth instead of being tracked in memory by one process of many.
@@ -21,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from flows.documents import ORDERS
 from hub.deadletter import COLLECTION as DEAD_LETTERS
+from hub.deadletter import pending_query
 from hub.metrics import CONSUMER_LAG, DEAD_LETTERS_PENDING, ORDERS_IN_FLIGHT
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ async def _mongo(runtime: Runtime) -> None:
     if runtime.db is None:
         return
     pending = [d async for d in runtime.db[DEAD_LETTERS].aggregate(
-        [{"$match": {"status": "dead"}}, {"$group": {"_id": "$source_topic", "n": {"$sum": 1}}}])]
+        [{"$match": pending_query()}, {"$group": {"_id": "$source_topic", "n": {"$sum": 1}}}])]
     in_flight = [d async for d in runtime.db[ORDERS].aggregate(
         [{"$match": {"status": {"$in": ["in_flight", "waiting"]}}},
          {"$group": {"_id": {"product": "$product", "stage": "$current_stage"}, "n": {"$sum": 1}}}])]

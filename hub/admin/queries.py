@@ -20,12 +20,12 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from flows.documents import CALLS, ORDERS
 from hub.db import declare_indexes
+from hub.deadletter import ACTIONS, pending_query
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.errors import ValidationFailed
 from hub.partners import Partner
 from transforms.masking import mask, mask_value
 
-ACTIONS = "dlq_actions"
 declare_indexes(
     ACTIONS,
     IndexModel([("at", DESCENDING)], name="by_time"),
@@ -119,23 +119,30 @@ class _Filter(BaseModel):
 
 
 class DeadLetterFilter(_Filter):
-    """Which dead letters: every field narrows; ``status=any`` includes replayed and discarded."""
+    """Which dead letters: every field narrows; ``status=any`` includes every status.
+
+    ``dead`` means *pending* (:func:`hub.deadletter.pending_query`): it includes letters whose replay
+    lease lapsed; ``replaying`` only those whose lease is still held."""
 
     ids: list[str] | None = None
     source_topic: str | None = Field(default=None, description="e.g. hub.out.esop")
     partner: str | None = None
     order_id: str | None = None
     error_class: str | None = None
-    status: Literal["dead", "replayed", "discarded", "any"] = "dead"
+    status: Literal["dead", "replaying", "replayed", "discarded", "resolved", "any"] = "dead"
 
-    def query(self) -> dict[str, Any]:
+    def query(self, now: datetime | None = None) -> dict[str, Any]:
         q: dict[str, Any] = {}
         if self.ids is not None:
             q["_id"] = {"$in": self.ids}
         for name in ("source_topic", "partner", "order_id", "error_class"):
             if getattr(self, name):
                 q[name] = getattr(self, name)
-        if self.status != "any":
+        if self.status == "dead":
+            q.update(pending_query(now))
+        elif self.status == "replaying":
+            q.update(status="replaying", lease_until={"$gt": now or datetime.now(UTC)})
+        elif self.status != "any":
             q["status"] = self.status
         q.update(_time_range("created_at", self.since, self.until))
         return q
@@ -194,13 +201,26 @@ class Queries:
         doc["id"] = doc.pop("_id")
         return doc
 
+    @classmethod
+    def _letter(cls, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A letter as operators see it: a lapsed replay lease is shown as what it is again — dead."""
+        out = cls._out(doc)
+        lease = out.get("lease_until")
+        if out.get("status") == "replaying" and lease is not None:
+            if lease.tzinfo is None:
+                lease = lease.replace(tzinfo=UTC)
+            if lease <= now:
+                out["status"], out["lease_lapsed"] = "dead", True
+        return out
+
     # --- dead letters -----------------------------------------------------------------------
     async def dead_letters(self, flt: DeadLetterFilter, limit: int = 50, skip: int = 0) -> list[dict[str, Any]]:
         """Summaries (no envelope body), newest first."""
+        now = datetime.now(UTC)
         cursor = (self.db[DEAD_LETTERS]
-                  .find(flt.query(), {"envelope": 0, "raw_value_b64": 0})
+                  .find(flt.query(now), {"envelope": 0, "raw_value_b64": 0})
                   .sort("created_at", DESCENDING).skip(skip).limit(limit))
-        return [self.mask(self._out(d)) async for d in cursor]
+        return [self.mask(self._letter(d, now)) async for d in cursor]
 
     async def count_dead_letters(self, flt: DeadLetterFilter) -> int:
         return int(await self.db[DEAD_LETTERS].count_documents(flt.query()))
@@ -210,7 +230,7 @@ class Queries:
         doc = await self.db[DEAD_LETTERS].find_one({"_id": letter_id})
         if doc is None:
             return None
-        out = self._out(doc)
+        out = self._letter(doc, datetime.now(UTC))
         out["history"] = await self.history(dead_letter_id=letter_id, limit=100)
         return self.mask(out)
 

@@ -9,23 +9,35 @@ before calling a partner, so a replay never repeats a side effect that already h
 
 Order of writes, and why:
 
-1. **claim** in MongoDB (``status: dead → replayed`` with a claim token, one ``update_many`` per
-   chunk): two operators replaying the same filter at once cannot both send a letter;
-2. **produce** to Kafka (acks=all); if the broker refuses, the claim is reverted (``status: dead``)
+1. **claim** in MongoDB (``status: dead → replaying`` with a claim token, ``claimed_by`` and
+   ``lease_until``, one ``update_many`` per chunk): two operators replaying the same filter at once
+   cannot both send a letter. The claim is a *lease*: if its sender dies (``kill -9``, a lost
+   host) the lease lapses and the letter is pending again everywhere (list, replay, gauges —
+   :func:`hub.deadletter.pending_query`) without anyone having to know it was claimed;
+2. **produce** to Kafka (acks=all); only once the broker acknowledged it is the letter marked
+   ``replayed`` (one update per letter, right after its ack, so a crash leaves at most the letters
+   whose ack was in flight in doubt). If the broker refuses, the claim is given back (``dead``)
    and the action is recorded as ``failed`` — the letter can be replayed again;
 3. **record** every action (who, when, what, result) in ``dlq_actions`` (``hub dlq history``).
 
-Bulk replays go in chunks (bounded memory and one MongoDB round trip per chunk, not per letter),
-with an optional rate limit in envelopes per second.
+Cancellation (Ctrl-C) waits for the sends already on the wire, marks those, and gives back every
+other claim at once, so an interrupted bulk replay loses nothing and hides nothing.
+
+Bulk replays go in chunks (bounded memory and one claim round trip per chunk), with an optional
+rate limit in envelopes per second; with a rate, a chunk is sized so that it is sent well within
+its lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
@@ -36,7 +48,9 @@ from flows.documents import CALLS, ORDERS
 from hub import topics
 from hub.admin.patch import PatchOp, apply_patch, dump_patch
 from hub.admin.queries import ACTIONS, CallFilter, DeadLetterFilter, masker
+from hub.admin.reconcile import REPLAY_CLAIM, Lapsed, already_sent
 from hub.deadletter import COLLECTION as DEAD_LETTERS
+from hub.deadletter import pending_query
 from hub.envelope import Envelope, new_id
 from hub.errors import HubError
 from hub.kafka import EnvelopeProducer
@@ -46,6 +60,9 @@ from hub.partners import Partner
 REPLAY_COUNT = "replay-count"
 REPLAY_OF = "replay-of"
 DEFAULT_MAX_REPLAYS = 5
+DEFAULT_LEASE_S = 300.0
+_UNCLAIM = {"claim": "", "claimed_by": "", "claimed_at": "", "lease_until": ""}
+log = logging.getLogger(__name__)
 FAILED_OUTCOMES = ("failed", "dead_lettered")
 
 
@@ -107,7 +124,8 @@ class RateLimiter:
 
 class ReplayService:
     def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer, partners: dict[str, Partner],
-                 *, max_replays: int = DEFAULT_MAX_REPLAYS, chunk: int = 100, concurrency: int = 64) -> None:
+                 *, max_replays: int = DEFAULT_MAX_REPLAYS, chunk: int = 100, concurrency: int = 64,
+                 lease_s: float = DEFAULT_LEASE_S) -> None:
         self.db = db
         self.letters = db[DEAD_LETTERS]
         self.actions = db[ACTIONS]
@@ -116,10 +134,11 @@ class ReplayService:
         self.max_replays = max_replays
         self.chunk = chunk
         self.concurrency = concurrency
+        self.lease_s = lease_s
 
     # --- replay -----------------------------------------------------------------------------
     async def select(self, flt: DeadLetterFilter, limit: int | None = None) -> list[str]:
-        """Ids of the replayable (``dead``) letters matching ``flt``, oldest first."""
+        """Ids of the replayable (pending: ``dead`` or lapsed lease) letters matching ``flt``, oldest first."""
         q = flt.model_copy(update={"status": "dead"}).query()
         cursor = self.letters.find(q, {"_id": 1}).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         if limit:
@@ -138,39 +157,53 @@ class ReplayService:
         force: bool = False,
         progress: Callable[[ActionResult], None] | None = None,
         keep: int = 100,
+        lease_s: float | None = None,
     ) -> Summary:
         """Replay the given dead letters; ``progress`` is called once per letter.
 
         Chunks are pipelined: while one chunk is produced to Kafka, the next is read and claimed in
-        MongoDB. ``force`` also re-sends letters already marked ``replayed`` (e.g. a replay killed
-        between claim and produce); the delivery agent's idempotency check keeps that harmless.
+        MongoDB. ``force`` also re-sends letters already marked ``replayed``; the delivery agent's
+        idempotency check keeps that harmless. ``lease_s`` (default: the service's) is how long a
+        claim holds if this process dies without giving it back.
         """
         ids = list(dict.fromkeys(ids))  # a letter named twice is replayed once
         summary = Summary(matched=len(ids))
         limiter = RateLimiter(rate)
         started = time.perf_counter()
         batch = new_id()
-        chunks = [ids[i:i + self.chunk] for i in range(0, len(ids), self.chunk)]
+        lease = lease_s or self.lease_s
+        size = self.chunk
+        if rate:  # a claimed chunk waits for the one before it: both must go out well within one lease
+            size = max(1, min(size, int(rate * lease / 3)))
+        chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+        claimant = f"{who} (pid {os.getpid()} on {socket.gethostname()})"
 
         def stage(n: int) -> asyncio.Future[_Staged] | None:
             if n >= len(chunks):
                 return None
-            return asyncio.ensure_future(self._stage(chunks[n], who=who, patch=patch, dry_run=dry_run,
-                                                     reason=reason, batch=batch, force=force))
+            return asyncio.ensure_future(self._stage(chunks[n], who=claimant, patch=patch, dry_run=dry_run,
+                                                     reason=reason, batch=batch, force=force, lease_s=lease))
 
         pending = stage(0)
         try:
             for n in range(len(chunks)):
                 assert pending is not None
-                staged = await pending
+                staged = await asyncio.shield(pending)  # a claim already on the wire completes: it can be given back
                 pending = stage(n + 1)
                 for r in await self._send(staged, who=who, patch=patch, limiter=limiter, reason=reason, batch=batch):
                     summary.add(r, keep)
                     if progress:
                         progress(r)
+        except asyncio.CancelledError:
+            log.warning("replay %s interrupted after %d sent; the claims not sent were given back", batch,
+                        summary.ok)
+            raise
         finally:
             if pending is not None:  # stopped early: give the next chunk's claims back
-                await self._unclaim(await pending)
+                try:
+                    await self._unclaim(await pending)
+                except Exception as exc:  # the lease lapses on its own
+                    log.warning("replay %s: claims not given back (%s); they lapse after %ss", batch, exc, lease)
         summary.elapsed_s = round(time.perf_counter() - started, 3)
         sent = summary.ok + summary.dry_run
         summary.per_second = round(sent / summary.elapsed_s, 1) if summary.elapsed_s and sent else None
@@ -184,15 +217,16 @@ class ReplayService:
         return summary.results[0]
 
     def _prepare(self, doc: dict[str, Any] | None, letter_id: str, patch: list[PatchOp] | None,
-                 force: bool) -> Envelope | ActionResult:
+                 force: bool, now: datetime, claim: str) -> Envelope | ActionResult:
         def refuse(detail: str) -> ActionResult:
             return ActionResult(dead_letter_id=letter_id, action="replay", result="refused", detail=detail,
                                 order_id=(doc or {}).get("order_id"), topic=(doc or {}).get("source_topic"))
 
         if doc is None:
             return refuse("no such dead letter")
-        if doc.get("status") not in _replayable(force):
-            hint = " (force re-sends)" if doc.get("status") == "replayed" else ""
+        if not _is_replayable(doc, force, now):
+            hint = {"replayed": " (force re-sends)", "replaying": " (claimed by another replay, lease held)",
+                    "resolved": " (a later delivery of the same call succeeded)"}.get(str(doc.get("status")), "")
             return refuse(f"status is {doc.get('status')}, only dead letters are replayed{hint}")
         if not doc.get("envelope"):
             return refuse("the record was not an envelope (raw bytes kept): fix at the source and discard")
@@ -204,7 +238,7 @@ class ReplayService:
             count = max(_int(env.headers.get(REPLAY_COUNT)), int(doc.get("replay_count") or 0)) + 1
             if count > self.max_replays:
                 return refuse(f"replayed {count - 1} times already (cap {self.max_replays}): discard or fix")
-            headers = {**env.headers, REPLAY_COUNT: str(count), REPLAY_OF: letter_id}
+            headers = {**env.headers, REPLAY_COUNT: str(count), REPLAY_OF: letter_id, REPLAY_CLAIM: claim}
             return Envelope.model_validate(
                 {**env.model_dump(), "payload": payload, "headers": headers, "attempt": 0}
             )
@@ -212,12 +246,15 @@ class ReplayService:
             return refuse(f"cannot rebuild the envelope: {exc}")
 
     async def _stage(self, ids: list[str], *, who: str, patch: list[PatchOp] | None, dry_run: bool,
-                     reason: str | None, batch: str, force: bool) -> _Staged:
-        """Read, rebuild and (unless dry run) claim one chunk."""
-        fields = {"envelope": 1, "status": 1, "source_topic": 1, "order_id": 1, "replay_count": 1}
+                     reason: str | None, batch: str, force: bool, lease_s: float) -> _Staged:
+        """Read, rebuild and (unless dry run) claim one chunk (``who`` is recorded as ``claimed_by``)."""
+        fields = {"envelope": 1, "status": 1, "source_topic": 1, "order_id": 1, "replay_count": 1, "lease_until": 1,
+                  "claim": 1, "claimed_at": 1}
         staged = _Staged(ids=ids, docs={d["_id"]: d async for d in self.letters.find({"_id": {"$in": ids}}, fields)})
+        now = _now()
+        staged.token = new_id()
         for letter_id in ids:
-            prepared = self._prepare(staged.docs.get(letter_id), letter_id, patch, force)
+            prepared = self._prepare(staged.docs.get(letter_id), letter_id, patch, force, now, staged.token)
             if isinstance(prepared, ActionResult):
                 staged.results[letter_id] = prepared
             else:
@@ -231,27 +268,66 @@ class ReplayService:
                 )
             staged.ready.clear()
         elif staged.ready:
-            staged.token = new_id()
-            last = {"action": "replay", "who": who, "at": _now(), "reason": reason, "batch": batch,
-                    "claim": staged.token}
             claim = await self.letters.update_many(
-                {"_id": {"$in": list(staged.ready)}, "status": {"$in": _replayable(force)}},
-                {"$set": {"status": "replayed", "last_action": last}, "$inc": {"replay_count": 1}},
+                {"_id": {"$in": list(staged.ready)}, **_claimable(force, now)},
+                {"$set": {"status": "replaying", "claim": staged.token, "claimed_by": who, "claimed_at": now,
+                          "lease_until": now + timedelta(seconds=lease_s)}},
             )
             if claim.modified_count == len(staged.ready):  # the usual case: nobody else touched this chunk
                 staged.claimed = set(staged.ready)
             else:
-                won = self.letters.find({"_id": {"$in": list(staged.ready)}, "last_action.claim": staged.token},
-                                        {"_id": 1})
+                won = self.letters.find({"_id": {"$in": list(staged.ready)}, "claim": staged.token}, {"_id": 1})
                 staged.claimed = {d["_id"] async for d in won}
+            await self._settle_lapsed(staged, who=who, reason=reason, batch=batch)
         return staged
 
+    async def _settle_lapsed(self, staged: _Staged, *, who: str, reason: str | None, batch: str) -> None:
+        """Letters taken over from a dead replay may have been sent by it: those found on the topic
+        under the dead claim are marked replayed here and not sent again (hub/admin/reconcile.py)."""
+        lapsed = [Lapsed(i, d["source_topic"], d["claim"], _aware(d["claimed_at"]), _aware(d["lease_until"]))
+                  for i in staged.claimed
+                  if (d := staged.docs[i]).get("status") == "replaying" and d.get("claim") and d.get("claimed_at")
+                  and d.get("lease_until")]
+        if not lapsed:
+            return
+        try:
+            found = await already_sent(self.producer._settings, lapsed)  # the same cluster it produces to
+        except Exception as exc:  # cannot tell: re-send (the delivery agent dedupes by idempotency key)
+            log.warning("could not check %d letters of an interrupted replay on the topic (%s); re-sending",
+                        len(lapsed), exc)
+            return
+        for letter_id in found:
+            env = staged.ready.pop(letter_id)
+            staged.results[letter_id] = ActionResult(
+                dead_letter_id=letter_id, action="replay", result="ok", topic=staged.docs[letter_id]["source_topic"],
+                order_id=env.correlation_id, replay_count=int(env.headers[REPLAY_COUNT]),
+                detail="already sent by an interrupted replay; not sent again")
+            await self._mark_sent(staged, letter_id, who=who, reason=reason, batch=batch)
+
     async def _unclaim(self, staged: _Staged, ids: list[str] | None = None) -> None:
-        """Give claims back (status dead again) for letters that were not produced."""
-        back = list(staged.claimed if ids is None else ids)
-        if back and staged.token:
-            await self.letters.update_many({"_id": {"$in": back}, "last_action.claim": staged.token},
-                                           {"$set": {"status": "dead"}, "$inc": {"replay_count": -1}})
+        """Give claims back for letters that were not produced: pending again at once (a letter
+        re-sent with ``force`` goes back to ``replayed``)."""
+        back = [i for i in (staged.claimed if ids is None else ids) if i not in staged.sent]
+        if not back or not staged.token:
+            return
+        was_replayed = [i for i in back if staged.docs[i].get("status") == "replayed"]
+        for status, group in (("dead", [i for i in back if i not in was_replayed]), ("replayed", was_replayed)):
+            if group:
+                await self.letters.update_many({"_id": {"$in": group}, "claim": staged.token},
+                                               {"$set": {"status": status}, "$unset": _UNCLAIM})
+
+    async def _mark_sent(self, staged: _Staged, letter_id: str, *, who: str, reason: str | None,
+                         batch: str) -> None:
+        """The broker acknowledged the letter: ``replayed``, lease released, counted.
+
+        Group commit: acknowledgements that arrive while a mark is being written are written together
+        by the next one (one ``update_many``), so the time a sent letter is not yet marked stays one
+        round trip while the cost stays near one write per chunk, not per letter."""
+        staged.sent.add(letter_id)
+        if staged.marks is None:
+            staged.marks = _GroupMark(self.letters, staged.token or "",
+                                      {"action": "replay", "who": who, "reason": reason, "batch": batch})
+        await staged.marks.mark(letter_id)
 
     async def _send(self, staged: _Staged, *, who: str, patch: list[PatchOp] | None, limiter: RateLimiter,
                     reason: str | None, batch: str) -> list[ActionResult]:
@@ -259,6 +335,15 @@ class ReplayService:
         results = staged.results
         failed: list[str] = []
         sem = asyncio.Semaphore(self.concurrency)
+
+        async def produce(letter_id: str, topic: str, env: Envelope, base: dict[str, Any]) -> ActionResult:
+            try:
+                await self.producer.send(topic, env)
+            except Exception as exc:
+                failed.append(letter_id)
+                return ActionResult(**base, result="failed", detail=f"not produced: {exc}")
+            await self._mark_sent(staged, letter_id, who=who, reason=reason, batch=batch)
+            return ActionResult(**base, result="ok")
 
         async def send(letter_id: str, env: Envelope) -> None:
             topic = staged.docs[letter_id]["source_topic"]
@@ -269,19 +354,20 @@ class ReplayService:
                 return
             async with sem:
                 await limiter.acquire()
+                on_wire = asyncio.ensure_future(produce(letter_id, topic, env, base))
                 try:
-                    await self.producer.send(topic, env)
-                except Exception as exc:
-                    failed.append(letter_id)
-                    results[letter_id] = ActionResult(**base, result="failed", detail=f"not produced: {exc}")
-                    return
-            results[letter_id] = ActionResult(**base, result="ok")
+                    results[letter_id] = await asyncio.shield(on_wire)
+                except asyncio.CancelledError:  # interrupted: the broker's answer decides, not the interruption
+                    results[letter_id] = await on_wire
+                    raise
 
-        await asyncio.gather(*(send(i, env) for i, env in staged.ready.items()))
-        await self._unclaim(staged, failed)
-        ordered = [results[i] for i in staged.ids]
-        await self._record([r for r in ordered if r.result != "dry_run"], who=who, patch=patch, reason=reason,
-                           batch=batch)
+        try:
+            await asyncio.gather(*(send(i, env) for i, env in staged.ready.items()))
+        finally:  # also when interrupted: what was not sent is pending again, what was sent is recorded
+            await self._unclaim(staged)
+            ordered = [results[i] for i in staged.ids if i in results]
+            await self._record([r for r in ordered if r.result != "dry_run"], who=who, patch=patch, reason=reason,
+                               batch=batch)
         return ordered
 
     async def _record(self, results: list[ActionResult], *, who: str, patch: list[PatchOp] | None,
@@ -318,9 +404,9 @@ class ReplayService:
         if not reason.strip():
             raise Refused("a reason is required to discard a dead letter")
         doc = await self.letters.find_one_and_update(
-            {"_id": letter_id, "status": "dead"},
+            {"_id": letter_id, **pending_query()},
             {"$set": {"status": "discarded", "last_action": {"action": "discard", "who": who, "at": _now(),
-                                                             "reason": reason}}},
+                                                             "reason": reason}}, "$unset": _UNCLAIM},
         )
         if doc is None:
             current = await self.letters.find_one({"_id": letter_id}, {"status": 1})
@@ -345,9 +431,9 @@ class ReplayService:
         if order.get("current_stage"):
             q["stage"] = order["current_stage"]
         async for call in self.db[CALLS].find(q, {"dead_letter_id": 1}).sort("started_at", -1):
-            if await self.letters.count_documents({"_id": call["dead_letter_id"], "status": "dead"}, limit=1):
+            if await self.letters.count_documents({"_id": call["dead_letter_id"], **pending_query()}, limit=1):
                 return str(call["dead_letter_id"])
-        newest = await self.letters.find_one({"order_id": order_id, "status": "dead"}, {"_id": 1},
+        newest = await self.letters.find_one({"order_id": order_id, **pending_query()}, {"_id": 1},
                                              sort=[("created_at", -1)])
         if newest is None:
             stage = order.get("current_stage") or "-"
@@ -380,11 +466,63 @@ class _Staged:
     results: dict[str, ActionResult] = field(default_factory=dict)
     ready: dict[str, Envelope] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)
+    sent: set[str] = field(default_factory=set)
     token: str | None = None
+    marks: _GroupMark | None = None
 
 
-def _replayable(force: bool) -> list[str]:
-    return ["dead", "replayed"] if force else ["dead"]
+class _GroupMark:
+    """Writes ``replayed`` for acknowledged letters of one claim, batching those that queue up."""
+
+    def __init__(self, letters: Any, token: str, action: dict[str, Any]) -> None:
+        self.letters = letters
+        self.token = token
+        self.action = action
+        self._ids: list[str] = []
+        self._next: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def mark(self, letter_id: str) -> None:
+        self._ids.append(letter_id)
+        done = self._next
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+        await asyncio.shield(done)
+
+    async def _write(self) -> None:
+        while self._ids:
+            ids, self._ids = self._ids, []
+            done, self._next = self._next, asyncio.get_running_loop().create_future()
+            try:
+                await self.letters.update_many(
+                    {"_id": {"$in": ids}, "claim": self.token},
+                    {"$set": {"status": "replayed", "last_action": {**self.action, "at": _now()}},
+                     "$unset": _UNCLAIM, "$inc": {"replay_count": 1}})
+            except Exception as exc:  # sent but not marked: the lease lapses and a later replay re-sends (deduped)
+                log.warning("%d dead letters sent but not marked replayed: %s", len(ids), exc)
+            done.set_result(None)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _claimable(force: bool, now: datetime) -> dict[str, Any]:
+    q = pending_query(now)
+    if force:
+        q["status"] = {"$in": [*q["status"]["$in"], "replayed"]}
+    return q
+
+
+def _is_replayable(doc: dict[str, Any], force: bool, now: datetime) -> bool:
+    """The document-side twin of :func:`_claimable` (refusals get a reason before anything is claimed)."""
+    status = doc.get("status")
+    if status == "dead" or (force and status == "replayed"):
+        return True
+    lease = doc.get("lease_until")
+    if status == "replaying" and lease is not None:
+        return bool((lease if lease.tzinfo else lease.replace(tzinfo=UTC)) <= now)
+    return False
 
 
 def _int(value: str | None) -> int:

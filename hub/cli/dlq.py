@@ -35,7 +35,8 @@ def _filter(topic: str | None, partner: str | None, order: str | None, error_cla
 def list_(
     topic: str | None = TOPIC, partner: str | None = PARTNER, order: str | None = ORDER,
     error_class: str | None = ERROR, since: str | None = SINCE, until: str | None = UNTIL,
-    status: str = typer.Option("dead", "--status", help="dead, replayed, discarded or any"),
+    status: str = typer.Option("dead", "--status", help="dead (pending, incl. lapsed replay leases), replaying, "
+                               "replayed, discarded, resolved or any"),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
     as_json: bool = JSON,
 ) -> None:
@@ -64,7 +65,7 @@ def show(letter_id: str, as_json: bool = JSON) -> None:
     doc = c.run(go)
     if not c.show_fields(doc, "dead letter", letter_id, as_json, (
             "id", "status", "source_topic", "dlq_topic", "partner", "order_id", "error_class", "error",
-            "replay_count", "created_at", "origin", "last_action")):
+            "replay_count", "created_at", "origin", "claimed_by", "lease_until", "last_action")):
         return
     assert doc is not None
     c.table(doc.get("attempts") or [], [("at", "at"), ("outcome", "outcome"), ("status", "status"),
@@ -90,9 +91,13 @@ def replay(
     yes: bool = typer.Option(False, "--yes", "-y", help="no confirmation for bulk replays"),
     force: bool = typer.Option(False, "--force", help="re-send named letters already marked replayed "
                                "(harmless: the partner call is deduplicated by idempotency key)"),
+    lease: float = typer.Option(300.0, "--lease", min=0.1, help="seconds a claim holds if this command dies "
+                                "(kill -9) before giving it back; then the letters are pending again"),
     who: str | None = WHO, as_json: bool = JSON,
 ) -> None:
-    """Replay dead letters to the topic they came from (same idempotency key; replay count capped)."""
+    """Replay dead letters to the topic they came from (same idempotency key; replay count capped).
+
+    Ctrl-C is safe: letters already sent stay replayed, every other claim is given back at once."""
     filtered = any(v is not None for v in (topic, partner, order, error_class, since, until))
     if not ids and not filtered and not all_:
         c.err.print("[red]name dead-letter ids, give a filter (--topic/--partner/…), or say --all[/red]")
@@ -101,6 +106,7 @@ def replay(
     flt = _filter(topic, partner, order, error_class, since, until)
 
     async def go(o: c.Ops) -> c.Summary:
+        o.replays.lease_s = lease
         chosen = list(ids) if ids else await o.replays.select(flt, limit=limit)
         if not ids:
             c.confirm_bulk(len(chosen), yes, dry_run)

@@ -191,3 +191,34 @@ async def test_force_resends_a_replayed_letter_with_the_same_key_and_counts_it(r
     out = envelopes(await read_topic(runtime.settings, letter.source_topic, expect=2, wait=8))
     assert [e.headers["replay-count"] for e in out] == ["1", "2"]
     assert len({e.idempotency_key for e in out}) == 1  # the partner side dedupes on this key
+
+
+async def test_letters_of_a_dead_replay_are_pending_after_the_lease_and_never_sent_twice(runtime: Runtime) -> None:
+    """Two letters left the way a SIGKILLed replay leaves them (claimed, lease lapsed); the dead
+    process had sent one of them (it is on the topic under its claim), not the other. The next
+    replay sends only the other, and both end ``replayed``."""
+    assert runtime.db is not None
+    sent_before, never_sent, holding = (await seed(runtime, "ord-k1"), await seed(runtime, "ord-k2"),
+                                        await seed(runtime, "ord-k3"))
+    now = datetime.now(UTC)
+    for letter, lease in ((sent_before, -1), (never_sent, -1), (holding, 300)):
+        await runtime.db["dead_letters"].update_one({"_id": letter.id}, {"$set": {
+            "status": "replaying", "claim": "dead-claim", "claimed_by": "cli:gone (pid 1)",
+            "claimed_at": now - timedelta(seconds=5), "lease_until": now + timedelta(seconds=lease)}})
+    env = Envelope.model_validate(sent_before.envelope)
+    env.headers.update({"replay-count": "1", "replay-of": sent_before.id, "replay-claim": "dead-claim"})
+    await runtime.producer.send(sent_before.source_topic, env)  # what the dead process got acknowledged
+
+    q = Queries(runtime.db, runtime.partners)  # type: ignore[arg-type]
+    pending = {d["id"]: d["status"] for d in await q.dead_letters(DeadLetterFilter())}
+    assert pending == {sent_before.id: "dead", never_sent.id: "dead"}  # lapsed: pending; held: not
+    svc = service(runtime)
+    assert set(await svc.select(DeadLetterFilter())) == {sent_before.id, never_sent.id}
+
+    summary = await svc.replay([sent_before.id, never_sent.id, holding.id], who="t")
+    assert (summary.ok, summary.refused) == (2, 1)  # the letter whose lease is held is not taken over
+    out = envelopes(await read_topic(runtime.settings, sent_before.source_topic, expect=2, wait=8))
+    assert sorted(e.headers["replay-of"] for e in out) == sorted([sent_before.id, never_sent.id])  # once each
+    docs = {d["_id"]: d async for d in runtime.db["dead_letters"].find({})}
+    assert [docs[x.id]["status"] for x in (sent_before, never_sent, holding)] == ["replayed", "replayed", "replaying"]
+    assert docs[sent_before.id]["replay_count"] == 1 and "claim" not in docs[sent_before.id]

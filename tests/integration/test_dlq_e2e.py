@@ -15,9 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from hub import topics
 from tests.integration.flow_harness import OPERATOR, FlowEnv, flow_env  # noqa: F401  (fixture)
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 VIEWER = {"Authorization": "Bearer dev-viewer-token-0001"}
@@ -89,3 +91,60 @@ async def test_dead_lettered_soap_close_report_replayed_after_recovery_completes
     assert [(h["who"], h["action"], h["result"], h["replay_count"]) for h in history] == [
         ("api:dev-operator", "replay", "ok", 2), ("ops:zhang", "replay", "ok", 1)]
     assert history[1]["reason"] == "ESOP recovered"
+
+
+async def test_gated_report_dead_letters_resolve_themselves_when_the_engine_retry_succeeds(
+        flow_env: FlowEnv) -> None:  # noqa: F811
+    """ESOP rejects the gated B001 report for a while: each round is dead-lettered; once ESOP is back
+    the engine's own retry round gets through, and those letters are ``resolved`` — not pending, not
+    replayable, recorded as done by the system — without any operator action."""
+    env = flow_env
+    await env.sim.mode("esop", "error")
+    order_id = await env.post_order("group", "GRP-RESOLVE-1", "5g_lan")
+
+    async def letters(**q: Any) -> list[dict[str, Any]]:
+        return [d async for d in env.db.dead_letters.find({"order_id": order_id, **q})]
+
+    await eventually(lambda: _at_least(letters(), 2), timeout=30)  # two failed rounds, two dead letters
+    pending = json.loads(await hub(env, "dlq", "list", "--order", order_id, "--json"))
+    assert pending["total"] >= 2
+    keys = {d["envelope"]["idempotency_key"] for d in await letters()}
+    assert len(keys) == 1 and next(iter(keys)).startswith(f"call:{order_id}")  # one report, several rounds
+
+    await env.sim.mode("esop", "ok")
+    await env.wait_order(order_id, lambda d: d["current_stage"] == "core_design", timeout=30)
+
+    async def all_resolved() -> bool:
+        docs = await letters()
+        return bool(docs) and all(d["status"] == "resolved" for d in docs)
+
+    await eventually(all_resolved, timeout=15)
+    resolved = await letters()
+    assert json.loads(await hub(env, "dlq", "list", "--order", order_id, "--json"))["total"] == 0
+    history = json.loads(await hub(env, "dlq", "history", "--id", resolved[0]["_id"], "--json"))
+    assert [(h["action"], h["result"], h["who"]) for h in history] == [("resolve", "ok", "system:delivery-esop")]
+    out = await hub(env, "dlq", "replay", resolved[0]["_id"], "--json", code=1)  # resolved: nothing to replay
+    assert json.loads(out)["refused"] == 1
+    status, body = await api(env, "GET", f"/admin/v1/dlq?status=resolved&order={order_id}", VIEWER)
+    assert status == 200 and body["total"] == len(resolved)
+
+
+async def test_raw_record_on_an_inbound_topic_is_dead_lettered_with_partner_and_order_id(
+        flow_env: FlowEnv) -> None:  # noqa: F811
+    """The intake router dead-letters a record that is not an envelope; the partner comes from the
+    topic name, the order id from the record's Kafka key."""
+    env = flow_env
+    topic = topics.inbound(env.settings.topic_prefix, "esop")
+    producer = AIOKafkaProducer(bootstrap_servers=env.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"\xff not an envelope", key=b"ord-raw-e2e")
+    finally:
+        await producer.stop()
+    doc = await eventually(lambda: env.db.dead_letters.find_one({"source_topic": topic}), timeout=20)
+    assert (doc["partner"], doc["order_id"], doc["origin"]["partner"]) == ("esop", "ord-raw-e2e", "esop")
+    assert doc["origin"]["offset"] is not None and doc["raw_value_b64"]
+
+
+async def _at_least(docs: Any, n: int) -> bool:
+    return len(await docs) >= n
