@@ -66,6 +66,11 @@ class CompletionWatch:
         """A file put back after it changed starts its quiet period again."""
         self._seen.pop(name, None)
 
+    def quiet_for(self, name: str) -> float:
+        """Seconds this file's size and mtime have been unchanged, by our own listings."""
+        seen = self._seen.get(name)
+        return 0.0 if seen is None else self.clock() - seen.since
+
     def is_temporary(self, name: str) -> bool:
         return name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in self.rule.temp_patterns)
 

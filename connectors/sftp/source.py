@@ -64,6 +64,7 @@ FILES = "sftp_files"
 declare_indexes(FILES, IndexModel([("route", 1), ("processed_at", DESCENDING)], name="by_route_time"))
 CLAIM = ".claimed~"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNTERMINATED_PATIENCE = 4  # quiet windows a file cut mid-line waits before it is taken as it is
 T = TypeVar("T")
 
 
@@ -123,6 +124,7 @@ class SftpSource:
         self.worker = context.settings.worker_id
         self.watch = CompletionWatch(config)
         self._empty_noted: set[str] = set()
+        self._unterminated: set[str] = set()
         self._took_back = False
         self._moved: dict[str, tuple[str, int, int, float]] = {}  # processed path → name, size, mtime, until
         self._emit: Emit | None = None
@@ -178,6 +180,7 @@ class SftpSource:
             await self._take_back_own_claims(sftp, files)
             self._took_back = True
         self._empty_noted &= files.keys()
+        self._unterminated &= files.keys()
         await self._recheck_processed(sftp)
         handled: list[str] = []
         for fname, attrs in sorted(files.items()):
@@ -194,7 +197,7 @@ class SftpSource:
             if verdict is Verdict.EMPTY:
                 await self._empty(sftp, fname)
                 continue
-            if verdict is not Verdict.READY:
+            if verdict is not Verdict.READY or await self._cut_mid_line(sftp, fname, attrs):
                 continue
             mine = claim_name(self.worker, fname)
             if not await self._rename(sftp, fname, mine):
@@ -203,6 +206,32 @@ class SftpSource:
             handled.append(fname)
         self.stats["polls"] += 1
         return handled
+
+    async def _cut_mid_line(self, sftp: asyncssh.SFTPClient, name: str, attrs: Any) -> bool:
+        """Quiescence and a line format: a file whose last byte is not a newline is most likely an
+        upload stalled in the middle of a record — taking it would send that record cut short. Wait
+        ``UNTERMINATED_PATIENCE`` quiet windows before believing the partner omits the final newline."""
+        rule = self.config.completion
+        if rule.rule != "quiescence" or self.config.format == "xml":
+            return False
+        if self.watch.quiet_for(name) >= UNTERMINATED_PATIENCE * rule.quiet_s:
+            return False
+        try:
+            async with sftp.open(posixpath.join(self.dir, name), "rb") as fh:
+                await fh.seek(max(state(attrs)[0] - 1, 0))
+                last = await fh.read(1)
+        except asyncssh.SFTPNoSuchFile:
+            return True  # gone (another worker took it)
+        except (asyncssh.Error, OSError) as exc:
+            raise SftpUnavailable(f"cannot read the end of {name}: {exc}") from exc
+        if last in (b"\n", b""):
+            return False
+        if name not in self._unterminated:
+            self._unterminated.add(name)
+            log.info("route %s: %s does not end with a newline (an upload stalled mid-record?); waiting "
+                     "%.0fs more before taking it as it is", self.ctx.route, name,
+                     UNTERMINATED_PATIENCE * rule.quiet_s - self.watch.quiet_for(name))
+        return True
 
     async def _take_back_own_claims(self, sftp: asyncssh.SFTPClient, files: dict[str, Any]) -> None:
         """Claims under our own worker id are left by our previous run (stopped mid-file or killed):
@@ -262,6 +291,8 @@ class SftpSource:
                 continue
             try:
                 await sftp.rename(target, posixpath.join(self.dir, name))
+                with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                    await sftp.remove(target + ".reason.txt")  # from an attempt that saw it cut short
             except (asyncssh.Error, OSError) as exc:
                 log.error("route %s: %s was written to after it was processed (%d → %d bytes) and could not "
                           "be put back (%s); it stays in %s", self.ctx.route, name, size, current[0], exc, target)
@@ -516,6 +547,8 @@ class SftpSource:
         target = await self._move(sftp, claimed, self.config.failed_dir, name)
         async with sftp.open(target + ".reason.txt", "w") as fh:
             await fh.write(reason)
+        if outcome != "empty":  # an upload cut short fails too: a resumed writer puts it back
+            self._watch_processed(target, name, await self._touch_claim(sftp, target))
         await self._remove_done(sftp, name)
         self.stats["failed"] += 1
         INTAKE_REQUESTS.labels(self.config.partner, "sftp", outcome).inc()

@@ -85,6 +85,30 @@ async def test_slow_client_that_stalls_mid_file_is_read_only_once_complete(
         await rt.stop()
 
 
+async def test_upload_stalled_mid_record_is_not_taken_cut_short(
+        settings: Settings, drop: dict[str, Any], server: SftpServer) -> None:  # noqa: F811
+    """Stalled longer than quiet_s in the middle of a line: taking the file would send that record
+    cut short ("客户1,杭州,1" of "…,123"), which no re-read can take back. A file that does not end
+    with a newline gets 4 quiet windows before it is believed finished."""
+    rt = await start_hub(settings, drop["tmp"], {"boss-drop": quiet_route(drop["remote"], 0.5)})
+    try:
+        source = source_of(rt)
+        async with writer(server, f"{drop['server_path']}/cut.csv") as fh:
+            await fh.write(HEADER + "客户0,杭州,100\n客户1,杭州,1".encode("gbk"))
+            await asyncio.sleep(1.2)                                 # > quiet_s, < 4 × quiet_s
+            assert await exists(drop["local"] / "cut.csv"), "taken while cut in the middle of a record"
+            await fh.write("23\n".encode("gbk"))
+        await eventually(lambda: exists(drop["local"] / "processed" / "cut.csv"), timeout=15)
+        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=2))
+        assert [e.payload["带宽"] for e in envs] == ["100", "123"]
+        # a partner that never writes a final newline still gets its file read, just later
+        (drop["local"] / "nonl.csv").write_bytes(HEADER + "客户2,杭州,7".encode("gbk"))
+        await eventually(lambda: exists(drop["local"] / "processed" / "nonl.csv"), timeout=15)
+        assert source.stats["processed"] == 2
+    finally:
+        await rt.stop()
+
+
 async def test_stalled_empty_upload_is_left_and_never_recorded_as_processed(
         settings: Settings, drop: dict[str, Any], server: SftpServer) -> None:  # noqa: F811
     rt = await start_hub(settings, drop["tmp"], {"boss-drop": quiet_route(drop["remote"], 0.5)})
