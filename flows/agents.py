@@ -27,6 +27,7 @@ from hub.delivery.workpool import KeyedPool
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
 from hub.intake import unconsumed
+from hub.kafka import FaustWipeGuard
 from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
 from hub.runtime import Runtime
 
@@ -45,6 +46,10 @@ class EngineRunner:
         self.orders_topic = topics.orders(runtime.settings.topic_prefix)
         self._store: OrderStore | None = None
         self._recovered_once = False
+        self._generation = 0  # runtime.broker.generation at the last complete full scan
+        self._failures = 0
+        self._next_try = 0.0
+        self._outage = False  # the broker was unusable since the last full scan
         self._ticked: dict[str, float] = {}
         self._started_at = datetime.now(UTC)  # orders touched before this process started need a full resend
 
@@ -125,17 +130,49 @@ class EngineRunner:
         log.error("giving up sending %d envelope(s) now; the recovery timer re-sends them", len(step.outbox))
 
     async def recover(self) -> None:
-        """Tick every open order that is due (all of them on this process's first scan)."""
+        """The recovery timer's tick. Never raises: an exception here would crash the Faust app
+        (a broker restart used to: ``BrokerUnavailable`` from the tick stopped the worker), so a
+        failed tick is logged and the next one tries again, backing off while the broker is down."""
+        broker = self.runtime.broker
+        if not broker.up:
+            self._outage = True  # whatever failed meanwhile is re-sent by a full scan once it is back
+            return
+        if self._outage:
+            self._next_try = 0.0  # the broker is back: no backoff left over from the outage
+        if time.monotonic() < self._next_try:
+            return
+        try:
+            await self._recover()
+        except Exception as exc:
+            self._failures += 1
+            wait = min(self.fs.recovery_interval_s * 2 ** min(self._failures, 6), 30.0)
+            self._next_try = time.monotonic() + wait
+            log.warning("recovery tick failed (%s: %s); next try in %.1fs", type(exc).__name__, exc, wait)
+        else:
+            self._failures = 0
+            self._next_try = 0.0
+
+    async def _recover(self) -> None:
+        """Tick every open order that is due. A *full* scan (every open order re-sends its unsettled
+        calls, journaled events and never-seen accepted orders come back) runs on this process's
+        first tick, after the broker lost its topics (``runtime.broker.generation`` changed: tansu
+        restarted) and after any outage (sends that failed meanwhile)."""
         if self.runtime.db is None:
             return
-        first = not self._recovered_once
-        try:
-            due = await self.store.due(None if first else datetime.now(UTC), limit=0 if first else 2000,
-                                       before=self._started_at if first else None)
-        except Exception as exc:
-            log.warning("recovery scan failed: %s", exc)
-            return
-        self._recovered_once = True
+        generation = self.runtime.broker.generation
+        wiped = self._recovered_once and generation != self._generation
+        first = not self._recovered_once or wiped or self._outage
+        if wiped:
+            log.warning("broker lost its topics (generation %d → %d): re-sending all pending work from MongoDB",
+                        self._generation, generation)
+        elif self._outage and self._recovered_once:
+            log.warning("broker back after an outage: re-sending all pending work from MongoDB")
+        # the very first scan leaves alone what this process touched itself (it is in flight); after
+        # an outage or a wipe nothing in flight can be trusted to arrive
+        untouched = not self._recovered_once and not self._outage and not wiped
+        before = self._started_at if untouched else datetime.now(UTC)
+        due = await self.store.due(None if first else datetime.now(UTC), limit=0 if first else 2000,
+                                   before=before if first else None)
         now = time.monotonic()
         self._ticked = {k: v for k, v in self._ticked.items() if now - v < 5 * self.fs.recovery_interval_s}
         ticks = []
@@ -146,21 +183,31 @@ class EngineRunner:
             ticks.append(Envelope(type="order.tick", source="hub", protocol="internal", correlation_id=order_id,
                                   idempotency_key=f"tick:{order_id}:{now}", payload={"resend_all": first}))
         for i in range(0, len(ticks), 200):
-            await asyncio.gather(*(self.runtime.producer.send(self.orders_topic, t) for t in ticks[i:i + 200]))
+            await self._send_all(ticks[i:i + 200])
         sent = len(ticks)
         if first:  # accepted orders that only lived on the broker (wiped before the engine saw them)
             lost = await unconsumed(self.runtime.db, within=timedelta(hours=self.fs.intake_recovery_hours))
-            for _topic, env in lost:  # straight to the order topic (what the intake router would do)
-                await self.runtime.producer.send(self.orders_topic, env)
+            for i in range(0, len(lost), 200):  # straight to the order topic (what the intake router would do)
+                await self._send_all([env for _topic, env in lost[i:i + 200]])
             if lost:
                 log.warning("recovery: re-sent %d accepted order(s) the engine had not seen", len(lost))
         if first and due:  # events that only lived on the broker (callbacks, submissions) come back too
             for i in range(0, len(due), 500):
-                for raw in await self.store.journaled(due[i:i + 500]):
-                    await self.runtime.producer.send(self.orders_topic, Envelope.model_validate(raw))
+                events = [Envelope.model_validate(raw) for raw in await self.store.journaled(due[i:i + 500])]
+                await self._send_all(events)
+        # only now is this scan done: a tick that failed half-way is repeated in full
+        self._recovered_once = True
+        self._generation = generation
+        self._outage = False
         if sent:
-            log.info("recovery: ticked %d open order(s)%s", sent, " (startup: re-sending unsettled calls)" if first
-                     else "")
+            log.info("recovery: ticked %d open order(s)%s", sent, " (re-sending unsettled calls)" if first else "")
+
+    async def _send_all(self, envelopes: list[Envelope]) -> None:
+        results = await asyncio.gather(*(self.runtime.producer.send(self.orders_topic, e) for e in envelopes),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
 
 def _copy(doc: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +235,10 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
     runtime.extras["blueprints"] = blueprints
     runner = EngineRunner(runtime, engine, fs)
     runtime.extras["flow_runner"] = runner
+    # faust's leader-election topic (one partition): a wiped broker gets it back with ours (hub/kafka.py);
+    # faust's consumer (every agent's) must start the re-created topics at offset 0 (FaustWipeGuard)
+    runtime.extra_topics[f"{app.conf.id}-__assignor-__leader"] = 1
+    FaustWipeGuard(app).attach(runtime.broker)
     orders_topic = app.topic(topics.orders(runtime.settings.topic_prefix), **RAW)
 
     @app.agent(orders_topic, name="flow-engine")

@@ -9,6 +9,16 @@ Why the workarounds (see ../shared/INFRA.md, measured on the embedded tansu brok
   ``max_batch_size=1``). Turn it off (``HUB_KAFKA_EXACT_OFFSETS=false``) on a real Kafka cluster.
 * Faust's default session timeout makes a worker (re)start take 30–110 s against tansu; a 4 s
   session timeout with a 1 s heartbeat brings it to ~3.5 s with correct recovery.
+* tansu keeps topics in memory: a broker restart wipes every topic and committed offset; clients
+  that cached the old metadata get UnknownTopicOrPartition, and a metadata request naming a missing
+  topic auto-creates it with the broker's default partitions. :class:`BrokerWatch` notices the wipe
+  (a marker topic nobody else names is gone), re-creates our topics and bumps a *generation*; the
+  flow engine then re-derives all pending work from MongoDB (flows/agents.py), and
+  :class:`FaustWipeGuard` makes faust's consumer start the new topics at offset 0 — left alone it
+  commits its old offsets onto the new, empty partitions and then skips every record below them.
+* While the broker is away aiokafka and faust log the same few errors many times a second (~48
+  ERROR lines/s measured, mostly ``Unable connect to node`` and ``OffsetCommit failed``):
+  :class:`RateLimitFilter` lets each distinct message through once per window, with a count.
 
 Every write that answers a partner uses ``acks="all"``: the partner hears "accepted" only once
 the envelope is durable on the broker.
@@ -18,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -59,6 +70,10 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "web_enabled": False,
         "datadir": str(settings.data_dir / "faust" / settings.worker_id),
         "consumer_auto_offset_reset": "earliest",
+        # events read ahead per agent (faust's default 4096): with a backlog (a file of orders),
+        # every agent held thousands of ~3 KB events in memory; 512 still covers the engine's
+        # 64 concurrent orders many times over (issue 8, item 5)
+        "stream_buffer_maxsize": STREAM_BUFFER_MAXSIZE,
     }
     if settings.kafka_exact_offsets:
         cfg["producer_max_batch_size"] = 1  # tansu ListOffsets bug, see module docstring
@@ -66,6 +81,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
 
 
 FAUST_FETCH_MAX_WAIT_MS = 100
+STREAM_BUFFER_MAXSIZE = 512
 
 
 def shorten_faust_fetch_wait(max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS) -> None:
@@ -151,6 +167,14 @@ class EnvelopeProducer:
                 await self._producer.stop()
                 self._producer = None
 
+    async def topics(self) -> set[str]:
+        """Names of the topics the broker reports (a fresh metadata request)."""
+        if self._producer is None:
+            await self.start()
+        assert self._producer is not None
+        metadata = await self._producer.client.fetch_all_metadata()
+        return set(metadata.topics())
+
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when the broker answers a metadata request."""
         try:
@@ -202,3 +226,205 @@ class EnvelopeProducer:
             await asyncio.wait_for(fut, timeout=limit)
         except (KafkaError, TimeoutError, OSError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge the write to {topic}: {exc!r}") from exc
+
+
+class BrokerWatch:
+    """Is the broker usable, and did it lose our topics? One per process (``Runtime.broker``).
+
+    ``check`` asks for the cluster metadata through the shared producer: no answer ⇒ down. A wipe
+    (tansu restarted) is told by a *marker* topic this watch creates and nobody else asks for by
+    name: tansu auto-creates a topic when a client asks for its metadata by name (faust's consumer
+    and every producer do, with the broker's default partitions), so "our topics are missing" alone
+    can miss a wipe. On a wipe the ``on_wipe`` callbacks run first (faust's consumer must forget its
+    offsets: :class:`FaustWipeGuard`), then the missing topics are created and ``generation`` goes
+    up, which tells the flow engine to re-send everything pending. ``run`` never raises.
+    """
+
+    def __init__(self, settings: Settings, producer: EnvelopeProducer,
+                 wanted: Callable[[], dict[str, int]], *, interval: float = 1.0) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._wanted = wanted  # topic name → partitions
+        self.marker = f"{settings.topic_prefix}.__hub-broker-epoch"
+        self.interval = interval
+        self.up = False
+        self.generation = 0  # bumped each time the broker was found wiped
+        self.last_error: str | None = None
+        self.on_wipe: list[Callable[[], None]] = []
+        self._marker_seen = False
+        self._lock = asyncio.Lock()
+
+    async def check(self, timeout: float = 2.0) -> bool:
+        async with self._lock:
+            try:
+                present = await asyncio.wait_for(self._producer.topics(), timeout)
+            except Exception as exc:
+                self._down(f"no metadata: {type(exc).__name__}: {exc}"[:200])
+                return False
+            wanted = {**self._wanted(), self.marker: 1}
+            missing = {n: p for n, p in wanted.items() if n not in present}
+            if self._marker_seen and self.marker not in present:
+                self._wiped(len(missing))
+            if missing:
+                self._down(f"topics missing: {', '.join(sorted(missing)[:5])}{'…' if len(missing) > 5 else ''}")
+                try:
+                    for parts in sorted(set(missing.values())):
+                        await asyncio.wait_for(
+                            ensure_topics(self._settings, [n for n, p in missing.items() if p == parts], parts),
+                            timeout + 3)
+                except Exception as exc:
+                    self._down(f"topics not created: {type(exc).__name__}: {exc}"[:200])
+                    return False
+            self._marker_seen = True
+            if not self.up:
+                log.info("Kafka usable at %s (generation %d)", self._settings.kafka_bootstrap, self.generation)
+            self.up = True
+            self.last_error = None
+            return True
+
+    def _wiped(self, missing: int) -> None:
+        self.generation += 1
+        self._marker_seen = False
+        log.warning("Kafka lost its topics (broker restarted?): %d of ours missing; generation %d, creating "
+                    "them again", missing, self.generation)
+        for callback in self.on_wipe:
+            try:
+                callback()
+            except Exception:
+                log.exception("broker wipe callback %r failed", callback)
+
+    def _down(self, why: str) -> None:
+        if self.up:
+            log.warning("Kafka not usable: %s", why)
+        self.up = False
+        self.last_error = why
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"generation": self.generation}
+        if self.last_error:
+            out["error"] = self.last_error
+        return out
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception as exc:  # never let the watch die
+                log.warning("broker check failed: %r", exc)
+            await asyncio.sleep(self.interval)
+
+
+class FaustWipeGuard:
+    """faust's consumer after a wiped broker: start the new topics at offset 0.
+
+    Measured against tansu: after a restart the new topics start at offset 0 again, but faust's
+    consumer still holds the old ones — acked offsets of events in flight, read offsets (it drops
+    any record below them), aiokafka fetch positions — and commits them as soon as the topics exist
+    again (an offset-6 commit on an empty partition was seen 1 s after the wipe). The rejoin then
+    seeks to that commit and every record below it is skipped: accepted orders and call results
+    never reach the engine. So, on a wipe: commits are held, in-flight messages are neutralised and
+    the bookkeeping cleared; after the next assignment every partition is sought to 0 (re-reading a
+    few records is harmless: each event is applied once), and commits resume.
+    """
+
+    FALLBACK_S = 20.0  # no rebalance after the wipe (the rejoin finished first): reset anyway
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.pending = False
+
+    def attach(self, watch: BrokerWatch) -> None:
+        watch.on_wipe.append(self.on_wipe)
+
+    def on_wipe(self) -> None:
+        consumer = self.app.consumer
+        self._install(consumer)
+        self.pending = True
+        self._forget(consumer)
+        asyncio.get_running_loop().call_later(self.FALLBACK_S, lambda: asyncio.ensure_future(self._fallback()))
+
+    def _install(self, consumer: Any) -> None:
+        if getattr(consumer, "_hub_wipe_guard", None) is self:
+            return
+        commit, perform_seek = consumer._commit, consumer.perform_seek
+
+        async def guarded_commit(offsets: Any) -> bool:
+            if self.pending:  # offsets of the wiped topics: meaningless (harmful) on the new ones
+                return False
+            return bool(await commit(offsets))
+
+        async def seek_after_wipe() -> None:
+            await perform_seek()
+            if self.pending:
+                await self._reset(consumer)
+
+        consumer._commit = guarded_commit
+        consumer.perform_seek = seek_after_wipe
+        consumer._hub_wipe_guard = self
+
+    @staticmethod
+    def _forget(consumer: Any) -> None:
+        for message in list(consumer._unacked_messages):
+            message.acked = True  # its ack must not be recorded: that offset belongs to the wiped topic
+        for table in (consumer._acked, consumer._acked_index, consumer._read_offset, consumer._committed_offset,
+                      consumer._gap):
+            table.clear()
+        consumer._n_acked = 0
+
+    async def _reset(self, consumer: Any) -> None:
+        self._forget(consumer)
+        assigned = sorted(consumer.assignment())
+        for tp in assigned:
+            await consumer.seek(tp, 0)
+        self.pending = False
+        log.warning("consumer restarted at offset 0 on %d partition(s) of the re-created topics", len(assigned))
+
+    async def _fallback(self) -> None:
+        if self.pending:
+            try:
+                await self._reset(self.app.consumer)
+            except Exception:
+                log.exception("consumer reset after the broker wipe failed")
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets each distinct WARNING+ message of the Kafka client loggers through once per ``window_s``.
+
+    "Distinct" is logger + level + message template (before %-formatting), so "Unable connect to
+    node %s: %s" repeated for every retry counts once; the next one shown after the window says how
+    many were held back. Other loggers (the hub's own) pass untouched.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka", "faust", "mode"), window_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key → [window start, suppressed]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, str(record.msg)[:160])
+        now = time.monotonic()
+        entry = self._seen.get(key)
+        if entry is not None and now - entry[0] < self.window_s:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            record.msg = f"{record.msg} [{int(entry[1])} more like this in the last {now - entry[0]:.0f}s not logged]"
+        if len(self._seen) > 2000:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
+        self._seen[key] = [now, 0]
+        return True
+
+
+def limit_client_log_rate(window_s: float = 10.0) -> RateLimitFilter:
+    """Install :class:`RateLimitFilter` on every root handler (idempotent). Called once logging is
+    configured (faust/mode's worker sets up its own handlers when it starts)."""
+    root = logging.getLogger()
+    existing = next((f for h in root.handlers for f in h.filters if isinstance(f, RateLimitFilter)), None)
+    flt = existing or RateLimitFilter(window_s=window_s)
+    for handler in root.handlers:
+        if flt not in handler.filters:
+            handler.addFilter(flt)
+    return flt

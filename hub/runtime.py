@@ -8,6 +8,7 @@ the dependency on ``/readyz`` — an operator sees what is wrong instead of a cr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -20,7 +21,7 @@ from hub import plugins, topics
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.intake import Accepted, Intake
-from hub.kafka import EnvelopeProducer, ensure_topics
+from hub.kafka import BrokerWatch, EnvelopeProducer, ensure_topics, limit_client_log_rate
 from hub.metrics import ENVELOPES_OUT
 from hub.partners import Partner, load_partners
 from hub.settings import Settings
@@ -53,6 +54,10 @@ class Runtime:
         self.settings = settings
         self.partners = partners if partners is not None else load_partners(settings.config_dir)
         self.producer = EnvelopeProducer(settings)
+        # topics outside topic_names() the worker needs back after a broker wipe (faust's own), → partitions
+        self.extra_topics: dict[str, int] = {}
+        self.broker = BrokerWatch(settings, self.producer, self.wanted_topics)
+        self._broker_task: asyncio.Task[None] | None = None
         self.mongo: AsyncIOMotorClient | None = None
         self.db: AsyncIOMotorDatabase | None = None
         # intake's own client: short server selection, behind a circuit (partners wait for its answers)
@@ -68,6 +73,7 @@ class Runtime:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        limit_client_log_rate()  # a broker outage must not flood the log (hub/kafka.py RateLimitFilter)
         self.mongo = hubdb.connect(self.settings)
         self.db = hubdb.database(self.mongo, self.settings)
         self.intake_mongo = hubdb.connect(self.settings, server_selection_ms=hubdb.INTAKE_SERVER_SELECTION_MS)
@@ -82,11 +88,18 @@ class Runtime:
             await ensure_topics(self.settings, self.topic_names())
         except Exception as exc:
             log.error("Kafka not reachable at start (%s); intake will answer 503 until it is", exc)
+        if self._broker_task is None:  # notices an outage or a wiped broker and re-creates the topics
+            self._broker_task = asyncio.get_running_loop().create_task(self.broker.run(), name="broker-watch")
         self.intake = GuardedIntake(hubdb.database(self.intake_mongo, self.settings), self.producer, self.db_health)
         # admission checks from plugins (e.g. flows: a blueprint exists), so hub/ never imports flows/
         self.intake.configure(admit=plugins.admission(self), max_depth=self.settings.intake_max_depth)
 
     async def stop(self) -> None:
+        if self._broker_task is not None:
+            self._broker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._broker_task
+            self._broker_task = None
         if self.routes is not None:
             await self.routes.stop()
             self.routes = None
@@ -109,6 +122,11 @@ class Runtime:
             if self.partners[name].outbound is not None:  # delivery dead letters (hub/delivery)
                 names.append(topics.dead_letter(topics.outbound(p, name)))
         return names
+
+    def wanted_topics(self) -> dict[str, int]:
+        """Every topic this process needs, with its partition count (what a wiped broker gets back)."""
+        names = [*self.topic_names(), *self._topics_made]
+        return {**{name: self.settings.topic_partitions for name in names}, **self.extra_topics}
 
     # --- intake ----------------------------------------------------------------------------
     def emitter(self, topic: str) -> Emit:
@@ -154,9 +172,9 @@ class Runtime:
                 return False
             return await self.db_health.ping(timeout=2)
 
-        kafka, mongo = await asyncio.gather(self.producer.ping(), mongo_ok())
+        kafka, mongo = await asyncio.gather(self.broker.check(), mongo_ok())
         checks = {
-            "kafka": {"ok": kafka, "url": self.settings.kafka_bootstrap},
+            "kafka": {"ok": kafka, "url": self.settings.kafka_bootstrap, **self.broker.describe()},
             "mongo": {"ok": mongo, "url": self.settings.mongo_uri.split("@")[-1],
                       **(self.db_health.describe() if self.db_health is not None else {})},
         }
