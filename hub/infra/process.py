@@ -95,23 +95,38 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 15.0) -> bool:
         """SIGTERM, wait, then SIGKILL. Returns True if a process was stopped."""
+        pid = self.terminate()
+        if pid is None:
+            return False
+        self.wait_stopped(pid, time.monotonic() + timeout)
+        return True
+
+    def terminate(self) -> int | None:
+        """Send SIGTERM and return the pid (None: nothing was running). With :meth:`wait_stopped`
+        it lets a caller stop several servers at once instead of one after the other."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
-            return False
+            return None
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        return pid
+
+    def wait_stopped(self, pid: int, deadline: float) -> None:
+        """Wait until ``pid`` exited (SIGKILL at ``deadline``), and reap it if it is our child.
+
+        Why the final reap: a child that exited is a zombie until its parent waits for it, and
+        :func:`pid_alive` counts a zombie as dead — so without it ``hub run`` left every server it
+        started as a zombie until it exited itself."""
         while time.monotonic() < deadline and pid_alive(pid):
             _reap(pid)
-            time.sleep(0.1)
+            time.sleep(0.05)
         if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
-            _reap(pid)
+            wait_until(lambda: not pid_alive(pid), 2.0, 0.05)
+        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
-        return True
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -121,6 +136,7 @@ class ManagedProcess:
 
 
 def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is a child of this process (no-op otherwise)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 
