@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
 
 import typer
 
+from hub import memory
 from hub.infra import Infra
+from hub.infra.manager import stop_servers
 from hub.settings import load_settings
+
+log = logging.getLogger(__name__)
+SERVER_STOP_TIMEOUT_S = 2.5  # after the worker: SIGKILL what has not honoured SIGTERM by then
+THREAD_GRACE_S = 1.0  # then at most this for worker threads still running
 
 
 def run(
     keep_infra: bool = typer.Option(False, "--keep-infra", help="leave servers this command started running on exit"),
 ) -> None:
     """Run the hub in the foreground until Ctrl-C / SIGTERM."""
+    memory.limit_arenas()  # before any thread exists (hub/memory.py)
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     infra = Infra(settings)
@@ -22,13 +33,44 @@ def run(
     started = [s for s in infra.servers if not s.external and s.name not in already]
     from hub.worker import run_worker  # imported late: faust is heavy and `hub infra` does not need it
 
+    stopped = threading.Event()
+
+    def stop_started() -> None:
+        """Stop (and reap) the servers this command started; once, from whichever path gets here."""
+        if keep_infra or stopped.is_set():
+            return
+        stopped.set()
+        stop_servers(started, SERVER_STOP_TIMEOUT_S, log=lambda s, ok: typer.echo(f"infra: {s.name} stopped"))
+
+    code: int | str | None = 0
     try:
-        run_worker(settings)
+        run_worker(settings, on_hard_exit=stop_started)
+    except SystemExit as exc:
+        code = exc.code
     finally:
-        if not keep_infra:
-            for server in reversed(started):
-                server.process.stop()
-                typer.echo(f"infra: {server.name} stopped")
+        stop_started()
+    _exit(code)
+
+
+def _exit(code: int | str | None) -> None:
+    """Exit now, even if a worker thread is still busy.
+
+    Why: the interpreter joins every non-daemon thread at exit, including the default executor's
+    (``asyncio.to_thread``): a thread reading a large spool file kept ``hub run`` alive for a
+    minute after the event loop had stopped. Whatever such a thread computes is no longer wanted
+    (the file's claim was given back), so it is not waited for."""
+    deadline = time.monotonic() + THREAD_GRACE_S
+    for thread in threading.enumerate():  # idle executor threads end at once: the loop was closed
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not busy:
+        raise SystemExit(code)
+    log.warning("exiting with %d worker thread(s) still busy: %s", len(busy), ", ".join(busy))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 def register_cli(root: typer.Typer) -> None:
