@@ -1,6 +1,12 @@
 """MongoDB access for the engine: order documents (optimistic ``version``), the flat ``calls``
 collection, and the recovery query. A small in-process cache skips the read before each event;
 the version check on write makes a stale cache harmless (conflict ⇒ reload and re-apply).
+
+The cache is bounded by :data:`CACHE_SIZE` documents. Why that small: an order document is
+10–15 KB in memory, and orders that wait for a manual stage or a callback stay open (and cached)
+for days — a file of many orders filled a 20,000-entry cache to ~280 MB that was never given
+back. Only orders the engine is working on *now* benefit from the cache (``engine_concurrency``,
+64 by default, plus their immediate follow-up events), so a thousand (~14 MB) cover them.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from flows.documents import CALLS, ORDERS, OrderStatus
 from hub.db import declare_indexes
 
 OPEN = [OrderStatus.in_flight.value, OrderStatus.waiting.value]
+CACHE_SIZE = 1000  # documents; see the module docstring
 EVENTS = "order_events"  # callbacks and manual submissions received over HTTP, journaled before Kafka
 declare_indexes(ORDERS, IndexModel([("status", ASCENDING), ("next_check_at", ASCENDING)], name="by_next_check"))
 declare_indexes(EVENTS, IndexModel([("order_id", ASCENDING)], name="by_order"))
 
 
 class OrderStore:
-    def __init__(self, db: AsyncIOMotorDatabase, cache_size: int = 20000) -> None:
+    def __init__(self, db: AsyncIOMotorDatabase, cache_size: int = CACHE_SIZE) -> None:
         self.orders = db[ORDERS]
         self.calls = db[CALLS]
         self.events = db[EVENTS]
