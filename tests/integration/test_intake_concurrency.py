@@ -12,10 +12,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from hub import topics
+from hub.infra.process import wait_until
+from hub.infra.servers import KafkaServer
 from hub.order import order_id_for
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.web import RUNTIME, build_web_app
+from tests.integration.test_broker_down import own_broker  # noqa: F401  (fixture)
 from tests.integration.test_intake import ESOP_KEY, URL, order
 from tests.support import envelopes, read_topic
 
@@ -62,9 +65,8 @@ async def test_a_claim_whose_holder_died_is_taken_over(client: TestClient, setti
     assert runtime.db is not None
     key = "order:esop:E-orphan:open"
     stale = datetime.now(UTC) - timedelta(seconds=60)
-    await runtime.db["intake_keys"].insert_one({
-        "_id": key, "order_id": order_id_for("esop", "E-orphan", "open"), "envelope_id": "never-produced",
-        "state": "pending", "claimed_at": stale, "created_at": stale, "holder": "a-dead-process"})
+    await runtime.db["intake_claims"].insert_one(
+        {"_id": key, "envelope_id": "never-produced", "claimed_at": stale, "holder": "a-dead-process"})
 
     resp = await client.post(URL, json=order("E-orphan"), headers=ESOP_KEY)
     assert resp.status == 202, await resp.text()
@@ -75,6 +77,7 @@ async def test_a_claim_whose_holder_died_is_taken_over(client: TestClient, setti
     assert env.id == answer["envelope_id"]
     record = await runtime.db["intake_keys"].find_one({"_id": key})
     assert record["state"] == "accepted" and record["envelope"]["id"] == env.id
+    assert (await runtime.db["intake_claims"].find_one({"_id": key}))["holder"] != "a-dead-process"
 
 
 async def test_a_live_claim_of_another_process_is_waited_for_not_duplicated(
@@ -87,13 +90,35 @@ async def test_a_live_claim_of_another_process_is_waited_for_not_duplicated(
     runtime.intake._wait_s = 0.5  # keep the test short; the default waits 10 s
     key = "order:esop:E-busy:open"
     now = datetime.now(UTC)
-    await runtime.db["intake_keys"].insert_one({
-        "_id": key, "order_id": order_id_for("esop", "E-busy", "open"), "envelope_id": "in-progress",
-        "state": "pending", "claimed_at": now, "created_at": now, "holder": "another-process"})
+    await runtime.db["intake_claims"].insert_one(
+        {"_id": key, "envelope_id": "in-progress", "claimed_at": now, "holder": "another-process"})
     resp = await client.post(URL, json=order("E-busy"), headers=ESOP_KEY)
     assert resp.status == 503
-    await runtime.db["intake_keys"].update_one({"_id": key}, {"$set": {"state": "accepted"}})
+    # the other process records its acceptance: the waiting delivery's retry gets its answer
+    await runtime.db["intake_keys"].insert_one({
+        "_id": key, "order_id": order_id_for("esop", "E-busy", "open"), "envelope_id": "in-progress",
+        "state": "accepted", "created_at": now})
     resp = await client.post(URL, json=order("E-busy"), headers=ESOP_KEY)
     assert resp.status == 202 and resp.headers.get("Hub-Duplicate") == "true"
     assert (await resp.json())["envelope_id"] == "in-progress"
     assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+
+
+async def test_a_failed_produce_releases_the_claim_so_the_retry_is_accepted(
+    own_broker: tuple[Settings, KafkaServer], aiohttp_client: Any  # noqa: F811
+) -> None:
+    mine, server = own_broker
+    client = await aiohttp_client(build_web_app(Runtime(mine)))
+    runtime = client.app[RUNTIME]
+    server.process.stop()
+    resp = await client.post(URL, json=order("E-released"), headers=ESOP_KEY)
+    assert resp.status == 503
+    key = "order:esop:E-released:open"
+    assert await runtime.db["intake_claims"].find_one({"_id": key}) is None  # nothing recorded
+    assert await runtime.db["intake_keys"].find_one({"_id": key}) is None
+    server.process.start(server.argv())
+    assert wait_until(server.answers, 15, 0.1)
+    runtime.intake._wait_s = 0.5  # a claim left behind would make the retry wait, then 503
+    resp = await client.post(URL, json=order("E-released"), headers=ESOP_KEY)
+    assert resp.status == 202, await resp.text()
+    assert resp.headers.get("Hub-Duplicate") is None
