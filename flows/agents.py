@@ -26,7 +26,7 @@ from hub.deadletter import DeadLetter, DeadLetters
 from hub.delivery.workpool import KeyedPool
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
-from hub.intake import unconsumed
+from hub.intake import iter_unconsumed
 from hub.kafka import FaustWipeGuard
 from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
 from hub.runtime import Runtime
@@ -186,11 +186,13 @@ class EngineRunner:
             await self._send_all(ticks[i:i + 200])
         sent = len(ticks)
         if first:  # accepted orders that only lived on the broker (wiped before the engine saw them)
-            lost = await unconsumed(self.runtime.db, within=timedelta(hours=self.fs.intake_recovery_hours))
-            for i in range(0, len(lost), 200):  # straight to the order topic (what the intake router would do)
-                await self._send_all([env for _topic, env in lost[i:i + 200]])
+            lost = 0  # streamed in chunks: after a big file there can be a great many (hub/intake.py)
+            async for found in iter_unconsumed(self.runtime.db, within=timedelta(hours=self.fs.intake_recovery_hours)):
+                for i in range(0, len(found), 200):  # straight to the order topic (what the intake router would do)
+                    await self._send_all([env for _topic, env in found[i:i + 200]])
+                lost += len(found)
             if lost:
-                log.warning("recovery: re-sent %d accepted order(s) the engine had not seen", len(lost))
+                log.warning("recovery: re-sent %d accepted order(s) the engine had not seen", lost)
         if first and due:  # events that only lived on the broker (callbacks, submissions) come back too
             for i in range(0, len(due), 500):
                 events = [Envelope.model_validate(raw) for raw in await self.store.journaled(due[i:i + 500])]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -295,29 +295,36 @@ class Intake:
                         self._lease.total_seconds())
 
 
-async def unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
-                     ) -> list[tuple[str, Envelope]]:
+async def iter_unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
+                          ) -> AsyncIterator[list[tuple[str, Envelope]]]:
     """(topic, envelope) of every order envelope accepted in the last ``within`` whose order has
-    no document in ``orders`` yet — i.e. it may only have lived on the broker. Re-sending them is
-    safe: order ids are deterministic and the engine creates an order once."""
+    no document in ``orders`` yet — i.e. it may only have lived on the broker — one chunk of at most
+    ``batch`` at a time. Re-sending them is safe: order ids are deterministic and the engine creates
+    an order once. Chunks, not one list: after a restart in the middle of a big file every queued
+    order of it is "unconsumed", and holding them all at once cost hundreds of MB (issue 8, item 5)."""
     since = datetime.now(UTC) - within
-    found: list[tuple[str, Envelope]] = []
     cursor = db["intake_keys"].find(
         {"created_at": {"$gte": since}, "envelope.type": "order.received"}, {"order_id": 1, "topic": 1, "envelope": 1}
-    )
+    ).batch_size(batch)  # the server's default batch is up to 16 MB of documents, decoded at once
     chunk: list[dict[str, Any]] = []
 
-    async def flush() -> None:
+    async def lost() -> list[tuple[str, Envelope]]:
         ids = [r["order_id"] for r in chunk]
         known = {d["_id"] async for d in db["orders"].find({"_id": {"$in": ids}}, {"_id": 1})}
-        found.extend((r["topic"], Envelope.model_validate(r["envelope"])) for r in chunk if r["order_id"] not in known)
+        out = [(r["topic"], Envelope.model_validate(r["envelope"])) for r in chunk if r["order_id"] not in known]
         chunk.clear()
+        return out
 
     async for record in cursor:
         if record.get("envelope"):
             chunk.append(record)
         if len(chunk) >= batch:
-            await flush()
+            yield await lost()
     if chunk:
-        await flush()
-    return found
+        yield await lost()
+
+
+async def unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
+                     ) -> list[tuple[str, Envelope]]:
+    """All of :func:`iter_unconsumed` in one list (small sets: tools and tests)."""
+    return [item async for found in iter_unconsumed(db, within=within, batch=batch) for item in found]
