@@ -64,6 +64,8 @@ CLAIMS = "intake_claims"
 declare_indexes(CLAIMS, IndexModel([("claimed_at", ASCENDING)], name="claims_ttl", expireAfterSeconds=86_400))
 CLAIM_LEASE = timedelta(seconds=30)
 """A ``pending`` claim older than this belongs to a holder that died; it may be taken over."""
+MAX_RECORD_BYTES = 1_048_576  # aiokafka's max_request_size default (hub/kafka.py leaves it)
+RECORD_OVERHEAD = 512  # record batch framing, generously
 WAIT_FOR_WINNER_S = 10.0
 """How long a losing delivery waits for the winner's answer before answering 503 (retry)."""
 
@@ -93,14 +95,20 @@ class _Duplicate(Exception):
 def check_envelope(envelope: Envelope) -> None:
     """Serialise the envelope and parse it back exactly as the router will (``Envelope.from_kafka``);
     raise ValidationFailed if that fails (lone surrogates, values pydantic cannot round-trip,
-    nesting past the JSON parser's limit) — so no accepted envelope is later dead-lettered as
-    "not a valid envelope"."""
+    nesting past the JSON parser's limit, a record the producer would refuse as too large) — so no
+    accepted envelope is later dead-lettered as "not a valid envelope", and nothing permanent is
+    answered as a retryable 503."""
     try:
         value = envelope.kafka_value()
     except (PydanticSerializationError, UnicodeError, ValueError) as exc:
         raise ValidationFailed("the order cannot be encoded as JSON (e.g. an unpaired surrogate in a string)",
                                [{"field": "(body)", "message": str(exc)[:200], "type": "unencodable"}]) from exc
-    Envelope.from_kafka(value, envelope.kafka_headers())
+    headers = envelope.kafka_headers()
+    size = len(value) + len(envelope.kafka_key()) + sum(len(k) + len(v) for k, v in headers) + RECORD_OVERHEAD
+    if size > MAX_RECORD_BYTES:  # the producer would refuse it on every retry: a 503 loop, not a 400
+        raise ValidationFailed(f"the order is {size} bytes as an envelope; the broker takes at most {MAX_RECORD_BYTES}",
+                               [{"field": "(body)", "message": "too large as an envelope", "type": "too_large"}])
+    Envelope.from_kafka(value, headers)
 
 
 class Intake:

@@ -104,3 +104,20 @@ async def test_deep_callback_and_submission_bodies_are_400(client: TestClient) -
     resp = await client.post("/api/v1/orders/ord-1/stages/design/submit", data=deep, headers=admin)
     assert resp.status == 400, await resp.text()
     assert "limit of 64 levels" in (await resp.json())["detail"]
+
+
+async def test_a_body_under_the_limit_that_the_broker_would_refuse_is_a_400_not_a_503_loop(
+    client: TestClient, settings: Settings
+) -> None:
+    # 1,048,000 bytes passes the 1 MiB body limit; wrapped as an envelope it exceeds the producer's
+    # 1 MiB record limit, which used to be a BrokerUnavailable → 503 on every retry
+    body = order("E-huge")
+    body["extensions"] = {"blob": ""}
+    pad = 1_048_000 - len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    body["extensions"]["blob"] = "x" * pad
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert len(raw) <= 1_048_576
+    resp = await client.post(URL, data=raw, headers=JSON)
+    assert resp.status == 400, await resp.text()
+    assert "as an envelope" in (await resp.json())["detail"]
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
