@@ -54,7 +54,7 @@ from hub.batching import MicroBatcher
 from hub.db import declare_indexes
 from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
-from hub.jsonlimits import DEFAULT_MAX_DEPTH, TooDeep, value_depth
+from hub.jsonlimits import DEFAULT_MAX_DEPTH, TooDeep, inspect
 from hub.kafka import EnvelopeProducer
 
 log = logging.getLogger(__name__)
@@ -192,9 +192,15 @@ class Intake:
         """Raise ValidationFailed if this envelope must not be accepted (see module doc, step 1).
         Also called by batch sources on each record before they publish (``routes/pipeline.py``).
         The depth check backs up the sources' own scan (``hub/jsonlimits.py``) for payloads built
-        from XML or by transforms: stored in MongoDB, a payload must stay under BSON's 100 levels."""
-        if value_depth(envelope.payload) > self._max_depth:
+        from XML or by transforms: stored in MongoDB, a payload must stay under BSON's 100 levels
+        and its field names free of NUL."""
+        depth, nul_key = inspect(envelope.payload)
+        if depth > self._max_depth:
             raise TooDeep(self._max_depth, "the order")
+        if nul_key is not None:
+            raise ValidationFailed("a field name contains a NUL character, which cannot be stored",
+                                   [{"field": nul_key.replace("\x00", "\\0"), "message": "NUL in field name",
+                                     "type": "nul_in_key"}])
         check_envelope(envelope)
         if self._admit is not None:
             self._admit(envelope)

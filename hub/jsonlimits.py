@@ -69,10 +69,19 @@ def loads(raw: bytes | str, limit: int = DEFAULT_MAX_DEPTH) -> Any:
 
 def value_depth(value: Any) -> int:
     """Nesting depth of a decoded JSON-like value (dicts and lists), computed without recursion."""
-    deepest, stack = 0, [(value, 1)]
+    return inspect(value)[0]
+
+
+def inspect(value: Any) -> tuple[int, str | None]:
+    """(nesting depth, first key that contains a NUL character) of a decoded JSON-like value, in one
+    iterative walk. A NUL in a key is valid JSON but no BSON document can hold it: stored as is,
+    the order's record and document inserts would fail after the partner was answered."""
+    deepest, bad, stack = 0, None, [(value, 1)]
     while stack:
         item, level = stack.pop()
         if isinstance(item, dict):
+            if bad is None:
+                bad = next((k for k in item if "\x00" in k), None)
             children: Any = item.values()
         elif isinstance(item, list | tuple):
             children = item
@@ -80,4 +89,4 @@ def value_depth(value: Any) -> int:
             continue
         deepest = max(deepest, level)
         stack.extend((child, level + 1) for child in children)
-    return deepest
+    return deepest, bad

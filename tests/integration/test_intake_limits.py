@@ -121,3 +121,15 @@ async def test_a_body_under_the_limit_that_the_broker_would_refuse_is_a_400_not_
     assert resp.status == 400, await resp.text()
     assert "as an envelope" in (await resp.json())["detail"]
     assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+
+
+async def test_a_field_name_with_nul_is_a_400_not_an_accepted_order_that_cannot_be_stored(
+    client: TestClient, settings: Settings
+) -> None:
+    # valid JSON, but BSON keys cannot hold NUL: the intake record and the order document would fail
+    body = json.dumps(order("E-nul")).replace('"esopFlowId"', '"esop\\u0000FlowId"').encode()
+    resp = await client.post(URL, data=body, headers=JSON)
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["errors"][0]["type"] == "nul_in_key"
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+    assert (await client.post(URL, json=order("E-after-nul"), headers=ESOP_KEY)).status == 202
