@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +186,16 @@ def _sigterm_and_time(proc: subprocess.Popen[bytes], log: Path) -> float:
     return time.monotonic() - t0
 
 
+@contextlib.contextmanager
+def _servers_stopped_after(env: dict[str, str]) -> Iterator[None]:
+    """Whatever happens, stop the servers a ``hub run`` of this test started (a failed assertion
+    that killed the hub would otherwise leave them running)."""
+    try:
+        yield
+    finally:
+        hub_cmd(["infra", "down"], env)
+
+
 def _assert_gone(pids: dict[str, int]) -> None:
     """Neither running nor a zombie: the servers were stopped *and* reaped."""
     left = {name: Path(f"/proc/{pid}/stat").read_text().split()[2] for name, pid in pids.items()
@@ -194,14 +206,15 @@ def _assert_gone(pids: dict[str, int]) -> None:
 def test_hub_run_idle_exits_within_10_s_of_sigterm_and_reaps_its_servers(tmp_path: Path) -> None:
     env = _own_hub_env(tmp_path)
     log = tmp_path / "hub-run.log"
-    proc = _start_hub(env, log)
-    pids = _server_pids(env)
-    assert set(pids) >= {"kafka", "mongo", "sftp"}
-    took = _sigterm_and_time(proc, log)
-    out = log.read_text(errors="replace")
-    assert took < STOP_LIMIT_S, f"idle hub run took {took:.1f} s to exit:\n{out[-3000:]}"
-    assert proc.returncode == 0, out[-3000:]
-    _assert_gone(pids)
+    with _servers_stopped_after(env):
+        proc = _start_hub(env, log)
+        pids = _server_pids(env)
+        assert set(pids) >= {"kafka", "mongo", "sftp"}
+        took = _sigterm_and_time(proc, log)
+        out = log.read_text(errors="replace")
+        assert took < STOP_LIMIT_S, f"idle hub run took {took:.1f} s to exit:\n{out[-3000:]}"
+        assert proc.returncode == 0, out[-3000:]
+        _assert_gone(pids)  # before the safety net below stops anything
 
 
 def _write_orders(path: Path, rows: int) -> None:
@@ -216,13 +229,17 @@ def _write_orders(path: Path, rows: int) -> None:
 def test_sigterm_during_an_sftp_ingest_exits_fast_and_the_file_resumes_next_run(tmp_path: Path) -> None:
     """SIGTERM while a big file is being read: out within 10 s, no zombie servers, and the file is
     neither lost nor half-done — the next ``hub run`` takes it and ingests every record."""
+    env = _own_hub_env(tmp_path)
+    with _servers_stopped_after(env):
+        _sigterm_mid_ingest_then_resume(env, tmp_path / "hub-run.log")
+
+
+def _sigterm_mid_ingest_then_resume(env: dict[str, str], log: Path) -> None:
     import pymongo
 
     from hub.infra.servers import SftpServer
     from hub.settings import load_settings
 
-    env = _own_hub_env(tmp_path)
-    log = tmp_path / "hub-run.log"
     proc = _start_hub(env, log)
     try:
         saved = {k: os.environ.get(k) for k in env if k.startswith("HUB_")}
