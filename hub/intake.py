@@ -7,11 +7,11 @@ Order of work, and why:
    and an order must have a flow that can run it (the :data:`Admit` check the composition root
    injects from the loaded blueprints). Whatever fails here fails *now*, as a 400 / SOAP Fault /
    rejected record, never after the partner was told 202.
-2. **claim** the idempotency key: insert a pending claim (``intake_claims``, unique ``_id`` = the
-   key, holder and time) *before* producing. Exactly one concurrent delivery wins the insert, in
+2. **claim** the idempotency key: insert a pending claim (in ``intake_keys``, ``_id`` =
+   ``claim:<key>``, holder and time; unique) *before* producing. Exactly one concurrent delivery wins the insert, in
    this process or any other; identical keys inside one process are coalesced first
-   (single-flight), so they do not even reach the database. A key already accepted (``intake_keys``)
-   is answered as a duplicate.
+   (single-flight), so they do not even reach the database. A lost claim means the key is taken:
+   its accepted record (``intake_keys``) is the answer.
 3. the winner **produces** the envelope with acks=all. Broker down ⇒ the winner deletes its claim
    and the caller answers 503: nothing is recorded, the partner retries.
 4. the winner marks the key accepted by inserting its record in ``intake_keys`` (with the envelope,
@@ -19,14 +19,15 @@ Order of work, and why:
    and ``duplicate=True``. A claim older than the lease with no accepted record belongs to a holder
    that died between claim and answer: the next delivery takes it over.
 
-Why two collections: the happy path is two *inserts* (claim, record) plus one batched read.
-Updating a claim to "accepted" instead cost 4× the throughput on the embedded SecantusDB (an
-update is ~1,000/s there, a batched insert ~9,000 documents/s; measured with ``insert_many``
-batches of 50). A claim is a few fields and stays after acceptance (harmless: the accepted record
-answers first); it is kept for a day (TTL index) where the server supports TTL.
-
-Result: one envelope on ``{p}.in.{partner}`` per key, whatever the concurrency (issue 8 item 4:
-the old lookup → produce → insert let 3–7 racing deliveries each produce one).
+Why a claim document next to the record, and not a state field flipped to "accepted": the happy
+path is then two *inserts* and no read or update. On the embedded SecantusDB an update costs ~4×
+a batched insert (≈1,000 updates/s vs ≈9,000 inserted documents/s in ``insert_many`` batches of
+50), and its cost is per command, so claims and records share one batcher: one ``insert_many``
+carries new requests' claims and finished requests' records. A claim stays (it is what makes a
+later redelivery a duplicate). Keys journaled without a claim — by batch sources
+(``record_many``) or before claims existed — are caught when the winner's record insert meets
+theirs: the answer is then the first delivery's ids, and the one stray envelope carries the same
+key (the engine applies it once).
 
 Claims, lookups and records are group-committed across concurrent requests (``hub/batching.py``).
 
@@ -47,11 +48,9 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic_core import PydanticSerializationError
-from pymongo import ASCENDING, IndexModel
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from hub.batching import MicroBatcher
-from hub.db import declare_indexes
 from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
 from hub.jsonlimits import DEFAULT_MAX_DEPTH, TooDeep, inspect
@@ -60,8 +59,7 @@ from hub.kafka import EnvelopeProducer
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 ACCEPTED = "accepted"
-CLAIMS = "intake_claims"
-declare_indexes(CLAIMS, IndexModel([("claimed_at", ASCENDING)], name="claims_ttl", expireAfterSeconds=86_400))
+CLAIM_PREFIX = "claim:"
 CLAIM_LEASE = timedelta(seconds=30)
 """A ``pending`` claim older than this belongs to a holder that died; it may be taken over."""
 MAX_RECORD_BYTES = 1_048_576  # aiokafka's max_request_size default (hub/kafka.py leaves it)
@@ -116,7 +114,6 @@ class Intake:
                  max_depth: int = DEFAULT_MAX_DEPTH, lease: timedelta = CLAIM_LEASE,
                  wait_s: float = WAIT_FOR_WINNER_S) -> None:
         self._keys = db["intake_keys"]
-        self._claims_coll = db[CLAIMS]
         self._producer = producer
         self._admit = admit
         self._max_depth = max_depth
@@ -125,7 +122,7 @@ class Intake:
         self._holder = uuid.uuid4().hex  # this process, on its claims (diagnostics)
         self._inflight: dict[str, asyncio.Future[Accepted]] = {}
         self._lookups: MicroBatcher[str, dict[str, Any] | None] = MicroBatcher(self._find_many)
-        self._claims: MicroBatcher[dict[str, Any], bool] = MicroBatcher(self._claim_many)
+        # claims and records go through one batcher: one insert command carries both kinds
         self._records: MicroBatcher[dict[str, Any], bool] = MicroBatcher(self._insert_many)
 
     # --- batched database work -------------------------------------------------------------
@@ -139,10 +136,10 @@ class Intake:
             raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
         return [found.get(k) for k in keys]
 
-    async def _insert_many(self, records: Sequence[dict[str, Any]], coll: Any = None) -> list[bool | BaseException]:
+    async def _insert_many(self, records: Sequence[dict[str, Any]]) -> list[bool | BaseException]:
         results: list[bool | BaseException] = [True] * len(records)
         try:
-            await (coll if coll is not None else self._keys).insert_many(list(records), ordered=False)
+            await self._keys.insert_many(list(records), ordered=False)
         except BulkWriteError as exc:
             for err in exc.details.get("writeErrors", []):
                 results[err["index"]] = _Duplicate() if err.get("code") == DUPLICATE_KEY else StoreUnavailable(
@@ -150,9 +147,6 @@ class Intake:
         except PyMongoError as exc:
             return [StoreUnavailable(str(exc))] * len(records)
         return results
-
-    async def _claim_many(self, claims: Sequence[dict[str, Any]]) -> list[bool | BaseException]:
-        return await self._insert_many(claims, self._claims_coll)
 
     def _record(self, topic: str, envelope: Envelope) -> dict[str, Any]:
         return {
@@ -167,8 +161,8 @@ class Intake:
         }
 
     def _claim(self, envelope: Envelope) -> dict[str, Any]:
-        return {"_id": envelope.idempotency_key, "holder": self._holder, "claimed_at": datetime.now(UTC),
-                "envelope_id": envelope.id}
+        return {"_id": CLAIM_PREFIX + envelope.idempotency_key, "holder": self._holder,
+                "claimed_at": datetime.now(UTC), "envelope_id": envelope.id}
 
     async def record_many(self, topic: str, envelopes: Sequence[Envelope], chunk: int = 1000) -> None:
         """Record envelopes a batch source (a file) already put on Kafka, so they are journaled for
@@ -233,7 +227,7 @@ class Intake:
         delay = 0.02
         while True:
             try:
-                await self._claims.submit(self._claim(envelope))
+                await self._records.submit(self._claim(envelope))
                 return await self._produce_as_winner(topic, envelope)
             except _Duplicate:
                 pass
@@ -255,7 +249,7 @@ class Intake:
 
     async def _find_claim(self, key: str) -> dict[str, Any] | None:
         try:
-            return await self._claims_coll.find_one({"_id": key})  # type: ignore[no-any-return]
+            return await self._keys.find_one({"_id": CLAIM_PREFIX + key})  # type: ignore[no-any-return]
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
 
@@ -270,8 +264,8 @@ class Intake:
         mine = self._claim(envelope)
         del mine["_id"]
         try:  # conditional on the claim we saw: of several takers, one wins
-            result = await self._claims_coll.update_one({"_id": seen["_id"], "claimed_at": seen["claimed_at"]},
-                                                        {"$set": mine})
+            result = await self._keys.update_one({"_id": seen["_id"], "claimed_at": seen["claimed_at"]},
+                                                 {"$set": mine})
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
         return bool(result.modified_count)
@@ -279,9 +273,6 @@ class Intake:
     async def _produce_as_winner(self, topic: str, envelope: Envelope) -> Accepted:
         key = envelope.idempotency_key
         try:
-            first = await self._lookups.submit(key)  # accepted before by a path that does not claim
-            if first is not None:                    # (batch journaling, records older than claims)
-                return Accepted(first["order_id"], first["envelope_id"], duplicate=True)
             await self._producer.send(topic, envelope)  # raises BrokerUnavailable
         except BaseException:
             await self._release(key)
@@ -303,7 +294,7 @@ class Intake:
     async def _release(self, key: str) -> None:
         """Produce failed: remove our claim so nothing is recorded and the partner's retry wins."""
         try:
-            await self._claims_coll.delete_one({"_id": key, "holder": self._holder})
+            await self._keys.delete_one({"_id": CLAIM_PREFIX + key, "holder": self._holder})
         except PyMongoError as exc:
             log.warning("intake key %s: claim not released (%s); it lapses after %ss", key, exc,
                         self._lease.total_seconds())

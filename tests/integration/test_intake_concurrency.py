@@ -65,8 +65,8 @@ async def test_a_claim_whose_holder_died_is_taken_over(client: TestClient, setti
     assert runtime.db is not None
     key = "order:esop:E-orphan:open"
     stale = datetime.now(UTC) - timedelta(seconds=60)
-    await runtime.db["intake_claims"].insert_one(
-        {"_id": key, "envelope_id": "never-produced", "claimed_at": stale, "holder": "a-dead-process"})
+    await runtime.db["intake_keys"].insert_one(
+        {"_id": f"claim:{key}", "envelope_id": "never-produced", "claimed_at": stale, "holder": "a-dead-process"})
 
     resp = await client.post(URL, json=order("E-orphan"), headers=ESOP_KEY)
     assert resp.status == 202, await resp.text()
@@ -77,7 +77,7 @@ async def test_a_claim_whose_holder_died_is_taken_over(client: TestClient, setti
     assert env.id == answer["envelope_id"]
     record = await runtime.db["intake_keys"].find_one({"_id": key})
     assert record["state"] == "accepted" and record["envelope"]["id"] == env.id
-    assert (await runtime.db["intake_claims"].find_one({"_id": key}))["holder"] != "a-dead-process"
+    assert (await runtime.db["intake_keys"].find_one({"_id": f"claim:{key}"}))["holder"] != "a-dead-process"
 
 
 async def test_a_live_claim_of_another_process_is_waited_for_not_duplicated(
@@ -90,8 +90,8 @@ async def test_a_live_claim_of_another_process_is_waited_for_not_duplicated(
     runtime.intake._wait_s = 0.5  # keep the test short; the default waits 10 s
     key = "order:esop:E-busy:open"
     now = datetime.now(UTC)
-    await runtime.db["intake_claims"].insert_one(
-        {"_id": key, "envelope_id": "in-progress", "claimed_at": now, "holder": "another-process"})
+    await runtime.db["intake_keys"].insert_one(
+        {"_id": f"claim:{key}", "envelope_id": "in-progress", "claimed_at": now, "holder": "another-process"})
     resp = await client.post(URL, json=order("E-busy"), headers=ESOP_KEY)
     assert resp.status == 503
     # the other process records its acceptance: the waiting delivery's retry gets its answer
@@ -114,7 +114,7 @@ async def test_a_failed_produce_releases_the_claim_so_the_retry_is_accepted(
     resp = await client.post(URL, json=order("E-released"), headers=ESOP_KEY)
     assert resp.status == 503
     key = "order:esop:E-released:open"
-    assert await runtime.db["intake_claims"].find_one({"_id": key}) is None  # nothing recorded
+    assert await runtime.db["intake_keys"].find_one({"_id": f"claim:{key}"}) is None  # nothing recorded
     assert await runtime.db["intake_keys"].find_one({"_id": key}) is None
     server.process.start(server.argv())
     assert wait_until(server.answers, 15, 0.1)
