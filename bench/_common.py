@@ -13,14 +13,14 @@ from typing import Any
 
 import aiohttp
 
-from hub.infra.ephemeral import ephemeral_infra, free_port
+from app.infra.ephemeral import ephemeral_infra, free_port
 
 __all__ = ["free_port", "private_infra"]
 
 
 @contextmanager
 def private_infra(sftp: bool = False) -> Iterator[dict[str, str]]:
-    """Private tansu + SecantusDB on free ports (hub/infra/ephemeral.py); yields the env to pass on."""
+    """Private tansu + SecantusDB on free ports (app/infra/ephemeral.py); yields the env to pass on."""
     with ephemeral_infra(sftp=sftp, HUB_LOG_LEVEL="WARNING"):
         yield {k: v for k, v in os.environ.items() if k.startswith("HUB_")}
 

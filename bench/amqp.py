@@ -45,9 +45,9 @@ async def publish(url: str, queue: str, n: int) -> float:
 
 
 async def run(url: str, n: int, prefetch: int) -> None:
+    from app.runtime import Runtime
     from connectors.context import ConnectorContext
     from connectors.registry import registry
-    from hub.runtime import Runtime
     from hub.settings import load_settings
     from routes.models import route_model
     from routes.pipeline import RouteEmit

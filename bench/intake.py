@@ -45,9 +45,9 @@ def make_order(i: int) -> tuple[bytes, dict[str, str]]:
 def serve_hub(port: int) -> None:
     from aiohttp import web
 
-    from hub.runtime import Runtime
+    from app.runtime import Runtime
+    from app.web import build_web_app
     from hub.settings import load_settings
-    from hub.web import build_web_app
 
     settings = load_settings(http_port=port)
     web.run_app(build_web_app(Runtime(settings)), host="127.0.0.1", port=port, access_log=None, print=None)

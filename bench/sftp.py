@@ -60,10 +60,10 @@ def rss_mb() -> float:
 
 
 async def worker(remote_dir: str) -> dict[str, float]:
+    from app.runtime import Runtime
     from connectors.context import ConnectorContext
     from connectors.sftp.source import SftpSource
     from hub.deadletter import DeadLetters
-    from hub.runtime import Runtime
     from hub.settings import load_settings
     from routes.models import route_model
     from routes.pipeline import RouteEmit
@@ -110,8 +110,8 @@ def hub_run_flows(megabytes: int, settle_s: float, timeout_s: float, stop_after_
     import signal
     import urllib.request
 
+    from app.infra.servers import SftpServer
     from bench._common import free_port, wait_http
-    from hub.infra.servers import SftpServer
     from hub.settings import load_settings
 
     settings = load_settings()
@@ -198,7 +198,7 @@ def main() -> None:
             hub_run_flows(args.mb, args.settle, args.timeout, args.stop_after)
         return
     with private_infra(sftp=True):
-        from hub.infra.servers import SftpServer
+        from app.infra.servers import SftpServer
         from hub.settings import load_settings
 
         server = SftpServer(load_settings())

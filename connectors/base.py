@@ -20,7 +20,7 @@ Outbound — a **sink** delivers one envelope to a partner and says how it went:
     await sink.stop()
 
 Retries, backoff, dead-lettering, metrics and tracing are *not* the sink's business: they wrap it
-(``hub/delivery``), so every protocol gets the same policy.
+(``app/delivery.py``), so every protocol gets the same policy.
 """
 
 from __future__ import annotations

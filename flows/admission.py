@@ -2,7 +2,7 @@
 
 Why here: ``hub/`` and ``connectors/`` must not import ``flows/`` (layering), yet the intake has to
 know whether a product/scenario has a flow before it answers 202 — otherwise the order is accepted
-and then silently ``failed`` by the engine. The composition root (``hub/plugins.py``) asks this
+and then silently ``failed`` by the engine. The composition root (``app/plugins.py``) asks this
 module for a check and hands it to the intake; the check reads the same blueprints the engine
 runs (``runtime.extras["blueprints"]``, loaded once on first use).
 """

@@ -17,19 +17,19 @@ from typing import Any
 
 import faust
 
-from flows.blueprint import Blueprints, load_blueprints
+from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
 from flows.engine import Engine, Step
 from flows.settings import FlowSettings
 from flows.store import OrderStore
 from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
-from hub.delivery.workpool import KeyedPool
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
 from hub.intake import iter_unconsumed
 from hub.kafka import FaustWipeGuard
 from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
-from hub.runtime import Runtime
+from hub.services import ServiceKey, Services
+from hub.workpool import KeyedPool
 
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -39,7 +39,7 @@ HANDLE_RETRIES = 6
 class EngineRunner:
     """Glue between the engine (pure), MongoDB (OrderStore) and Kafka (runtime.producer)."""
 
-    def __init__(self, runtime: Runtime, engine: Engine, fs: FlowSettings) -> None:
+    def __init__(self, runtime: Services, engine: Engine, fs: FlowSettings) -> None:
         self.runtime = runtime
         self.engine = engine
         self.fs = fs
@@ -221,7 +221,7 @@ def _copy(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_engine(runtime: Runtime, fs: FlowSettings | None = None) -> tuple[Engine, Blueprints]:
+def build_engine(runtime: Services, fs: FlowSettings | None = None) -> tuple[Engine, Blueprints]:
     fs = fs or FlowSettings()
     s = runtime.settings
     blueprints = load_blueprints(s.config_dir, runtime.partners)
@@ -229,14 +229,17 @@ def build_engine(runtime: Runtime, fs: FlowSettings | None = None) -> tuple[Engi
     return Engine(blueprints, runtime.partners, s.topic_prefix, fs, base), blueprints
 
 
-def register_agents(app: faust.App, runtime: Runtime) -> None:
+FLOW_RUNNER: ServiceKey[EngineRunner] = ServiceKey("flow_runner")
+
+
+def register_agents(app: faust.App, runtime: Services) -> None:
     """Plugin hook: the engine agent and the recovery timer. A bad blueprint raises here, so the
     worker never starts with it."""
     fs = FlowSettings()
     engine, blueprints = build_engine(runtime, fs)
-    runtime.extras["blueprints"] = blueprints
+    runtime.put(BLUEPRINTS, blueprints)
     runner = EngineRunner(runtime, engine, fs)
-    runtime.extras["flow_runner"] = runner
+    runtime.put(FLOW_RUNNER, runner)
     # faust's leader-election topic (one partition): a wiped broker gets it back with ours (hub/kafka.py);
     # faust's consumer (every agent's) must start the re-created topics at offset 0 (FaustWipeGuard)
     runtime.extra_topics[f"{app.conf.id}-__assignor-__leader"] = 1

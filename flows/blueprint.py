@@ -16,10 +16,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from flows import actions
 from hub.configfile import format_loc, line_of, load_dir, read_yaml
-from hub.delivery.policy import lookup
 from hub.errors import ConfigError
 from hub.order import Scenario
 from hub.partners import Partner
+from hub.retry import lookup
+from hub.services import ServiceKey
 
 END_COMPLETE = "complete"
 END_FAIL = "fail"
@@ -265,3 +266,7 @@ def load_blueprints(config_dir: Path, partners: dict[str, Partner]) -> Blueprint
     if problems:
         raise ConfigError(f"invalid blueprints under {directory}", problems)
     return Blueprints(items, files)
+
+
+BLUEPRINTS: ServiceKey[Blueprints] = ServiceKey("blueprints")
+"""The blueprints this process loaded (the worker at start; a web-only process on first use)."""

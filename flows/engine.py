@@ -27,9 +27,9 @@ from flows.blueprint import END_COMPLETE, END_FAIL, Blueprint, Blueprints, CallS
 from flows.documents import CallOutcome, CallRecord, OrderStatus, StageRecord
 from flows.settings import FlowSettings
 from hub import topics
-from hub.delivery.template import render
 from hub.envelope import Envelope
 from hub.partners import Partner
+from hub.templates import render
 
 log = logging.getLogger(__name__)
 MAX_APPLIED = 16

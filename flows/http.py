@@ -23,16 +23,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from flows.blueprint import Blueprints, load_blueprints
+from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
 from flows.documents import ORDERS
 from flows.store import EVENTS
 from hub import jsonlimits, topics
-from hub.admin.auth import PRINCIPAL, requires
+from hub.auth import PRINCIPAL, requires
 from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
 from hub.intake import check_envelope
 from hub.problem import problem
-from hub.runtime import Runtime
+from hub.services import SERVICES, Services
 from hub.settings import AdminToken
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,20 +58,18 @@ class SubmitBody(BaseModel):
     submitted_by: str | None = Field(default=None, max_length=100, description="defaults to the token's name")
 
 
-def _runtime(request: web.Request) -> Runtime:
-    from hub.web import RUNTIME  # late: hub.web imports the plugin list that names this module
-
-    return request.app[RUNTIME]
+def _runtime(request: web.Request) -> Services:
+    return request.app[SERVICES]
 
 
 def _tokens(request: web.Request) -> list[AdminToken]:
     return list(getattr(_runtime(request).settings, "admin_tokens", []))
 
 
-def _blueprints(runtime: Runtime) -> Blueprints:
-    bps = runtime.extras.get("blueprints")
-    if bps is None:
-        bps = runtime.extras["blueprints"] = load_blueprints(runtime.settings.config_dir, runtime.partners)
+def _blueprints(runtime: Services) -> Blueprints:
+    bps = runtime.get(BLUEPRINTS)
+    if bps is None:  # a web-only process: the worker did not load them
+        bps = runtime.put(BLUEPRINTS, load_blueprints(runtime.settings.config_dir, runtime.partners))
     return bps
 
 
@@ -104,7 +102,7 @@ async def _parse(request: web.Request, model: type[M], what: str) -> tuple[dict[
         return problem(400, "Bad Request", f"invalid {what}", errors=_errors(exc))
 
 
-async def _emit(runtime: Runtime, envelope: Envelope) -> web.Response | bool:
+async def _emit(runtime: Services, envelope: Envelope) -> web.Response | bool:
     """Journal the event in MongoDB (the source of truth: recovery re-emits it after a restart or a
     wiped broker), then produce it to the orders topic (acks=all). Returns "was a duplicate"; a
     duplicate is produced again anyway — the engine applies an event once, and the first delivery

@@ -1,5 +1,5 @@
 """``python -m hub`` = the ``hub`` command."""
 
-from hub.cli import main
+from app.cli import main
 
 main()

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "deadletter/v1"
 COLLECTION = "dead_letters"
-ACTIONS = "dlq_actions"  # the audit trail (indexes declared in hub/admin/queries.py)
+ACTIONS = "dlq_actions"  # the audit trail (indexes declared in app/admin/queries.py)
 ORIGIN_FIELDS = ("partner", "route", "file", "topic", "partition", "offset")
 Status = Literal["dead", "replaying", "replayed", "discarded", "resolved"]
 PENDING_STATUSES = ["dead", "replaying"]

@@ -68,7 +68,7 @@ WAIT_FOR_WINNER_S = 10.0
 """How long a losing delivery waits for the winner's answer before answering 503 (retry)."""
 
 Admit = Callable[[Envelope], None]
-"""Admission check injected by the composition root (``hub/runtime.py``): raises
+"""Admission check injected by the composition root (``app/runtime.py``): raises
 :class:`~hub.errors.ValidationFailed` for an envelope nothing could process (e.g. an order whose
 product/scenario has no blueprint). ``None`` admits everything."""
 
@@ -179,7 +179,7 @@ class Intake:
 
     # --- admission -----------------------------------------------------------------------
     def configure(self, *, admit: Admit | None, max_depth: int) -> None:
-        """Set by the composition root once plugins are known (``hub/runtime.py``)."""
+        """Set by the composition root once plugins are known (``app/runtime.py``)."""
         self._admit, self._max_depth = admit, max_depth
 
     def admit(self, envelope: Envelope) -> None:

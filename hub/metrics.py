@@ -45,7 +45,7 @@ DLQ_ACTIONS = Counter(
 STAGE_TRANSITIONS = Counter(
     "hub_stage_transitions_total", "Order stage transitions", ["product", "stage", "outcome"]
 )
-# Gauges below are refreshed from MongoDB / Kafka when /metrics is scraped (hub/admin/gauges.py).
+# Gauges below are refreshed from MongoDB / Kafka when /metrics is scraped (app/admin/gauges.py).
 DEAD_LETTERS_PENDING = Gauge(
     "hub_dead_letters_pending", "Dead letters not yet replayed or discarded, by source topic", ["topic"]
 )
@@ -59,4 +59,9 @@ DEPENDENCY_UP = Gauge(
     "hub_dependency_up",
     "1 while a dependency answers, 0 while its circuit is open and callers fail fast (hub/db.py DbHealth)",
     ["dependency"],
+)
+
+DELIVERY_LATENCY = Histogram(
+    "hub_delivery_attempt_seconds", "Duration of one outbound call attempt", ["partner"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -12,9 +12,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from hub.configfile import load_dir
-from hub.delivery.policy import Outbound
 from hub.errors import ConfigError
 from hub.order import Scenario
+from hub.retry import Outbound
 
 
 class ApiKeyAuth(BaseModel):

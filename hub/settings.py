@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     admin_tokens: Annotated[list[AdminToken], NoDecode] = Field(
         default_factory=list,
-        description="Admin API bearer tokens with their role (hub/admin/auth.py). Env HUB_ADMIN_TOKENS: "
+        description="Admin API bearer tokens with their role (hub/auth.py). Env HUB_ADMIN_TOKENS: "
         "'name:role:token,…' or a JSON list; never commit real tokens.",
     )
 

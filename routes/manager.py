@@ -29,7 +29,7 @@ from routes.loader import RouteFile, implied_rest_routes, load_route_file, load_
 from routes.pipeline import RouteEmit
 
 if TYPE_CHECKING:
-    from hub.runtime import Runtime
+    from hub.services import Services
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
@@ -66,7 +66,7 @@ class Rejected:
 
 
 class RouteManager:
-    def __init__(self, runtime: Runtime, *, poll_interval: float = 2.0) -> None:
+    def __init__(self, runtime: Services, *, poll_interval: float = 2.0) -> None:
         self.runtime = runtime
         self.poll_interval = poll_interval
         self.runners: dict[str, RouteRunner] = {}  # by path (or "implied:<name>")

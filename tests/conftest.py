@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.infra.ephemeral import ephemeral_infra, free_port
+from app.infra.ephemeral import ephemeral_infra, free_port
 from hub.settings import Settings
 
 __all__ = ["SHARED", "free_port"]
@@ -36,7 +36,7 @@ def settings(infra_settings: Settings) -> Settings:
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[object]:
-    from hub.runtime import Runtime
+    from app.runtime import Runtime
 
     rt = Runtime(settings)
     await rt.start()

@@ -2,7 +2,7 @@
 the partner's success rule. Registered as sink ``rest``.
 
 The sink makes exactly one attempt and classifies the answer (``Outcome``); retry, backoff,
-dead-lettering and dedupe wrap it in ``hub/delivery``.
+dead-lettering and dedupe wrap it in ``app/delivery.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.base import Outcome
 from connectors.registry import registry
-from hub.delivery.policy import SuccessRule
-from hub.delivery.template import render
 from hub.envelope import Envelope
+from hub.retry import SuccessRule
+from hub.templates import render
 
 MAX_KEPT_BODY = 4096
 

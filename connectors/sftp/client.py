@@ -13,6 +13,7 @@ from typing import Any
 import asyncssh
 
 from connectors.sftp.config import SftpConnection
+from hub.embedded import EmbeddedSftp
 from hub.errors import RetryableError
 from hub.settings import Settings
 
@@ -30,9 +31,7 @@ class SftpSession:
         self._lock = asyncio.Lock()
         self._root: str | None = None
         if conn.embedded:
-            from hub.infra.servers import SftpServer
-
-            server = SftpServer(settings)
+            server = EmbeddedSftp(settings)
             self._kw: dict[str, Any] = {
                 "host": "127.0.0.1", "port": server.port, "username": server.username,
                 "client_keys": [str(server.client_key)], "known_hosts": str(server.known_hosts),

@@ -37,6 +37,7 @@ from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import idempotency_key, order_id_for
+from hub.services import SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -350,9 +351,7 @@ ENDPOINTS: web.AppKey[dict[str, Any]] = web.AppKey("soap_endpoints", dict)
 
 def add_routes(app: web.Application) -> None:
     """Mount ``/soap/{partner}``; the endpoint table is the runtime's (sources come and go at run time)."""
-    from hub.web import RUNTIME
-
-    runtime = app[RUNTIME]
+    runtime = app[SERVICES]
     app[ENDPOINTS] = runtime.connector_tables.setdefault(TABLE, {})
     app.router.add_get(SOAP_PATH, dispatch)
     app.router.add_post(SOAP_PATH, dispatch)

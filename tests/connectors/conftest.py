@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.infra.process import wait_until
+from app.infra.rabbitmq import RabbitServer
 from connectors.amqp.settings import AmqpSettings
-from hub.infra.process import wait_until
-from hub.infra.rabbitmq import RabbitServer
 from hub.settings import Settings
 from tests.conftest import free_port
 

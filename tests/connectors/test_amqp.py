@@ -12,11 +12,11 @@ import aio_pika
 import pytest
 import yaml
 
+from app.runtime import Runtime
 from connectors.amqp.config import AmqpSinkConfig
 from connectors.amqp.sink import AmqpSink
 from connectors.context import ConnectorContext
 from hub.envelope import Envelope
-from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.conftest import free_port
 from tests.support import envelopes, eventually, read_topic

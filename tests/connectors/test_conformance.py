@@ -28,11 +28,11 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hub.infra.servers import SftpServer
+from app.infra.servers import SftpServer
+from app.runtime import Runtime
+from app.web import build_web_app
 from hub.kafka import ensure_topics
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import build_web_app
 from tests.conftest import free_port
 from tests.support import envelopes, eventually, read_topic
 

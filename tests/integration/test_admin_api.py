@@ -10,11 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
+from app.runtime import Runtime
+from app.web import RUNTIME, build_web_app
 from flows.documents import CALLS, ORDERS, CallOutcome, CallRecord, OrderDoc, StageRecord
 from hub.deadletter import Attempt, DeadLetter
-from hub.runtime import Runtime
 from hub.settings import AdminToken, Settings
-from hub.web import RUNTIME, build_web_app
 from tests.integration.test_dlq import seed
 from tests.support import envelopes, read_topic
 
@@ -200,7 +200,7 @@ async def test_consumer_lag_gauge_counts_uncommitted_records(runtime: Runtime, s
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from prometheus_client import generate_latest
 
-    from hub.admin import gauges
+    from app.admin import gauges
     from hub.kafka import EnvelopeProducer
     from tests.integration.test_dlq import call_envelope
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from hub.infra.process import wait_until
-from hub.infra.servers import KafkaServer
-from hub.runtime import Runtime
+from app.infra.process import wait_until
+from app.infra.servers import KafkaServer
+from app.runtime import Runtime
+from app.web import build_web_app
 from hub.settings import Settings
-from hub.web import build_web_app
 from tests.conftest import free_port
 from tests.integration.test_intake import ESOP_KEY, URL, order
 

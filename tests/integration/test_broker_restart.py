@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 
-from hub.infra.process import wait_until
-from hub.infra.servers import KafkaServer
+from app.infra.process import wait_until
+from app.infra.servers import KafkaServer
 from hub.settings import PROJECT_ROOT, Settings
 from simulators import serve
 from tests.conftest import free_port

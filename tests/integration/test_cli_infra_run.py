@@ -237,7 +237,7 @@ def test_sigterm_during_an_sftp_ingest_exits_fast_and_the_file_resumes_next_run(
 def _sigterm_mid_ingest_then_resume(env: dict[str, str], log: Path) -> None:
     import pymongo
 
-    from hub.infra.servers import SftpServer
+    from app.infra.servers import SftpServer
     from hub.settings import load_settings
 
     proc = _start_hub(env, log)

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from app.admin.patch import parse_patch
+from app.admin.queries import DeadLetterFilter, Queries
+from app.admin.replay import NotFound, Refused, ReplayService
+from app.runtime import Runtime
 from hub import topics
-from hub.admin.patch import parse_patch
-from hub.admin.queries import DeadLetterFilter, Queries
-from hub.admin.replay import NotFound, Refused, ReplayService
 from hub.deadletter import Attempt, DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.kafka import EnvelopeProducer
-from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.support import envelopes, read_topic
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from app.runtime import Runtime
 from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
-from hub.runtime import Runtime
 from hub.settings import PROJECT_ROOT
 from routes.loader import load_route_file
 from routes.pipeline import RouteEmit

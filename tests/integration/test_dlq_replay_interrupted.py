@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import REGISTRY
 
+from app.admin import gauges
+from app.admin.queries import DeadLetterFilter, Queries
+from app.runtime import Runtime
 from hub import topics
-from hub.admin import gauges
-from hub.admin.queries import DeadLetterFilter, Queries
 from hub.deadletter import DeadLetter
 from hub.envelope import Envelope
-from hub.runtime import Runtime
 from tests.support import eventually, read_topic
 
 pytestmark = pytest.mark.integration

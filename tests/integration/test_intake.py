@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.runtime import Runtime
+from app.web import build_web_app
 from hub import topics
 from hub.order import order_id_for
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import build_web_app
 from tests.support import envelopes, read_topic
 
 ESOP_KEY = {"X-Api-Key": "dev-esop-key-0001"}

@@ -11,13 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from zeep.exceptions import Fault
 
+from app.runtime import Runtime
+from app.web import build_web_app
 from connectors.context import ConnectorContext
 from connectors.registry import registry
 from hub import topics
 from hub.errors import ValidationFailed
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import build_web_app
 from routes.loader import load_route_file
 from routes.manager import build
 from routes.pipeline import RouteEmit

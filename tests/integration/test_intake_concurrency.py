@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.infra.process import wait_until
+from app.infra.servers import KafkaServer
+from app.runtime import Runtime
+from app.web import RUNTIME, build_web_app
 from hub import topics
-from hub.infra.process import wait_until
-from hub.infra.servers import KafkaServer
 from hub.order import order_id_for
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import RUNTIME, build_web_app
 from tests.integration.test_broker_down import own_broker  # noqa: F401  (fixture)
 from tests.integration.test_intake import ESOP_KEY, URL, order
 from tests.support import envelopes, read_topic

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.runtime import Runtime
+from app.web import RUNTIME, build_web_app
 from hub import topics
 from hub.envelope import Envelope
 from hub.jsonlimits import DEFAULT_MAX_DEPTH, json_depth_exceeds, value_depth
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import RUNTIME, build_web_app
 from tests.integration.test_intake import ESOP_KEY, URL, order
 from tests.support import read_topic
 
@@ -70,7 +70,7 @@ async def test_an_order_at_the_limit_is_accepted_and_survives_the_router_and_the
     resp = await client.post(URL, data=nested_order("E-at-limit", DEFAULT_MAX_DEPTH), headers=JSON)
     assert resp.status == 202, await resp.text()
     (record,) = await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1)
-    # what the router does with it (hub/router.py): must parse, not be dead-lettered
+    # what the router does with it (app/router.py): must parse, not be dead-lettered
     env = Envelope.from_kafka(record.value, list(record.headers))
     assert env.id == (await resp.json())["envelope_id"]
     runtime = client.app[RUNTIME]

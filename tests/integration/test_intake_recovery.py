@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from hub.runtime import Runtime
-from hub.web import build_web_app
+from app.runtime import Runtime
+from app.web import build_web_app
 from tests.integration.flow_harness import FlowEnv, flow_env  # noqa: F401  (fixture)
 from tests.integration.test_intake import ESOP_KEY, URL, order
 from tests.support import eventually

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from app.runtime import Runtime
 from hub.envelope import Envelope
 from hub.kafka import ensure_topics
-from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.support import envelopes, eventually, read_topic
 

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import pytest
 from typer.testing import CliRunner
 
+from app.cli import app
+from app.runtime import Runtime
 from hub import topics
-from hub.cli import app
 from hub.deadletter import DeadLetter
-from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.integration.test_admin_api import SECRETS, seed_order
 from tests.integration.test_dlq import seed

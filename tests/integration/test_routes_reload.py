@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from hub.runtime import Runtime
+from app.runtime import Runtime
+from app.web import RUNTIME, build_web_app
 from hub.settings import Settings
-from hub.web import RUNTIME, build_web_app
 from tests.support import eventually
 
 URL = "/api/v1/partners/acme/orders"

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from app.infra.servers import SftpServer
+from app.runtime import Runtime
 from connectors.context import ConnectorContext
 from connectors.sftp.config import SftpSinkConfig
 from connectors.sftp.sink import SftpSink, UnsafePath, render_path
 from hub.envelope import Envelope
-from hub.infra.servers import SftpServer
 from hub.intake import unconsumed
-from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.support import envelopes, eventually, read_topic
 

@@ -19,9 +19,9 @@ from typing import Any
 import asyncssh
 import pytest
 
+from app.infra.servers import SftpServer
+from app.runtime import Runtime
 from connectors.sftp.source import EMPTY_SHA256, SftpSource, claim_name
-from hub.infra.servers import SftpServer
-from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.integration.test_sftp import drop, server, sftp_batch, sftp_route, start_hub  # noqa: F401
 from tests.support import envelopes, eventually, read_topic

@@ -14,11 +14,11 @@ from zeep import Client
 from zeep.exceptions import Fault
 from zeep.wsse.username import UsernameToken
 
+from app.runtime import Runtime
+from app.web import RUNTIME, build_web_app
 from hub import topics
 from hub.order import order_id_for
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import RUNTIME, build_web_app
 from tests.integration.test_intake import config_copy
 from tests.support import envelopes, read_topic
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from hub.delivery.agent import build_sink
-from hub.delivery.policy import RetryPolicy, SuccessRule
-from hub.delivery.template import placeholders, render
-from hub.delivery.workpool import KeyedPool
+from app.delivery import build_sink
 from hub.envelope import Envelope
 from hub.partners import load_partners
+from hub.retry import RetryPolicy, SuccessRule
 from hub.settings import PROJECT_ROOT
+from hub.templates import placeholders, render
+from hub.workpool import KeyedPool
 from simulators.server import STATE, build_app
 from simulators.state import Control
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from hub.admin.auth import authenticate
-from hub.admin.patch import PatchError, apply_patch, parse_patch
-from hub.admin.queries import DeadLetterFilter, OrderFilter, masker, parse_when, percentile
+from app.admin.patch import PatchError, apply_patch, parse_patch
+from app.admin.queries import DeadLetterFilter, OrderFilter, masker, parse_when, percentile
+from hub.auth import authenticate
 from hub.partners import Partner
 from hub.settings import AdminToken, parse_admin_tokens
 
@@ -123,7 +123,7 @@ def test_listing_mask_reaches_nested_call_requests_and_envelopes() -> None:
 async def test_rate_limiter_spaces_acquisitions_evenly() -> None:
     import time
 
-    from hub.admin.replay import RateLimiter
+    from app.admin.replay import RateLimiter
 
     limiter = RateLimiter(50)  # 20 ms apart
     started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hub.infra.process import ManagedProcess
+from app.infra.process import ManagedProcess
 
 
 def _sleeper(tmp_path: Path, name: str) -> ManagedProcess:

@@ -11,10 +11,10 @@ import tracemalloc
 
 from motor.motor_asyncio import AsyncIOMotorClient
 
+from app.runtime import Runtime
 from flows.agents import build_engine
 from flows.store import OrderStore
 from hub.envelope import Envelope
-from hub.runtime import Runtime
 from hub.settings import load_settings
 
 CACHE_BUDGET_MB = 25

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from app.infra.rabbitmq import RabbitServer, amqp_routes_configured
 from connectors.amqp.settings import AmqpSettings
-from hub.infra.rabbitmq import RabbitServer, amqp_routes_configured
 from hub.settings import load_settings
 
 ROUTE = "source:\n  connector: amqp\n  partner: mq\n  queue: q\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("hub", "connectors", "flows", "routes", "transforms")
+PACKAGES = ("hub", "connectors", "flows", "routes", "transforms", "app", "simulators")
 ENV_NAME = re.compile(r"HUB_[A-Z0-9_]*[A-Z0-9]")
 CONFIG_REF = re.compile(r"\$\{(HUB_[A-Z0-9_]+)")
 CODE_LOOKUP = re.compile(r"(?:environ\.get\(|environ\[|getenv\()\s*[\"'](HUB_[A-Z0-9_]+)[\"']")

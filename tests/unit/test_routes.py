@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli.routes import routes_app
+from app.cli.routes import routes_app
 from hub.errors import ConfigError, ValidationFailed
 from hub.settings import load_settings
 from routes.dryrun import dry_run

@@ -1,6 +1,6 @@
 """``hub dlq list | show | replay | discard | history`` — dead letters, for operators.
 
-Talks to MongoDB (the dead-letter index) and Kafka directly; see hub/admin/console.py for why.
+Talks to MongoDB (the dead-letter index) and Kafka directly; see app/admin/console.py for why.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from hub.admin import console as c
-from hub.admin.queries import DeadLetterFilter, parse_when
+from app.admin import console as c
+from app.admin.queries import DeadLetterFilter, parse_when
 
 app = typer.Typer(help="Dead letters: list, show, replay, discard, and the action history.", no_args_is_help=True)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hub.infra.manager import Infra
+from app.infra.manager import Infra
 from hub.settings import Settings, load_settings
 
 

@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import importlib.util
 import os
-import pwd
 import shutil
 import socket
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from hub.infra.process import InfraError, ManagedProcess, port_open
+from app.infra.process import InfraError, ManagedProcess, port_open
+from hub.embedded import EmbeddedSftp
 from hub.settings import Settings
-
-CHROOT_BASE = Path("/srv/hub-sftp")
-
-
-def home_digest(home: Path) -> str:
-    """Short, stable name for one ``HUB_HOME`` (its resolved path), used for folders outside it."""
-    return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
 
 
 class EmbeddedServer(ABC):
@@ -191,7 +183,7 @@ class MongoServer(EmbeddedServer):
             return False
 
 
-class SftpServer(EmbeddedServer):
+class SftpServer(EmbeddedSftp, EmbeddedServer):
     """Debian's OpenSSH ``sshd`` with its own config and keys, SFTP only, key auth only.
 
     As root the SFTP user is chrooted to ``root`` (a root-owned 0755 path outside world-writable
@@ -204,69 +196,8 @@ class SftpServer(EmbeddedServer):
     name = "sftp"
     marker = "sshd"
 
-    @property
-    def port(self) -> int:
-        return self.settings.sftp_port
-
-    @property
-    def url(self) -> str:
-        return f"sftp://{self.username}@127.0.0.1:{self.port}/"
-
-    @property
-    def folder(self) -> Path:
-        return self.settings.home / "sftp"
-
-    @property
-    def host_key(self) -> Path:
-        return self.folder / "ssh_host_ed25519_key"
-
-    @property
-    def client_key(self) -> Path:
-        """Private key a client (the hub's SFTP connector, tests, the ``sftp`` tool) logs in with."""
-        return self.folder / "client_ed25519"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.folder / "known_hosts"
-
-    @property
-    def username(self) -> str:
-        return pwd.getpwuid(os.getuid()).pw_name
-
-    @property
-    def chrooted(self) -> bool:
-        return os.geteuid() == 0
-
-    @property
-    def root(self) -> Path:
-        """The folder SFTP clients see as ``/``.
-
-        Chrooted, it cannot live in ``HUB_HOME`` (usually under a world-writable temp folder or
-        owned by a user, which sshd refuses), so it is ``/srv/hub-sftp/<digest of HUB_HOME>``:
-        one folder per hub home, whatever the port (``HUB_SFTP_ROOT`` overrides it).
-        """
-        if self.chrooted:
-            override = os.environ.get("HUB_SFTP_ROOT")
-            return Path(override) if override else CHROOT_BASE / home_digest(self.settings.home)
-        return self.folder / "root"
-
-    @property
-    def root_link(self) -> Path:
-        """Where an operator looks for the root: the root itself, or a symlink to it when chrooted."""
-        return self.folder / "root"
-
-    @property
-    def host_public_key(self) -> Path:
-        """``ssh-keygen -lf`` on this file prints the fingerprint a client is asked to trust."""
-        return Path(str(self.host_key) + ".pub")
-
-    def remote_path(self, local: Path) -> str:
-        """Path a client uses for a file under ``root``."""
-        rel = local.relative_to(self.root)
-        return "/" + str(rel) if self.chrooted else str(local)
-
-    def local_path(self, remote: str) -> Path:
-        return self.root / remote.lstrip("/") if self.chrooted else Path(remote)
+    def __init__(self, settings: Settings) -> None:
+        EmbeddedServer.__init__(self, settings)  # the layout mixin's __init__ only stores settings
 
     @staticmethod
     def sshd() -> str:

@@ -15,26 +15,26 @@ from types import ModuleType
 from typing import Any
 
 CLI_MODULES = (
-    "hub.cli.infra",
-    "hub.cli.run",
-    "hub.cli.flows",
-    "hub.cli.simulate",
-    "hub.cli.demo",
-    "hub.cli.routes",
-    "hub.cli.dlq",
-    "hub.cli.orders",
-    "hub.cli.calls",
+    "app.cli.infra",
+    "app.cli.run",
+    "app.cli.flows",
+    "simulators.cli",  # hub simulate: outside the runtime graph, loaded by name
+    "simulators.demo",  # hub demo
+    "app.cli.routes",
+    "app.cli.dlq",
+    "app.cli.orders",
+    "app.cli.calls",
 )
 ROUTE_MODULES = (
     "connectors.rest.source",
     "connectors.soap.source",
     "flows.http",
-    "hub.admin.api",
+    "app.admin.api",
 )
 AGENT_MODULES = (
-    "hub.router",
+    "app.router",
     "flows.agents",
-    "hub.delivery",
+    "app.delivery",
 )
 
 ADMISSION_MODULES = ("flows.admission",)

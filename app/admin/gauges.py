@@ -26,7 +26,7 @@ from hub.deadletter import pending_query
 from hub.metrics import CONSUMER_LAG, DEAD_LETTERS_PENDING, ORDERS_IN_FLIGHT
 
 if TYPE_CHECKING:
-    from hub.runtime import Runtime
+    from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 _lag_checked = 0.0

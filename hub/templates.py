@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hub.delivery.policy import lookup
+from hub.retry import lookup
 
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 

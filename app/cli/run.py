@@ -10,9 +10,9 @@ import time
 
 import typer
 
+from app.infra import Infra
+from app.infra.manager import stop_servers
 from hub import memory
-from hub.infra import Infra
-from hub.infra.manager import stop_servers
 from hub.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def run(
     already = {s.name for s in infra.status() if s.answers}
     infra.up(log=lambda m: typer.echo(f"infra: {m}"))
     started = [s for s in infra.servers if not s.external and s.name not in already]
-    from hub.worker import run_worker  # imported late: faust is heavy and `hub infra` does not need it
+    from app.worker import run_worker  # imported late: faust is heavy and `hub infra` does not need it
 
     stopped = threading.Event()
 

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app import plugins
+from app.runtime import Runtime
 from connectors.rest import source as rest_source
-from hub import plugins
-from hub.runtime import Runtime
+from hub.services import SERVICES
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+"""The runtime itself, for the root's own handlers; every other layer reads ``hub.services.SERVICES``."""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -31,7 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from hub.admin.gauges import refresh  # state gauges (pending dead letters, in-flight orders, lag)
+    from app.admin.gauges import refresh  # state gauges (pending dead letters, in-flight orders, lag)
 
     await refresh(request.app[RUNTIME])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -41,6 +43,7 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     """The aiohttp application. ``manage_runtime``: start/stop the runtime with the app."""
     app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536)
     app[RUNTIME] = runtime
+    app[SERVICES] = runtime
     app[rest_source.ENDPOINTS] = runtime.connector_tables.setdefault("rest", {})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

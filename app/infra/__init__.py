@@ -4,6 +4,6 @@ Each server is a real process on loopback with a pid file, a log and a readiness
 ``HUB_HOME`` (default ``.hub/``). A server whose external URL is configured is never started.
 """
 
-from hub.infra.manager import Infra, ServerStatus
+from app.infra.manager import Infra, ServerStatus
 
 __all__ = ["Infra", "ServerStatus"]

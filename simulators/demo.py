@@ -183,7 +183,7 @@ def demo(
     keep_running: bool = typer.Option(False, "--keep-running", help="leave what the demo started running"),
 ) -> None:
     """Start what is not running, post N sample orders, follow them, exit 0 when all completed."""
-    from hub.infra import Infra
+    from app.infra import Infra
 
     settings = load_settings()
     infra = Infra(settings)

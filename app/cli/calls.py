@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from hub.admin import console as c
-from hub.admin.queries import CallFilter, parse_when
+from app.admin import console as c
+from app.admin.queries import CallFilter, parse_when
 
 app = typer.Typer(help="Partner API calls: statistics, failed calls, re-call one or a batch.", no_args_is_help=True)
 PARTNER = typer.Option(None, "--partner", "-p")

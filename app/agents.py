@@ -6,7 +6,7 @@ Where things go (see hub/topics.py):
                                                                    ▲                              │
                                                                    └──── call results ◀──[delivery]┘
 
-Agents come from the modules listed in ``hub.plugins.AGENT_MODULES``; each exposes
+Agents come from the modules listed in ``app.plugins.AGENT_MODULES``; each exposes
 ``register_agents(app, runtime)``. The ``Runtime`` (Kafka producer, MongoDB) is shared with the
 HTTP server in the same process.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import faust
 
-from hub import plugins
+from app import plugins
+from app.runtime import Runtime
 from hub.kafka import faust_config, shorten_faust_fetch_wait
-from hub.runtime import Runtime
 
 
 def create_app(runtime: Runtime) -> faust.App:

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from hub.infra import Infra
+from app.infra import Infra
 from hub.settings import load_settings
 
 app = typer.Typer(help="Start, stop and check the embedded Kafka, MongoDB and SFTP servers.", no_args_is_help=True)

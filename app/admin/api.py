@@ -1,6 +1,6 @@
 """The admin API: ``/admin/v1/dlq…``, ``/admin/v1/orders…``, ``/admin/v1/calls…`` (bearer token + role).
 
-Same service layer as the CLI (hub/admin/replay.py, hub/admin/queries.py). ``viewer`` may read,
+Same service layer as the CLI (app/admin/replay.py, app/admin/queries.py). ``viewer`` may read,
 ``operator`` may also replay, discard, retry and re-call. Every listing is masked (SPEC §7); every
 action is recorded with the token's name as ``api:<name>``. Errors are RFC 9457 problem documents.
 
@@ -28,12 +28,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub.admin.auth import PRINCIPAL, Handler, requires
-from hub.admin.patch import PatchOp, parse_patch
-from hub.admin.queries import CallFilter, DeadLetterFilter, OrderFilter, Queries, parse_when
-from hub.admin.replay import ActionResult, NotFound, Refused, ReplayService
+from app.admin.patch import PatchOp, parse_patch
+from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter, Queries, parse_when
+from app.admin.replay import ActionResult, NotFound, Refused, ReplayService
+from hub.auth import PRINCIPAL, Handler, requires
 from hub.errors import ValidationFailed
 from hub.problem import problem
+from hub.services import SERVICES, ServiceKey
 from hub.settings import AdminToken
 
 PREFIX = "/admin/v1"
@@ -85,23 +86,22 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json", charset="utf-8")
 
 
-def _services(request: web.Request) -> tuple[Queries, ReplayService]:
-    from hub.web import RUNTIME  # late: hub.web imports the plugin list that names this module
+ADMIN: ServiceKey[tuple[Queries, ReplayService]] = ServiceKey("admin")
 
-    runtime = request.app[RUNTIME]
-    cached = runtime.extras.get("admin")
+
+def _services(request: web.Request) -> tuple[Queries, ReplayService]:
+    runtime = request.app[SERVICES]
+    cached = runtime.get(ADMIN)
     if cached is None or cached[0].db is not runtime.db:
         if runtime.db is None:
             raise web.HTTPServiceUnavailable(reason="MongoDB not connected")
         cached = (Queries(runtime.db, runtime.partners), ReplayService(runtime.db, runtime.producer, runtime.partners))
-        runtime.extras["admin"] = cached
+        runtime.put(ADMIN, cached)
     return cached
 
 
 def _tokens(request: web.Request) -> list[AdminToken]:
-    from hub.web import RUNTIME
-
-    return request.app[RUNTIME].settings.admin_tokens
+    return request.app[SERVICES].settings.admin_tokens
 
 
 def _who(request: web.Request) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import faust
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential, wait_random
 
+from app.runtime import Runtime
 from connectors.base import Outcome, Sink
 from connectors.registry import registry
 from flows.bulk import BulkReader, BulkWriter
@@ -28,14 +29,13 @@ from flows.documents import DELIVERIES
 from hub import topics
 from hub.configfile import validation_problems
 from hub.deadletter import Attempt, DeadLetter, DeadLetters
-from hub.delivery.metrics import DELIVERY_LATENCY
-from hub.delivery.policy import RetryPolicy
-from hub.delivery.workpool import KeyedPool
 from hub.envelope import Envelope
 from hub.errors import ConfigError, ValidationFailed
-from hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_FAILURES, ENVELOPES_IN
+from hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_FAILURES, DELIVERY_LATENCY, ENVELOPES_IN
 from hub.partners import Partner
-from hub.runtime import Runtime
+from hub.retry import RetryPolicy
+from hub.services import ServiceKey
+from hub.workpool import KeyedPool
 
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -169,17 +169,21 @@ class Deliverer:
         await self.runtime.producer.send(self.orders_topic, result)
 
 
+DELIVERERS: ServiceKey[dict[str, Deliverer]] = ServiceKey("deliverers")
+
+
 def register_agents(app: faust.App, runtime: Runtime) -> None:
     """One agent per partner that declares ``outbound``; a bad outbound config stops the worker here."""
+    deliverers = runtime.put(DELIVERERS, {})
     for partner in sorted(runtime.partners.values(), key=lambda p: p.name):
         if partner.outbound is None:
             continue
         deliverer = Deliverer(runtime, partner, build_sink(partner, runtime.settings.config_dir))
-        runtime.extras.setdefault("deliverers", {})[partner.name] = deliverer
+        deliverers[partner.name] = deliverer
         _agent(app, deliverer)
 
     async def close_sinks(sender: Any, **kwargs: Any) -> None:
-        for d in runtime.extras.get("deliverers", {}).values():
+        for d in deliverers.values():
             await d.sink.stop()
 
     app.on_before_shutdown.connect(close_sinks)

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hub.infra.process import InfraError, port_open, wait_until
-from hub.infra.servers import EmbeddedServer, KafkaServer, MongoServer, SftpServer
+from app.infra.process import InfraError, port_open, wait_until
+from app.infra.servers import EmbeddedServer, KafkaServer, MongoServer, SftpServer
 from hub.settings import Settings
 
 READY_TIMEOUT = 30.0
@@ -36,7 +36,7 @@ class Infra:
         self.servers: list[EmbeddedServer] = [KafkaServer(settings), MongoServer(settings)]
         if settings.sftp_enabled:
             self.servers.append(SftpServer(settings))
-        from hub.infra import rabbitmq  # RabbitMQ only when AMQP routes exist or HUB_AMQP_ENABLED=true
+        from app.infra import rabbitmq  # RabbitMQ only when AMQP routes exist or HUB_AMQP_ENABLED=true
 
         if rabbitmq.wanted(settings):
             self.servers.append(rabbitmq.RabbitServer(settings))

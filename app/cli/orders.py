@@ -6,8 +6,8 @@ from typing import Any
 
 import typer
 
-from hub.admin import console as c
-from hub.admin.queries import OrderFilter, parse_when
+from app.admin import console as c
+from app.admin.queries import OrderFilter, parse_when
 
 app = typer.Typer(help="Orders: list with filters, show one (stages, calls, wait, SLA), retry a failed call.",
                   no_args_is_help=True)

@@ -23,11 +23,11 @@ from aiohttp import web
 from mode import Service
 from mode.utils.futures import maybe_cancel
 
+from app.agents import create_app
+from app.runtime import Runtime
+from app.web import build_web_app
 from hub import memory
-from hub.app import create_app
-from hub.runtime import Runtime
 from hub.settings import Settings
-from hub.web import build_web_app
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from app.admin.patch import PatchOp, parse_patch
+from app.admin.queries import Queries
+from app.admin.replay import ActionResult, NotFound, Refused, ReplayService, Summary
 from hub import db as hubdb
-from hub.admin.patch import PatchOp, parse_patch
-from hub.admin.queries import Queries
-from hub.admin.replay import ActionResult, NotFound, Refused, ReplayService, Summary
 
 __all__ = ["ActionResult", "Ops", "Summary", "ops", "run"]
 from hub.errors import HubError, ValidationFailed

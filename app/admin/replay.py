@@ -44,11 +44,11 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import BaseModel, Field, ValidationError
 from pymongo import ASCENDING
 
+from app.admin.patch import PatchOp, apply_patch, dump_patch
+from app.admin.queries import ACTIONS, CallFilter, DeadLetterFilter, masker
+from app.admin.reconcile import REPLAY_CLAIM, Lapsed, already_sent
 from flows.documents import CALLS, ORDERS
 from hub import topics
-from hub.admin.patch import PatchOp, apply_patch, dump_patch
-from hub.admin.queries import ACTIONS, CallFilter, DeadLetterFilter, masker
-from hub.admin.reconcile import REPLAY_CLAIM, Lapsed, already_sent
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.deadletter import pending_query
 from hub.envelope import Envelope, new_id
@@ -292,7 +292,7 @@ class ReplayService:
 
     async def _settle_lapsed(self, staged: _Staged, *, who: str, reason: str | None, batch: str) -> None:
         """Letters taken over from a dead replay may have been sent by it: those found on the topic
-        under the dead claim are marked replayed here and not sent again (hub/admin/reconcile.py)."""
+        under the dead claim are marked replayed here and not sent again (app/admin/reconcile.py)."""
         lapsed = [Lapsed(i, d["source_topic"], d["claim"], _aware(d["claimed_at"]), _aware(d["lease_until"]))
                   for i in staged.claimed
                   if (d := staged.docs[i]).get("status") == "replaying" and d.get("claim") and d.get("claimed_at")
@@ -333,7 +333,7 @@ class ReplayService:
         meanwhile (SecantusDB takes ~4 ms per document updated; waiting for it halved the rate).
         :meth:`replay` waits for every mark before it returns, also when interrupted; a process
         killed before its marks landed leaves letters the next replay finds on the topic
-        (hub/admin/reconcile.py)."""
+        (app/admin/reconcile.py)."""
         staged.sent.add(letter_id)
         if staged.marks is None:
             staged.marks = _GroupMark(self.letters, staged.token or "",

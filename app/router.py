@@ -12,12 +12,12 @@ from typing import Any
 
 import faust
 
+from app.runtime import Runtime
 from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ValidationFailed
 from hub.metrics import ENVELOPES_IN
-from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}

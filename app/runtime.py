@@ -15,15 +15,17 @@ from typing import Any
 from aiohttp import web
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
+from app import plugins
 from connectors.base import Emit, Source
 from hub import db as hubdb
-from hub import plugins, topics
+from hub import topics
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.intake import Accepted, Intake
 from hub.kafka import BrokerWatch, EnvelopeProducer, ensure_topics, limit_client_log_rate
 from hub.metrics import ENVELOPES_OUT
 from hub.partners import Partner, load_partners
+from hub.services import ServiceSlots
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,9 @@ class GuardedIntake(Intake):
             raise
 
 
-class Runtime:
+class Runtime(ServiceSlots):
     def __init__(self, settings: Settings, partners: dict[str, Partner] | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.partners = partners if partners is not None else load_partners(settings.config_dir)
         self.producer = EnvelopeProducer(settings)
@@ -65,7 +68,6 @@ class Runtime:
         self.db_health: hubdb.DbHealth | None = None
         self.intake: Intake | None = None
         self.sources: list[Source] = []
-        self.extras: dict[str, Any] = {}
         # process-wide tables connectors share (HTTP endpoint tables by connector name)
         self.connector_tables: dict[str, dict[str, Any]] = {}
         self.routes: Any = None  # routes.manager.RouteManager once start_routes ran
@@ -119,7 +121,7 @@ class Runtime:
         names = [topics.orders(p), topics.dead_letter(topics.orders(p))]
         for name in self.partners:
             names += [topics.inbound(p, name), topics.outbound(p, name)]
-            if self.partners[name].outbound is not None:  # delivery dead letters (hub/delivery)
+            if self.partners[name].outbound is not None:  # delivery dead letters (app/delivery.py)
                 names.append(topics.dead_letter(topics.outbound(p, name)))
         return names
 

@@ -11,11 +11,11 @@ import shutil
 import socket
 from pathlib import Path
 
+from app.infra.process import InfraError
+from app.infra.servers import EmbeddedServer
 from connectors.amqp.settings import AmqpSettings
 from hub.configfile import read_yaml
 from hub.errors import ConfigError
-from hub.infra.process import InfraError
-from hub.infra.servers import EmbeddedServer
 from hub.settings import Settings
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"

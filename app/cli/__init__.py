@@ -1,4 +1,4 @@
-"""The ``hub`` command. Each command group lives in its own module (listed in hub/plugins.py)."""
+"""The ``hub`` command. Each command group lives in its own module (listed in app/plugins.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from hub import plugins
+from app import plugins
 from hub.errors import ConfigError, HubError
 
 app = typer.Typer(
