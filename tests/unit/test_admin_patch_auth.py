@@ -92,8 +92,10 @@ def test_time_filters_accept_durations_and_iso_times() -> None:
     now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
     assert parse_when("90m", now=now) == now - timedelta(minutes=90)
     assert parse_when("2026-11-22T18:00") == datetime(2026, 11, 22, 18, 0, tzinfo=UTC)
-    q = DeadLetterFilter(partner="esop", since="2026-11-22T18:00", until="2026-11-23T06:00").query()
-    assert q["partner"] == "esop" and q["status"] == "dead"
+    q = DeadLetterFilter(partner="esop", since="2026-11-22T18:00", until="2026-11-23T06:00").query(now)
+    # "pending" (the default status) is dead, or claimed by a replay whose lease lapsed (hub.deadletter)
+    assert q["partner"] == "esop" and q["status"] == {"$in": ["dead", "replaying"]}
+    assert q["lease_until"] == {"$not": {"$gt": now}}
     assert q["created_at"] == {"$gte": datetime(2026, 11, 22, 18, tzinfo=UTC), "$lt": now}
     assert OrderFilter(overdue=True).query(now)["sla_deadline"] == {"$lt": now}
 
