@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -23,10 +23,11 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_ex
 
 from app.runtime import Runtime
 from connectors.base import Outcome, Sink
+from connectors.context import ConnectorContext
 from connectors.registry import registry
-from flows.bulk import BulkReader, BulkWriter
 from flows.documents import DELIVERIES
 from hub import topics
+from hub.batching import BulkReader, BulkWriter
 from hub.configfile import validation_problems
 from hub.deadletter import Attempt, DeadLetter, DeadLetters
 from hub.envelope import Envelope
@@ -41,18 +42,20 @@ log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
 
-def build_sink(partner: Partner, config_dir: Path) -> Sink:
-    """The partner's sink, its ``outbound.config`` validated by the sink's own model."""
+def build_sink(partner: Partner, context: ConnectorContext) -> Sink:
+    """The partner's sink, its ``outbound.config`` validated by the sink's own model; built like
+    every connector, ``factory(config, context)``, with the policy's timeout and concurrency."""
     assert partner.outbound is not None
-    reg = registry.get("sink", partner.outbound.protocol)
+    protocol = partner.outbound.protocol
+    reg = registry.get("sink", protocol)
     try:
         config = reg.config.model_validate(partner.outbound.config)
     except Exception as exc:
-        problems = validation_problems(config_dir / "partners" / f"{partner.name}.yaml", None, exc)  # type: ignore[arg-type]
+        path = context.settings.config_dir / "partners" / f"{partner.name}.yaml"
+        problems = validation_problems(path, None, exc)  # type: ignore[arg-type]
         raise ConfigError(f"partner {partner.name}: invalid outbound.config", problems) from exc
     p = partner.outbound.policy
-    sink: Sink = reg.factory(config, timeout_s=p.timeout_s, concurrency=p.concurrency, config_dir=config_dir)
-    return sink
+    return registry.new_sink(protocol, config, replace(context, timeout_s=p.timeout_s, concurrency=p.concurrency))
 
 
 class Deliverer:
@@ -178,7 +181,9 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
     for partner in sorted(runtime.partners.values(), key=lambda p: p.name):
         if partner.outbound is None:
             continue
-        deliverer = Deliverer(runtime, partner, build_sink(partner, runtime.settings.config_dir))
+        context = ConnectorContext(runtime.settings, f"deliver-{partner.name}", runtime.db, runtime.producer,
+                                   runtime.connector_tables)
+        deliverer = Deliverer(runtime, partner, build_sink(partner, context))
         deliverers[partner.name] = deliverer
         _agent(app, deliverer)
 

@@ -20,8 +20,8 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from flows.bulk import BulkWriter
 from flows.documents import CALLS, ORDERS, OrderStatus
+from hub.batching import BulkWriter
 from hub.db import declare_indexes
 
 OPEN = [OrderStatus.in_flight.value, OrderStatus.waiting.value]

@@ -14,9 +14,39 @@ import pytest
 from app.infra.ephemeral import ephemeral_infra, free_port
 from hub.settings import Settings
 
-__all__ = ["SHARED", "free_port"]
+__all__ = ["free_port"]
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+#: The tier of a test follows from its folder, so nobody can forget a marker (issue "House layout" §6).
+#: ``unit`` needs no server (``pytest -m unit`` runs in under a minute); ``integration`` and
+#: ``connectors`` run against the real servers this file starts for the session.
+TIERS = {"unit": "unit", "integration": "integration", "connectors": "connectors"}
+
+#: Fixtures that start the session's servers; a unit test may not request them, even indirectly.
+SERVER_FIXTURES = frozenset({"infra_settings", "rabbit_server"})
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier of a test file: the name of its first folder under ``tests/`` (``None`` outside a tier)."""
+    parts = path.resolve().relative_to(Path(__file__).resolve().parent).parts
+    return TIERS.get(parts[0]) if len(parts) > 1 else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its folder's tier, and refuse a unit test that would start the servers:
+    a marker alone would let ``-m unit`` start tansu, SecantusDB and sshd behind the developer's back."""
+    wrong: list[str] = []
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier == "unit":
+            used = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if used:
+                wrong.append(f"{item.nodeid}: requests {', '.join(sorted(used))}")
+    if wrong:
+        raise pytest.UsageError("unit tests may not start the session servers (move them to tests/integration/):\n  "
+                                + "\n  ".join(wrong))
 
 
 @pytest.fixture(scope="session")
