@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from flows import actions
+from hub import paths
 from hub.configfile import format_loc, line_of, load_dir, read_yaml
 from hub.errors import ConfigError
 from hub.order import Scenario
 from hub.partners import Partner
-from hub.retry import lookup
 from hub.services import ServiceKey
 
 END_COMPLETE = "complete"
@@ -61,7 +61,7 @@ class Condition(BaseModel):
         return self
 
     def matches(self, context: dict[str, Any]) -> bool:
-        value = lookup(context, self.field)
+        value = paths.get(context, self.field)
         if self.exists is not None:
             return (value is not None) == self.exists
         if self.equals is not None:

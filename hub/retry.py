@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub import paths
+
 if TYPE_CHECKING:  # resolved by hub.partners (Outbound.model_rebuild) to avoid an import cycle
     from hub.partners import ApiKeyAuth
 
@@ -55,30 +57,13 @@ class SuccessRule(BaseModel):
     def judge(self, status: int | None, body: Any) -> tuple[bool, str | None]:
         """(ok, error text) for an answer that arrived; transport failures are judged by the sink."""
         if self.http_status is not None and status is not None and status not in self.http_status:
-            return False, f"HTTP {status}" + (f": {lookup(body, self.error_field)}" if self.error_field else "")
+            return False, f"HTTP {status}" + (f": {paths.get(body, self.error_field)}" if self.error_field else "")
         if self.field is not None:
-            value = lookup(body, self.field)
+            value = paths.get(body, self.field)
             if value is None or str(value) != self.equals:
-                detail = lookup(body, self.error_field) if self.error_field else None
+                detail = paths.get(body, self.error_field) if self.error_field else None
                 return False, f"{self.field}={value!r}" + (f": {detail}" if detail else "")
         return True, None
-
-
-def lookup(data: Any, path: str | None) -> Any:
-    """Dotted-path lookup in dicts (and objects with attributes, e.g. zeep results)."""
-    if path is None:
-        return None
-    cur = data
-    for part in path.split("."):
-        if isinstance(cur, dict):
-            cur = cur.get(part)
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            cur = getattr(cur, part, None)
-        if cur is None:
-            return None
-    return cur
 
 
 class Outbound(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hub.retry import lookup
+from hub import paths
 
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
@@ -31,8 +31,8 @@ def render(template: Any, context: dict[str, Any]) -> Any:
     if isinstance(template, str):
         whole = _REF.fullmatch(template)
         if whole:
-            return lookup(context, whole.group(1))
-        return _REF.sub(lambda m: _text(lookup(context, m.group(1))), template)
+            return paths.get(context, whole.group(1))
+        return _REF.sub(lambda m: _text(paths.get(context, m.group(1))), template)
     if isinstance(template, dict):
         return {k: render(v, context) for k, v in template.items()}
     if isinstance(template, list):

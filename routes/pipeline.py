@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import Sink
-from hub import topics
+from hub import paths, topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -29,7 +29,7 @@ from hub.kafka import EnvelopeProducer
 from hub.metrics import ENVELOPES_OUT
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from transforms import hooks
-from transforms.mapping import apply_mapping, get_path, pop_path, set_path
+from transforms.mapping import apply_mapping
 
 
 def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
@@ -45,16 +45,16 @@ def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
     out = apply_mapping(payload, field_map, {})
     errors = []
     for path, codes in value_map.items():
-        value = get_path(out, path, None)
+        value = paths.get(out, path)
         if isinstance(value, str | int) and str(value) in codes:
-            set_path(out, path, codes[str(value)])
+            paths.set(out, path, codes[str(value)])
         elif path in strict and value is not None:
             errors.append({"field": path, "message": f"unknown code {value!r} (known: {', '.join(codes)})"})
     if errors:
         raise ValidationFailed(f"{len(errors)} unknown code(s)", errors)
     for path, value in transform.defaults.items():
-        if get_path(out, path, None) in (None, ""):
-            set_path(out, path, copy.deepcopy(value))
+        if paths.get(out, path) in (None, ""):
+            paths.set(out, path, copy.deepcopy(value))
     if transform.python:
         try:
             out = hooks.get(transform.python)(out)
@@ -62,7 +62,7 @@ def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
             raise ValidationFailed(f"transform {transform.python}: {exc}", [{"field": "(record)",
                                                                                "message": str(exc)}]) from exc
     for path in transform.drop:
-        pop_path(out, path)
+        paths.pop(out, path)
     return out
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transforms.mapping import copy_json
+from hub.paths import copy_json
 
 ALWAYS_SENSITIVE = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "authorization"})
 

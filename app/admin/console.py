@@ -28,6 +28,7 @@ from app.admin.patch import PatchOp, parse_patch
 from app.admin.queries import Queries
 from app.admin.replay import ActionResult, NotFound, Refused, ReplayService, Summary
 from hub import db as hubdb
+from hub import paths
 
 __all__ = ["ActionResult", "Ops", "Summary", "ops", "run"]
 from hub.errors import HubError, ValidationFailed
@@ -123,15 +124,8 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str
     for _, header in columns:
         t.add_column(header, overflow="fold")
     for r in rows:
-        t.add_row(*[_cell(_get(r, key)) for key, _ in columns])
+        t.add_row(*[_cell(paths.get(r, key)) for key, _ in columns])
     Console(width=max(Console().width, 160)).print(t)
-
-
-def _get(row: dict[str, Any], dotted: str) -> Any:
-    node: Any = row
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def _cell(v: Any) -> str:

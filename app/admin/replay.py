@@ -48,7 +48,7 @@ from app.admin.patch import PatchOp, apply_patch, dump_patch
 from app.admin.queries import ACTIONS, CallFilter, DeadLetterFilter, masker
 from app.admin.reconcile import REPLAY_CLAIM, Lapsed, already_sent
 from flows.documents import CALLS, ORDERS
-from hub import topics
+from hub import paths, topics
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.deadletter import pending_query
 from hub.envelope import Envelope, new_id
@@ -404,8 +404,7 @@ class ReplayService:
         for op in dump_patch(patch):
             if "value" in op:
                 dotted = op["path"].lstrip("/").replace("/", ".")
-                probe = self.mask(_nest(dotted, op["value"]))
-                op["value"] = _dig(probe, dotted)
+                op["value"] = paths.get(self.mask(paths.nest(dotted, op["value"])), dotted)
             out.append(op)
         return out
 
@@ -545,16 +544,3 @@ def _int(value: str | None) -> int:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _nest(dotted: str, value: Any) -> dict[str, Any]:
-    out: Any = value
-    for part in reversed(dotted.split(".")):
-        out = {part: out}
-    return out
-
-
-def _dig(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        data = data[part]
-    return data
