@@ -31,9 +31,10 @@ from hub.batching import BulkReader, BulkWriter
 from hub.configfile import validation_problems
 from hub.deadletter import Attempt, DeadLetter, DeadLetters
 from hub.envelope import Envelope
-from hub.errors import ConfigError, ValidationFailed
+from hub.errors import ConfigError
 from hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_FAILURES, DELIVERY_LATENCY, ENVELOPES_IN
 from hub.partners import Partner
+from hub.records import parse_or_dead_letter
 from hub.retry import RetryPolicy
 from hub.services import ServiceKey
 from hub.workpool import KeyedPool
@@ -205,13 +206,9 @@ def _agent(app: faust.App, deliverer: Deliverer) -> None:
             message = event.message
             ENVELOPES_IN.labels(deliverer.partner, message.topic).inc()
             origin = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-            try:
-                env = Envelope.from_kafka(message.value, list(message.headers or []))
-            except ValidationFailed as exc:
-                assert deliverer.runtime.db is not None
-                await DeadLetters(deliverer.runtime.db, deliverer.runtime.producer).publish(
-                    DeadLetter.for_raw(message.topic, message.value, exc, key=message.key, partner=deliverer.partner,
-                                       origin=origin))
+            env = await parse_or_dead_letter(message, deliverer.runtime.db, deliverer.runtime.producer,
+                                             partner=deliverer.partner)
+            if env is None:
                 await manual.ack(event)
                 continue
             await pool.submit(None, lambda env=env, origin=origin: deliverer.handle(env, origin),

@@ -14,10 +14,8 @@ import faust
 
 from app.runtime import Runtime
 from hub import topics
-from hub.deadletter import DeadLetter, DeadLetters
-from hub.envelope import Envelope
-from hub.errors import ValidationFailed
 from hub.metrics import ENVELOPES_IN
+from hub.records import parse_or_dead_letter
 
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -36,16 +34,8 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
         async for event in stream.events():
             message = event.message
             ENVELOPES_IN.labels(message.topic.rsplit(".", 1)[-1], message.topic).inc()  # {p}.in.{partner}
-            try:
-                envelope = Envelope.from_kafka(message.value, list(message.headers or []))
-            except ValidationFailed as exc:
-                assert runtime.db is not None
-                await DeadLetters(runtime.db, runtime.producer).publish(
-                    DeadLetter.for_raw(
-                        message.topic, message.value, exc, key=message.key,
-                        origin={"partition": message.partition, "offset": message.offset, "agent": "intake-router"},
-                    )
-                )
+            envelope = await parse_or_dead_letter(message, runtime.db, runtime.producer, agent="intake-router")
+            if envelope is None:
                 continue
             fut = await orders_topic.send(
                 key=envelope.kafka_key(), value=envelope.kafka_value(), headers=envelope.kafka_headers()

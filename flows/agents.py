@@ -24,10 +24,10 @@ from flows.store import OrderStore
 from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
-from hub.errors import ValidationFailed
 from hub.intake import iter_unconsumed
 from hub.kafka import FaustWipeGuard
 from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
+from hub.records import parse_or_dead_letter
 from hub.services import ServiceKey, Services
 from hub.workpool import KeyedPool
 
@@ -253,13 +253,8 @@ def register_agents(app: faust.App, runtime: Services) -> None:
         async for event in manual.events():
             message = event.message
             ENVELOPES_IN.labels("hub", message.topic).inc()
-            try:
-                env = Envelope.from_kafka(message.value, list(message.headers or []))
-            except ValidationFailed as exc:
-                assert runtime.db is not None
-                await DeadLetters(runtime.db, runtime.producer).publish(DeadLetter.for_raw(
-                    message.topic, message.value, exc, key=message.key,
-                    origin={"partition": message.partition, "offset": message.offset, "agent": "flow-engine"}))
+            env = await parse_or_dead_letter(message, runtime.db, runtime.producer, agent="flow-engine")
+            if env is None:
                 await manual.ack(event)
                 continue
             await pool.submit(env.correlation_id, lambda env=env: runner.handle(env),
