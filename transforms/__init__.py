@@ -1,1 +1,1 @@
-"""Mappings between partner payloads and the canonical model; masking of sensitive fields."""
+"""Mappings between partner payloads and the canonical model (masking is the core's: hub/masking.py)."""

@@ -1,6 +1,6 @@
 """Read side for operators: dead-letter filters and listings, order and call views, call statistics.
 
-Every listing goes through :func:`masker` (SPEC §7): the sensitive paths of every declared partner
+Every listing goes through :func:`masker` (SPEC §7, :mod:`hub.masking`): the sensitive paths of every declared partner
 (``Partner.sensitive_fields``, canonical WorkOrder paths) are masked wherever an order payload can
 sit in a document — an envelope's payload, ``payload.order``, an order document's ``order``, a
 call's ``request`` — and password/token keys are masked anywhere. All queries use the indexes
@@ -10,7 +10,6 @@ declared in hub/deadletter.py and flows/documents.py; nothing here scans Kafka.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -23,8 +22,8 @@ from hub.db import declare_indexes
 from hub.deadletter import ACTIONS, pending_query
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.errors import ValidationFailed
+from hub.masking import Masker
 from hub.partners import Partner
-from transforms.masking import mask, mask_value
 
 declare_indexes(
     ACTIONS,
@@ -33,7 +32,7 @@ declare_indexes(
     IndexModel([("who", ASCENDING), ("at", DESCENDING)], name="by_who"),
 )
 declare_indexes(CALLS, IndexModel([("started_at", DESCENDING)], name="by_time"))
-DEFAULT_SENSITIVE = tuple(Partner.model_fields["sensitive_fields"].default_factory())  # type: ignore[misc]
+DEFAULT_SENSITIVE = tuple(Partner.model_fields["sensitive_fields"].get_default(call_default_factory=True))
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -52,49 +51,17 @@ def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> d
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def masker(partners: dict[str, Partner]) -> Callable[[Any], Any]:
-    """A function masking every partner's sensitive paths wherever they occur in a document.
+def masker(partners: dict[str, Partner]) -> Masker:
+    """The listings' masker: every partner's sensitive paths, wherever they occur in a document.
 
     Paths are canonical and relative (``customer.name``, ``addresses.detail``); an order can sit
     anywhere — an envelope's ``payload``, ``payload.order``, an order's ``order``, a call's
-    ``request`` or ``envelope`` — so each path is applied at every object of the document.
+    ``request`` or ``envelope`` — and :class:`hub.masking.Masker` applies each path at every object.
     """
     leaves = set(DEFAULT_SENSITIVE)
     for p in partners.values():
         leaves.update(p.sensitive_fields)
-    paths = [leaf.split(".") for leaf in sorted(leaves)]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for parts in paths:
-                _mask_at(node, parts)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    def apply(data: Any) -> Any:
-        out = mask(data, ())  # a copy, with password/token/secret keys masked anywhere
-        walk(out)
-        return out
-
-    return apply
-
-
-def _mask_at(node: Any, parts: list[str]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _mask_at(item, parts)
-        return
-    if not isinstance(node, dict) or parts[0] not in node:
-        return
-    if len(parts) > 1:
-        _mask_at(node[parts[0]], parts[1:])
-    elif isinstance(node[parts[0]], list):
-        node[parts[0]] = [mask_value(v) for v in node[parts[0]]]
-    elif not isinstance(node[parts[0]], dict):
-        node[parts[0]] = mask_value(node[parts[0]])
+    return Masker.of(leaves)
 
 
 def _time_range(field: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:

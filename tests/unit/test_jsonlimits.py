@@ -10,10 +10,10 @@ import pytest
 from connectors.sftp.records import FileRejected, iter_records
 from connectors.soap import xmlsafe
 from hub.jsonlimits import TooDeep, json_depth_exceeds, loads, value_depth
+from hub.masking import mask
 from hub.paths import copy_json
 from tests.unit.test_sftp_records import cfg
 from transforms.mapping import apply_mapping
-from transforms.masking import mask
 
 
 def deep_list(depth: int) -> list:
