@@ -2,7 +2,8 @@
 
 Why: an integration engineer edits YAML by hand; "validation error at loc ('stages', 3, 'kind')"
 is not an answer, "config/flows/x.yaml:41: stages[3].kind: Input should be 'auto', 'call'…" is.
-``${VAR}`` and ``${VAR:-default}`` are expanded from the environment so secrets stay out of files.
+``${VAR}`` and ``${VAR:-default}`` are expanded from the environment (or from the file ``VAR_FILE``
+names) so secrets stay out of the configuration files.
 """
 
 from __future__ import annotations
@@ -19,21 +20,46 @@ from hub.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: ``${VAR}`` / ``${VAR:-default}`` (hub/profiles.py reads the defaults too)
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def env_value(name: str) -> str | None:
+    """``$NAME``, else the contents of the file ``$NAME_FILE`` names, else None.
+
+    Why files: secrets mounted by the orchestrator (Kubernetes/Docker secrets, systemd
+    credentials) are files, and a value in the environment shows in ``ps e`` and crash dumps.
+    One trailing newline is dropped (``echo secret > file``). Both set is refused: which one
+    wins would be a guess."""
+    file_var = f"{name}_FILE"
+    path = os.environ.get(file_var)
+    if name in os.environ:
+        if path:
+            raise ConfigError(f"both {name} and {file_var} are set", [f"{name}: set {name} or {file_var}, not both"])
+        return os.environ[name]
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file_var}", [f"{file_var}={path}: {exc.strerror}"]) from exc
+    return text[:-1] if text.endswith("\n") else text
 
 
 def expand_env(value: Any) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree
+    (``VAR`` from the environment, or from the file ``VAR_FILE`` names: :func:`env_value`)."""
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in os.environ:
-                return os.environ[name]
+            found = env_value(name)
+            if found is not None:
+                return found
             if default is not None:
                 return default
             raise KeyError(name)
 
-        return _ENV_REF.sub(sub, value)
+        return ENV_REF.sub(sub, value)
     if isinstance(value, dict):
         return {k: expand_env(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -93,6 +119,8 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
             f"undefined environment variable in {path}",
             [f"{path}: ${{{exc.args[0]}}} is not set and has no default"],
         ) from exc
+    except ConfigError as exc:  # a VAR_FILE that cannot be read, or VAR and VAR_FILE both set
+        raise ConfigError(f"environment variable in {path}", [f"{path}: {p}" for p in exc.problems]) from exc
     return data, node
 
 

@@ -1,4 +1,5 @@
-"""Process settings: environment ``HUB_*`` over ``config/hub.yaml`` over defaults.
+"""Process settings: environment ``HUB_*`` (or a file named by ``HUB_*_FILE``) over
+``config/hub.yaml`` over defaults.
 
 One model, validated at start; an invalid value stops the hub with a message naming the key
 (and, for the YAML file, its line). Embedded servers are used only where no external URL is set.
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from hub.configfile import format_loc, line_of, read_yaml
+from hub.configfile import env_value, format_loc, line_of, read_yaml
 from hub.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,21 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+
+
+class _FileEnvSource(PydanticBaseSettingsSource):
+    """``HUB_<KEY>_FILE=/path``: the setting ``HUB_<KEY>`` read from that file, for every setting
+    (``hub.configfile.env_value``: secrets mounted as files never appear in the environment)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return env_value(f"HUB_{field_name.upper()}"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            if os.environ.get(f"HUB_{name.upper()}_FILE"):
+                out[name] = self.get_field_value(None, name)[0]
+        return out
 
 
 class AdminToken(BaseModel):
@@ -76,6 +92,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore", validate_default=True)
 
+    profile: Literal["embedded", "production"] = Field(
+        default="embedded",
+        description="embedded: start the embedded servers where no URL is set, dev- secrets allowed. "
+        "production: refuse both, naming the missing setting (hub/profiles.py).",
+    )
+
     # where things live
     home: Path = Field(default=PROJECT_ROOT / ".hub", description="Runtime folder: data, logs, pid files.")
     config_dir: Path = Field(default_factory=_default_config_dir, description="Partners, routes, flows.")
@@ -104,6 +126,11 @@ class Settings(BaseSettings):
     # HTTP server (intake, callbacks, admin API, health)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description="The URL partners reach this hub at (the address published in WSDLs); "
+        "default http://{http_host}:{http_port}. Never taken from a request's Host header.",
+    )
     intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     # JSON/XML nesting limit on every ingress (hub/jsonlimits.py); capped below BSON's 100 levels,
     # since an accepted body is stored inside the order and intake documents
@@ -137,7 +164,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_source = _YamlSource(settings_cls, _default_config_dir() / "hub.yaml")
-        return (init_settings, env_settings, yaml_source, file_secret_settings)
+        return (init_settings, env_settings, _FileEnvSource(settings_cls), yaml_source, file_secret_settings)
 
     # derived values
     @property
@@ -155,6 +182,11 @@ class Settings(BaseSettings):
     @property
     def mongo_uri(self) -> str:
         return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where partners reach this hub, without a trailing slash (``public_url`` or the listener)."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def run_dir(self) -> Path:
@@ -186,6 +218,8 @@ def load_settings(**overrides: Any) -> Settings:
             env = f"HUB_{key.upper()}"
             if env in os.environ:
                 problems.append(f"environment {env}={os.environ[env]!r}: {err['msg']}")
+            elif os.environ.get(f"{env}_FILE"):  # the value is a secret: name the file, never print it
+                problems.append(f"environment {env}_FILE={os.environ[env + '_FILE']}: {err['msg']}")
             elif key in yaml_keys:
                 line = line_of(node, tuple(err["loc"]))
                 problems.append(f"{yaml_path}:{line}: {format_loc(tuple(err['loc']))}: {err['msg']}")

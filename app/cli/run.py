@@ -1,4 +1,7 @@
-"""``hub run`` — embedded servers (unless external URLs are set), the Faust worker and HTTP server."""
+"""``hub run`` — embedded servers (unless external URLs are set), the Faust worker and HTTP server.
+
+``HUB_PROFILE=production`` refuses to start before anything runs when a server would be embedded
+or a secret is a ``dev-`` default (hub/profiles.py), and says which setting to provide."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import typer
 from app.infra import Infra
 from app.infra.manager import stop_servers
 from hub import memory
+from hub.profiles import check_profile
 from hub.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,7 @@ def run(
     """Run the hub in the foreground until Ctrl-C / SIGTERM."""
     memory.limit_arenas()  # before any thread exists (hub/memory.py)
     settings = load_settings()
+    check_profile(settings)  # production: no embedded server, no dev- secret (ConfigError naming each)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     infra = Infra(settings)
     already = {s.name for s in infra.status() if s.answers}

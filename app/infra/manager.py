@@ -12,6 +12,9 @@ from hub.settings import Settings
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+#: the setting that makes each server external (what production must be given instead)
+EXTERNAL_SETTING = {"kafka": "HUB_KAFKA_URL", "mongo": "HUB_MONGO_URL", "sftp": "HUB_SFTP_ENABLED=false",
+                    "amqp": "HUB_AMQP_URL"}
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,16 @@ class Infra:
                 return s
         raise KeyError(name)
 
-    def up(self, log=print) -> list[ServerStatus]:  # type: ignore[no-untyped-def]
-        """Start what is not running; idempotent (a second ``up`` changes nothing)."""
+    def up(self, log: Callable[[str], None] = print) -> list[ServerStatus]:
+        """Start what is not running; idempotent (a second ``up`` changes nothing).
+
+        ``HUB_PROFILE=production`` starts nothing: a server that would be embedded is refused,
+        naming the setting that points the hub at the real one (hub/profiles.py)."""
+        if self.settings.profile == "production":
+            embedded = [s for s in self.servers if not s.external]
+            if embedded:
+                raise InfraError("HUB_PROFILE=production does not start embedded servers; set "
+                                 + ", ".join(f"{EXTERNAL_SETTING.get(s.name, s.name)} ({s.name})" for s in embedded))
         for server in self.servers:
             if server.external:
                 log(f"{server.name}: external ({server.url}), not started")
@@ -68,14 +79,14 @@ class Infra:
             server.prepare()
             started = time.monotonic()
             pid = server.process.start(server.argv(), env=server.env())
-            if not wait_until(lambda s=server: s.process.pid() is not None and s.answers(), READY_TIMEOUT, 0.2):
+            if not wait_until(lambda: server.process.pid() is not None and server.answers(), READY_TIMEOUT, 0.2):
                 tail = server.process.tail()
                 server.process.stop()
                 raise InfraError(f"{server.name} did not become ready in {READY_TIMEOUT:.0f}s; log:\n{tail}")
             log(f"{server.name}: started (pid {pid}) at {server.url} in {time.monotonic() - started:.1f}s")
         return self.status()
 
-    def down(self, log=print) -> None:  # type: ignore[no-untyped-def]
+    def down(self, log: Callable[[str], None] = print) -> None:
         """Stop what ``up`` started; idempotent."""
         stop_servers([s for s in self.servers if not s.external], log=lambda s, ok: log(
             f"{s.name}: {'stopped' if ok else 'not running'}"))
