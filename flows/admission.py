@@ -34,7 +34,7 @@ def _blueprints(runtime: Any) -> Blueprints | None:
             runtime.extras["admission_warned"] = True
             log.error("intake admission off: blueprints do not load (%s)", exc)
             return None
-    return bps  # type: ignore[no-any-return]
+    return bps
 
 
 def available(blueprints: Blueprints) -> list[str]:

@@ -9,6 +9,7 @@ refuses to start with a bad blueprint, so a bad blueprint never reaches a runnin
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -206,7 +207,7 @@ class Blueprints:
     def get(self, product: str | None, scenario: str | None) -> Blueprint | None:
         return self._items.get((product or "", scenario or ""))
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Blueprint]:
         return iter(sorted(self._items.values(), key=lambda b: b.key))
 
     def __len__(self) -> int:

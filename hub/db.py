@@ -38,7 +38,7 @@ def declare_indexes(collection: str, *indexes: IndexModel) -> None:
     INDEXES.setdefault(collection, []).extend(indexes)
 
 
-def connect(settings: Settings, *, server_selection_ms: int | None = None) -> AsyncIOMotorClient:
+def connect(settings: Settings, *, server_selection_ms: int | None = None) -> AsyncIOMotorClient[Any]:
     """A motor client. ``server_selection_ms``: how long an operation waits for a reachable server
     (default ``mongo_timeout_ms``); latency-sensitive paths (intake) pass a lower bound."""
     selection = settings.mongo_timeout_ms if server_selection_ms is None else min(
@@ -55,11 +55,11 @@ def connect(settings: Settings, *, server_selection_ms: int | None = None) -> As
     )
 
 
-def database(client: AsyncIOMotorClient, settings: Settings) -> AsyncIOMotorDatabase:
+def database(client: AsyncIOMotorClient[Any], settings: Settings) -> AsyncIOMotorDatabase[Any]:
     return client[settings.mongo_db]
 
 
-async def ensure_indexes(db: AsyncIOMotorDatabase) -> None:
+async def ensure_indexes(db: AsyncIOMotorDatabase[Any]) -> None:
     """Create every declared index (idempotent)."""
     for name, indexes in INDEXES.items():
         if indexes:
@@ -97,7 +97,7 @@ class DbHealth:
     background task pings every :data:`PROBE_INTERVAL_S` until the server answers again.
     """
 
-    def __init__(self, client: AsyncIOMotorClient, *, name: str = "mongo",
+    def __init__(self, client: AsyncIOMotorClient[Any], *, name: str = "mongo",
                  probe_interval_s: float = PROBE_INTERVAL_S) -> None:
         self._client = client
         self._name = name

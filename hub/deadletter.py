@@ -178,7 +178,7 @@ def _text(key: bytes | None) -> str | None:
 
 
 class DeadLetters:
-    def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer) -> None:
+    def __init__(self, db: AsyncIOMotorDatabase[Any], producer: EnvelopeProducer) -> None:
         self.collection = db[COLLECTION]
         self.producer = producer
 

@@ -110,7 +110,7 @@ def check_envelope(envelope: Envelope) -> None:
 
 
 class Intake:
-    def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer, *, admit: Admit | None = None,
+    def __init__(self, db: AsyncIOMotorDatabase[Any], producer: EnvelopeProducer, *, admit: Admit | None = None,
                  max_depth: int = DEFAULT_MAX_DEPTH, lease: timedelta = CLAIM_LEASE,
                  wait_s: float = WAIT_FOR_WINNER_S) -> None:
         self._keys = db["intake_keys"]
@@ -249,7 +249,7 @@ class Intake:
 
     async def _find_claim(self, key: str) -> dict[str, Any] | None:
         try:
-            return await self._keys.find_one({"_id": CLAIM_PREFIX + key})  # type: ignore[no-any-return]
+            return await self._keys.find_one({"_id": CLAIM_PREFIX + key})
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
 
@@ -300,7 +300,7 @@ class Intake:
                         self._lease.total_seconds())
 
 
-async def iter_unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
+async def iter_unconsumed(db: AsyncIOMotorDatabase[Any], *, within: timedelta, batch: int = 500
                           ) -> AsyncIterator[list[tuple[str, Envelope]]]:
     """(topic, envelope) of every order envelope accepted in the last ``within`` whose order has
     no document in ``orders`` yet — i.e. it may only have lived on the broker — one chunk of at most
@@ -329,7 +329,7 @@ async def iter_unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch:
         yield await lost()
 
 
-async def unconsumed(db: AsyncIOMotorDatabase, *, within: timedelta, batch: int = 500
+async def unconsumed(db: AsyncIOMotorDatabase[Any], *, within: timedelta, batch: int = 500
                      ) -> list[tuple[str, Envelope]]:
     """All of :func:`iter_unconsumed` in one list (small sets: tools and tests)."""
     return [item async for found in iter_unconsumed(db, within=within, batch=batch) for item in found]

@@ -106,7 +106,7 @@ def shorten_faust_fetch_wait(max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS) -> None
 
     shim = _Shim()
     shim._hub_fetch_wait = max_wait_ms  # type: ignore[attr-defined]
-    driver.aiokafka = shim  # type: ignore[assignment]
+    driver.aiokafka = shim
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None) -> None:

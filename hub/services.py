@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorDatabase
 
     from hub.intake import Intake
-    from hub.kafka import EnvelopeProducer
+    from hub.kafka import BrokerWatch, EnvelopeProducer
     from hub.partners import Partner
     from hub.settings import Settings
 
@@ -48,6 +48,9 @@ class Services(Protocol):
     db: AsyncIOMotorDatabase[Any] | None
     intake: Intake | None
     connector_tables: dict[str, dict[str, Any]]
+    broker: BrokerWatch
+    #: topics outside ``topic_names()`` a wiped broker must get back (faust's own), name → partitions
+    extra_topics: dict[str, int]
 
     async def ensure_topic(self, name: str) -> None: ...
 

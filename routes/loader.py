@@ -84,7 +84,7 @@ def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel],
         if rest is None or not rest.enabled or partner.name in covered:
             continue
         assert partner.inbound is not None
-        data = {
+        data: dict[str, Any] = {
             "name": f"{partner.name}-rest",
             "description": f"implied by config/partners/{partner.name}.yaml inbound.rest",
             "source": {

@@ -126,7 +126,7 @@ class Demo:
     async def run(self) -> int:
         from motor.motor_asyncio import AsyncIOMotorClient
 
-        mongo = AsyncIOMotorClient(self.settings.mongo_uri, tz_aware=True)
+        mongo: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(self.settings.mongo_uri, tz_aware=True)
         db = mongo[self.settings.mongo_db]
         started = time.monotonic()
         try:

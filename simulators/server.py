@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import zeep
+import zeep.helpers
 from aiohttp import web
 from lxml import etree
 from pydantic import ValidationError

@@ -258,7 +258,7 @@ async def calls_stats(request: web.Request) -> web.Response:
     queries, _ = _services(request)
     flt = _query(request, CallFilter, CALL_QUERY)
     if flt.since is None:
-        flt = flt.model_copy(update={"since": CallFilter(since="1h").since})  # type: ignore[arg-type]
+        flt = flt.model_copy(update={"since": CallFilter(since="1h").since})
     return _json({"since": flt.since, "until": flt.until, "operations": await queries.call_stats(flt)})
 
 

@@ -1,5 +1,15 @@
 """RFC 6902 JSON Patch (add, remove, replace, move, copy, test) for editing a dead letter's payload
-before replay. Small and dependency-free on purpose: an operator's fix is usually one ``replace``.
+before replay. An operator's fix is usually one ``replace``.
+
+The operations are applied by the maintained ``jsonpatch`` library (pointer escapes, ``-``, the
+``move`` and ``copy`` rules are its job, not ours); this module keeps what is the hub's:
+
+* :class:`PatchOp`, the validated shape the admin API and ``hub dlq replay --patch`` accept, with
+  the required ``value`` / ``from`` named per operation;
+* the limits (:data:`MAX_OPS`, :data:`MAX_PATCH_BYTES`, values nested at most
+  :data:`MAX_VALUE_DEPTH`): a patch comes from an operator's file or an HTTP body and is applied to
+  every letter of a bulk replay;
+* the error messages: a failing operation names its path and the token that does not resolve.
 
 Paths are RFC 6901 JSON Pointers relative to the envelope *payload* (``/customer/contact_phone``).
 The patch is applied to a copy; any failing operation (a ``test`` that does not match, a missing
@@ -12,11 +22,21 @@ import copy
 import json
 from typing import Any, Literal
 
+import jsonpatch
+import jsonpointer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from hub.errors import ValidationFailed
+from hub.jsonlimits import TooDeep, value_depth
+from hub.jsonlimits import loads as bounded_loads
 
 _MISSING = object()
+MAX_OPS = 100
+"""Operations in one patch: a fix is a handful; a generated thousand-op patch is a mistake."""
+MAX_PATCH_BYTES = 64 * 1024
+"""Size of a patch as JSON text (what an operator's file or an HTTP body may hold)."""
+MAX_VALUE_DEPTH = 32
+"""Nesting of the patch as a whole (values included), far below the payload's own limit."""
 
 
 class PatchOp(BaseModel):
@@ -32,16 +52,25 @@ _OPS = TypeAdapter(list[PatchOp])
 
 
 class PatchError(ValidationFailed):
-    """The patch is malformed or does not apply to this payload."""
+    """The patch is malformed, over a limit, or does not apply to this payload."""
 
 
 def parse_patch(raw: str | list[Any]) -> list[PatchOp]:
-    """Validate a patch given as JSON text or as a parsed list."""
+    """Validate a patch given as JSON text or as a parsed list, within the limits."""
+    size = len(raw.encode()) if isinstance(raw, str) else len(json.dumps(raw, default=str).encode())
+    if size > MAX_PATCH_BYTES:
+        raise PatchError(f"the patch is {size} bytes, over the limit of {MAX_PATCH_BYTES}")
     try:
-        data = json.loads(raw) if isinstance(raw, str) else raw
+        data = bounded_loads(raw, MAX_VALUE_DEPTH) if isinstance(raw, str) else raw
+        if not isinstance(raw, str) and value_depth(data) > MAX_VALUE_DEPTH:
+            raise TooDeep(MAX_VALUE_DEPTH, "JSON patch")
         ops = _OPS.validate_python(data)
+    except TooDeep as exc:
+        raise PatchError(f"the patch nests deeper than the limit of {MAX_VALUE_DEPTH} levels") from exc
     except (ValueError, TypeError) as exc:
         raise PatchError(f"not a JSON patch (RFC 6902 list of operations): {exc}") from exc
+    if len(ops) > MAX_OPS:
+        raise PatchError(f"the patch has {len(ops)} operations, over the limit of {MAX_OPS}")
     for op in ops:
         if op.op in ("add", "replace", "test") and op.value is _MISSING:
             raise PatchError(f"{op.op} {op.path}: 'value' is required")
@@ -50,99 +79,67 @@ def parse_patch(raw: str | list[Any]) -> list[PatchOp]:
     return ops
 
 
-def _tokens(pointer: str) -> list[str]:
-    if pointer == "":
-        return []
-    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
-
-
-def _parent(doc: Any, pointer: str) -> tuple[Any, str]:
-    tokens = _tokens(pointer)
-    if not tokens:
-        raise PatchError("the payload root itself cannot be the target")
-    node = doc
-    for t in tokens[:-1]:
-        node = _child(node, t, pointer)
-    return node, tokens[-1]
-
-
-def _child(node: Any, token: str, pointer: str) -> Any:
-    if isinstance(node, dict):
-        if token not in node:
-            raise PatchError(f"path {pointer}: {token!r} does not exist")
-        return node[token]
-    if isinstance(node, list):
-        return node[_index(node, token, pointer, allow_end=False)]
-    raise PatchError(f"path {pointer}: {token!r} is below a scalar")
-
-
-def _index(node: list[Any], token: str, pointer: str, *, allow_end: bool) -> int:
-    if token == "-" and allow_end:
-        return len(node)
-    if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
-        raise PatchError(f"path {pointer}: {token!r} is not an array index")
-    i = int(token)
-    if i > len(node) or (i == len(node) and not allow_end):
-        raise PatchError(f"path {pointer}: index {i} out of range")
-    return i
-
-
-def _get(doc: Any, pointer: str) -> Any:
-    node = doc
-    for t in _tokens(pointer):
-        node = _child(node, t, pointer)
-    return node
-
-
-def _add(doc: Any, pointer: str, value: Any) -> None:
-    parent, key = _parent(doc, pointer)
-    if isinstance(parent, dict):
-        parent[key] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, key, pointer, allow_end=True), value)
-    else:
-        raise PatchError(f"path {pointer}: parent is a scalar")
-
-
-def _remove(doc: Any, pointer: str) -> Any:
-    parent, key = _parent(doc, pointer)
-    if isinstance(parent, dict):
-        if key not in parent:
-            raise PatchError(f"path {pointer}: nothing to remove")
-        return parent.pop(key)
-    if isinstance(parent, list):
-        return parent.pop(_index(parent, key, pointer, allow_end=False))
-    raise PatchError(f"path {pointer}: parent is a scalar")
-
-
 def apply_patch(document: dict[str, Any], ops: list[PatchOp]) -> dict[str, Any]:
     """A patched copy of ``document``; raises :class:`PatchError` and leaves the input untouched."""
-    doc = copy.deepcopy(document)
-    for op in ops:
-        if op.op == "add":
-            _add(doc, op.path, copy.deepcopy(op.value))
-        elif op.op == "remove":
-            _remove(doc, op.path)
-        elif op.op == "replace":
-            _get(doc, op.path)  # must exist
-            _remove(doc, op.path)
-            _add(doc, op.path, copy.deepcopy(op.value))
-        elif op.op == "move":
-            assert op.from_ is not None
-            if op.path.startswith(op.from_ + "/"):
-                raise PatchError(f"move {op.from_} → {op.path}: cannot move a value into itself")
-            _add(doc, op.path, _remove(doc, op.from_))
-        elif op.op == "copy":
-            assert op.from_ is not None
-            _add(doc, op.path, copy.deepcopy(_get(doc, op.from_)))
-        elif op.op == "test" and _get(doc, op.path) != op.value:
-            raise PatchError(f"test {op.path}: value differs, patch not applied")
+    doc: Any = copy.deepcopy(document)
+    for op, raw in zip(ops, dump_patch(ops), strict=True):
+        if op.path == "" and op.op != "test":
+            raise PatchError("the payload root itself cannot be the target")
+        if op.op == "move" and op.from_ is not None and op.path.startswith(op.from_ + "/"):
+            raise PatchError(f"move {op.from_} → {op.path}: cannot move a value into itself")
+        try:  # one operation at a time: the error names the operation that failed
+            doc = jsonpatch.JsonPatch([copy.deepcopy(raw)]).apply(doc, in_place=True)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            if _fails(doc, op.path):
+                raise PatchError(_why(doc, op, exc)) from exc
+            raise PatchError(f"test {op.path}: value differs, patch not applied") from exc
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, IndexError, KeyError,
+                TypeError) as exc:
+            raise PatchError(_why(doc, op, exc)) from exc
     if not isinstance(doc, dict):
         raise PatchError("the patched payload must stay a JSON object")
     return doc
 
 
+def _why(doc: Any, op: PatchOp, exc: Exception) -> str:
+    """Our wording for a pointer that does not resolve: the first token that fails, and how."""
+    pointer = op.from_ if op.op in ("move", "copy") and op.from_ is not None and _fails(doc, op.from_) else op.path
+    tokens = jsonpointer.JsonPointer(pointer).parts
+    adds = op.op in ("add", "move", "copy") and pointer == op.path  # the last token may be new
+    node = doc
+    for n, token in enumerate(tokens):
+        last = n == len(tokens) - 1
+        if isinstance(node, dict):
+            if token not in node:
+                if last and adds:
+                    break
+                return f"path {pointer}: {token!r} does not exist"
+            node = node[token]
+        elif isinstance(node, list):
+            if token == "-" and last and adds:
+                break
+            if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
+                return f"path {pointer}: {token!r} is not an array index"
+            i = int(token)
+            if i > len(node) or (i == len(node) and not (last and adds)):
+                return f"path {pointer}: index {i} out of range"
+            if i == len(node):
+                break
+            node = node[i]
+        else:
+            return f"path {pointer}: {token!r} is below a scalar"
+    return f"{op.op} {op.path}: {exc}"
+
+
+def _fails(doc: Any, pointer: str) -> bool:
+    try:
+        jsonpointer.resolve_pointer(doc, pointer)
+    except jsonpointer.JsonPointerException:
+        return True
+    return False
+
+
 def dump_patch(ops: list[PatchOp]) -> list[dict[str, Any]]:
-    """JSON form for the audit trail."""
+    """JSON form (RFC 6902 names: ``from``) for jsonpatch and the audit trail."""
     return [op.model_dump(by_alias=True, exclude_none=True, exclude={"value"} if op.value is _MISSING else set())
             for op in ops]

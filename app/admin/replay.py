@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from aiolimiter import AsyncLimiter
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import BaseModel, Field, ValidationError
 from pymongo import ASCENDING
@@ -104,22 +105,19 @@ class Summary(BaseModel):
 
 
 class RateLimiter:
-    """At most ``rate`` acquisitions per second, evenly spaced (no bursts that hit a recovering partner)."""
+    """At most ``rate`` sends per second, evenly spaced: no bursts that hit a recovering partner.
+
+    aiolimiter's leaky bucket holding one send: the first goes at once, each next one interval
+    after the one before, and an idle spell does not save up a burst. ``None`` (no ``--rate``)
+    never waits."""
 
     def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
-        self._next = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._bucket = AsyncLimiter(1, self.interval) if rate else None
 
     async def acquire(self) -> None:
-        if not self.interval:
-            return
-        async with self._lock:
-            now = time.monotonic()
-            wait = self._next - now
-            self._next = max(now, self._next) + self.interval
-        if wait > 0:
-            await asyncio.sleep(wait)
+        if self._bucket is not None:
+            await self._bucket.acquire()
 
 
 class ReplayService:

@@ -28,7 +28,7 @@ def _filter(topic: str | None, partner: str | None, order: str | None, error_cla
             since: str | None, until: str | None, status: str = "dead",
             ids: list[str] | None = None) -> DeadLetterFilter:
     return DeadLetterFilter(ids=ids, source_topic=topic, partner=partner, order_id=order, error_class=error_class,
-                            since=parse_when(since), until=parse_when(until), status=status)  # type: ignore[arg-type]
+                            since=parse_when(since), until=parse_when(until), status=status)
 
 
 @app.command("list")

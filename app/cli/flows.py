@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from hub.settings import load_settings
 
+if TYPE_CHECKING:
+    from flows.blueprint import Blueprints
+
 flows_app = typer.Typer(help="Product blueprints (config/flows/*.yaml).", no_args_is_help=True)
 
 
-def _load():  # type: ignore[no-untyped-def]
+def _load() -> Blueprints:
     from flows.blueprint import load_blueprints
     from hub.partners import load_partners
 

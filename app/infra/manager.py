@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class Infra:
             server.prepare()
             started = time.monotonic()
             pid = server.process.start(server.argv(), env=server.env())
-            if not wait_until(lambda: server.process.pid() is not None and server.answers(), READY_TIMEOUT, 0.2):
+            if not wait_until(functools.partial(_ready, server), READY_TIMEOUT, 0.2):
                 tail = server.process.tail()
                 server.process.stop()
                 raise InfraError(f"{server.name} did not become ready in {READY_TIMEOUT:.0f}s; log:\n{tail}")
@@ -102,6 +103,11 @@ class Infra:
             )
             for s in self.servers
         ]
+
+
+def _ready(server: EmbeddedServer) -> bool:
+    """Started (a pid) and answering on its port."""
+    return server.process.pid() is not None and server.answers()
 
 
 def stop_servers(servers: list[EmbeddedServer], timeout: float = STOP_TIMEOUT,

@@ -19,7 +19,7 @@ import csv
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -49,7 +49,7 @@ CHECK_EVERY = 512  # records between two looks at the stop flag
 
 
 def read_records(path: Path, cfg: SftpSourceConfig, seed: bytes = b"",
-                 stop: threading.Event | None = None) -> Iterator[Record]:
+                 stop: threading.Event | None = None) -> Generator[Record, None, None]:
     """Yield every record of the file; raise :class:`ReadStopped` soon after ``stop`` is set."""
     if cfg.format == "csv":
         records = _csv(path, cfg, seed)
@@ -105,7 +105,7 @@ class _Lines:
         return self.hash.copy().hexdigest()
 
 
-def _csv(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
+def _csv(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
     opts = cfg.csv
     with path.open("rb") as fh:
         lines = _Lines(fh, cfg.encoding, seed)
@@ -127,7 +127,7 @@ def _csv(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
             raise FileRejected(f"line {reader.line_num}: {exc}") from exc
 
 
-def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
+def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
     with path.open("rb") as fh:
         lines = _Lines(fh, cfg.encoding, seed)
         for line in lines:
@@ -145,7 +145,7 @@ def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
             yield Record(n, value, lines.digest())
 
 
-def _xml(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Iterator[Record]:
+def _xml(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
     with path.open("rb") as fh:
         head = fh.read(4096).lower()
     if b"<!doctype" in head or b"<!entity" in head:

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import posixpath
 import threading
 import time
@@ -173,7 +174,8 @@ class SftpSource:
                 return []
             raise SftpUnavailable(f"cannot list {self.dir}: {exc}") from exc
         now = time.time()
-        files = {e.filename: e.attrs for e in entries
+        # a str directory lists str names (asyncssh types them bytes | str); fsdecode is a no-op on str
+        files = {os.fsdecode(e.filename): e.attrs for e in entries
                  if e.filename not in (".", "..") and e.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR}
         self.watch.observe(files)
         if not self._took_back:

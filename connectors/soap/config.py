@@ -37,6 +37,12 @@ class SoapAuth(BaseModel):
 OperationKind = Literal["order", "withdraw", "status"]
 
 
+def _default_operations() -> dict[str, OperationKind]:
+    """The shipped ESOP inbound WSDL's operations (a function, not a lambda: mypy infers a lambda's dict
+    as ``dict[str, str]``)."""
+    return {"receiveWorkOrder": "order", "withdrawOrder": "withdraw", "queryOrderStatus": "status"}
+
+
 class SoapSourceConfig(BaseModel):
     """Inbound SOAP 1.1: ``GET /soap/{partner}?wsdl`` publishes the WSDL, ``POST /soap/{partner}`` serves it.
 
@@ -53,8 +59,7 @@ class SoapSourceConfig(BaseModel):
     xsd: Path = Field(description="XSD the requests are validated against", examples=["wsdl/hub-esop-inbound.xsd"])
     auth: SoapAuth
     operations: dict[str, OperationKind] = Field(
-        default_factory=lambda: {"receiveWorkOrder": "order", "withdrawOrder": "withdraw",
-                                 "queryOrderStatus": "status"},
+        default_factory=_default_operations,
     )
     list_elements: list[str] = Field(
         default_factory=lambda: ["address"], description="element names that are always lists (maxOccurs > 1)"

@@ -137,3 +137,96 @@ async def test_rate_limiter_spaces_acquisitions_evenly() -> None:
     for _ in range(1000):
         await unlimited.acquire()
     assert time.perf_counter() - started < 0.1
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ([{"op": "add", "path": "/order/customer/name/x", "value": 1}], r"'x' is below a scalar"),
+        ([{"op": "add", "path": "/order/lines/x", "value": 1}], r"'x' is not an array index"),
+        ([{"op": "add", "path": "/order/lines/3", "value": 1}], r"index 3 out of range"),
+        ([{"op": "copy", "from": "/order/nope", "path": "/x"}], r"path /order/nope: 'nope' does not exist"),
+        ([{"op": "test", "path": "/order/nope", "value": 1}], r"'nope' does not exist"),
+        ([{"op": "move", "from": "/order", "path": "/order/x"}], r"cannot move a value into itself"),
+        ([{"op": "remove", "path": ""}], r"root itself cannot be the target"),
+        ([{"op": "replace", "path": "/order/lines/0", "value": 9}, {"op": "remove", "path": "/gone"}],
+         r"path /gone: 'gone' does not exist"),  # the second op fails: nothing of the first is kept
+    ],
+)
+def test_patch_errors_name_the_path_and_the_token(patch: list[dict], message: str) -> None:
+    with pytest.raises(PatchError, match=message):
+        apply_patch(PAYLOAD, parse_patch(patch))
+    assert PAYLOAD["order"]["lines"] == [1, 2]
+
+
+def test_patch_pointer_escapes_and_append_follow_rfc6901() -> None:
+    doc = {"a/b": {"m~n": 1}, "l": []}
+    out = apply_patch(doc, parse_patch([{"op": "replace", "path": "/a~1b/m~0n", "value": 2},
+                                        {"op": "add", "path": "/l/-", "value": "x"}]))
+    assert out == {"a/b": {"m~n": 2}, "l": ["x"]}
+
+
+def test_patch_limits_ops_size_and_depth() -> None:
+    from app.admin.patch import MAX_OPS, MAX_PATCH_BYTES, MAX_VALUE_DEPTH
+
+    op = {"op": "test", "path": "/order/lines/0", "value": 1}
+    assert len(parse_patch([op] * MAX_OPS)) == MAX_OPS
+    with pytest.raises(PatchError, match=f"{MAX_OPS + 1} operations, over the limit of {MAX_OPS}"):
+        parse_patch([op] * (MAX_OPS + 1))
+    big = [{"op": "add", "path": "/note", "value": "x" * MAX_PATCH_BYTES}]
+    with pytest.raises(PatchError, match=f"over the limit of {MAX_PATCH_BYTES}"):
+        parse_patch(big)
+    import json
+
+    with pytest.raises(PatchError, match="over the limit"):  # the same limit for JSON text
+        parse_patch(json.dumps(big))
+    deep: object = 1
+    for _ in range(MAX_VALUE_DEPTH):
+        deep = [deep]
+    nested = [{"op": "add", "path": "/deep", "value": deep}]
+    with pytest.raises(PatchError, match=f"deeper than the limit of {MAX_VALUE_DEPTH}"):
+        parse_patch(nested)
+    with pytest.raises(PatchError, match=f"deeper than the limit of {MAX_VALUE_DEPTH}"):
+        parse_patch(json.dumps(nested))
+
+
+async def test_replay_rate_limiter_lets_one_send_through_per_interval_on_an_injected_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiolimiter reads the loop's clock: a frozen clock that the test moves shows, by counting the
+    sends that got through, one per interval and no burst after an idle spell (no timing asserts)."""
+    import asyncio
+
+    from app.admin.replay import RateLimiter
+
+    loop = asyncio.get_running_loop()
+    now = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: now[0])
+    limiter = RateLimiter(10)  # one per 0.1 s
+    sent: list[int] = []
+
+    async def send(n: int) -> None:
+        await limiter.acquire()
+        sent.append(n)
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(send(n)) for n in range(6)]
+    try:
+        await settle()
+        assert sent == [0]  # the first at once, the others wait
+        now[0] += 0.05
+        await settle()
+        assert sent == [0]  # half an interval: still one
+        now[0] += 0.05
+        await settle()
+        assert sent == [0, 1]
+        now[0] += 1.0  # idle for ten intervals: still one more, not ten
+        await settle()
+        assert sent == [0, 1, 2]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
