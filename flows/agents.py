@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from tenacity import RetryCallState, retry_if_exception_type
 
 from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
 from flows.engine import Engine, Step
@@ -24,16 +25,25 @@ from flows.store import OrderStore
 from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
+from hub.errors import RetryableError
 from hub.intake import iter_unconsumed
 from hub.kafka import FaustWipeGuard
 from hub.metrics import ENVELOPES_IN, STAGE_TRANSITIONS
 from hub.records import parse_or_dead_letter
+from hub.retrying import ENGINE_EVENT, OUTBOX_SEND, VERSION_CONFLICT, Sleep
 from hub.services import ServiceKey, Services
 from hub.workpool import KeyedPool
 
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-HANDLE_RETRIES = 6
+
+
+class VersionConflict(RetryableError):
+    """Another writer saved the order first: reload it and apply the event again."""
+
+
+class OutboxNotAcknowledged(RetryableError):
+    """The broker did not acknowledge some outbound envelopes of a saved step."""
 
 
 class EngineRunner:
@@ -52,6 +62,7 @@ class EngineRunner:
         self._outage = False  # the broker was unusable since the last full scan
         self._ticked: dict[str, float] = {}
         self._started_at = datetime.now(UTC)  # orders touched before this process started need a full resend
+        self.sleep: Sleep = asyncio.sleep  # the retry policies' wait (tests inject one that does not sleep)
 
     @property
     def store(self) -> OrderStore:
@@ -61,73 +72,88 @@ class EngineRunner:
         return self._store
 
     async def handle(self, env: Envelope) -> None:
-        """Apply one event; retry on MongoDB/Kafka trouble, dead-letter if it never works."""
-        delay = 0.2
-        for attempt in range(1, HANDLE_RETRIES + 1):
-            try:
-                await self._handle_once(env)
-                return
-            except Exception as exc:
-                if attempt == HANDLE_RETRIES:
-                    log.exception("order event %s (%s) for %s failed; dead-lettering", env.id, env.type,
-                                  env.correlation_id)
-                    assert self.runtime.db is not None
-                    await DeadLetters(self.runtime.db, self.runtime.producer).publish(
-                        DeadLetter.for_envelope(self.orders_topic, env, exc, partner="hub",
-                                                origin={"agent": "flow-engine"}))
-                    return
-                log.warning("order event %s for %s: %s; retry %d", env.type, env.correlation_id, exc, attempt)
-                self.store.forget(env.correlation_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
+        """Apply one event; retry on MongoDB/Kafka trouble (``ENGINE_EVENT``), dead-letter if it never works."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("order event %s for %s: %s; retry %d", env.type, env.correlation_id, exc, state.attempt_number)
+            self.store.forget(env.correlation_id)  # the next attempt reads the stored document again
+
+        try:
+            async for attempt in ENGINE_EVENT.retrying(retry_if_exception_type(Exception), sleep=self.sleep,
+                                                       before_sleep=before_sleep):
+                with attempt:
+                    await self._handle_once(env)
+        except Exception as exc:
+            log.exception("order event %s (%s) for %s failed; dead-lettering", env.id, env.type, env.correlation_id)
+            assert self.runtime.db is not None
+            await DeadLetters(self.runtime.db, self.runtime.producer).publish(
+                DeadLetter.for_envelope(self.orders_topic, env, exc, partner="hub", origin={"agent": "flow-engine"}))
 
     async def _handle_once(self, env: Envelope) -> None:
-        store = self.store
-        step: Step | None = None
-        for _ in range(10):  # optimistic concurrency: reload and re-apply on a version conflict
-            doc = await store.load(env.correlation_id)
-            if doc is None:
-                if env.type != "order.received":
-                    log.warning("%s for unknown order %s ignored", env.type, env.correlation_id)
-                    return
-                doc, step = self.engine.new_order(env)
-                if await store.create(doc):
-                    break
-                continue
-            working = _copy(doc)
-            version = working.get("version", 0)
-            step = self.engine.apply(working, env)
-            if not step.changed:
-                if step.note:
-                    log.debug("order %s: %s ignored: %s", env.correlation_id, env.type, step.note)
-                return
-            if await store.save(working, version):
-                break
-        else:
-            raise RuntimeError(f"order {env.correlation_id}: version conflict persisted")
-        assert step is not None and doc is not None
+        try:
+            async for attempt in VERSION_CONFLICT.retrying(retry_if_exception_type(VersionConflict), sleep=self.sleep):
+                with attempt:
+                    applied = await self._apply(env)
+        except VersionConflict as exc:
+            raise RuntimeError(f"order {env.correlation_id}: version conflict persisted") from exc
+        if applied is None:
+            return
+        doc, step = applied
         product = doc.get("product") or env.product or ""  # follow-up events (call results…) carry no product
         for stage, outcome in step.transitions:
             STAGE_TRANSITIONS.labels(product, stage, outcome).inc()
-        await store.upsert_calls(list(step.dirty_calls.values()))
+        await self.store.upsert_calls(list(step.dirty_calls.values()))
         if step.outbox:
             await self._send(step)
 
+    async def _apply(self, env: Envelope) -> tuple[dict[str, Any], Step] | None:
+        """One optimistic try: load, apply, save with the version check. None when there is nothing
+        to store; :class:`VersionConflict` when another writer saved the order first."""
+        store = self.store
+        doc = await store.load(env.correlation_id)
+        if doc is None:
+            if env.type != "order.received":
+                log.warning("%s for unknown order %s ignored", env.type, env.correlation_id)
+                return None
+            doc, step = self.engine.new_order(env)
+            if not await store.create(doc):
+                raise VersionConflict(f"order {env.correlation_id} was created meanwhile")
+            return doc, step
+        working = _copy(doc)
+        version = working.get("version", 0)
+        step = self.engine.apply(working, env)
+        if not step.changed:
+            if step.note:
+                log.debug("order %s: %s ignored: %s", env.correlation_id, env.type, step.note)
+            return None
+        if not await store.save(working, version):
+            raise VersionConflict(f"order {env.correlation_id}: version {version} was overwritten")
+        return doc, step
+
     async def _send(self, step: Step) -> None:
-        """The document is saved: the outbox must now reach Kafka. Retried here (re-applying the event
-        would be a no-op); if Kafka stays down, the recovery timer re-sends the unsettled calls."""
-        delay = 0.2
-        for attempt in range(1, 8):
+        """The document is saved: the outbox must now reach Kafka. Retried here (``OUTBOX_SEND``;
+        re-applying the event would be a no-op); if Kafka stays down, the recovery timer re-sends
+        the unsettled calls."""
+
+        async def send_unacknowledged() -> None:
             results = await asyncio.gather(*(self.runtime.producer.send(t, e) for t, e in step.outbox),
                                            return_exceptions=True)
-            failed = [(t, e) for (t, e), r in zip(step.outbox, results, strict=True) if isinstance(r, Exception)]
-            if not failed:
-                return
-            log.warning("%d outbound envelope(s) not acknowledged (attempt %d); retrying", len(failed), attempt)
-            step.outbox = failed
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5)
-        log.error("giving up sending %d envelope(s) now; the recovery timer re-sends them", len(step.outbox))
+            step.outbox = [(t, e) for (t, e), r in zip(step.outbox, results, strict=True) if isinstance(r, Exception)]
+            if step.outbox:
+                raise OutboxNotAcknowledged(f"{len(step.outbox)} outbound envelope(s) not acknowledged")
+
+        def before_sleep(state: RetryCallState) -> None:
+            log.warning("%d outbound envelope(s) not acknowledged (attempt %d); retrying", len(step.outbox),
+                        state.attempt_number)
+
+        try:
+            async for attempt in OUTBOX_SEND.retrying(retry_if_exception_type(OutboxNotAcknowledged), sleep=self.sleep,
+                                                      before_sleep=before_sleep):
+                with attempt:
+                    await send_unacknowledged()
+        except OutboxNotAcknowledged:
+            log.error("giving up sending %d envelope(s) now; the recovery timer re-sends them", len(step.outbox))
 
     async def recover(self) -> None:
         """The recovery timer's tick. Never raises: an exception here would crash the Faust app

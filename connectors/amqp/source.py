@@ -3,7 +3,7 @@
 * ok            → ``ack`` (only after ``emit`` returned: the envelope is on Kafka, acks=all)
 * never valid   → copy to the queue's dead-letter exchange with ``x-hub-reject-reason`` (confirmed),
                   then ``ack``; plus an error envelope (dead letter in MongoDB / ``.dlq`` topic)
-* Kafka/Mongo down → ``nack(requeue=True)`` after ``retry_delay_s``: the broker keeps it
+* Kafka/Mongo down → ``nack(requeue=True)`` after ``retry_delay_s`` (``hub.retrying.AMQP_REQUEUE``): the broker keeps it
 
 The idempotency key is the AMQP ``message_id`` when the partner sets one (a redelivery after a
 lost ack is then answered from the intake record), else the SHA-256 of the body.
@@ -29,6 +29,7 @@ from hub import jsonlimits
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_REQUESTS
+from hub.retrying import AMQP_REQUEUE, Sleep
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class AmqpSource:
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._emit: Emit | None = None
         self.stats = {"acked": 0, "rejected": 0, "requeued": 0}
+        self.sleep: Sleep = asyncio.sleep  # the requeue wait (tests inject one that does not sleep)
 
     async def start(self, emit: Emit) -> None:
         cfg = self.config
@@ -126,17 +128,21 @@ class AmqpSource:
         except RetryableError as exc:
             log.warning("route %s: %s; message requeued", self.ctx.route, exc)
             self.stats["requeued"] += 1
-            await asyncio.sleep(self.config.retry_delay_s)
-            await message.nack(requeue=True)
+            await self._requeue(message)
             return
         except Exception:
             log.exception("route %s: unexpected error; message requeued", self.ctx.route)
-            await asyncio.sleep(self.config.retry_delay_s)
-            await message.nack(requeue=True)
+            await self._requeue(message)
             return
         await message.ack()
         self.stats["acked"] += 1
         INTAKE_REQUESTS.labels(self.config.partner, "amqp", "accepted").inc()
+
+    async def _requeue(self, message: AbstractIncomingMessage) -> None:
+        """Kafka or MongoDB could not take it: wait (``AMQP_REQUEUE`` with the route's
+        ``retry_delay_s``), then give it back to the broker, whose redelivery is the retry loop."""
+        await AMQP_REQUEUE.with_delay(self.config.retry_delay_s).pause(sleep=self.sleep)
+        await message.nack(requeue=True)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Republish to the DLX with the reason (confirmed), then ack; if that fails, plain reject

@@ -1,0 +1,128 @@
+"""The named retry policies (hub/retrying.py): attempts and waits of each, run with an injected sleep."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tenacity import retry_if_exception_type, retry_if_result
+
+from flows.agents import EngineRunner
+from hub.envelope import Envelope
+from hub.retry import RetryPolicy
+from hub.retrying import AMQP_REQUEUE, ENGINE_EVENT, OUTBOX_SEND, VERSION_CONFLICT, Backoff, delivery
+from tests.unit.test_records import FakeDb, FakeProducer
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+async def _fail_always(policy: Backoff, sleep: Sleeps) -> int:
+    calls = 0
+    with pytest.raises(ConnectionError, match="down"):
+        async for attempt in policy.retrying(retry_if_exception_type(ConnectionError), sleep=sleep):
+            with attempt:
+                calls += 1
+                raise ConnectionError("down")
+    return calls
+
+
+@pytest.mark.parametrize(("policy", "attempts", "waits"), [
+    (ENGINE_EVENT, 6, [0.2, 0.4, 0.8, 1.6, 3.2]),
+    (OUTBOX_SEND, 7, [0.2, 0.4, 0.8, 1.6, 3.2, 5.0]),
+    (VERSION_CONFLICT, 10, [0.0] * 9),
+])
+async def test_each_policy_makes_its_attempts_with_its_waits_then_raises_the_last_error(
+        policy: Backoff, attempts: int, waits: list[float]) -> None:
+    sleep = Sleeps()
+    assert await _fail_always(policy, sleep) == attempts
+    assert sleep.waits == pytest.approx(waits)
+    assert [policy.delay(n) for n in range(1, attempts)] == pytest.approx(waits)
+
+
+async def test_a_policy_stops_retrying_once_it_works() -> None:
+    sleep, calls = Sleeps(), []
+    async for attempt in ENGINE_EVENT.retrying(retry_if_exception_type(ConnectionError), sleep=sleep):
+        with attempt:
+            calls.append(1)
+            if len(calls) < 3:
+                raise ConnectionError("down")
+    assert len(calls) == 3 and sleep.waits == pytest.approx([0.2, 0.4])
+
+
+async def test_an_error_the_policy_does_not_retry_is_raised_at_once() -> None:
+    sleep = Sleeps()
+    with pytest.raises(ValueError):
+        async for attempt in ENGINE_EVENT.retrying(retry_if_exception_type(ConnectionError), sleep=sleep):
+            with attempt:
+                raise ValueError("a bug, not an outage")
+    assert sleep.waits == []
+
+
+async def test_amqp_requeue_waits_the_routes_retry_delay_once() -> None:
+    sleep = Sleeps()
+    await AMQP_REQUEUE.with_delay(2.5).pause(sleep=sleep)
+    await AMQP_REQUEUE.with_delay(0.0).pause(sleep=sleep)
+    assert sleep.waits == [2.5, 0.0]
+
+
+async def test_delivery_follows_the_partners_policy_and_answers_the_last_outcome() -> None:
+    policy = RetryPolicy(max_attempts=4, backoff_initial_s=0.5, backoff_max_s=1.5, backoff_multiplier=3, jitter_s=0.2)
+    sleep, answers = Sleeps(), []
+
+    async def call() -> str:
+        answers.append("busy")
+        return "busy"
+
+    retrying = delivery(policy).retrying(retry_if_result(lambda r: r == "busy"), sleep=sleep,
+                                         retry_error_callback=lambda state: state.outcome.result())
+    assert await retrying(call) == "busy" and len(answers) == 4
+    for wait, base in zip(sleep.waits, [0.5, 1.5, 1.5], strict=True):  # 0.5 · 3ⁿ capped at 1.5, + jitter
+        assert base <= wait <= base + 0.2
+
+
+async def test_the_engine_retries_an_event_under_engine_event_then_dead_letters_it() -> None:
+    db, producer = FakeDb(), FakeProducer()
+    runtime: Any = SimpleNamespace(db=db, producer=producer, settings=SimpleNamespace(topic_prefix="hub"))
+    runner = EngineRunner(runtime, engine=None, fs=None)  # type: ignore[arg-type]
+    sleep, tries = Sleeps(), []
+    runner.sleep = sleep
+
+    async def broken(env: Envelope) -> None:
+        tries.append(env.id)
+        raise ConnectionError("mongo down")
+
+    runner._handle_once = broken  # type: ignore[method-assign]
+    env = Envelope(type="call.result", source="group", protocol="rest", correlation_id="ord-9", idempotency_key="r9")
+    await runner.handle(env)
+    assert len(tries) == 6 and sleep.waits == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2])
+    [letter] = db["dead_letters"].docs
+    assert letter["order_id"] == "ord-9" and "mongo down" in letter["error"]
+    assert letter["origin"]["agent"] == "flow-engine"
+
+
+async def test_the_outbox_resends_only_what_the_broker_did_not_acknowledge() -> None:
+    sent: list[str] = []
+    refusals = {"b": 2}  # envelope b is refused twice, then acknowledged
+
+    class Producer:
+        async def send(self, topic: str, env: Envelope) -> None:
+            if refusals.get(env.idempotency_key, 0) > 0:
+                refusals[env.idempotency_key] -= 1
+                raise ConnectionError("not acknowledged")
+            sent.append(env.idempotency_key)
+
+    runtime: Any = SimpleNamespace(db=None, producer=Producer(), settings=SimpleNamespace(topic_prefix="hub"))
+    runner = EngineRunner(runtime, engine=None, fs=None)  # type: ignore[arg-type]
+    runner.sleep = sleep = Sleeps()
+    envs = [Envelope(type="call.request", source="hub", protocol="internal", correlation_id="o", idempotency_key=k)
+            for k in ("a", "b")]
+    step: Any = SimpleNamespace(outbox=[("hub.out.group", e) for e in envs])
+    await runner._send(step)
+    assert sent == ["a", "b"] and step.outbox == [] and sleep.waits == pytest.approx([0.2, 0.4])
