@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from hub.configfile import env_value, format_loc, line_of, read_yaml
 from hub.errors import ConfigError
@@ -25,23 +32,21 @@ def _default_config_dir() -> Path:
     return Path(os.environ.get("HUB_CONFIG_DIR") or PROJECT_ROOT / "config")
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """Reads ``hub.yaml`` from the config folder (lower priority than the environment)."""
+class _YamlSource(YamlConfigSettingsSource):
+    """``hub.yaml`` from the config folder, below the environment: pydantic-settings' YAML source
+    reading through the hub's YAML reader (:func:`hub.configfile.read_yaml`), so ``${VAR}`` expands
+    and a syntax error is ``file:line: …``; a value that does not validate is reported with its
+    line by :func:`load_settings` (``file:line: key: message``)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-        self.data: dict[str, Any] = {}
-        self.node = None
-        if path.is_file():
-            data, self.node = read_yaml(path)
-            self.data = data or {}
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        path = Path(str(file_path))
+        data, node = read_yaml(path)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            line = node.start_mark.line + 1 if node is not None else 1
+            raise ConfigError(f"{path} is invalid", [f"{path}:{line}: (document): settings must be a mapping of keys"])
+        return data
 
 
 class _FileEnvSource(PydanticBaseSettingsSource):
@@ -163,7 +168,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_source = _YamlSource(settings_cls, _default_config_dir() / "hub.yaml")
+        yaml_source = _YamlSource(settings_cls, yaml_file=_default_config_dir() / "hub.yaml")
         return (init_settings, env_settings, _FileEnvSource(settings_cls), yaml_source, file_secret_settings)
 
     # derived values

@@ -100,6 +100,34 @@ def test_env_overrides_yaml(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> No
     assert not load_settings().kafka_embedded
 
 
+def test_hub_yaml_is_read_by_pydantic_settings_yaml_source_with_our_reader(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    """The YAML settings source is pydantic-settings' own; the file is read by hub.configfile:
+    ``${VAR}`` expands, and every error names the file and the line."""
+    from pydantic_settings import YamlConfigSettingsSource
+
+    from hub.settings import _YamlSource
+
+    monkeypatch = clean_env
+    monkeypatch.setenv("HUB_CONFIG_DIR", str(tmp_path))
+    assert issubclass(_YamlSource, YamlConfigSettingsSource)
+    (tmp_path / "hub.yaml").write_text("# settings\nmongo_db: ${H2B_DB:-fallback}\nnot_a_setting: 1\n")
+    assert load_settings().mongo_db == "fallback"  # unknown keys are ignored, as in the environment
+    monkeypatch.setenv("H2B_DB", "from_env")
+    assert load_settings().mongo_db == "from_env"
+    (tmp_path / "hub.yaml").write_text("\n- just\n- a list\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.problems == [f"{tmp_path / 'hub.yaml'}:2: (document): settings must be a mapping of keys"]
+    (tmp_path / "hub.yaml").write_text("http_port: 1\nhttp_host: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.problems[0].startswith(f"{tmp_path / 'hub.yaml'}:")
+    (tmp_path / "hub.yaml").write_text("")  # an empty file is no settings, not an error
+    assert load_settings().mongo_db == "hub"
+
+
 def test_topic_scheme() -> None:
     assert inbound("hub", "esop") == "hub.in.esop"
     assert orders("hub") == "hub.orders"
