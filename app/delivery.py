@@ -1,17 +1,18 @@
 """Delivery agents: one per partner with ``outbound``, on ``{p}.out.{partner}``.
 
-For each call envelope: already delivered (``deliveries`` has the idempotency key)? ⇒ do not call
-the partner again, re-emit the recorded result. Else call the partner's sink under the partner's
-policy — per-attempt timeout, exponential backoff + jitter (tenacity), attempt limit, concurrency
-limit — and record the outcome. Success ⇒ ``deliveries`` row, ``call.result`` ok on the orders
-topic. Exhausted or permanent failure ⇒ dead letter (the *original* envelope, the error, every
-attempt) via ``hub.deadletter``, then a failed ``call.result`` so the order shows the failed call.
-Nothing is acknowledged on Kafka before one of those two happened: no envelope is ever dropped.
+Each call envelope goes through the partner's sink wrapped in the standard delivery chain
+(``connectors/delivery``, built from the partner's policy): already delivered (``deliveries`` has
+the idempotency key)? ⇒ the partner is not called again and the recorded result is re-emitted.
+Else per-attempt timeout, exponential backoff + jitter (tenacity), attempt limit, concurrency limit;
+success ⇒ ``deliveries`` row, ``call.result`` ok on the orders topic; exhausted or permanent
+failure ⇒ dead letter (the *original* envelope, the error, every attempt) via ``hub.deadletter``,
+then a failed ``call.result`` so the order shows the failed call. Nothing is acknowledged on Kafka
+before one of those two happened: no envelope is ever dropped. The same chain wraps a route's
+sink (``routes/manager.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -19,20 +20,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential, wait_random
 
 from app.runtime import Runtime
-from connectors.base import Outcome, Sink
+from connectors import delivery
+from connectors.base import Sink
 from connectors.context import ConnectorContext
+from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain
 from connectors.registry import registry
-from flows.documents import DELIVERIES
 from hub import topics
-from hub.batching import BulkReader, BulkWriter
 from hub.configfile import validation_problems
-from hub.deadletter import Attempt, DeadLetter, DeadLetters
+from hub.deadletter import Attempt, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ConfigError
-from hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_FAILURES, DELIVERY_LATENCY, ENVELOPES_IN
+from hub.metrics import ENVELOPES_IN
 from hub.partners import Partner
 from hub.records import parse_or_dead_letter
 from hub.retry import RetryPolicy
@@ -60,6 +60,10 @@ def build_sink(partner: Partner, context: ConnectorContext) -> Sink:
 
 
 class Deliverer:
+    """One partner's delivery: its sink wrapped in the standard chain (``connectors/delivery``),
+    plus what only the agent does — skip a call already being delivered, tell the order how it went
+    (``call.result``)."""
+
     def __init__(self, runtime: Runtime, partner: Partner, sink: Sink) -> None:
         assert partner.outbound is not None
         self.runtime = runtime
@@ -68,10 +72,21 @@ class Deliverer:
         self.sink = sink
         self.topic = topics.outbound(runtime.settings.topic_prefix, partner.name)
         self.orders_topic = topics.orders(runtime.settings.topic_prefix)
-        self._sem = asyncio.Semaphore(self.policy.concurrency)
         self._inflight: set[str] = set()
-        self._reader: BulkReader | None = None
-        self._writer: BulkWriter | None = None
+        self._chain: Sink | None = None  # built on first use: the database is connected by then
+
+    @property
+    def chain(self) -> Sink:
+        if self._chain is None:
+            rt = self.runtime
+            assert rt.db is not None
+            worker = rt.settings.worker_id
+            self._chain = build_chain(self.sink, ChainSpec(
+                partner=self.partner, policy=self.policy, source_topic=self.topic,
+                dead_letters=DeadLetters(rt.db, rt.producer), records=MongoDeliveryLog(rt.db),
+                describe=lambda env: {"worker": worker, "stage": env.payload.get("stage"),
+                                      "operation": env.payload.get("operation")}))
+        return self._chain
 
     async def handle(self, env: Envelope, origin: dict[str, Any]) -> None:
         key = env.idempotency_key
@@ -84,78 +99,24 @@ class Deliverer:
             self._inflight.discard(key)
 
     async def _deliver(self, env: Envelope, origin: dict[str, Any]) -> None:
-        assert self.runtime.db is not None
-        if self._reader is None or self._writer is None:
-            self._reader = BulkReader(self.runtime.db[DELIVERIES])
-            self._writer = BulkWriter(self.runtime.db[DELIVERIES])
-        done = await self._reader.get(env.idempotency_key)
-        if done is not None:
-            log.info("%s already delivered to %s; re-emitting the recorded result", env.idempotency_key, self.partner)
+        started = time.perf_counter()
+        with delivery.origin(**origin):
+            outcome = await self.chain.deliver(env)
+        done = delivery.trail.recorded(outcome)
+        if done is not None:  # delivered before: the partner is not called again, the result is re-emitted
             await self._emit_result(env, ok=True, response=done.get("response"), attempts=[],
                                     duration_ms=done.get("duration_ms"), finished_at=done["delivered_at"])
             return
-        attempts: list[Attempt] = []
-        started = time.perf_counter()
-        p = self.policy
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(p.max_attempts),
-            wait=wait_exponential(multiplier=p.backoff_initial_s, exp_base=p.backoff_multiplier,
-                                  max=p.backoff_max_s) + wait_random(0, p.jitter_s),
-            retry=retry_if_result(lambda o: not o.ok and o.retryable),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
-        outcome: Outcome = await retrying(self._attempt, env, attempts)
         total_ms = round((time.perf_counter() - started) * 1000, 2)
+        attempts = delivery.trail.attempts(outcome)
         now = datetime.now(UTC)
         if outcome.ok:
-            await self._writer.upsert(env.idempotency_key, {
-                "order_id": env.correlation_id, "partner": self.partner,
-                "operation": env.payload.get("operation"), "call_id": env.payload.get("call_id"),
-                "envelope_id": env.id, "response": outcome.response, "duration_ms": total_ms,
-                "attempts": len(attempts), "delivered_at": now,
-            })
             await self._emit_result(env, ok=True, response=outcome.response, attempts=attempts,
                                     duration_ms=total_ms, finished_at=now)
-            await self._resolve_earlier(env)
             return
-        DELIVERY_FAILURES.labels(self.partner, env.payload.get("operation", "")).inc()
-        letter = await DeadLetters(self.runtime.db, self.runtime.producer).publish(DeadLetter.for_envelope(
-            self.topic, env, outcome.error or outcome.status, error_class="PartnerRejected" if not outcome.retryable
-            else "RetriesExhausted", attempts=attempts, partner=self.partner,
-            origin={**origin, "worker": self.runtime.settings.worker_id, "stage": env.payload.get("stage"),
-                    "operation": env.payload.get("operation")}))
         await self._emit_result(env, ok=False, response=outcome.response, attempts=attempts, duration_ms=total_ms,
-                                finished_at=now, error=outcome.error, dead_letter_id=letter.id)
-
-    async def _resolve_earlier(self, env: Envelope) -> None:
-        """This call is delivered now: its earlier dead letters (e.g. a gated report's failed round)
-        need no operator any more. Housekeeping only: never fails the delivery."""
-        assert self.runtime.db is not None
-        try:
-            await DeadLetters(self.runtime.db, self.runtime.producer).resolve(
-                env.idempotency_key, who=f"system:delivery-{self.partner}",
-                detail=f"delivered by envelope {env.id} (round {env.payload.get('round', 1)})")
-        except Exception as exc:
-            log.warning("dead letters of %s not resolved: %s", env.idempotency_key, exc)
-
-    async def _attempt(self, env: Envelope, attempts: list[Attempt]) -> Outcome:
-        at = datetime.now(UTC)
-        async with self._sem:
-            try:
-                outcome = await asyncio.wait_for(self.sink.deliver(env), self.policy.timeout_s + 1)
-            except TimeoutError:
-                outcome = Outcome(ok=False, retryable=True, status="timeout",
-                                  error=f"no answer within {self.policy.timeout_s}s")
-            except Exception as exc:  # a sink bug must not lose the envelope: it is dead-lettered
-                log.exception("sink %s raised", self.partner)
-                outcome = Outcome(ok=False, retryable=False, status="error", error=f"{type(exc).__name__}: {exc}")
-        attempts.append(Attempt(at=at, outcome=outcome.status or ("ok" if outcome.ok else "error"),
-                                error=outcome.error, status=outcome.status, duration_ms=outcome.duration_ms))
-        DELIVERY_ATTEMPTS.labels(self.partner, env.payload.get("operation", ""), outcome.status or "ok").inc()
-        DELIVERY_LATENCY.labels(self.partner).observe(outcome.duration_ms / 1000)
-        if not outcome.ok:
-            log.info("%s %s attempt %d: %s", self.partner, env.payload.get("operation"), len(attempts), outcome.error)
-        return outcome
+                                finished_at=now, error=outcome.error,
+                                dead_letter_id=delivery.trail.dead_letter_id(outcome))
 
     async def _emit_result(self, env: Envelope, *, ok: bool, response: Any, attempts: list[Attempt],
                            duration_ms: float | None, finished_at: datetime, error: str | None = None,
