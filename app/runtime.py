@@ -1,4 +1,4 @@
-"""The process-wide runtime: settings, partners, the Kafka producer, MongoDB, and the sources.
+"""The process-wide runtime: settings, partners, the Kafka producer, MongoDB, and the routes.
 
 One ``Runtime`` per hub process; the web app and the Faust worker share it. ``start`` never fails
 because a dependency is down: the HTTP server still comes up, answers 503 on intake and reports
@@ -12,11 +12,10 @@ import contextlib
 import logging
 from typing import Any
 
-from aiohttp import web
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
 from app import plugins
-from connectors.base import Emit, Source
+from connectors.base import Emit
 from hub import db as hubdb
 from hub import topics
 from hub.envelope import Envelope
@@ -67,7 +66,6 @@ class Runtime(ServiceSlots):
         self.intake_mongo: AsyncIOMotorClient | None = None
         self.db_health: hubdb.DbHealth | None = None
         self.intake: Intake | None = None
-        self.sources: list[Source] = []
         # process-wide tables connectors share (HTTP endpoint tables by connector name)
         self.connector_tables: dict[str, dict[str, Any]] = {}
         self.routes: Any = None  # routes.manager.RouteManager once start_routes ran
@@ -105,9 +103,6 @@ class Runtime(ServiceSlots):
         if self.routes is not None:
             await self.routes.stop()
             self.routes = None
-        for source in reversed(self.sources):
-            await source.stop()
-        self.sources.clear()
         await self.producer.stop()
         if self.db_health is not None:
             await self.db_health.close()
@@ -151,10 +146,6 @@ class Runtime(ServiceSlots):
         if self.routes is None:
             self.routes = RouteManager(self)
             await self.routes.start(watch=watch)
-
-    async def start_rest_sources(self, app: web.Application) -> None:
-        """Kept for the web app's lifecycle: REST is one route connector among others now."""
-        await self.start_routes()
 
     async def ensure_topic(self, name: str) -> None:
         if name in self._topics_made:

@@ -54,7 +54,7 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
-        await runtime.start_rest_sources(app)
+        await runtime.start_routes()  # REST intake is one route connector among the others
         yield
         if manage_runtime:
             await runtime.stop()

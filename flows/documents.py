@@ -79,26 +79,6 @@ class StageRecord(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-class OrderDoc(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    order_id: str
-    partner: str
-    external_order_id: str
-    product: str
-    scenario: str
-    status: OrderStatus = OrderStatus.in_flight
-    current_stage: str | None = None
-    waiting_for: str | None = None
-    stages: list[StageRecord] = Field(default_factory=list)
-    calls: list[CallRecord] = Field(default_factory=list)
-    order: dict[str, Any] = Field(default_factory=dict, description="the canonical WorkOrder payload")
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None = None
-    sla_deadline: datetime | None = None
-
-
 declare_indexes(
     ORDERS,
     IndexModel([("partner", ASCENDING), ("external_order_id", ASCENDING)], name="by_external"),

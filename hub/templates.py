@@ -15,17 +15,6 @@ from hub import paths
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
-def placeholders(template: Any) -> set[str]:
-    """Every dotted path a template refers to (for validation at load time)."""
-    if isinstance(template, str):
-        return set(_REF.findall(template))
-    if isinstance(template, dict):
-        return set().union(*(placeholders(v) for v in template.values())) if template else set()
-    if isinstance(template, list):
-        return set().union(*(placeholders(v) for v in template)) if template else set()
-    return set()
-
-
 def render(template: Any, context: dict[str, Any]) -> Any:
     """Fill a template; a path that resolves to nothing renders as ``None`` / empty text."""
     if isinstance(template, str):

@@ -100,11 +100,6 @@ class SoapSink:
             await self._client.transport.aclose()
             self._client = None
 
-    def operation_names(self) -> set[str]:
-        """WSDL operations (for checking the config against the WSDL at load time)."""
-        assert self._client is not None
-        return {name for b in self._client.wsdl.bindings.values() for name in b._operations}
-
     async def deliver(self, envelope: Envelope) -> Outcome:
         operation = envelope.payload.get("operation", "")
         op = self.config.operations.get(operation)

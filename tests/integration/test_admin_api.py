@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from app.runtime import Runtime
 from app.web import RUNTIME, build_web_app
-from flows.documents import CALLS, ORDERS, CallOutcome, CallRecord, OrderDoc, StageRecord
+from flows.documents import CALLS, ORDERS, CallOutcome, CallRecord, OrderStatus, StageRecord
 from hub.deadletter import Attempt, DeadLetter
 from hub.settings import AdminToken, Settings
 from tests.integration.test_dlq import seed
@@ -22,6 +22,29 @@ pytestmark = pytest.mark.integration
 VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
 OPERATOR = {"Authorization": "Bearer operator-token-for-tests-01"}
 SECRETS = ("杭州某某科技有限公司", "13800001111", "文三路1号")
+
+
+class OrderDoc(BaseModel):
+    """An order document as the engine stores it, to seed the database (the hub itself writes plain
+    dicts: this model lives here, not in flows/)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    order_id: str
+    partner: str
+    external_order_id: str
+    product: str
+    scenario: str
+    status: OrderStatus = OrderStatus.in_flight
+    current_stage: str | None = None
+    waiting_for: str | None = None
+    stages: list[StageRecord] = Field(default_factory=list)
+    calls: list[CallRecord] = Field(default_factory=list)
+    order: dict[str, Any] = Field(default_factory=dict, description="the canonical WorkOrder payload")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    sla_deadline: datetime | None = None
 
 
 @pytest.fixture
