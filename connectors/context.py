@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from hub.kafka import EnvelopeProducer
     from hub.settings import Settings
+    from transforms.mapping import Transform
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ConnectorContext:
     db: AsyncIOMotorDatabase | None = None
     producer: EnvelopeProducer | None = None
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transform: Transform | None = None  # the route's; for a source that maps before it validates (REST)
     on_error: Any = None  # async callable(envelope_or_none, reason): publish an error envelope
 
     def shared(self, key: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -45,22 +46,13 @@ Outbound.model_rebuild(_types_namespace={"ApiKeyAuth": ApiKeyAuth})
 
 
 class OrderSchema(BaseModel):
-    """What a partner may send: allowed products/scenarios and its field names → canonical names."""
+    """What a partner may send over REST: allowed products and scenarios (admission, not mapping —
+    a partner's field names and codes are mapped by a route ``transform``, see ``Inbound.transform``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     products: list[str] = Field(default_factory=list, description="allowed products; empty = any")
     scenarios: list[Scenario] = Field(default_factory=lambda: list(Scenario))
-    field_map: dict[str, str] = Field(
-        default_factory=dict,
-        description="partner field (dotted path) → canonical WorkOrder field (dotted path)",
-        examples=[{"orderId": "external_order_id", "custName": "customer.name"}],
-    )
-    value_map: dict[str, dict[str, str]] = Field(
-        default_factory=dict,
-        description="canonical field → {partner code: canonical value}, e.g. scenario codes",
-        examples=[{"scenario": {"1": "open", "2": "change"}}],
-    )
 
 
 class RestInbound(BaseModel):
@@ -76,6 +68,14 @@ class Inbound(BaseModel):
 
     rest: RestInbound | None = None
     order_schema: OrderSchema = Field(default_factory=OrderSchema)
+    transform: dict[str, Any] | None = Field(
+        default=None,
+        description="the partner's field names and codes → canonical ones, for the REST route this file "
+                    "implies: a route ``transform`` block (field_map, value_map, strict_values, defaults, "
+                    "python, drop), validated by the route model when that route is built",
+        examples=[{"field_map": {"orderId": "external_order_id", "custName": "customer.name"},
+                   "value_map": {"scenario": {"1": "open", "2": "change"}}}],
+    )
 
 
 class Partner(BaseModel):

@@ -20,7 +20,7 @@ from routes.pipeline import RouteEmit
 
 def dry_run(route: Any, raw: bytes, settings: Settings) -> list[Envelope]:
     """Raise ValidationFailed (with field errors) when the sample would be rejected."""
-    ctx = ConnectorContext(settings, route.name)
+    ctx = ConnectorContext(settings, route.name, transform=route.transform)
     source = build(registry.get("source", route.source.connector).factory, route.source, ctx)
     sample = getattr(source, "sample", None)
     if sample is None:

@@ -3,7 +3,8 @@
 Errors name the file, the line and the key (``hub/configfile.py``). Partners that still declare
 ``inbound.rest`` in ``config/partners/*.yaml`` get an implied REST route (``{partner}-rest``)
 unless a route file already declares a REST source for them — so the core's REST intake keeps
-working unchanged while new partners are connected by route files only.
+working unchanged while new partners are connected by route files only. The implied route maps the
+partner's fields with the partner's ``inbound.transform``, a route ``transform`` block like any other.
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ def load_route_file(path: Path) -> RouteFile:
     return RouteFile(path, digest, load_route_data(path, data, node))
 
 
-def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel], max_body: int) -> list[RouteFile]:
+def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel], max_body: int,
+                        config_dir: Path | None = None) -> list[RouteFile]:
+    """The REST route each partner file with ``inbound.rest`` implies (unless a route file declares
+    one): the partner's auth and admission for the source, its ``inbound.transform`` as the route's
+    ``transform`` — the same model and the same code that map every other source."""
     covered = {r.source.partner for r in declared if r.source.connector == "rest"}  # type: ignore[attr-defined]
     out = []
     for partner in partners.values():
@@ -95,11 +100,33 @@ def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel],
                 "max_body_bytes": rest.max_body_bytes or max_body,
                 "sensitive_fields": partner.sensitive_fields,
             },
+            "transform": partner.inbound.transform,
             "target": {"topic": "inbound"},
         }
         data["source"]["auth"]["keys"] = [k.get_secret_value() for k in rest.auth.keys]
-        route = route_model().model_validate(data)
+        try:
+            route = route_model().model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"partner {partner.name}: invalid REST route",
+                              _partner_problems(partner.name, config_dir, exc)) from exc
         out.append(RouteFile(None, hashlib.sha256(repr(data).encode()).hexdigest(), route))
+    return out
+
+
+def _partner_problems(name: str, config_dir: Path | None, exc: ValidationError) -> list[str]:
+    """``file:line: key: message`` for the parts of an implied route that came from the partner file
+    (its ``inbound.transform``; the rest was validated when the partner file was loaded)."""
+    path = (config_dir or Path("config")) / "partners" / f"{name}.yaml"
+    try:
+        _data, node = read_yaml(path)
+    except ConfigError:
+        node = None
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        in_file = ("inbound", *loc) if loc[:1] == ("transform",) else ("inbound", "rest", *loc[1:])
+        line = _line(node, in_file) if node is not None else None
+        out.append(f"{path}:{line or 1}: {format_loc(in_file)}: {err['msg']}")
     return out
 
 

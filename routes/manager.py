@@ -91,7 +91,8 @@ class RouteManager:
             self.rejected.setdefault(path, Rejected(path, [], digest)).problems.append(problem)
         files = {str(p): rf for p, rf in loaded.items()}
         declared = [rf.route for rf in loaded.values()]
-        for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes):
+        for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes,
+                                      self.runtime.settings.config_dir):
             files[f"implied:{rf.route.name}"] = rf  # type: ignore[attr-defined]
         async with self._lock:
             for key, rf in files.items():
@@ -111,9 +112,10 @@ class RouteManager:
             for key in list(self.runners):
                 await self._stop(key)
 
-    def context(self, route_name: str) -> ConnectorContext:
+    def context(self, route_name: str, transform: Any = None) -> ConnectorContext:
         rt = self.runtime
-        return ConnectorContext(rt.settings, route_name, rt.db, rt.producer, rt.connector_tables)
+        return ConnectorContext(rt.settings, route_name, rt.db, rt.producer, rt.connector_tables,
+                                transform=transform)
 
     async def _start(self, key: str, rf: RouteFile) -> RouteRunner:
         route: Any = rf.route
@@ -128,7 +130,7 @@ class RouteManager:
     async def _launch(self, runner: RouteRunner) -> None:
         route: Any = runner.file.route
         rt = self.runtime
-        ctx = self.context(route.name)
+        ctx = self.context(route.name, route.transform)
         try:
             sink_cfg = getattr(route.target, "sink", None)
             if sink_cfg is not None and runner.sink is None:

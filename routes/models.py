@@ -27,57 +27,13 @@ from pydantic import (
     Field,
     Tag,
     create_model,
-    field_validator,
-    model_validator,
 )
 
 from connectors.registry import registry
-from transforms import hooks
+from transforms.mapping import Transform
 
 #: What a route's records are validated as (``work_order``: a WorkOrder with derived order id and idempotency key).
 Canonical = Literal["work_order", "none"]
-
-
-class Transform(BaseModel):
-    """Declarative mapping applied to the source's payload (partner shape → canonical shape)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    field_map: dict[str, str] = Field(
-        default_factory=dict, description="partner field (dotted) → canonical field (dotted)",
-        examples=[{"ORDER_NO": "external_order_id", "CUST_NAME": "customer.name"}],
-    )
-    value_map: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="canonical field → {partner code: canonical value}",
-        examples=[{"scenario": {"01": "open", "02": "change"}}],
-    )
-    strict_values: list[str] = Field(
-        default_factory=list, description="fields whose code must be in value_map (unknown code = rejected)"
-    )
-    defaults: dict[str, Any] = Field(default_factory=dict, description="canonical field → value when absent")
-    python: str | None = Field(default=None, description="name of a transform in transforms/ (hooks registry)")
-    drop: list[str] = Field(default_factory=list, description="fields removed after mapping")
-    direction: Literal["to_canonical", "to_partner"] = Field(
-        default="to_canonical",
-        description="to_partner: apply field_map and value_map backwards (canonical → partner), so an "
-                    "outbound route reuses the inbound mapping block unchanged",
-    )
-
-    @model_validator(mode="after")
-    def _invertible(self) -> Transform:
-        if self.direction == "to_partner":
-            for path, codes in self.value_map.items():
-                dup = {v for v in codes.values() if list(codes.values()).count(v) > 1}
-                if dup:
-                    raise ValueError(f"value_map.{path}: {sorted(dup)} map from several codes; cannot invert")
-        return self
-
-    @field_validator("python")
-    @classmethod
-    def _known(cls, v: str | None) -> str | None:
-        if v is not None and v not in hooks.names():
-            raise ValueError(f"unknown python transform {v!r} (known: {', '.join(hooks.names())})")
-        return v
 
 
 class TopicTarget(BaseModel):

@@ -13,14 +13,13 @@ be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import Sink
-from hub import paths, topics
+from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -28,42 +27,7 @@ from hub.intake import Accepted, Intake
 from hub.kafka import EnvelopeProducer
 from hub.metrics import ENVELOPES_OUT
 from hub.order import WorkOrder, idempotency_key, order_id_for
-from transforms import hooks
-from transforms.mapping import apply_mapping
-
-
-def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
-    """Route transform on one payload; ValidationFailed names the field on a bad code."""
-    if transform is None:
-        return payload
-    field_map, value_map, strict = transform.field_map, transform.value_map, set(transform.strict_values)
-    if transform.direction == "to_partner":  # the inbound block read backwards
-        field_map = {dst: src for src, dst in field_map.items()}
-        value_map = {field_map.get(path, path): {canon: code for code, canon in codes.items()}
-                     for path, codes in value_map.items()}
-        strict = {field_map.get(path, path) for path in strict}
-    out = apply_mapping(payload, field_map, {})
-    errors = []
-    for path, codes in value_map.items():
-        value = paths.get(out, path)
-        if isinstance(value, str | int) and str(value) in codes:
-            paths.set(out, path, codes[str(value)])
-        elif path in strict and value is not None:
-            errors.append({"field": path, "message": f"unknown code {value!r} (known: {', '.join(codes)})"})
-    if errors:
-        raise ValidationFailed(f"{len(errors)} unknown code(s)", errors)
-    for path, value in transform.defaults.items():
-        if paths.get(out, path) in (None, ""):
-            paths.set(out, path, copy.deepcopy(value))
-    if transform.python:
-        try:
-            out = hooks.get(transform.python)(out)
-        except ValueError as exc:
-            raise ValidationFailed(f"transform {transform.python}: {exc}", [{"field": "(record)",
-                                                                               "message": str(exc)}]) from exc
-    for path in transform.drop:
-        paths.pop(out, path)
-    return out
+from transforms.mapping import apply_transform
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from hub.problem import problem
-from transforms.mapping import apply_mapping
+from transforms.mapping import apply_transform
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class RestOrderSource:
         self._endpoints = context if isinstance(context, dict) else context.shared("rest")
         self._max_depth = (jsonlimits.DEFAULT_MAX_DEPTH if isinstance(context, dict)
                            else context.settings.intake_max_depth)
+        # the route's transform: the partner's field names and codes → canonical, before validation
+        self._transform = None if isinstance(context, dict) else context.transform
         self._emit: Emit | None = None
 
     async def start(self, emit: Emit) -> None:
@@ -77,9 +79,8 @@ class RestOrderSource:
             raise ValidationFailed(f"body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ValidationFailed("body must be a JSON object")
-        schema = self.config.order_schema
         try:
-            order = WorkOrder.model_validate(apply_mapping(data, schema.field_map, schema.value_map))
+            order = WorkOrder.model_validate(apply_transform(data, self._transform))
         except ValidationError as exc:
             errors = _field_errors(exc)
             raise ValidationFailed(f"{len(errors)} invalid field(s) in the order", errors) from exc
@@ -89,6 +90,7 @@ class RestOrderSource:
             correlation_id=order_id_for(partner, order.external_order_id, scen),
             idempotency_key=idempotency_key(partner, order.external_order_id, scen),
             product=order.product, scenario=scen, payload=order.model_dump(mode="json", exclude_none=True),
+            headers={"hub-canonical": "true"},
         )]
 
     def _count(self, outcome: str) -> None:
@@ -153,12 +155,14 @@ class RestOrderSource:
             )
         schema = cfg.order_schema
         try:
-            order = WorkOrder.model_validate(apply_mapping(raw, schema.field_map, schema.value_map))
+            order = WorkOrder.model_validate(apply_transform(raw, self._transform))
         except ValidationError as exc:
             errors = _field_errors(exc)
             return self._reject(
                 "rejected_invalid", 400, "Bad Request", f"{len(errors)} invalid field(s) in the order", errors=errors
             )
+        except ValidationFailed as exc:  # a code the transform's strict_values do not know
+            return self._reject("rejected_invalid", 400, "Bad Request", str(exc), errors=exc.errors)
         errors = []
         if schema.products and order.product not in schema.products:
             errors.append({"field": "product", "message": f"product {order.product!r} is not accepted from "
@@ -178,7 +182,8 @@ class RestOrderSource:
             product=order.product,
             scenario=order.scenario.value,
             payload=order.model_dump(mode="json", exclude_none=True),
-            headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),) if v},
+            headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),
+                                       ("hub-canonical", "true")) if v},  # mapped already: the route maps no more
         )
         if self._emit is None:
             return self._reject("unavailable", 503, "Service Unavailable", "intake is stopping")
