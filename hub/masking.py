@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.paths import copy_json, targets
+from hub.paths import copy_json, split, targets
 
 __all__ = ["SECRET_KEYS", "Masker", "Rule", "hint", "mask", "redact"]
 
@@ -82,6 +82,7 @@ class Masker:
     def __call__(self, data: Any) -> Any:
         out = copy_json(data)
         keys = {k.lower(): rule for k, rule in self.keys.items()}
+        fields = [(path, split(path)[0], rule) for path, rule in self.fields.items()]
         stack: list[Any] = [out]
         while stack:  # iterative: stored payloads may nest deep, recursion must not be what fails
             node = stack.pop()
@@ -94,7 +95,9 @@ class Masker:
                 rule = keys.get(key.lower()) if isinstance(key, str) else None
                 if rule is not None and not isinstance(value, dict | list):
                     node[key] = rule(value)
-            for path, rule in self.fields.items():
+            for path, first, rule in fields:
+                if first not in node:  # the cheap test first: most objects hold none of the paths
+                    continue
                 for container, at in list(targets(node, path)):
                     holder: Any = container  # a dict with a str key, or a list with an int index
                     holder[at] = _mask_whole(holder[at], rule)

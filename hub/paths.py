@@ -18,7 +18,6 @@ too, because every writer works on a copy and ``copy.deepcopy`` recursed once pe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 __all__ = ["MISSING", "copy_json", "get", "nest", "pop", "set", "split", "targets"]
@@ -29,10 +28,19 @@ MISSING: Any = object()
 _SCALARS = (str, bytes, int, float, bool)
 
 
-@lru_cache(maxsize=4096)
+_SPLIT: dict[str, tuple[str, ...]] = {}
+_SPLIT_MAX = 4096
+
+
 def split(path: str) -> tuple[str, ...]:
-    """The segments of a path (cached: templates and rules read the same few paths per message)."""
-    return tuple(path.split("."))
+    """The segments of a path, cached: templates, rules and maps read the same few paths for every
+    message (a bounded cache: paths come from configuration, not from messages)."""
+    parts = _SPLIT.get(path)
+    if parts is None:
+        parts = tuple(path.split("."))
+        if len(_SPLIT) < _SPLIT_MAX:
+            _SPLIT[path] = parts
+    return parts
 
 
 def _step(node: Any, part: str) -> Any:
@@ -48,8 +56,8 @@ def _step(node: Any, part: str) -> Any:
 def get(data: Any, path: str, default: Any = None) -> Any:
     """The value at ``path``, or ``default`` when any segment does not resolve."""
     node = data
-    for part in split(path):
-        node = _step(node, part)
+    for part in _SPLIT.get(path) or split(path):
+        node = node.get(part, MISSING) if type(node) is dict else _step(node, part)  # dicts first: most nodes
         if node is MISSING:
             return default
     return node

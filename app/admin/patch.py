@@ -79,26 +79,38 @@ def parse_patch(raw: str | list[Any]) -> list[PatchOp]:
     return ops
 
 
+_FAILURES = (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, IndexError, KeyError, TypeError)
+
+
 def apply_patch(document: dict[str, Any], ops: list[PatchOp]) -> dict[str, Any]:
     """A patched copy of ``document``; raises :class:`PatchError` and leaves the input untouched."""
-    doc: Any = copy.deepcopy(document)
-    for op, raw in zip(ops, dump_patch(ops), strict=True):
+    for op in ops:
         if op.path == "" and op.op != "test":
             raise PatchError("the payload root itself cannot be the target")
         if op.op == "move" and op.from_ is not None and op.path.startswith(op.from_ + "/"):
             raise PatchError(f"move {op.from_} → {op.path}: cannot move a value into itself")
-        try:  # one operation at a time: the error names the operation that failed
-            doc = jsonpatch.JsonPatch([copy.deepcopy(raw)]).apply(doc, in_place=True)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            if _fails(doc, op.path):
-                raise PatchError(_why(doc, op, exc)) from exc
-            raise PatchError(f"test {op.path}: value differs, patch not applied") from exc
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, IndexError, KeyError,
-                TypeError) as exc:
-            raise PatchError(_why(doc, op, exc)) from exc
+    try:  # dump_patch copies the values: nothing of the patch is shared with the result
+        doc = jsonpatch.JsonPatch(dump_patch(ops)).apply(document)
+    except _FAILURES as exc:
+        raise _first_failure(document, ops) from exc
     if not isinstance(doc, dict):
         raise PatchError("the patched payload must stay a JSON object")
-    return doc
+    return dict(doc)
+
+
+def _first_failure(document: dict[str, Any], ops: list[PatchOp]) -> PatchError:
+    """Replay the patch one operation at a time on a copy: the error names the one that failed."""
+    doc: Any = copy.deepcopy(document)
+    for op, raw in zip(ops, dump_patch(ops), strict=True):
+        try:
+            doc = jsonpatch.JsonPatch([raw]).apply(doc, in_place=True)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            if _fails(doc, op.path):
+                return PatchError(_why(doc, op, exc))
+            return PatchError(f"test {op.path}: value differs, patch not applied")
+        except _FAILURES as exc:
+            return PatchError(_why(doc, op, exc))
+    return PatchError("the patch does not apply to this payload")
 
 
 def _why(doc: Any, op: PatchOp, exc: Exception) -> str:
