@@ -13,13 +13,15 @@ sink (``routes/manager.py``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
+from pydantic import ValidationError
 
 from app.runtime import Runtime
 from connectors import delivery
@@ -51,9 +53,9 @@ def build_sink(partner: Partner, context: ConnectorContext) -> Sink:
     reg = registry.get("sink", protocol)
     try:
         config = reg.config.model_validate(partner.outbound.config)
-    except Exception as exc:
+    except ValidationError as exc:  # what validation_problems reads (it would fail on anything else)
         path = context.settings.config_dir / "partners" / f"{partner.name}.yaml"
-        problems = validation_problems(path, None, exc)  # type: ignore[arg-type]
+        problems = validation_problems(path, None, exc)
         raise ConfigError(f"partner {partner.name}: invalid outbound.config", problems) from exc
     p = partner.outbound.policy
     return registry.new_sink(protocol, config, replace(context, timeout_s=p.timeout_s, concurrency=p.concurrency))
@@ -153,16 +155,16 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
         for d in deliverers.values():
             await d.sink.stop()
 
-    app.on_before_shutdown.connect(close_sinks)
+    app.on_before_shutdown.connect(close_sinks)  # type: ignore[arg-type]  # faust types signal receivers so that no async def matches
 
 
 def _agent(app: faust.App, deliverer: Deliverer) -> None:
     topic = app.topic(deliverer.topic, **RAW)
     limit = max(64, deliverer.policy.concurrency * 4)  # envelopes in flight, including those backing off
 
-    async def deliver(stream: faust.StreamT) -> None:
+    async def deliver(stream: faust.StreamT[Any]) -> None:
         pool = KeyedPool(limit, f"deliver-{deliverer.partner}")
-        manual = stream.noack()
+        manual = cast("faust.Stream[Any]", stream).noack()  # StreamT (the protocol) does not declare noack
         async for event in manual.events():
             message = event.message
             ENVELOPES_IN.labels(deliverer.partner, message.topic).inc()
@@ -172,7 +174,7 @@ def _agent(app: faust.App, deliverer: Deliverer) -> None:
             if env is None:
                 await manual.ack(event)
                 continue
-            await pool.submit(None, lambda env=env, origin=origin: deliverer.handle(env, origin),
-                              lambda event=event: manual.ack(event))
+            await pool.submit(None, functools.partial(deliverer.handle, env, origin),
+                              functools.partial(manual.ack, event))
 
     app.agent(topic, name=f"deliver-{deliverer.partner}")(deliver)

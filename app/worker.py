@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from aiohttp import web
@@ -41,8 +42,8 @@ MEMORY_RELEASE_S = 30.0  # how often freed heap pages are given back to the OS (
 class HubService(Service):
     """Starts the runtime and the HTTP server; stops them in reverse order."""
 
-    def __init__(self, runtime: Runtime, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.runtime = runtime
         self._runner: web.AppRunner | None = None
 
@@ -82,8 +83,8 @@ class HubWorker(faust.Worker):
     """faust's Worker with a bounded, ordered shutdown (see the module docstring)."""
 
     def __init__(self, app: faust.App, hub: HubService, *, on_hard_exit: Callable[[], None] | None = None,
-                 **kwargs: object) -> None:
-        super().__init__(app, hub, **kwargs)  # type: ignore[arg-type]
+                 **kwargs: Any) -> None:
+        super().__init__(app, hub, **kwargs)
         self.hub = hub
         self._on_hard_exit = on_hard_exit
         self.watchdog: threading.Timer | None = None

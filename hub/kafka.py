@@ -94,18 +94,20 @@ def shorten_faust_fetch_wait(max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS) -> None
     if getattr(driver.aiokafka, "_hub_fetch_wait", None) is not None:
         return
 
-    class _Consumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+    class _Consumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ships no types: its class is Any
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             if kwargs.get("fetch_max_wait_ms", 0) > max_wait_ms:
                 kwargs["fetch_max_wait_ms"] = max_wait_ms
             super().__init__(*args, **kwargs)
 
     class _Shim:
+        _hub_fetch_wait: int
+
         def __getattr__(self, name: str) -> Any:
             return _Consumer if name == "AIOKafkaConsumer" else getattr(aiokafka, name)
 
     shim = _Shim()
-    shim._hub_fetch_wait = max_wait_ms  # type: ignore[attr-defined]
+    shim._hub_fetch_wait = max_wait_ms
     driver.aiokafka = shim
 
 

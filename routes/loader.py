@@ -15,31 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hub.configfile import format_loc, read_yaml
 from hub.errors import ConfigError
 from hub.partners import Partner
-from routes.models import route_model
+from routes.models import RouteSpec, validate_route
 
 
 @dataclass(frozen=True)
 class RouteFile:
     path: Path | None  # None: implied by a partner file
     digest: str
-    route: BaseModel
+    route: RouteSpec
 
 
 def routes_dir(config_dir: Path) -> Path:
     return config_dir / "routes"
 
 
-def load_route_data(path: Path, data: Any, node: Any = None) -> BaseModel:
+def load_route_data(path: Path, data: Any, node: Any = None) -> RouteSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is invalid", [f"{path}:1: (document): a route file must be a mapping"])
     data = {"name": path.stem, **data}
     try:
-        return route_model().model_validate(data)
+        return validate_route(data)
     except ValidationError as exc:
         raise ConfigError(f"{path} is invalid", _problems(path, node, exc)) from exc
 
@@ -77,12 +77,12 @@ def load_route_file(path: Path) -> RouteFile:
     return RouteFile(path, digest, load_route_data(path, data, node))
 
 
-def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel], max_body: int,
+def implied_rest_routes(partners: dict[str, Partner], declared: list[RouteSpec], max_body: int,
                         config_dir: Path | None = None) -> list[RouteFile]:
     """The REST route each partner file with ``inbound.rest`` implies (unless a route file declares
     one): the partner's auth and admission for the source, its ``inbound.transform`` as the route's
     ``transform`` — the same model and the same code that map every other source."""
-    covered = {r.source.partner for r in declared if r.source.connector == "rest"}  # type: ignore[attr-defined]
+    covered = {r.source.partner for r in declared if r.source.connector == "rest"}
     out = []
     for partner in partners.values():
         rest = partner.inbound.rest if partner.inbound else None
@@ -105,7 +105,7 @@ def implied_rest_routes(partners: dict[str, Partner], declared: list[BaseModel],
         }
         data["source"]["auth"]["keys"] = [k.get_secret_value() for k in rest.auth.keys]
         try:
-            route = route_model().model_validate(data)
+            route = validate_route(data)
         except ValidationError as exc:
             raise ConfigError(f"partner {partner.name}: invalid REST route",
                               _partner_problems(partner.name, config_dir, exc)) from exc
@@ -142,7 +142,7 @@ def load_routes(config_dir: Path) -> tuple[dict[Path, RouteFile], list[str]]:
             problems.extend(exc.problems or [str(exc)])
     names: dict[str, Path] = {}
     for path, rf in loaded.items():
-        name = rf.route.name  # type: ignore[attr-defined]
+        name = rf.route.name
         if name in names:
             problems.append(f"{path}: name: route {name!r} is already declared in {names[name]}")
         names[name] = path

@@ -53,7 +53,7 @@ class RouteRunner:
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state, self.error = state, error
-        ROUTE_UP.labels(self.name, self.file.route.source.connector).set(  # type: ignore[attr-defined]
+        ROUTE_UP.labels(self.name, self.file.route.source.connector).set(
             1 if state == "running" else 0)
 
 
@@ -93,7 +93,7 @@ class RouteManager:
         declared = [rf.route for rf in loaded.values()]
         for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes,
                                       self.runtime.settings.config_dir):
-            files[f"implied:{rf.route.name}"] = rf  # type: ignore[attr-defined]
+            files[f"implied:{rf.route.name}"] = rf
         async with self._lock:
             for key, rf in files.items():
                 await self._start(key, rf)
@@ -192,9 +192,9 @@ class RouteManager:
                     continue  # the same bad content: already reported
                 try:
                     rf = load_route_file(path)
-                    other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]  # type: ignore[attr-defined]
+                    other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]
                     if other:
-                        raise ConfigError("duplicate route", [f"{path}: name: route {rf.route.name!r} "  # type: ignore[attr-defined]
+                        raise ConfigError("duplicate route", [f"{path}: name: route {rf.route.name!r} "
                                                               f"is already declared by {other[0].file.path}"])
                 except ConfigError as exc:
                     problems = exc.problems or [str(exc)]
@@ -206,16 +206,16 @@ class RouteManager:
                 self.rejected.pop(key, None)
                 if runner is not None:
                     await self._stop(key)
-                    changes.append(f"reloaded {rf.route.name}")  # type: ignore[attr-defined]
+                    changes.append(f"reloaded {rf.route.name}")
                 else:
-                    changes.append(f"added {rf.route.name}")  # type: ignore[attr-defined]
+                    changes.append(f"added {rf.route.name}")
                 await self._start(key, rf)
-            declared_rest = {r.file.route.source.partner for k, r in self.runners.items()  # type: ignore[attr-defined]
-                             if not k.startswith("implied:") and r.file.route.source.connector == "rest"}  # type: ignore[attr-defined]
+            declared_rest = {r.file.route.source.partner for k, r in self.runners.items()
+                             if not k.startswith("implied:") and r.file.route.source.connector == "rest"}
             for key, runner in list(self.runners.items()):
                 if not key.startswith("implied:"):
                     continue
-                if runner.file.route.source.partner in declared_rest:  # type: ignore[attr-defined]
+                if runner.file.route.source.partner in declared_rest:
                     changes.append(f"removed {runner.name} (a route file now declares this REST intake)")
                     await self._stop(key)
                 elif runner.state == "failed":
@@ -236,7 +236,7 @@ class RouteManager:
     # --- health ----------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
         routes = {
-            r.name: {"state": r.state, "source": r.file.route.source.connector,  # type: ignore[attr-defined]
+            r.name: {"state": r.state, "source": r.file.route.source.connector,
                      "file": str(r.file.path) if r.file.path else "implied", **({"error": r.error} if r.error else {})}
             for r in self.runners.values()
         }

@@ -18,7 +18,7 @@ JSON Schema for editors (``hub routes schema``) all come from the connectors' ow
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Protocol, Union, cast
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,27 @@ from pydantic import (
 
 from connectors.registry import registry
 from transforms.mapping import Transform
+
+
+class RouteSpec(Protocol):
+    """What the code reads of a validated route. The ``Route`` model is built at run time
+    (:func:`route_model`: a union over the registered connectors), so a type checker cannot see its
+    fields; :func:`validate_route` returns it as this protocol instead of a bare ``BaseModel``."""
+
+    name: str
+    description: str
+    enabled: bool
+    source: Any  # the connector's config model; ``source.connector`` is its registered name
+    transform: Transform | None
+    canonical: str
+    envelope_type: str | None
+    target: Any  # TopicTarget | SinkTarget
+
+
+def validate_route(data: Any) -> RouteSpec:
+    """``route_model().model_validate(data)``, typed (raises pydantic's ``ValidationError``)."""
+    return cast("RouteSpec", route_model().model_validate(data))
+
 
 #: What a route's records are validated as (``work_order``: a WorkOrder with derived order id and idempotency key).
 Canonical = Literal["work_order", "none"]

@@ -14,9 +14,9 @@ be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from connectors.base import Sink
 from hub import topics
@@ -28,6 +28,9 @@ from hub.kafka import EnvelopeProducer
 from hub.metrics import ENVELOPES_OUT
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from transforms.mapping import apply_transform
+
+if TYPE_CHECKING:
+    from routes.models import RouteSpec
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -43,7 +46,7 @@ class RouteEmit:
 
     def __init__(
         self,
-        route: BaseModel,
+        route: RouteSpec,
         *,
         prefix: str,
         intake: Intake | None,
@@ -52,12 +55,12 @@ class RouteEmit:
         sink: Sink | None = None,
     ) -> None:
         self.route = route
-        self.partner: str = getattr(route.source, "partner", None) or route.name  # type: ignore[attr-defined]
+        self.partner: str = getattr(route.source, "partner", None) or route.name
         self.sink = sink
         self._intake = intake
         self._producer = producer
         self._dead = dead_letters
-        target = route.target  # type: ignore[attr-defined]
+        target = route.target
         self.topic: str | None = None
         if sink is None:
             self.topic = target_topic(prefix, target.topic, target.partner or self.partner)
@@ -151,10 +154,10 @@ class RouteEmit:
         topic = self.topic or topics.inbound(origin.pop("prefix", "hub"), self.partner)
         if envelope is None:
             envelope = Envelope(type="intake.rejected", source=self.partner, protocol=str(origin.get("protocol",
-                                "unknown")), correlation_id=f"reject-{self.route.name}",  # type: ignore[attr-defined]
-                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")  # type: ignore[attr-defined]
+                                "unknown")), correlation_id=f"reject-{self.route.name}",
+                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")
         letter = DeadLetter.for_envelope(topic, envelope, reason, error_class="ValidationFailed",
-                                         origin={"route": self.route.name, **origin})  # type: ignore[attr-defined]
+                                         origin={"route": self.route.name, **origin})
         await self._dead.publish(letter)
 
 

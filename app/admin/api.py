@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.admin.patch import PatchOp, parse_patch
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter, Queries, parse_when
 from app.admin.replay import ActionResult, NotFound, Refused, ReplayService
-from hub.auth import PRINCIPAL, Handler, requires
+from hub.auth import PRINCIPAL, Handler, Role, requires
 from hub.errors import ValidationFailed
 from hub.problem import problem
 from hub.services import SERVICES, ServiceKey
@@ -274,8 +274,8 @@ async def calls_recall(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    def r(role: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Handler:
-        return requires(role, _tokens)(_errors(handler))  # type: ignore[arg-type]
+    def r(role: Role, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Handler:
+        return requires(role, _tokens)(_errors(handler))
 
     app.router.add_get(f"{PREFIX}/dlq", r("viewer", dlq_list))
     app.router.add_get(f"{PREFIX}/dlq/history", r("viewer", dlq_history))
