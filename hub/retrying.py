@@ -17,6 +17,8 @@ policy                  attempts   waits                   retries
                                                            acknowledge; then the recovery timer re-sends
 ``AMQP_REQUEUE``        1 (+ the   ``retry_delay_s``       a message Kafka/MongoDB could not take: wait,
                         broker's)  (route config)          then nack-requeue (the broker redelivers)
+``ROUTE_RELAUNCH``      until it   1 poll · 2ⁿ, ≤ 30 s     a route whose source could not start (its
+                        starts     (``poll_interval``)     server is down), tried again on the manager's polls
 ``delivery(policy)``    partner's  partner's backoff +     one partner call (``outbound.policy`` in
                                    jitter                  ``config/partners/*.yaml``, :class:`RetryPolicy`)
 ======================  =========  ======================  ==============================================
@@ -90,6 +92,7 @@ ENGINE_EVENT = Backoff("engine-event", attempts=6, initial_s=0.2, max_s=5.0)
 VERSION_CONFLICT = Backoff("version-conflict", attempts=10)
 OUTBOX_SEND = Backoff("outbox-send", attempts=7, initial_s=0.2, max_s=5.0)
 AMQP_REQUEUE = Backoff("amqp-requeue", attempts=1, initial_s=1.0, max_s=1.0, multiplier=1.0)
+ROUTE_RELAUNCH = Backoff("route-relaunch", attempts=None, initial_s=2.0, max_s=30.0)
 
 
 def delivery(policy: RetryPolicy) -> Backoff:

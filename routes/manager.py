@@ -5,7 +5,8 @@ route's :class:`~routes.pipeline.RouteEmit`. The manager polls ``config/routes/`
 default every 2 s): a changed valid file replaces its route (old stopped, new started); a changed
 *invalid* file is rejected — the old route keeps running, the error is logged and shown on
 ``/readyz`` under ``routes``; a deleted file stops its route. A route whose source cannot start
-(server down) is retried on every poll, so routes come up when their partner does.
+(server down) is tried again on the polls, backing off (``ROUTE_RELAUNCH``: after 1, 2, 4 … polls,
+at most every 30 s), so routes come up when their partner does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from hub.deadletter import DeadLetters
 from hub.errors import ConfigError
+from hub.retrying import ROUTE_RELAUNCH
 from routes.loader import RouteFile, implied_rest_routes, load_route_file, load_routes, routes_dir
 from routes.pipeline import RouteEmit
 
@@ -46,6 +48,11 @@ class RouteRunner:
     state: str = "stopped"  # running | failed | disabled | stopped
     error: str | None = None
     started_at: float | None = None
+    launch_failures: int = 0  # starts that failed in a row (ROUTE_RELAUNCH backs off on them)
+    next_launch: float = 0.0  # time.monotonic() before which a failed start is not tried again
+
+    def relaunch_due(self) -> bool:
+        return time.monotonic() >= self.next_launch
 
     @property
     def name(self) -> str:
@@ -69,6 +76,7 @@ class RouteManager:
     def __init__(self, runtime: Services, *, poll_interval: float = 2.0) -> None:
         self.runtime = runtime
         self.poll_interval = poll_interval
+        self.relaunch = ROUTE_RELAUNCH.with_delay(poll_interval)  # a failed start: tried again after 1, 2, 4 … polls
         self.runners: dict[str, RouteRunner] = {}  # by path (or "implied:<name>")
         self.rejected: dict[str, Rejected] = {}
         self._task: asyncio.Task[None] | None = None
@@ -147,12 +155,15 @@ class RouteManager:
             runner.source = source
             runner.set_state("running")
             runner.started_at = time.time()
+            runner.launch_failures = 0
             log.info("route %s running (%s → %s)", route.name, route.source.connector,
                      runner.emit.topic or f"sink {route.target.sink.connector}")
         except Exception as exc:
             runner.set_state("failed", f"{type(exc).__name__}: {exc}")
-            log.error("route %s could not start: %s (retrying every %.0fs)", route.name, runner.error,
-                      self.poll_interval)
+            runner.launch_failures += 1
+            wait = self.relaunch.delay(runner.launch_failures)
+            runner.next_launch = time.monotonic() + wait
+            log.error("route %s could not start: %s (next try in %.0fs)", route.name, runner.error, wait)
 
     async def _stop(self, key: str) -> None:
         runner = self.runners.pop(key, None)
@@ -184,7 +195,7 @@ class RouteManager:
                     continue
                 if runner is not None and runner.file.digest == digest:
                     self.rejected.pop(key, None)  # an invalid edit was reverted
-                    if runner.state == "failed":
+                    if runner.state == "failed" and runner.relaunch_due():
                         await self._launch(runner)
                     continue
                 rejected = self.rejected.get(key)
@@ -218,7 +229,7 @@ class RouteManager:
                 if runner.file.route.source.partner in declared_rest:
                     changes.append(f"removed {runner.name} (a route file now declares this REST intake)")
                     await self._stop(key)
-                elif runner.state == "failed":
+                elif runner.state == "failed" and runner.relaunch_due():
                     await self._launch(runner)
         for change in changes:
             log.info("routes: %s", change)

@@ -11,7 +11,15 @@ from tenacity import retry_if_exception_type, retry_if_result
 from flows.agents import EngineRunner
 from hub.envelope import Envelope
 from hub.retry import RetryPolicy
-from hub.retrying import AMQP_REQUEUE, ENGINE_EVENT, OUTBOX_SEND, VERSION_CONFLICT, Backoff, delivery
+from hub.retrying import (
+    AMQP_REQUEUE,
+    ENGINE_EVENT,
+    OUTBOX_SEND,
+    ROUTE_RELAUNCH,
+    VERSION_CONFLICT,
+    Backoff,
+    delivery,
+)
 from tests.unit.test_records import FakeDb, FakeProducer
 
 
@@ -126,3 +134,10 @@ async def test_the_outbox_resends_only_what_the_broker_did_not_acknowledge() -> 
     step: Any = SimpleNamespace(outbox=[("hub.out.group", e) for e in envs])
     await runner._send(step)
     assert sent == ["a", "b"] and step.outbox == [] and sleep.waits == pytest.approx([0.2, 0.4])
+
+
+def test_a_failed_route_start_is_tried_again_after_1_2_4_polls_at_most_every_30_s() -> None:
+    relaunch = ROUTE_RELAUNCH.with_delay(2.0)  # the route manager's poll interval
+    assert relaunch.attempts is None  # a route is tried until its partner is back
+    assert [relaunch.delay(n) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert ROUTE_RELAUNCH.with_delay(45.0).delay(1) == 45.0  # a slow poll is never shortened
