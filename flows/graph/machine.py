@@ -1,0 +1,266 @@
+"""The v2 engine as a pure function: ``step(blueprint, state, event, now) -> (state, commands)``.
+
+Why pure: an engine that reads no clock, does no I/O and draws no random numbers can be replayed —
+recorded events give the same commands every time (tests/fixtures/flows/), so a blueprint edit that
+would break running orders fails a test, and the runtime that wires it in (MongoDB outbox, durable
+timers, relay: docs/flows-v2.md) can retry a write without fearing a different outcome. Ids are derived
+from the order id and a counter in the state; ``now`` is handed in with every event.
+
+The state is one JSON document: ``status``, ``data`` (the order document), ``tokens`` (several per order
+for parallel branches), ``forks`` (open parallel splits), ``done`` (completed nodes with a compensation,
+in order), ``seq``. The input state is never mutated.
+
+Generic behaviour lives here — gate reports on entry/exit (G2/G6), node timeouts (take a path and/or
+escalate), cancel (cancel pending work, compensations in reverse, reply, finish). Each kind's own
+behaviour is in flows/graph/nodes.py, found by name in ``NODE_KINDS``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flows.graph import commands as cmd
+from flows.graph.commands import Command, Event
+from flows.graph.expr import compile_expr, compile_mapping, evaluate_mapping
+from flows.graph.model import NODE_KINDS, Blueprint, NodeSpec, ReportSpec
+from hub.errors import ConfigError, ValidationFailed
+
+__all__ = ["MAX_TRANSITIONS", "Run", "step"]
+
+#: transitions one event may cause; more means a loop with no waiting node (a blueprint error).
+MAX_TRANSITIONS = 500
+
+
+def step(blueprint: Blueprint, state: dict[str, Any] | None, event: Event, now: float,
+         ) -> tuple[dict[str, Any], list[Command]]:
+    """Apply one event; return the new state and the commands to carry out (nothing is done here)."""
+    kind = event.get("type")
+    if kind == "order_received":
+        if state:  # a redelivered intake: the order exists, nothing to do
+            return state, []
+        run = Run(blueprint, _new_state(blueprint, event, now), now)
+        run.start()
+        return run.state, run.out
+    if not state:
+        raise ValidationFailed(f"{kind} event for an order that was never received")
+    if state["status"] != "running":  # late callbacks, timers and cancels after the end change nothing
+        return state, []
+    run = Run(blueprint, json.loads(json.dumps(state)), now)
+    run.dispatch(event)
+    if not run.changed:
+        return state, []
+    return run.state, run.out
+
+
+def _new_state(blueprint: Blueprint, event: Event, now: float) -> dict[str, Any]:
+    order_id = str(event["order_id"])
+    return {"order_id": order_id, "blueprint": blueprint.name, "digest": blueprint.digest(),
+            "status": "running", "started_at": now, "data": dict(event.get("data") or {}),
+            "tokens": {}, "forks": {}, "done": [], "seq": 0}
+
+
+class Run:
+    """One event being applied: the working copy of the state and the commands produced so far."""
+
+    def __init__(self, blueprint: Blueprint, state: dict[str, Any], now: float) -> None:
+        self.bp = blueprint
+        self.state = state
+        self.now = now
+        self.out: list[Command] = []
+        self.changed = False
+        self._budget = MAX_TRANSITIONS
+
+    # ---- helpers the kinds use -------------------------------------------------------------
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.state["data"]
+
+    def new_id(self, what: str) -> str:
+        """A deterministic id: the same state and event always give the same ids (replay)."""
+        self.state["seq"] += 1
+        return f"{self.state['order_id']}:{self.state['seq']}:{what}"
+
+    def emit(self, command: Command) -> None:
+        self.changed = True
+        self.out.append(command)
+
+    def scope(self, **extra: Any) -> dict[str, Any]:
+        return {"data": self.data, "now": self.now, "order_id": self.state["order_id"], **extra}
+
+    def spec(self, token: dict[str, Any]) -> NodeSpec:
+        return self.bp.nodes[token["node"]]
+
+    def choose(self, spec: NodeSpec, scope: dict[str, Any]) -> str | None:
+        """The first transition whose condition holds, else ``next`` (None: no way on)."""
+        for t in spec.transitions:
+            if t.when is None or compile_expr(t.when).test(scope):
+                return t.to
+        return spec.next
+
+    def start_timer(self, token: dict[str, Any], at: float, purpose: str) -> str:
+        timer_id = self.new_id(purpose)
+        token["timers"][timer_id] = purpose
+        self.emit(cmd.timer(timer_id, at, purpose=purpose, node=token["node"]))
+        return timer_id
+
+    def cancel_timers(self, token: dict[str, Any], purpose: str | None = None) -> None:
+        for timer_id, p in list(token["timers"].items()):
+            if purpose is None or p == purpose:
+                del token["timers"][timer_id]
+                self.emit({"type": "cancel_timer", "timer_id": timer_id})
+
+    def send_report(self, token: dict[str, Any], r: ReportSpec, on: str, **extra: Any) -> str:
+        report_id = self.new_id("report")
+        payload = evaluate_mapping(compile_mapping(r.payload), self.scope(**extra))
+        self.emit(cmd.report(report_id, r.partner, r.operation, payload, node=token["node"], on=on, gate=r.gate))
+        if r.gate:
+            token["gates"][report_id] = {"index": self.spec(token).reports.index(r), "ok": None}
+        return report_id
+
+    # ---- token lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.changed = True
+        token = self.spawn(self.bp.start, forks=[])
+        self.enter(token, self.bp.start)
+
+    def spawn(self, node: str, forks: list[str]) -> dict[str, Any]:
+        token_id = self.new_id("token")
+        token = {"id": token_id, "node": node, "phase": "new", "since": self.now, "timers": {}, "gates": {},
+                 "wait": {}, "forks": list(forks)}
+        self.state["tokens"][token_id] = token
+        return token
+
+    def enter(self, token: dict[str, Any], node: str, **extra: Any) -> None:
+        self._budget -= 1
+        if self._budget < 0:
+            raise ConfigError(f"blueprint {self.bp.name}: more than {MAX_TRANSITIONS} transitions in one "
+                              f"event (a loop without a waiting node through {node!r})")
+        self.changed = True
+        token.update(node=node, phase="enter", since=self.now, wait={}, gates={})
+        spec = self.bp.nodes[node]
+        for r in spec.reports:
+            if r.at == "enter":
+                self.send_report(token, r, "enter", **extra)
+        if not token["gates"]:
+            self.activate(token)
+
+    def activate(self, token: dict[str, Any]) -> None:
+        token["phase"] = "active"
+        token["gates"] = {}
+        spec = self.spec(token)
+        if spec.timeout is not None and spec.waits:
+            self.start_timer(token, self.now + spec.timeout.after_s, "timeout")
+        NODE_KINDS[spec.kind].enter(self, token, spec)
+
+    def leave(self, token: dict[str, Any], to: str | None, **extra: Any) -> None:
+        """Complete the token's node and move on to ``to`` (exit reports first, gated ones awaited)."""
+        spec = self.spec(token)
+        self.cancel_timers(token)
+        if spec.compensate is not None:
+            self.state["done"].append({"node": token["node"], "at": self.now})
+        token.update(phase="exit", gates={}, wait={"to": to})
+        for r in spec.reports:
+            if r.at == "exit":
+                self.send_report(token, r, "exit", **extra)
+        if not token["gates"]:
+            self._go(token, to)
+
+    def _go(self, token: dict[str, Any], to: str | None) -> None:
+        if to is None:
+            self.fail(f"node {token['node']!r} has no way on")
+            return
+        self.enter(token, to)
+
+    def kill(self, token: dict[str, Any]) -> None:
+        """Remove a token (a lost race at a join, the end of the order); cancel what it waits for."""
+        self.cancel_timers(token)
+        NODE_KINDS[self.spec(token).kind].cancel(self, token, self.spec(token))
+        self.state["tokens"].pop(token["id"], None)
+        self.changed = True
+
+    def finish(self, status: str, reason: str = "", reply: dict[str, Any] | None = None) -> None:
+        for other in list(self.state["tokens"].values()):
+            self.kill(other)
+        self.state["status"] = status
+        self.state["finished_at"] = self.now
+        if reply is not None:
+            self.emit(cmd.reply("origin", reply, status=status))
+        self.emit(cmd.finish(status, reason))  # type: ignore[arg-type]
+
+    def fail(self, reason: str) -> None:
+        self.finish("failed", reason, reply={"reason": reason})
+
+    # ---- events ------------------------------------------------------------------------------
+    def dispatch(self, event: Event) -> None:
+        kind = event.get("type")
+        if kind not in cmd.EVENT_TYPES:
+            raise ValidationFailed(f"unknown event type {kind!r}")
+        if kind == "cancel":
+            self.cancel(str(event.get("reason", "")))
+            return
+        for token in list(self.state["tokens"].values()):
+            if token["id"] not in self.state["tokens"] or self.state["status"] != "running":
+                continue
+            if self._offer(token, event):
+                return
+
+    def _offer(self, token: dict[str, Any], event: Event) -> bool:
+        """Hand ``event`` to ``token`` if it is the one waiting for it; True when consumed."""
+        kind = event["type"]
+        if kind == "report_result":
+            gate = token["gates"].get(event.get("report_id"))
+            if gate is None or gate["ok"]:
+                return False
+            self.changed = True
+            gate["ok"] = bool(event.get("ok"))
+            gate["error"] = event.get("error")
+            if all(g["ok"] for g in token["gates"].values()):
+                if token["phase"] == "enter":
+                    self.activate(token)
+                elif token["phase"] == "exit":
+                    self._go(token, token["wait"].get("to"))
+            return True
+        if kind == "retry":
+            if token["node"] != event.get("node") or not token["gates"]:
+                return False
+            failed = [(rid, g) for rid, g in token["gates"].items() if g["ok"] is False]
+            for rid, g in failed:  # G2: the user clicks again; the report is sent again, the order waits
+                del token["gates"][rid]
+                self.send_report(token, self.spec(token).reports[g["index"]], token["phase"])
+            return bool(failed)
+        if token["phase"] != "active":
+            return False
+        spec = self.spec(token)
+        if kind == "timer_fired" and token["timers"].get(event.get("timer_id")) == "timeout":
+            del token["timers"][event["timer_id"]]
+            self.changed = True
+            self.timeout(token, spec)
+            return True
+        return bool(NODE_KINDS[spec.kind].on_event(self, token, spec, event))
+
+    def timeout(self, token: dict[str, Any], spec: NodeSpec) -> None:
+        assert spec.timeout is not None
+        if spec.timeout.escalate is not None:
+            self.send_report(token, spec.timeout.escalate, "escalate")
+        if spec.timeout.to is not None:
+            NODE_KINDS[spec.kind].cancel(self, token, spec)
+            self.leave(token, spec.timeout.to)
+        elif NODE_KINDS[spec.kind].on_timeout is not None:
+            NODE_KINDS[spec.kind].on_timeout(self, token, spec)
+        elif spec.timeout.escalate is None:
+            NODE_KINDS[spec.kind].cancel(self, token, spec)
+            self.fail(f"{token['node']}: timed out")
+
+    def cancel(self, reason: str) -> None:
+        """Withdraw / terminate (issue 10 §5, P26.4): stop everything now, undo what partners did."""
+        self.changed = True
+        for token in list(self.state["tokens"].values()):
+            self.kill(token)
+        for done in reversed(self.state["done"]):
+            comp = self.bp.nodes[done["node"]].compensate
+            assert comp is not None
+            payload = evaluate_mapping(compile_mapping(comp.payload), self.scope())
+            self.emit(cmd.call(self.new_id("compensate"), comp.partner, comp.operation, payload,
+                               purpose="compensate", node=done["node"]))
+        self.finish("cancelled", reason, reply={"reason": reason})
