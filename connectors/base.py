@@ -29,8 +29,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel
-
 from hub.envelope import Envelope
 from hub.intake import Accepted
 
@@ -77,7 +75,3 @@ class Sink(Protocol):
 
     async def stop(self) -> None: ...
 
-
-ConfigModel = type[BaseModel]
-SourceFactory = Callable[..., Source]
-SinkFactory = Callable[..., Sink]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from hub.envelope import Envelope
+from hub.kafka import ensure_topics
 from hub.settings import Settings
+
+MARKER_HEADER = "hub-test-marker"
 
 
 async def read_topic(settings: Settings, topic: str, *, expect: int | None = None, wait: float = 5.0
@@ -37,6 +41,42 @@ async def read_topic(settings: Settings, topic: str, *, expect: int | None = Non
     finally:
         await consumer.stop()
     return records
+
+
+async def records_before_marker(settings: Settings, topic: str, *, timeout: float = 20.0) -> list[ConsumerRecord]:
+    """Every record already on ``topic``, proved without sleeping: one marker record is produced to
+    each partition (acks=all), and the topic is read from the beginning until every marker is back.
+    A partition is read in order, so whatever was produced before this call has been seen by then;
+    ``== []`` is a deterministic "nothing was produced" (waiting a second and seeing nothing is not:
+    a slow producer passes it). Markers carry the ``hub-test-marker`` header and are left out."""
+    await ensure_topics(settings, [topic])
+    token = uuid.uuid4().hex.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        await asyncio.gather(*(producer.send_and_wait(topic, b"marker", partition=p, headers=[(MARKER_HEADER, token)])
+                               for p in partitions))
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    before: list[ConsumerRecord] = []
+    waiting = set(partitions)
+    try:
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            for tp, msgs in (await consumer.getmany(timeout_ms=300)).items():
+                for m in msgs:
+                    if (MARKER_HEADER, token) in list(m.headers):
+                        waiting.discard(tp.partition)
+                    elif tp.partition in waiting and not any(h[0] == MARKER_HEADER for h in m.headers):
+                        before.append(m)
+    finally:
+        await consumer.stop()
+    assert not waiting, f"markers not read back from {topic} partitions {sorted(waiting)} within {timeout}s"
+    return before
 
 
 def envelopes(records: list[ConsumerRecord]) -> list[Envelope]:

@@ -16,7 +16,7 @@ from hub.envelope import Envelope
 from hub.jsonlimits import DEFAULT_MAX_DEPTH, json_depth_exceeds, value_depth
 from hub.settings import Settings
 from tests.integration.test_intake import ESOP_KEY, URL, order
-from tests.support import read_topic
+from tests.support import read_topic, records_before_marker
 
 JSON = {**ESOP_KEY, "Content-Type": "application/json"}
 
@@ -47,7 +47,7 @@ async def test_too_deep_order_is_a_400_naming_the_limit_and_nothing_is_produced(
     assert f"limit of {DEFAULT_MAX_DEPTH} levels" in problem["detail"]
     assert problem["max_depth"] == DEFAULT_MAX_DEPTH
     assert problem["errors"][0]["type"] == "too_deep"
-    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+    assert await records_before_marker(settings, topics.inbound(settings.topic_prefix, "esop")) == []
 
 
 @pytest.mark.parametrize("body", [b"[" * 500_000 + b"]" * 500_000, b'{"a":' * 150_000 + b"1" + b"}" * 150_000])
@@ -85,7 +85,7 @@ async def test_a_body_that_cannot_be_re_encoded_is_a_400_not_a_500(client: TestC
     resp = await client.post(URL, data=body, headers=JSON)
     assert resp.status == 400, await resp.text()
     assert resp.content_type == "application/problem+json"
-    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+    assert await records_before_marker(settings, topics.inbound(settings.topic_prefix, "esop")) == []
 
 
 async def test_depth_limit_is_settable(settings: Settings, aiohttp_client: Any) -> None:
@@ -120,7 +120,7 @@ async def test_a_body_under_the_limit_that_the_broker_would_refuse_is_a_400_not_
     resp = await client.post(URL, data=raw, headers=JSON)
     assert resp.status == 400, await resp.text()
     assert "as an envelope" in (await resp.json())["detail"]
-    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+    assert await records_before_marker(settings, topics.inbound(settings.topic_prefix, "esop")) == []
 
 
 async def test_a_field_name_with_nul_is_a_400_not_an_accepted_order_that_cannot_be_stored(
@@ -131,5 +131,5 @@ async def test_a_field_name_with_nul_is_a_400_not_an_accepted_order_that_cannot_
     resp = await client.post(URL, data=body, headers=JSON)
     assert resp.status == 400, await resp.text()
     assert (await resp.json())["errors"][0]["type"] == "nul_in_key"
-    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+    assert await records_before_marker(settings, topics.inbound(settings.topic_prefix, "esop")) == []
     assert (await client.post(URL, json=order("E-after-nul"), headers=ESOP_KEY)).status == 202
