@@ -4,36 +4,51 @@ Why here: ``hub/`` and ``connectors/`` must not import ``flows/`` (layering), ye
 know whether a product/scenario has a flow before it answers 202 — otherwise the order is accepted
 and then silently ``failed`` by the engine. The composition root (``app/plugins.py``) asks this
 module for a check and hands it to the intake; the check reads the same blueprints the engine
-runs (``runtime.extras["blueprints"]``, loaded once on first use).
+runs (the ``BLUEPRINTS`` service, loaded at start in a thread by :func:`load_at_start` — the web
+app's startup — or by the worker; only a process with neither loads them on first use).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from flows.blueprint import Blueprints, load_blueprints
+from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
 from hub.envelope import Envelope
 from hub.errors import ConfigError, ValidationFailed
+from hub.services import ServiceKey, Services
 
 log = logging.getLogger(__name__)
 
 ORDER_TYPES = frozenset({"order.received"})
+#: why the blueprints did not load (set once: the files are not re-read on every request)
+BLUEPRINTS_FAILED: ServiceKey[str] = ServiceKey("blueprints_failed")
+
+
+def loaded_blueprints(runtime: Services) -> Blueprints | None:
+    """The process's blueprints, loading them if nothing has; None when they do not load."""
+    bps = runtime.get(BLUEPRINTS)
+    if bps is None and runtime.get(BLUEPRINTS_FAILED) is None:
+        try:
+            bps = runtime.put(BLUEPRINTS, load_blueprints(runtime.settings.config_dir, runtime.partners))
+        except ConfigError as exc:
+            runtime.put(BLUEPRINTS_FAILED, str(exc))
+            log.error("intake admission off: blueprints do not load (%s)", exc)
+    return bps
+
+
+async def load_at_start(runtime: Services) -> None:
+    """Load the blueprints before the first request, in a thread: parsing every flow file is
+    blocking YAML work that must not run on the event loop inside a partner's request."""
+    if runtime.get(BLUEPRINTS) is None and runtime.get(BLUEPRINTS_FAILED) is None:
+        await asyncio.to_thread(loaded_blueprints, runtime)
 
 
 def _blueprints(runtime: Any) -> Blueprints | None:
     """The engine's blueprints; None when they do not load (``hub run`` refuses to start then, so
     this only happens in a web-only process: the intake admits, and the engine reports later)."""
-    bps = runtime.extras.get("blueprints")
-    if bps is None and runtime.extras.get("admission_warned"):
-        return None  # already failed to load: do not re-read the files on every request
-    if bps is None:
-        try:
-            bps = runtime.extras["blueprints"] = load_blueprints(runtime.settings.config_dir, runtime.partners)
-        except ConfigError as exc:
-            runtime.extras["admission_warned"] = True
-            log.error("intake admission off: blueprints do not load (%s)", exc)
-            return None
+    bps = loaded_blueprints(runtime)
     return bps
 
 

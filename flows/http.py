@@ -23,7 +23,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
+from flows.admission import BLUEPRINTS_FAILED, load_at_start, loaded_blueprints
+from flows.blueprint import Blueprints
 from flows.documents import ORDERS
 from flows.store import EVENTS
 from hub import jsonlimits, topics
@@ -66,11 +67,13 @@ def _tokens(request: web.Request) -> list[AdminToken]:
     return list(getattr(_runtime(request).settings, "admin_tokens", []))
 
 
-def _blueprints(runtime: Services) -> Blueprints:
-    bps = runtime.get(BLUEPRINTS)
-    if bps is None:  # a web-only process: the worker did not load them
-        bps = runtime.put(BLUEPRINTS, load_blueprints(runtime.settings.config_dir, runtime.partners))
-    return bps
+def _blueprints(runtime: Services) -> Blueprints | None:
+    """Loaded at the web app's start (``_load_blueprints``) or by the worker, never inside a request."""
+    return loaded_blueprints(runtime)
+
+
+async def _load_blueprints(app: web.Application) -> None:
+    await load_at_start(app[SERVICES])
 
 
 async def _json(request: web.Request, max_depth: int) -> Any:
@@ -167,7 +170,11 @@ async def submit(request: web.Request) -> web.Response:
     doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"stages": {"$slice": -1}, "calls": 0, "order": 0})
     if doc is None:
         return problem(404, "Not Found", f"no order {order_id!r}")
-    bp = _blueprints(runtime).get(doc.get("product"), doc.get("scenario"))
+    bps = _blueprints(runtime)
+    if bps is None:
+        why = runtime.get(BLUEPRINTS_FAILED)
+        return problem(503, "Service Unavailable", f"the flow blueprints did not load: {why}")
+    bp = bps.get(doc.get("product"), doc.get("scenario"))
     if bp is None or stage_name not in {s.name for s in bp.stages}:
         return problem(404, "Not Found", f"order {order_id} has no stage {stage_name!r}")
     stage = bp.stage(stage_name)
@@ -196,5 +203,6 @@ async def submit(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.on_startup.append(_load_blueprints)
     app.router.add_post(CALLBACK_PATH, callback)
     app.router.add_post(SUBMIT_PATH, submit)

@@ -65,3 +65,7 @@ class SoapSourceConfig(BaseModel):
         default_factory=lambda: ["address"], description="element names that are always lists (maxOccurs > 1)"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^?#]+$", examples=["https://hub.example.com/soap/esop"],
+        description="service address the WSDL publishes (partners POST there); default "
+        "{HUB_PUBLIC_URL}/soap/{partner}. Configuration, never the caller's Host header.")

@@ -1,7 +1,9 @@
 """Inbound SOAP 1.1: the hub as a webservice a partner calls (ESOP-style).
 
-``GET /soap/{partner}?wsdl`` publishes the route's WSDL (``?xsd`` its schema) with addresses
-rewritten to the URL it was fetched from; ``POST /soap/{partner}`` handles one call:
+``GET /soap/{partner}?wsdl`` publishes the route's WSDL (``?xsd`` its schema), rendered once at
+start with the configured service address (the route's ``public_url``, default
+``{HUB_PUBLIC_URL}/soap/{partner}``) — never the Host a caller sent; ``POST /soap/{partner}``
+handles one call:
 
 1. size limit and ``text/xml`` content type;
 2. safe parse (no DTD, no entities, no network — ``xmlsafe.py``);
@@ -16,11 +18,13 @@ for the caller's mistakes, ``soap:Server`` for "try again later" (Kafka/MongoDB 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
@@ -87,6 +91,16 @@ def response_xml(ns: str, name: str, fields: dict[str, Any]) -> bytes:
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class ServiceFiles:
+    """What one endpoint serves from its files, read once (``SoapSource._load``)."""
+
+    xsd: bytes
+    schema: etree.XMLSchema
+    namespace: str
+    wsdl: bytes
+
+
 @registry.source("soap", SoapSourceConfig, "SOAP 1.1 webservice the partner calls: /soap/{partner} (WSDL, XSD)")
 class SoapSource:
     name: ClassVar[str] = "soap"
@@ -98,15 +112,17 @@ class SoapSource:
         base = context.settings.config_dir
         self.wsdl_path = config.wsdl if config.wsdl.is_absolute() else base / config.wsdl
         self.xsd_path = config.xsd if config.xsd.is_absolute() else base / config.xsd
-        self.xsd_bytes = self.xsd_path.read_bytes()
-        self.schema = etree.XMLSchema(etree.parse(str(self.xsd_path)))  # trusted file from config
-        self.namespace: str = etree.parse(str(self.xsd_path)).getroot().get("targetNamespace", "")
-        self._wsdl_cache: dict[str, bytes] = {}
+        #: the service address the WSDL publishes: from configuration, never from a request's Host
+        self.address = config.public_url or f"{context.settings.public_base_url}/soap/{config.partner}"
+        self._files: ServiceFiles | None = None  # read at start, in a thread (see _load)
+        self.wsdl_renderings = 0
         self._emit: Emit | None = None
         self._lists = frozenset(config.list_elements)
         self._nonces: dict[str, float] = {}
 
     async def start(self, emit: Emit) -> None:
+        if self._files is None:  # XSD and WSDL parsing is blocking XML work: off the loop
+            self._files = await asyncio.to_thread(self._load)
         self._emit = emit
         self._table[self.config.partner] = self
 
@@ -115,19 +131,44 @@ class SoapSource:
             del self._table[self.config.partner]
         self._emit = None
 
-    # --- WSDL ------------------------------------------------------------------------------
-    def wsdl(self, base_url: str) -> bytes:
-        cached = self._wsdl_cache.get(base_url)
-        if cached is None:
-            tree = etree.parse(str(self.wsdl_path))
-            for imp in tree.iter("{http://www.w3.org/2001/XMLSchema}import"):
-                if imp.get("schemaLocation"):
-                    imp.set("schemaLocation", f"{base_url}?xsd")
-            for addr in tree.iter("{http://schemas.xmlsoap.org/wsdl/soap/}address"):
-                addr.set("location", base_url)
-            cached = etree.tostring(tree, xml_declaration=True, encoding="utf-8")
-            self._wsdl_cache[base_url] = cached
-        return cached
+    # --- WSDL and XSD ----------------------------------------------------------------------
+    def _load(self) -> ServiceFiles:
+        """Read the XSD (parsed once: validator and namespace) and render the WSDL once, with the
+        configured address. Runs in a thread from ``start``; ``sample`` (a CLI dry run) calls it
+        directly. Why not per request: the address is configuration, and a WSDL rendered per Host
+        header let any caller grow an unbounded cache and publish a forged service address."""
+        xsd = self.xsd_path.read_bytes()
+        doc = etree.parse(str(self.xsd_path))  # trusted file from config (includes resolve beside it)
+        tree = etree.parse(str(self.wsdl_path))
+        for imp in tree.iter("{http://www.w3.org/2001/XMLSchema}import"):
+            if imp.get("schemaLocation"):
+                imp.set("schemaLocation", f"{self.address}?xsd")
+        for addr in tree.iter("{http://schemas.xmlsoap.org/wsdl/soap/}address"):
+            addr.set("location", self.address)
+        self.wsdl_renderings += 1
+        return ServiceFiles(xsd=xsd, schema=etree.XMLSchema(doc), namespace=doc.getroot().get("targetNamespace", ""),
+                            wsdl=etree.tostring(tree, xml_declaration=True, encoding="utf-8"))
+
+    def _loaded(self) -> ServiceFiles:
+        if self._files is None:
+            self._files = self._load()
+        return self._files
+
+    @property
+    def schema(self) -> etree.XMLSchema:
+        return self._loaded().schema
+
+    @property
+    def namespace(self) -> str:
+        return self._loaded().namespace
+
+    @property
+    def xsd_bytes(self) -> bytes:
+        return self._loaded().xsd
+
+    def wsdl(self) -> bytes:
+        """The WSDL as published: rendered once per endpoint, whoever asks and whatever Host they send."""
+        return self._loaded().wsdl
 
     # --- auth ------------------------------------------------------------------------------
     def _authenticate(self, request: web.Request, envelope: etree._Element) -> None:
@@ -337,9 +378,8 @@ async def dispatch(request: web.Request) -> web.Response:
         INTAKE_REQUESTS.labels("unknown", "soap", "rejected_unknown_partner").inc()
         return fault_response(SoapFault("Client", f"no SOAP service for partner {partner!r}"))
     if request.method == "GET":
-        base = str(request.url.with_query(None))
         if "wsdl" in request.query:
-            return web.Response(body=source.wsdl(base), content_type="text/xml", charset="utf-8")
+            return web.Response(body=source.wsdl(), content_type="text/xml", charset="utf-8")
         if "xsd" in request.query:
             return web.Response(body=source.xsd_bytes, content_type="text/xml", charset="utf-8")
         return web.Response(status=400, text="GET ?wsdl or ?xsd; POST SOAP 1.1 requests\n")

@@ -22,7 +22,7 @@ from routes.loader import load_route_file
 from routes.manager import build
 from routes.pipeline import RouteEmit
 from tests.integration.test_intake import ESOP_KEY, URL, config_copy, order
-from tests.integration.test_soap_inbound import call, work_order, zeep_client
+from tests.integration.test_soap_inbound import call, serve, work_order, zeep_client
 from tests.support import read_topic
 
 AVAILABLE = ["5g_lan/open", "internet_line/open"]
@@ -30,7 +30,7 @@ AVAILABLE = ["5g_lan/open", "internet_line/open"]
 
 @pytest.fixture
 async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
-    return await aiohttp_client(build_web_app(Runtime(settings)))
+    return await serve(aiohttp_client, settings)  # on its published public_url: zeep posts to the WSDL's address
 
 
 async def test_rest_order_without_a_blueprint_is_a_400_naming_product_scenario_and_what_exists(

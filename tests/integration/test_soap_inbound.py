@@ -19,6 +19,7 @@ from app.web import RUNTIME, build_web_app
 from hub import topics
 from hub.order import order_id_for
 from hub.settings import Settings
+from tests.conftest import free_port
 from tests.integration.test_intake import config_copy
 from tests.support import envelopes, read_topic
 
@@ -26,9 +27,17 @@ URL = "/soap/esop"
 USER, PASSWORD = "esop", "dev-esop-soap-pass"
 
 
+async def serve(aiohttp_client: Any, settings: Settings) -> TestClient:
+    """The hub's web app on a port chosen first, published as its ``public_url``: the WSDL's service
+    address is configuration (never the request's Host), so zeep posts where the test server listens."""
+    port = free_port()
+    published = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
+    return await aiohttp_client(build_web_app(Runtime(published)), server_kwargs={"port": port})
+
+
 @pytest.fixture
 async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
-    return await aiohttp_client(build_web_app(Runtime(settings)))
+    return await serve(aiohttp_client, settings)
 
 
 def zeep_client(client: TestClient, *, digest: bool = False, password: str = PASSWORD) -> Client:
@@ -94,7 +103,7 @@ async def test_withdraw_and_status_query_use_the_order_store(settings: Settings,
                                                               aiohttp_client: Any) -> None:
     # a withdraw is an order with scenario "withdraw": it needs a blueprint like any other (below)
     with_flow = config_copy(settings, tmp_path, scenarios=("withdraw",))
-    client = await aiohttp_client(build_web_app(Runtime(with_flow)))
+    client = await serve(aiohttp_client, with_flow)
     zc = await asyncio.to_thread(zeep_client, client)
     missing = await call(zc, "queryOrderStatus", orderNo="S-4001")
     assert missing.resultCode == "1" and "not found" in missing.resultDesc
@@ -193,6 +202,26 @@ async def test_wsdl_is_published_with_the_serving_address(client: TestClient) ->
     assert resp.status == 200 and str(client.make_url(URL)) in text and "?xsd" in text
     missing = await client.post("/soap/nobody", data=envelope_xml(order_xml()), headers={"Content-Type": "text/xml"})
     assert missing.status == 500 and "no SOAP service" in await missing.text()
+
+
+async def test_wsdl_is_rendered_once_with_the_configured_address_whatever_the_host(
+        settings: Settings, aiohttp_client: Any) -> None:
+    """1,000 distinct Host headers: one rendering (no per-Host cache to grow), and every answer
+    publishes the configured address — a forged Host never becomes the service address."""
+    public = "https://hub.example.com/gw"
+    client = await aiohttp_client(build_web_app(Runtime(settings.model_copy(update={"public_url": public}))))
+    source = client.app[RUNTIME].connector_tables["soap"]["esop"]
+    answers = set()
+    for n in range(1000):
+        resp = await client.get(URL + "?wsdl", headers={"Host": f"evil{n}.example.net"})
+        assert resp.status == 200
+        answers.add(await resp.read())
+    (wsdl,) = answers
+    assert source.wsdl_renderings == 1
+    assert f'location="{public}/soap/esop"'.encode() in wsdl and f"{public}/soap/esop?xsd".encode() in wsdl
+    assert b"evil" not in wsdl and b"127.0.0.1" not in wsdl
+    xsd = await client.get(URL + "?xsd", headers={"Host": "evil.example.net"})
+    assert xsd.status == 200 and b"targetNamespace" in await xsd.read()
 
 
 def digest_token(nonce: bytes, created: str, password: str = PASSWORD) -> str:
