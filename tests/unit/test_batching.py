@@ -68,12 +68,19 @@ async def test_a_delay_window_gathers_items_that_arrive_within_it() -> None:
         calls.append(list(items))
         return list(items)
 
-    batcher: MicroBatcher[int, int] = MicroBatcher(record, max_delay_s=0.05)
+    # A window far longer than the test: "not sent yet" holds by construction, not by a short sleep
+    # racing the window on a busy machine; the second item fills the batch, which closes it at once.
+    batcher: MicroBatcher[int, int] = MicroBatcher(record, max_batch=2, max_delay_s=60)
     first = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0.01)  # well inside the window
+    for _ in range(10):  # let the drain task run as far as it will: it must be waiting on the window
+        await asyncio.sleep(0)
     assert calls == []  # not sent before the window closed
-    assert await asyncio.gather(first, batcher.submit(2)) == [1, 2]
+    assert await asyncio.wait_for(asyncio.gather(first, batcher.submit(2)), 5) == [1, 2]
     assert calls == [[1, 2]]
+    # and a batch that never fills goes out when its window closes
+    short: MicroBatcher[int, int] = MicroBatcher(record, max_batch=2, max_delay_s=0.01)
+    assert await asyncio.wait_for(short.submit(3), 5) == 3
+    assert calls == [[1, 2], [3]]
 
 
 async def test_a_full_batch_is_sent_without_waiting_for_the_window() -> None:
