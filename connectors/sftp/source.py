@@ -134,7 +134,8 @@ class SftpSource:
         self.phase = "idle"
         self.spool = context.settings.data_dir / "spool" / (context.route or config.partner)
         self.stats: dict[str, int] = {"polls": 0, "processed": 0, "failed": 0, "duplicates": 0, "records": 0,
-                                      "retries": 0, "changed": 0, "empty": 0, "released": 0}
+                                      "retries": 0, "changed": 0, "empty": 0, "released": 0,
+                                      "held_unterminated": 0}  # polls that left a quiet file ending mid-line
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, emit: Emit) -> None:
@@ -233,6 +234,7 @@ class SftpSource:
             log.info("route %s: %s does not end with a newline (an upload stalled mid-record?); waiting "
                      "%.0fs more before taking it as it is", self.ctx.route, name,
                      UNTERMINATED_PATIENCE * rule.quiet_s - self.watch.quiet_for(name))
+        self.stats["held_unterminated"] += 1
         return True
 
     async def _take_back_own_claims(self, sftp: asyncssh.SFTPClient, files: dict[str, Any]) -> None:

@@ -95,7 +95,8 @@ async def test_upload_stalled_mid_record_is_not_taken_cut_short(
         source = source_of(rt)
         async with writer(server, f"{drop['server_path']}/cut.csv") as fh:
             await fh.write(HEADER + "客户0,杭州,100\n客户1,杭州,1".encode("gbk"))
-            await asyncio.sleep(1.2)                                 # > quiet_s, < 4 × quiet_s
+            # the source saw the file quiet and ending mid-line, and held it (a barrier, not a sleep)
+            await eventually(lambda: asyncio.sleep(0, source.stats["held_unterminated"] >= 2), timeout=10)
             assert await exists(drop["local"] / "cut.csv"), "taken while cut in the middle of a record"
             await fh.write("23\n".encode("gbk"))
         await eventually(lambda: exists(drop["local"] / "processed" / "cut.csv"), timeout=15)
