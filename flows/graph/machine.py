@@ -29,7 +29,7 @@ from hub.errors import ConfigError, ValidationFailed
 __all__ = ["MAX_TRANSITIONS", "Run", "step"]
 
 #: transitions one event may cause; more means a loop with no waiting node (a blueprint error).
-MAX_TRANSITIONS = 500
+MAX_TRANSITIONS = 100
 
 
 def step(blueprint: Blueprint, state: dict[str, Any] | None, event: Event, now: float,

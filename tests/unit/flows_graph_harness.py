@@ -78,10 +78,12 @@ def record(path: Path, blueprint_file: str, driver: Driver) -> None:
                     encoding="utf-8")
 
 
-def replay(path: Path) -> list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]:
-    """Replay a file; return ``(step index, recorded, replayed)`` for every step that differs."""
+def replay(path: Path, blueprint: Blueprint | None = None,
+           ) -> list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Replay a file (on its own blueprint, or on ``blueprint`` — an edit being tried); return
+    ``(step index, recorded, replayed)`` for every step that differs."""
     doc = json.loads(path.read_text(encoding="utf-8"))
-    bp = fixture_blueprint(doc["blueprint"])
+    bp = blueprint or fixture_blueprint(doc["blueprint"])
     state: dict[str, Any] | None = None
     diffs = []
     for i, s in enumerate(doc["steps"]):
