@@ -20,7 +20,8 @@ MARKER_HEADER = "hub-test-marker"
 async def read_topic(settings: Settings, topic: str, *, expect: int | None = None, wait: float = 5.0
                      ) -> list[ConsumerRecord]:
     """Every record on ``topic`` from the beginning; stops at ``expect`` records or after ``wait``
-    seconds (when ``expect`` is None, reads until ``wait`` seconds pass with nothing new)."""
+    seconds (when ``expect`` is None, reads until ``wait`` seconds pass with nothing new). The
+    markers of :func:`records_before_marker` are left out."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None,
         enable_auto_commit=False,
@@ -32,15 +33,19 @@ async def read_topic(settings: Settings, topic: str, *, expect: int | None = Non
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():
-                records.extend(msgs)
+                records.extend(m for m in msgs if not _is_marker(m))
             if expect is not None and len(records) >= expect:
                 # one more short poll so a duplicate would be seen too
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(msgs)
+                    records.extend(m for m in msgs if not _is_marker(m))
                 break
     finally:
         await consumer.stop()
     return records
+
+
+def _is_marker(record: ConsumerRecord) -> bool:
+    return any(key == MARKER_HEADER for key, _ in record.headers)
 
 
 async def records_before_marker(settings: Settings, topic: str, *, timeout: float = 20.0) -> list[ConsumerRecord]:
@@ -71,7 +76,7 @@ async def records_before_marker(settings: Settings, topic: str, *, timeout: floa
                 for m in msgs:
                     if (MARKER_HEADER, token) in list(m.headers):
                         waiting.discard(tp.partition)
-                    elif tp.partition in waiting and not any(h[0] == MARKER_HEADER for h in m.headers):
+                    elif tp.partition in waiting and not _is_marker(m):
                         before.append(m)
     finally:
         await consumer.stop()

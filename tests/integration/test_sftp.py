@@ -23,7 +23,7 @@ from connectors.sftp.sink import SftpSink, UnsafePath, render_path
 from hub.envelope import Envelope
 from hub.intake import unconsumed
 from hub.settings import Settings
-from tests.support import envelopes, eventually, read_topic
+from tests.support import envelopes, eventually, read_topic, records_before_marker
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ async def test_half_written_file_is_left_alone_until_renamed(hub: Runtime, setti
     polls = source.stats["polls"]
     await eventually(lambda: asyncio.sleep(0, source.stats["polls"] >= polls + 4), timeout=10)
     assert (drop["local"] / "big.csv.part").exists()
-    assert await read_topic(settings, f"{settings.topic_prefix}.reports.boss", wait=0.5) == []
+    assert await records_before_marker(settings, f"{settings.topic_prefix}.reports.boss") == []
     sftp_batch(server, f"rename {drop['server_path']}/big.csv.part {drop['server_path']}/big.csv\n")
     await eventually(lambda: processed(drop, "big.csv"), timeout=15)
 
@@ -142,7 +142,7 @@ async def test_malformed_file_goes_to_failed_with_a_reason_and_an_error_envelope
     await eventually(lambda: processed(drop, "bad.csv", "failed"), timeout=15)
     reason = (drop["local"] / "failed" / "bad.csv.reason.txt").read_text()
     assert "line 2: 2 fields, header has 3" in reason
-    assert await read_topic(settings, f"{settings.topic_prefix}.reports.boss", wait=0.5) == []
+    assert await records_before_marker(settings, f"{settings.topic_prefix}.reports.boss") == []
     assert hub.db is not None
     letter = await eventually(lambda: hub.db["dead_letters"].find_one({"partner": "boss"}))  # type: ignore[index]
     assert "bad.csv" in letter["error"] and letter["origin"]["file"] == "bad.csv"

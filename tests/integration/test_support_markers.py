@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from hub.kafka import ensure_topics
 from hub.settings import Settings
-from tests.support import records_before_marker
+from tests.support import read_topic, records_before_marker
 
 pytestmark = pytest.mark.integration
 
@@ -25,3 +25,5 @@ async def test_records_before_marker_sees_what_was_produced_before_it_and_only_t
     finally:
         await producer.stop()
     assert sorted(r.value for r in await records_before_marker(settings, topic)) == [b"record-0", b"record-3"]
+    # the markers (eight by now) stay out of what other tests read from the topic
+    assert sorted(r.value for r in await read_topic(settings, topic, expect=2)) == [b"record-0", b"record-3"]
