@@ -1,8 +1,9 @@
 """Run the configured routes, and reload changed route files without a restart.
 
 Each route runs as: sink (if the target is a partner sink) started → source started with the
-route's :class:`~routes.pipeline.RouteEmit`. The manager polls ``config/routes/`` (content digest,
-default every 2 s): a changed valid file replaces its route (old stopped, new started); a changed
+route's :class:`~routes.pipeline.RouteEmit`. The manager polls ``config/routes/`` (default every
+2 s; in a worker thread: ``stat`` first, then content digest and parse of what changed — no file
+or YAML work on the event loop): a changed valid file replaces its route (old stopped, new started); a changed
 *invalid* file is rejected — the old route keeps running, the error is logged and shown on
 ``/readyz`` under ``routes``; a deleted file stops its route. A route whose source cannot start
 (server down) is tried again on the polls, backing off (``ROUTE_RELAUNCH``: after 1, 2, 4 … polls,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
+RACY_S = 1.0  # a file modified this recently is re-read even when its stat looks unchanged
 ROUTE_UP = Gauge("hub_route_up", "1 while the route runs, 0 when failed/stopped/disabled", ["route", "connector"])
 ROUTE_RELOADS = Counter("hub_route_reloads_total", "route file changes applied or rejected", ["outcome"])
 
@@ -64,6 +66,15 @@ class RouteRunner:
             1 if state == "running" else 0)
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """One route file as a reload saw it (built in a worker thread by ``RouteManager._scan``)."""
+
+    digest: str | None  # None: could not be read this time
+    file: RouteFile | None = None  # parsed: the content is new
+    problems: list[str] | None = None  # or why the new content does not load
+
+
 @dataclass
 class Rejected:
     path: str
@@ -81,6 +92,7 @@ class RouteManager:
         self.rejected: dict[str, Rejected] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._seen: dict[str, tuple[tuple[int, int, int], str]] = {}  # path → (stat, digest) of the last poll
 
     @property
     def folder(self) -> Path:
@@ -88,12 +100,13 @@ class RouteManager:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:
-        loaded, problems = load_routes(self.runtime.settings.config_dir)
+        # reading and parsing every route file is blocking YAML work: in a thread, like every reload
+        loaded, problems = await asyncio.to_thread(load_routes, self.runtime.settings.config_dir)
         for problem in problems:
             log.error("route not loaded: %s", problem)
             path = problem.split(":", 1)[0]
             try:
-                digest = _digest(Path(path))
+                digest = await asyncio.to_thread(_digest, Path(path))
             except OSError:
                 digest = ""
             self.rejected.setdefault(path, Rejected(path, [], digest)).problems.append(problem)
@@ -182,17 +195,20 @@ class RouteManager:
         """Apply changed, new and deleted route files; returns what changed (for logs and tests)."""
         changes: list[str] = []
         async with self._lock:
-            current = {str(p): p for p in sorted(self.folder.glob("*.yaml"))} if self.folder.is_dir() else {}
+            known: dict[str, set[str]] = {k: {r.file.digest} for k, r in self.runners.items()}
+            for k, r in self.rejected.items():
+                known.setdefault(k, set()).add(r.digest)
+            current = await asyncio.to_thread(self._scan, known)  # no file or YAML work on the loop
             for key in [k for k in self.runners if not k.startswith("implied:") and k not in current]:
                 changes.append(f"removed {self.runners[key].name}")
                 await self._stop(key)
                 self.rejected.pop(key, None)
-            for key, path in current.items():
+            for key, scanned in current.items():
+                path = Path(key)
                 runner = self.runners.get(key)
-                try:
-                    digest = _digest(path)
-                except OSError:
-                    continue
+                digest = scanned.digest
+                if digest is None:
+                    continue  # unreadable right now (being replaced): next poll
                 if runner is not None and runner.file.digest == digest:
                     self.rejected.pop(key, None)  # an invalid edit was reverted
                     if runner.state == "failed" and runner.relaunch_due():
@@ -202,7 +218,10 @@ class RouteManager:
                 if rejected is not None and rejected.digest == digest:
                     continue  # the same bad content: already reported
                 try:
-                    rf = load_route_file(path)
+                    if scanned.problems is not None:
+                        raise ConfigError("invalid route file", scanned.problems)
+                    assert scanned.file is not None  # new content is always parsed by _scan
+                    rf = scanned.file
                     other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]
                     if other:
                         raise ConfigError("duplicate route", [f"{path}: name: route {rf.route.name!r} "
@@ -221,6 +240,7 @@ class RouteManager:
                 else:
                     changes.append(f"added {rf.route.name}")
                 await self._start(key, rf)
+                await asyncio.sleep(0)  # many files changed at once: let requests in between routes
             declared_rest = {r.file.route.source.partner for k, r in self.runners.items()
                              if not k.startswith("implied:") and r.file.route.source.connector == "rest"}
             for key, runner in list(self.runners.items()):
@@ -235,6 +255,41 @@ class RouteManager:
             log.info("routes: %s", change)
             ROUTE_RELOADS.labels("applied").inc()
         return changes
+
+    def _scan(self, known: dict[str, set[str]]) -> dict[str, Scanned]:
+        """In a worker thread: list the folder, ``stat`` every file, and read, hash and parse only
+        what changed. Why stat first: the reloader polls every 2 s for the life of the process,
+        and re-reading and hashing every file each time is wasted I/O; a file whose (mtime, size,
+        inode) is the last poll's keeps its digest. A file modified within the last second is read
+        anyway (an edit within the file system's timestamp granularity keeps the mtime). Content
+        whose digest is ``known`` (running, or already rejected) is not parsed again."""
+        folder = self.folder
+        seen: dict[str, tuple[tuple[int, int, int], str]] = {}
+        out: dict[str, Scanned] = {}
+        now = time.time()
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            key = str(path)
+            try:
+                st = path.stat()
+                sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+                last = self._seen.get(key)
+                digest = last[1] if last is not None and last[0] == sig else _digest(path)
+            except OSError:
+                out[key] = Scanned(None)
+                continue
+            if now - st.st_mtime > RACY_S:
+                seen[key] = (sig, digest)
+            if digest in known.get(key, ()):
+                out[key] = Scanned(digest)
+                continue
+            try:
+                rf = load_route_file(path)
+            except ConfigError as exc:
+                out[key] = Scanned(digest, problems=exc.problems or [str(exc)])
+                continue
+            out[key] = Scanned(rf.digest, file=rf)
+        self._seen = seen
+        return out
 
     async def _watch(self) -> None:
         while True:

@@ -13,6 +13,7 @@ import pytest
 
 from app.infra.ephemeral import ephemeral_infra, free_port
 from hub.settings import Settings
+from tests.loopcheck import LoopMonitor
 
 __all__ = ["free_port"]
 
@@ -47,6 +48,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if wrong:
         raise pytest.UsageError("unit tests may not start the session servers (move them to tests/integration/):\n  "
                                 + "\n  ".join(wrong))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _application_imported() -> None:
+    """Import the application's modules before any test's loop runs. Why: a process imports them
+    once, before it serves (``hub run`` builds the web app and the worker first); in a test
+    session the first test to build a web app or start routes would otherwise pay ~0.5 s of
+    imports (zeep, lxml, faust, asyncssh) inside one loop callback and be failed for it."""
+    from app import plugins
+
+    for _ in plugins.load((*plugins.ROUTE_MODULES, *plugins.AGENT_MODULES, "app.web", "routes.manager")):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _loop_not_blocked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which the event loop ran one callback for more than 100 ms of CPU (or 1 s
+    wall): blocking file, XML or YAML work belongs in a thread (issue "House layout" §5). A test
+    that blocks on purpose says so: ``@pytest.mark.allow_blocking(reason="...")``."""
+    marker = request.node.get_closest_marker("allow_blocking")
+    if marker is not None and not marker.kwargs.get("reason"):
+        pytest.fail("allow_blocking needs reason=\"why this test may block the loop\"", pytrace=False)
+    monitor = LoopMonitor(threshold_s=0.1)
+    with monitor.installed():
+        yield
+    if monitor.slow and marker is None:
+        pytest.fail("event loop blocked:\n  " + "\n  ".join(map(str, monitor.slow[:10])), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -80,20 +80,23 @@ class SoapSink:
         async with self._lock:
             if self._client is not None:
                 return
-            http = httpx.AsyncClient(
-                timeout=self.timeout_s, event_hooks={"request": [_add_headers]},
-                limits=httpx.Limits(max_connections=self.concurrency),
-            )
-            transport = AsyncTransport(client=http)
-            client = await asyncio.to_thread(
-                AsyncClient, str(self.wsdl_path), transport=transport, settings=Settings(strict=True)
-            )
-            if self.config.address:
-                binding = client.wsdl.bindings[self.config.binding or next(iter(client.wsdl.bindings))]
-                self._service = AsyncServiceProxy(client, binding, address=self.config.address)
-            else:
-                self._service = client.service
-            self._client = client
+            self._client, self._service = await asyncio.to_thread(self._build)
+
+    def _build(self) -> tuple[AsyncClient, Any]:
+        """The zeep client and its service proxy, built in a worker thread.
+
+        Why all of it off the loop: zeep parses the WSDL synchronously, and the httpx client loads
+        the system CA bundle into an SSL context (~90 ms CPU) — both would stall every other
+        partner's deliveries and the intake while a SOAP sink starts (tests/loopcheck.py)."""
+        http = httpx.AsyncClient(
+            timeout=self.timeout_s, event_hooks={"request": [_add_headers]},
+            limits=httpx.Limits(max_connections=self.concurrency),
+        )
+        client = AsyncClient(str(self.wsdl_path), transport=AsyncTransport(client=http), settings=Settings(strict=True))
+        if self.config.address:
+            binding = client.wsdl.bindings[self.config.binding or next(iter(client.wsdl.bindings))]
+            return client, AsyncServiceProxy(client, binding, address=self.config.address)
+        return client, client.service
 
     async def stop(self) -> None:
         if self._client is not None:
