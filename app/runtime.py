@@ -15,14 +15,13 @@ from typing import Any
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
 from app import plugins
-from connectors.base import Emit
+from connectors.registry import registry
 from hub import db as hubdb
 from hub import topics
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.intake import Accepted, Intake
 from hub.kafka import BrokerWatch, EnvelopeProducer, ensure_topics, limit_client_log_rate
-from hub.metrics import ENVELOPES_OUT
 from hub.partners import Partner, load_partners
 from hub.services import ServiceSlots
 from hub.settings import Settings
@@ -73,6 +72,9 @@ class Runtime(ServiceSlots):
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        # what this process can build is fixed now: a late registration raises. On a thread: the
+        # first freeze imports every connector package (~300 ms CPU), which must not stall the loop
+        await asyncio.to_thread(registry.freeze)
         limit_client_log_rate()  # a broker outage must not flood the log (hub/kafka.py RateLimitFilter)
         self.mongo = hubdb.connect(self.settings)
         self.db = hubdb.database(self.mongo, self.settings)
@@ -126,18 +128,6 @@ class Runtime(ServiceSlots):
         return {**{name: self.settings.topic_partitions for name in names}, **self.extra_topics}
 
     # --- intake ----------------------------------------------------------------------------
-    def emitter(self, topic: str) -> Emit:
-        """The ``emit`` a source gets: idempotent, acks=all, bound to the source's topic."""
-
-        async def emit(envelope: Envelope) -> Accepted:
-            assert self.intake is not None, "runtime not started"
-            accepted = await self.intake.emit(topic, envelope)
-            if not accepted.duplicate:
-                ENVELOPES_OUT.labels(envelope.source, topic).inc()
-            return accepted
-
-        return emit
-
     async def start_routes(self, *, watch: bool = True) -> None:
         """Start every route (``config/routes/*.yaml`` plus REST routes implied by partner files);
         ``watch``: reload changed route files while running (see routes/manager.py)."""

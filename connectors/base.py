@@ -2,7 +2,7 @@
 
 Inbound — a **source** receives native messages and turns each into an :class:`~hub.envelope.Envelope`::
 
-    source = registry.source("rest")(config, context)
+    source = registry.new_source("rest", config, context)
     await source.start(emit)      # begin receiving
     ...
     await source.stop()           # stop receiving, release connections
@@ -14,7 +14,7 @@ when ``emit`` raised :class:`~hub.errors.BrokerUnavailable`. Nothing is acknowle
 
 Outbound — a **sink** delivers one envelope to a partner and says how it went::
 
-    sink = registry.sink("soap")(config, context)
+    sink = registry.new_sink("soap", config, context)
     await sink.start()
     outcome = await sink.deliver(envelope)   # never raises for partner failures: see Outcome
     await sink.stop()
@@ -25,17 +25,48 @@ Retries, backoff, dead-lettering, metrics and tracing are *not* the sink's busin
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hub.envelope import Envelope
 from hub.intake import Accepted
 
-Emit = Callable[[Envelope], Awaitable[Accepted]]
-"""Put an envelope on the source's Kafka topic, idempotently (``hub/intake.py``); returns once the
-broker acknowledged it (acks=all) — or, for a redelivery, the first delivery's ids. Raises
-BrokerUnavailable / StoreUnavailable (both retryable) when it cannot."""
+
+@runtime_checkable
+class Emit(Protocol):
+    """Everything a source may call on what ``start`` handed it — nothing else, and nothing found
+    with ``getattr``: every source gets the whole of it (``routes/pipeline.py`` RouteEmit).
+
+    Calling it puts one raw envelope through the route (transform, canonical validation, admission)
+    and onto its target, idempotently; it returns once the target has it (Kafka acks=all, or the
+    route's sink said ok) — or, for a redelivery, the first delivery's ids. It raises
+    :class:`~hub.errors.ValidationFailed` / :class:`~hub.errors.PermanentError` for a message that
+    will never be accepted, :class:`~hub.errors.RetryableError` (BrokerUnavailable,
+    StoreUnavailable) when it cannot take it *now*.
+    """
+
+    async def __call__(self, envelope: Envelope) -> Accepted: ...
+
+    @property
+    def can_reject(self) -> bool:
+        """False when ``prepare`` cannot fail (no transform, no canonical model): a batch source
+        then only checks that its file parses before it emits any of it."""
+        ...
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        """Transform + validate one raw envelope without publishing it (ValidationFailed names
+        the fields); batch sources (files) run it over the whole batch before publishing any."""
+        ...
+
+    async def publish_batch(self, envelopes: Iterable[Envelope]) -> int:
+        """Publish envelopes ``prepare`` already returned, pipelined; returns how many."""
+        ...
+
+    async def reject(self, reason: str, envelope: Envelope | None = None, **origin: Any) -> None:
+        """Record something the source could not accept (a dead letter with ``origin``: protocol,
+        ref, file, queue …), after it told its partner so (Fault, ``failed/``, DLX)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +94,11 @@ class Source(Protocol):
     async def start(self, emit: Emit) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def sample(self, raw: bytes) -> list[Envelope]:
+        """Dry run (``hub routes check --sample``): the raw envelope(s) one native message becomes,
+        through the same parse function the live handler uses; ValidationFailed as live traffic."""
+        ...
 
 
 @runtime_checkable

@@ -6,6 +6,8 @@
                          manual submissions — keyed by order id
 ``{p}.out.{partner}``    outbound call envelopes to one partner (one delivery agent each)
 ``{topic}.dlq``          dead letters of ``{topic}``: original envelope + error + attempts
+``{p}.route.{route}``    names what a route's sink gave up on (its dead letters' source topic;
+                         nothing is produced there — the route's source is the input)
 =======================  ===========================================================
 
 ``{p}`` is ``HUB_TOPIC_PREFIX`` (default ``hub``), so several hubs can share one cluster.
@@ -35,6 +37,10 @@ def orders(prefix: str) -> str:
 
 def outbound(prefix: str, partner: str) -> str:
     return f"{prefix}.out.{_check(partner)}"
+
+
+def route(prefix: str, name: str) -> str:
+    return f"{prefix}.route.{_check(name)}"
 
 
 def dead_letter(topic: str) -> str:

@@ -1,13 +1,11 @@
 """Run the configured routes, and reload changed route files without a restart.
 
 Each route runs as: sink (if the target is a partner sink) started → source started with the
-route's :class:`~routes.pipeline.RouteEmit`. The manager polls ``config/routes/`` (default every
-2 s; in a worker thread: ``stat`` first, then content digest and parse of what changed — no file
-or YAML work on the event loop): a changed valid file replaces its route (old stopped, new started); a changed
+route's :class:`~routes.pipeline.RouteEmit`. The manager polls ``config/routes/`` (content digest,
+default every 2 s): a changed valid file replaces its route (old stopped, new started); a changed
 *invalid* file is rejected — the old route keeps running, the error is logged and shown on
 ``/readyz`` under ``routes``; a deleted file stops its route. A route whose source cannot start
-(server down) is tried again on the polls, backing off (``ROUTE_RELAUNCH``: after 1, 2, 4 … polls,
-at most every 30 s), so routes come up when their partner does.
+(server down) is retried on every poll, so routes come up when their partner does.
 """
 
 from __future__ import annotations
@@ -27,16 +25,14 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from hub.deadletter import DeadLetters
 from hub.errors import ConfigError
-from hub.retrying import ROUTE_RELAUNCH
 from routes.loader import RouteFile, implied_rest_routes, load_route_file, load_routes, routes_dir
-from routes.pipeline import RouteEmit
+from routes.pipeline import RouteEmit, route_sink_chain
 
 if TYPE_CHECKING:
     from hub.services import Services
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
-RACY_S = 1.0  # a file modified this recently is re-read even when its stat looks unchanged
 ROUTE_UP = Gauge("hub_route_up", "1 while the route runs, 0 when failed/stopped/disabled", ["route", "connector"])
 ROUTE_RELOADS = Counter("hub_route_reloads_total", "route file changes applied or rejected", ["outcome"])
 
@@ -50,11 +46,6 @@ class RouteRunner:
     state: str = "stopped"  # running | failed | disabled | stopped
     error: str | None = None
     started_at: float | None = None
-    launch_failures: int = 0  # starts that failed in a row (ROUTE_RELAUNCH backs off on them)
-    next_launch: float = 0.0  # time.monotonic() before which a failed start is not tried again
-
-    def relaunch_due(self) -> bool:
-        return time.monotonic() >= self.next_launch
 
     @property
     def name(self) -> str:
@@ -62,17 +53,8 @@ class RouteRunner:
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state, self.error = state, error
-        ROUTE_UP.labels(self.name, self.file.route.source.connector).set(
+        ROUTE_UP.labels(self.name, self.file.route.source.connector).set(  # type: ignore[attr-defined]
             1 if state == "running" else 0)
-
-
-@dataclass(frozen=True)
-class Scanned:
-    """One route file as a reload saw it (built in a worker thread by ``RouteManager._scan``)."""
-
-    digest: str | None  # None: could not be read this time
-    file: RouteFile | None = None  # parsed: the content is new
-    problems: list[str] | None = None  # or why the new content does not load
 
 
 @dataclass
@@ -87,12 +69,10 @@ class RouteManager:
     def __init__(self, runtime: Services, *, poll_interval: float = 2.0) -> None:
         self.runtime = runtime
         self.poll_interval = poll_interval
-        self.relaunch = ROUTE_RELAUNCH.with_delay(poll_interval)  # a failed start: tried again after 1, 2, 4 … polls
         self.runners: dict[str, RouteRunner] = {}  # by path (or "implied:<name>")
         self.rejected: dict[str, Rejected] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._seen: dict[str, tuple[tuple[int, int, int], str]] = {}  # path → (stat, digest) of the last poll
 
     @property
     def folder(self) -> Path:
@@ -100,21 +80,19 @@ class RouteManager:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:
-        # reading and parsing every route file is blocking YAML work: in a thread, like every reload
-        loaded, problems = await asyncio.to_thread(load_routes, self.runtime.settings.config_dir)
+        loaded, problems = load_routes(self.runtime.settings.config_dir)
         for problem in problems:
             log.error("route not loaded: %s", problem)
             path = problem.split(":", 1)[0]
             try:
-                digest = await asyncio.to_thread(_digest, Path(path))
+                digest = _digest(Path(path))
             except OSError:
                 digest = ""
             self.rejected.setdefault(path, Rejected(path, [], digest)).problems.append(problem)
         files = {str(p): rf for p, rf in loaded.items()}
         declared = [rf.route for rf in loaded.values()]
-        for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes,
-                                      self.runtime.settings.config_dir):
-            files[f"implied:{rf.route.name}"] = rf
+        for rf in implied_rest_routes(self.runtime.partners, declared, self.runtime.settings.intake_max_body_bytes):
+            files[f"implied:{rf.route.name}"] = rf  # type: ignore[attr-defined]
         async with self._lock:
             for key, rf in files.items():
                 await self._start(key, rf)
@@ -133,10 +111,9 @@ class RouteManager:
             for key in list(self.runners):
                 await self._stop(key)
 
-    def context(self, route_name: str, transform: Any = None) -> ConnectorContext:
+    def context(self, route_name: str) -> ConnectorContext:
         rt = self.runtime
-        return ConnectorContext(rt.settings, route_name, rt.db, rt.producer, rt.connector_tables,
-                                transform=transform)
+        return ConnectorContext(rt.settings, route_name, rt.db, rt.producer, rt.connector_tables)
 
     async def _start(self, key: str, rf: RouteFile) -> RouteRunner:
         route: Any = rf.route
@@ -151,7 +128,7 @@ class RouteManager:
     async def _launch(self, runner: RouteRunner) -> None:
         route: Any = runner.file.route
         rt = self.runtime
-        ctx = self.context(route.name, route.transform)
+        ctx = self.context(route.name)
         try:
             sink_cfg = getattr(route.target, "sink", None)
             if sink_cfg is not None and runner.sink is None:
@@ -159,7 +136,8 @@ class RouteManager:
                 await runner.sink.start()  # type: ignore[union-attr]
             dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
             runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,
-                                    dead_letters=dead, sink=runner.sink)
+                                    dead_letters=dead,
+                                    sink=await route_sink_chain(route, runner.sink, rt) if runner.sink else None)
             if runner.emit.topic:
                 await rt.ensure_topic(runner.emit.topic)
             ctx.on_error = runner.emit.reject
@@ -168,15 +146,12 @@ class RouteManager:
             runner.source = source
             runner.set_state("running")
             runner.started_at = time.time()
-            runner.launch_failures = 0
             log.info("route %s running (%s → %s)", route.name, route.source.connector,
                      runner.emit.topic or f"sink {route.target.sink.connector}")
         except Exception as exc:
             runner.set_state("failed", f"{type(exc).__name__}: {exc}")
-            runner.launch_failures += 1
-            wait = self.relaunch.delay(runner.launch_failures)
-            runner.next_launch = time.monotonic() + wait
-            log.error("route %s could not start: %s (next try in %.0fs)", route.name, runner.error, wait)
+            log.error("route %s could not start: %s (retrying every %.0fs)", route.name, runner.error,
+                      self.poll_interval)
 
     async def _stop(self, key: str) -> None:
         runner = self.runners.pop(key, None)
@@ -195,36 +170,30 @@ class RouteManager:
         """Apply changed, new and deleted route files; returns what changed (for logs and tests)."""
         changes: list[str] = []
         async with self._lock:
-            known: dict[str, set[str]] = {k: {r.file.digest} for k, r in self.runners.items()}
-            for k, r in self.rejected.items():
-                known.setdefault(k, set()).add(r.digest)
-            current = await asyncio.to_thread(self._scan, known)  # no file or YAML work on the loop
+            current = {str(p): p for p in sorted(self.folder.glob("*.yaml"))} if self.folder.is_dir() else {}
             for key in [k for k in self.runners if not k.startswith("implied:") and k not in current]:
                 changes.append(f"removed {self.runners[key].name}")
                 await self._stop(key)
                 self.rejected.pop(key, None)
-            for key, scanned in current.items():
-                path = Path(key)
+            for key, path in current.items():
                 runner = self.runners.get(key)
-                digest = scanned.digest
-                if digest is None:
-                    continue  # unreadable right now (being replaced): next poll
+                try:
+                    digest = _digest(path)
+                except OSError:
+                    continue
                 if runner is not None and runner.file.digest == digest:
                     self.rejected.pop(key, None)  # an invalid edit was reverted
-                    if runner.state == "failed" and runner.relaunch_due():
+                    if runner.state == "failed":
                         await self._launch(runner)
                     continue
                 rejected = self.rejected.get(key)
                 if rejected is not None and rejected.digest == digest:
                     continue  # the same bad content: already reported
                 try:
-                    if scanned.problems is not None:
-                        raise ConfigError("invalid route file", scanned.problems)
-                    assert scanned.file is not None  # new content is always parsed by _scan
-                    rf = scanned.file
-                    other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]
+                    rf = load_route_file(path)
+                    other = [r for k, r in self.runners.items() if k != key and r.name == rf.route.name]  # type: ignore[attr-defined]
                     if other:
-                        raise ConfigError("duplicate route", [f"{path}: name: route {rf.route.name!r} "
+                        raise ConfigError("duplicate route", [f"{path}: name: route {rf.route.name!r} "  # type: ignore[attr-defined]
                                                               f"is already declared by {other[0].file.path}"])
                 except ConfigError as exc:
                     problems = exc.problems or [str(exc)]
@@ -236,60 +205,24 @@ class RouteManager:
                 self.rejected.pop(key, None)
                 if runner is not None:
                     await self._stop(key)
-                    changes.append(f"reloaded {rf.route.name}")
+                    changes.append(f"reloaded {rf.route.name}")  # type: ignore[attr-defined]
                 else:
-                    changes.append(f"added {rf.route.name}")
+                    changes.append(f"added {rf.route.name}")  # type: ignore[attr-defined]
                 await self._start(key, rf)
-                await asyncio.sleep(0)  # many files changed at once: let requests in between routes
-            declared_rest = {r.file.route.source.partner for k, r in self.runners.items()
-                             if not k.startswith("implied:") and r.file.route.source.connector == "rest"}
+            declared_rest = {r.file.route.source.partner for k, r in self.runners.items()  # type: ignore[attr-defined]
+                             if not k.startswith("implied:") and r.file.route.source.connector == "rest"}  # type: ignore[attr-defined]
             for key, runner in list(self.runners.items()):
                 if not key.startswith("implied:"):
                     continue
-                if runner.file.route.source.partner in declared_rest:
+                if runner.file.route.source.partner in declared_rest:  # type: ignore[attr-defined]
                     changes.append(f"removed {runner.name} (a route file now declares this REST intake)")
                     await self._stop(key)
-                elif runner.state == "failed" and runner.relaunch_due():
+                elif runner.state == "failed":
                     await self._launch(runner)
         for change in changes:
             log.info("routes: %s", change)
             ROUTE_RELOADS.labels("applied").inc()
         return changes
-
-    def _scan(self, known: dict[str, set[str]]) -> dict[str, Scanned]:
-        """In a worker thread: list the folder, ``stat`` every file, and read, hash and parse only
-        what changed. Why stat first: the reloader polls every 2 s for the life of the process,
-        and re-reading and hashing every file each time is wasted I/O; a file whose (mtime, size,
-        inode) is the last poll's keeps its digest. A file modified within the last second is read
-        anyway (an edit within the file system's timestamp granularity keeps the mtime). Content
-        whose digest is ``known`` (running, or already rejected) is not parsed again."""
-        folder = self.folder
-        seen: dict[str, tuple[tuple[int, int, int], str]] = {}
-        out: dict[str, Scanned] = {}
-        now = time.time()
-        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            key = str(path)
-            try:
-                st = path.stat()
-                sig = (st.st_mtime_ns, st.st_size, st.st_ino)
-                last = self._seen.get(key)
-                digest = last[1] if last is not None and last[0] == sig else _digest(path)
-            except OSError:
-                out[key] = Scanned(None)
-                continue
-            if now - st.st_mtime > RACY_S:
-                seen[key] = (sig, digest)
-            if digest in known.get(key, ()):
-                out[key] = Scanned(digest)
-                continue
-            try:
-                rf = load_route_file(path)
-            except ConfigError as exc:
-                out[key] = Scanned(digest, problems=exc.problems or [str(exc)])
-                continue
-            out[key] = Scanned(rf.digest, file=rf)
-        self._seen = seen
-        return out
 
     async def _watch(self) -> None:
         while True:
@@ -302,7 +235,7 @@ class RouteManager:
     # --- health ----------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
         routes = {
-            r.name: {"state": r.state, "source": r.file.route.source.connector,
+            r.name: {"state": r.state, "source": r.file.route.source.connector,  # type: ignore[attr-defined]
                      "file": str(r.file.path) if r.file.path else "implied", **({"error": r.error} if r.error else {})}
             for r in self.runners.values()
         }

@@ -13,13 +13,15 @@ be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from connectors.base import Sink
-from hub import topics
+from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain, innermost, trail
+from hub import paths, topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -27,10 +29,43 @@ from hub.intake import Accepted, Intake
 from hub.kafka import EnvelopeProducer
 from hub.metrics import ENVELOPES_OUT
 from hub.order import WorkOrder, idempotency_key, order_id_for
-from transforms.mapping import apply_transform
+from hub.services import Services
+from transforms import hooks
+from transforms.mapping import apply_mapping
 
-if TYPE_CHECKING:
-    from routes.models import RouteSpec
+
+def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
+    """Route transform on one payload; ValidationFailed names the field on a bad code."""
+    if transform is None:
+        return payload
+    field_map, value_map, strict = transform.field_map, transform.value_map, set(transform.strict_values)
+    if transform.direction == "to_partner":  # the inbound block read backwards
+        field_map = {dst: src for src, dst in field_map.items()}
+        value_map = {field_map.get(path, path): {canon: code for code, canon in codes.items()}
+                     for path, codes in value_map.items()}
+        strict = {field_map.get(path, path) for path in strict}
+    out = apply_mapping(payload, field_map, {})
+    errors = []
+    for path, codes in value_map.items():
+        value = paths.get(out, path)
+        if isinstance(value, str | int) and str(value) in codes:
+            paths.set(out, path, codes[str(value)])
+        elif path in strict and value is not None:
+            errors.append({"field": path, "message": f"unknown code {value!r} (known: {', '.join(codes)})"})
+    if errors:
+        raise ValidationFailed(f"{len(errors)} unknown code(s)", errors)
+    for path, value in transform.defaults.items():
+        if paths.get(out, path) in (None, ""):
+            paths.set(out, path, copy.deepcopy(value))
+    if transform.python:
+        try:
+            out = hooks.get(transform.python)(out)
+        except ValueError as exc:
+            raise ValidationFailed(f"transform {transform.python}: {exc}", [{"field": "(record)",
+                                                                               "message": str(exc)}]) from exc
+    for path in transform.drop:
+        paths.pop(out, path)
+    return out
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -46,7 +81,7 @@ class RouteEmit:
 
     def __init__(
         self,
-        route: RouteSpec,
+        route: BaseModel,
         *,
         prefix: str,
         intake: Intake | None,
@@ -55,12 +90,12 @@ class RouteEmit:
         sink: Sink | None = None,
     ) -> None:
         self.route = route
-        self.partner: str = getattr(route.source, "partner", None) or route.name
+        self.partner: str = getattr(route.source, "partner", None) or route.name  # type: ignore[attr-defined]
         self.sink = sink
         self._intake = intake
         self._producer = producer
         self._dead = dead_letters
-        target = route.target
+        target = route.target  # type: ignore[attr-defined]
         self.topic: str | None = None
         if sink is None:
             self.topic = target_topic(prefix, target.topic, target.partner or self.partner)
@@ -107,13 +142,16 @@ class RouteEmit:
 
     # --- publish ---------------------------------------------------------------------------
     async def publish(self, envelope: Envelope) -> Accepted:
-        if self.sink is not None:
+        if self.sink is not None:  # the route's sink in its delivery chain (route_sink_chain)
             outcome = await self.sink.deliver(envelope)
             if outcome.ok:
+                return Accepted(envelope.correlation_id, envelope.id, duplicate=trail.recorded(outcome) is not None)
+            if trail.dead_letter_id(outcome) is not None:  # kept, with every attempt: the source may acknowledge
                 return Accepted(envelope.correlation_id, envelope.id)
+            name = innermost(self.sink).name
             if outcome.retryable:
-                raise RetryableError(f"sink {self.sink.name}: {outcome.error or outcome.status}")
-            raise PermanentError(f"sink {self.sink.name}: {outcome.error or outcome.status}")
+                raise RetryableError(f"sink {name}: {outcome.error or outcome.status}")
+            raise PermanentError(f"sink {name}: {outcome.error or outcome.status}")
         if self._intake is None:
             raise RetryableError("runtime not started")
         assert self.topic is not None
@@ -154,11 +192,31 @@ class RouteEmit:
         topic = self.topic or topics.inbound(origin.pop("prefix", "hub"), self.partner)
         if envelope is None:
             envelope = Envelope(type="intake.rejected", source=self.partner, protocol=str(origin.get("protocol",
-                                "unknown")), correlation_id=f"reject-{self.route.name}",
-                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")
+                                "unknown")), correlation_id=f"reject-{self.route.name}",  # type: ignore[attr-defined]
+                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")  # type: ignore[attr-defined]
         letter = DeadLetter.for_envelope(topic, envelope, reason, error_class="ValidationFailed",
-                                         origin={"route": self.route.name, **origin})
+                                         origin={"route": self.route.name, **origin})  # type: ignore[attr-defined]
         await self._dead.publish(letter)
+
+
+async def route_sink_chain(route: Any, sink: Sink, services: Services) -> Sink:
+    """A route's sink in the same delivery chain as a partner's (``connectors/delivery``): the
+    route's ``target.policy`` (timeout, retries with backoff, concurrency), deliveries recorded per
+    route (``route:<name>:<key>`` in ``deliveries``: a record read twice is delivered once), and a
+    dead letter with every attempt when it gives up — which the source may then acknowledge.
+    Without a database (dry runs) only the retries apply and a failure is raised to the source."""
+    target = route.target
+    partner = getattr(target.sink, "partner", None) or route.name  # a field of some sink models, not all
+    db, worker = services.db, services.settings.worker_id
+    source_topic = topics.route(services.settings.topic_prefix, route.name)
+    if db is not None:
+        await services.ensure_topic(topics.dead_letter(source_topic))
+    return build_chain(sink, ChainSpec(
+        partner=partner, policy=target.policy, source_topic=source_topic,
+        dead_letters=DeadLetters(db, services.producer) if db is not None else None,
+        records=MongoDeliveryLog(db) if db is not None else None,
+        scope=f"route:{route.name}", record_fields={"route": route.name},
+        describe=lambda env: {"route": route.name, "worker": worker, "connector": target.sink.connector}))
 
 
 def target_topic(prefix: str, topic: str, partner: str) -> str:

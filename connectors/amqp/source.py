@@ -21,10 +21,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from connectors.amqp.config import AmqpSourceConfig
-from connectors.amqp.connection import connect
+from connectors.amqp.connection import AmqpUnavailable, connect
 from connectors.base import Emit
-from connectors.context import ConnectorContext
+from connectors.context import ConnectorContext, cancel_task
 from connectors.registry import registry
+from connectors.supervision import Supervised
 from hub import jsonlimits
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -48,12 +49,31 @@ class AmqpSource:
         self._tag: str | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._emit: Emit | None = None
+        self._task: Supervised | None = None
         self.stats = {"acked": 0, "rejected": 0, "requeued": 0}
         self.sleep: Sleep = asyncio.sleep  # the requeue wait (tests inject one that does not sleep)
 
     async def start(self, emit: Emit) -> None:
-        cfg = self.config
+        """Connect and consume now (a broker that is down fails the route's start, retried by the
+        manager); then a supervised task watches the connection (``_run``)."""
         self._emit = emit
+        await self._open()
+        self._task = self.ctx.supervise("amqp-consumer", self._run)
+
+    async def _run(self) -> None:
+        """Supervised: (re)open when a previous run found the connection gone, then wait until it is
+        closed for good — aio-pika's robust connection reconnects on its own; this catches the close
+        it gives up on, so the route shows it and the consumer is built again with backoff."""
+        if self._conn is None or self._conn.is_closed:
+            await self._close()
+            await self._open()
+        assert self._conn is not None
+        await self._conn.closed()
+        await self._close()
+        raise AmqpUnavailable("AMQP connection closed")
+
+    async def _open(self) -> None:
+        cfg = self.config
         self._conn = await connect(cfg.connection, f"hub:{self.ctx.route}")
         try:
             self._channel = await self._conn.channel()
@@ -71,10 +91,16 @@ class AmqpSource:
                 self._queue = await self._channel.get_queue(cfg.queue, ensure=True)
             self._tag = await self._queue.consume(self._on_message)
         except Exception:
-            await self.stop()
+            await self._close()
             raise
 
     async def stop(self) -> None:
+        await cancel_task(self._task)
+        self._task = None
+        await self._close()
+        self._emit = None
+
+    async def _close(self) -> None:
         if self._queue is not None and self._tag is not None:
             try:
                 await asyncio.wait_for(self._queue.cancel(self._tag), 3)
@@ -87,7 +113,6 @@ class AmqpSource:
                 log.warning("route %s: AMQP connection not closed cleanly: %r", self.ctx.route, exc)
         self._conn = self._channel = self._queue = None
         self._tag = None
-        self._emit = None
 
     def envelope(self, message: AbstractIncomingMessage) -> Envelope:
         return self.envelope_from(message.body, message.message_id, message.correlation_id, message.headers)
@@ -163,10 +188,9 @@ class AmqpSource:
         except Exception as exc:
             log.warning("route %s: DLX publish failed (%s); rejecting to the queue's DLX", self.ctx.route, exc)
             await message.reject(requeue=False)
-        reject = getattr(self._emit, "reject", None)
-        if reject is not None:
+        if self._emit is not None:
             try:
-                await reject(reason, protocol="amqp", ref=message.message_id or "", queue=self.config.queue,
-                             prefix=self.ctx.settings.topic_prefix)
+                await self._emit.reject(reason, protocol="amqp", ref=message.message_id or "",
+                                        queue=self.config.queue, prefix=self.ctx.settings.topic_prefix)
             except Exception as exc:
                 log.warning("route %s: error envelope not published: %s", self.ctx.route, exc)

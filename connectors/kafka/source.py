@@ -4,11 +4,16 @@ Offsets are committed per batch only once every record of it was emitted (or dea
 it can never be accepted). Hub Kafka/MongoDB down ⇒ seek back to the first unfinished record and
 try again after ``retry_delay_s``: nothing is committed that is not on the hub's topic.
 The idempotency key is the record's coordinates (``topic:partition:offset``), stable across replays.
+The consumer loop is supervised (``connectors/supervision.py``): an error it cannot retry in place
+(a failed commit, a dead-letter write that raised, a bug) stops the consumer, and the restarted loop
+joins the group again from the committed offsets — so nothing uncommitted is lost, and the route
+shows ``restarting`` / ``failed`` meanwhile instead of "running".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any, ClassVar
@@ -19,6 +24,7 @@ from connectors.base import Emit
 from connectors.context import ConnectorContext, cancel_task
 from connectors.kafka.config import KafkaSourceConfig
 from connectors.registry import registry
+from connectors.supervision import Supervised
 from hub import jsonlimits
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -34,13 +40,19 @@ class KafkaSource:
         self.config = config
         self.ctx = context
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: Supervised | None = None
         self._emit: Emit | None = None
         self.stats = {"emitted": 0, "rejected": 0, "retries": 0}
 
     async def start(self, emit: Emit) -> None:
-        cfg = self.config
+        """Connect now (an unreachable cluster fails the route's start, retried by the manager),
+        then consume in a supervised task."""
         self._emit = emit
+        self._consumer = await self._connect()
+        self._task = self.ctx.supervise("kafka-source", self._run)
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        cfg = self.config
         consumer = AIOKafkaConsumer(
             cfg.topic, group_id=cfg.group_id or f"hub-{self.ctx.route}", enable_auto_commit=False,
             auto_offset_reset=cfg.auto_offset_reset, session_timeout_ms=cfg.session_timeout_ms,
@@ -51,8 +63,7 @@ class KafkaSource:
         except Exception as exc:
             await consumer.stop()
             raise RetryableError(f"Kafka {cfg.connection.bootstrap_servers or 'hub'} unreachable: {exc}") from exc
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(), name=f"kafka-source-{self.ctx.route}")
+        return consumer
 
     async def stop(self) -> None:
         await cancel_task(self._task)
@@ -80,7 +91,8 @@ class KafkaSource:
                         payload=data, headers={"kafka-topic": rec.topic, "kafka-offset": str(rec.offset)})
 
     def sample(self, raw: bytes) -> list[Envelope]:
-        """Dry run (``hub routes check --sample``): the raw envelope this record value becomes."""
+        """Dry run (``hub routes check --sample``): the raw envelope this record value becomes —
+        ``envelope``, the function the consumer loop runs, on a record at offset 0 without a key."""
         return [self.envelope(ConsumerRecord(self.config.topic, 0, 0, 0, 0, None, raw, None, len(raw), len(raw), []))]
 
     async def _handle(self, rec: ConsumerRecord) -> None:
@@ -92,14 +104,24 @@ class KafkaSource:
             self.stats["rejected"] += 1
             log.error("route %s: record %s:%s:%s rejected: %s", self.ctx.route, rec.topic, rec.partition,
                       rec.offset, exc)
-            reject = getattr(self._emit, "reject", None)
-            if reject is not None:
-                await reject(str(exc), protocol="kafka", ref=f"{rec.topic}:{rec.partition}:{rec.offset}",
-                             prefix=self.ctx.settings.topic_prefix)
+            await self._emit.reject(str(exc), protocol="kafka", ref=f"{rec.topic}:{rec.partition}:{rec.offset}",
+                                    prefix=self.ctx.settings.topic_prefix)
 
     async def _run(self) -> None:
+        """The supervised loop: (re)connect if a previous run died, then consume until cancelled."""
+        if self._consumer is None:
+            self._consumer = await self._connect()
         consumer = self._consumer
-        assert consumer is not None
+        try:
+            await self._consume(consumer)
+        except Exception:
+            # died: drop this consumer, the restarted run joins again from the committed offsets
+            self._consumer = None
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches: dict[TopicPartition, list[Any]] = await consumer.getmany(
                 timeout_ms=1000, max_records=self.config.max_records)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.base import Outcome
+from connectors.context import ConnectorContext
 from connectors.registry import registry
 from hub.envelope import Envelope
 from hub.retry import SuccessRule
@@ -61,11 +61,10 @@ def _retryable_status(status: int) -> bool:
 class RestSink:
     name: ClassVar[str] = "rest"
 
-    def __init__(self, config: RestSinkConfig, *, timeout_s: float = 10.0, concurrency: int = 16,
-                 config_dir: Path | None = None) -> None:
+    def __init__(self, config: RestSinkConfig, context: ConnectorContext) -> None:
         self.config = config
-        self.timeout_s = timeout_s
-        self.concurrency = concurrency
+        self.timeout_s = context.timeout_s
+        self.concurrency = context.concurrency
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:

@@ -51,14 +51,13 @@ class RestOrderSource:
 
     name: ClassVar[str] = "rest"
 
-    def __init__(self, config: RestSourceConfig, context: ConnectorContext | dict[str, RestOrderSource]) -> None:
+    def __init__(self, config: RestSourceConfig, context: ConnectorContext) -> None:
         self.config = config
         # the endpoint table ``dispatch`` looks partners up in (shared with the web app)
-        self._endpoints = context if isinstance(context, dict) else context.shared("rest")
-        self._max_depth = (jsonlimits.DEFAULT_MAX_DEPTH if isinstance(context, dict)
-                           else context.settings.intake_max_depth)
+        self._endpoints: dict[str, RestOrderSource] = context.shared("rest")
+        self._max_depth = context.settings.intake_max_depth
         # the route's transform: the partner's field names and codes → canonical, before validation
-        self._transform = None if isinstance(context, dict) else context.transform
+        self._transform = context.transform
         self._emit: Emit | None = None
 
     async def start(self, emit: Emit) -> None:
@@ -71,27 +70,53 @@ class RestOrderSource:
         self._emit = None
 
     def sample(self, raw: bytes) -> list[Envelope]:
-        """Dry run (``hub routes check --sample``): the envelope this request body would become;
-        ValidationFailed carries the same field errors a 400 answer would list."""
+        """Dry run (``hub routes check --sample``): the envelope this request body would become —
+        ``parse``, the function ``handle`` runs; ValidationFailed carries the errors a 400 lists."""
+        return [self.parse(raw)]
+
+    def parse(self, body: bytes, request_id: str | None = None) -> Envelope:
+        """A request body → the order's envelope: UTF-8, depth limit, JSON object, the partner's
+        field mapping, the canonical order model, the partner's products and scenarios. Raises
+        :class:`~hub.jsonlimits.TooDeep` or ValidationFailed (its ``errors`` name every bad field)."""
+        cfg = self.config
         try:
-            data = jsonlimits.loads(raw.decode("utf-8"), self._max_depth)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValidationFailed(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValidationFailed("body must be a JSON object")
+            raw = jsonlimits.loads(body.decode("utf-8"), self._max_depth)
+        except UnicodeDecodeError:
+            raise ValidationFailed("body is not valid UTF-8") from None
+        except json.JSONDecodeError as exc:
+            raise ValidationFailed(
+                f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                [{"field": "(body)", "message": exc.msg, "type": "json_invalid"}]) from exc
+        if not isinstance(raw, dict):
+            raise ValidationFailed("body must be a JSON object",
+                                   [{"field": "(body)", "message": "must be a JSON object", "type": "object_type"}])
+        schema = cfg.order_schema
         try:
-            order = WorkOrder.model_validate(apply_transform(data, self._transform))
+            order = WorkOrder.model_validate(apply_transform(raw, self._transform))
         except ValidationError as exc:
             errors = _field_errors(exc)
             raise ValidationFailed(f"{len(errors)} invalid field(s) in the order", errors) from exc
-        partner, scen = self.config.partner, order.scenario.value
-        return [Envelope(
-            type="order.received", source=partner, protocol="rest",
-            correlation_id=order_id_for(partner, order.external_order_id, scen),
-            idempotency_key=idempotency_key(partner, order.external_order_id, scen),
-            product=order.product, scenario=scen, payload=order.model_dump(mode="json", exclude_none=True),
-            headers={"hub-canonical": "true"},
-        )]
+        errors = []
+        if schema.products and order.product not in schema.products:
+            errors.append({"field": "product", "message": f"product {order.product!r} is not accepted from "
+                           f"{cfg.partner}", "type": "product_not_allowed"})
+        if order.scenario not in schema.scenarios:
+            errors.append({"field": "scenario", "message": f"scenario {order.scenario.value!r} is not accepted from "
+                           f"{cfg.partner}", "type": "scenario_not_allowed"})
+        if errors:
+            raise ValidationFailed("order not accepted", errors)
+        return Envelope(
+            type="order.received",
+            source=cfg.partner,
+            protocol="rest",
+            correlation_id=order_id_for(cfg.partner, order.external_order_id, order.scenario.value),
+            idempotency_key=idempotency_key(cfg.partner, order.external_order_id, order.scenario.value),
+            product=order.product,
+            scenario=order.scenario.value,
+            payload=order.model_dump(mode="json", exclude_none=True),
+            # mapped already (the route's transform, above): RouteEmit.prepare maps no more
+            headers={"hub-canonical": "true", **({"partner-request-id": request_id} if request_id else {})},
+        )
 
     def _count(self, outcome: str) -> None:
         INTAKE_REQUESTS.labels(self.config.partner, "rest", outcome).inc()
@@ -137,54 +162,13 @@ class RestOrderSource:
                 "rejected_too_large", 413, "Payload Too Large", f"body exceeds {cfg.max_body_bytes} bytes"
             )
         try:
-            raw = jsonlimits.loads(body.decode("utf-8"), self._max_depth)
+            envelope = self.parse(body, request.headers.get("X-Request-Id"))
         except jsonlimits.TooDeep as exc:
             return self._reject("rejected_too_deep", 400, "Bad Request", str(exc), errors=exc.errors,
                                 max_depth=exc.limit)
-        except UnicodeDecodeError:
-            return self._reject("rejected_invalid", 400, "Bad Request", "body is not valid UTF-8")
-        except json.JSONDecodeError as exc:
-            return self._reject(
-                "rejected_invalid", 400, "Bad Request", f"body is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}", errors=[{"field": "(body)", "message": exc.msg, "type": "json_invalid"}],
-            )
-        if not isinstance(raw, dict):
-            return self._reject(
-                "rejected_invalid", 400, "Bad Request", "body must be a JSON object",
-                errors=[{"field": "(body)", "message": "must be a JSON object", "type": "object_type"}],
-            )
-        schema = cfg.order_schema
-        try:
-            order = WorkOrder.model_validate(apply_transform(raw, self._transform))
-        except ValidationError as exc:
-            errors = _field_errors(exc)
-            return self._reject(
-                "rejected_invalid", 400, "Bad Request", f"{len(errors)} invalid field(s) in the order", errors=errors
-            )
-        except ValidationFailed as exc:  # a code the transform's strict_values do not know
-            return self._reject("rejected_invalid", 400, "Bad Request", str(exc), errors=exc.errors)
-        errors = []
-        if schema.products and order.product not in schema.products:
-            errors.append({"field": "product", "message": f"product {order.product!r} is not accepted from "
-                           f"{cfg.partner}", "type": "product_not_allowed"})
-        if order.scenario not in schema.scenarios:
-            errors.append({"field": "scenario", "message": f"scenario {order.scenario.value!r} is not accepted from "
-                           f"{cfg.partner}", "type": "scenario_not_allowed"})
-        if errors:
-            return self._reject("rejected_invalid", 400, "Bad Request", "order not accepted", errors=errors)
-
-        envelope = Envelope(
-            type="order.received",
-            source=cfg.partner,
-            protocol="rest",
-            correlation_id=order_id_for(cfg.partner, order.external_order_id, order.scenario.value),
-            idempotency_key=idempotency_key(cfg.partner, order.external_order_id, order.scenario.value),
-            product=order.product,
-            scenario=order.scenario.value,
-            payload=order.model_dump(mode="json", exclude_none=True),
-            headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),
-                                       ("hub-canonical", "true")) if v},  # mapped already: the route maps no more
-        )
+        except ValidationFailed as exc:
+            return self._reject("rejected_invalid", 400, "Bad Request", str(exc),
+                                **({"errors": exc.errors} if exc.errors else {}))
         if self._emit is None:
             return self._reject("unavailable", 503, "Service Unavailable", "intake is stopping")
         try:

@@ -54,6 +54,7 @@ from connectors.sftp.client import SftpSession, SftpUnavailable
 from connectors.sftp.completion import CompletionWatch, Verdict, state
 from connectors.sftp.config import SftpSourceConfig
 from connectors.sftp.records import FileRejected, ReadStopped, Record, read_records
+from connectors.supervision import Supervised
 from hub.db import declare_indexes
 from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
@@ -129,7 +130,7 @@ class SftpSource:
         self._took_back = False
         self._moved: dict[str, tuple[str, int, int, float]] = {}  # processed path → name, size, mtime, until
         self._emit: Emit | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: Supervised | None = None
         self.current: str | None = None  # the file being handled, and how far (for tools and tests)
         self.phase = "idle"
         self.spool = context.settings.data_dir / "spool" / (context.route or config.partner)
@@ -141,7 +142,7 @@ class SftpSource:
     async def start(self, emit: Emit) -> None:
         self._emit = emit
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._task = asyncio.create_task(self._run(), name=f"sftp-poll-{self.ctx.route}")
+        self._task = self.ctx.supervise("sftp-poll", self._run)
 
     async def stop(self) -> None:
         """Cancel the poller: a file in progress is given back (claim renamed back), not finished."""
@@ -481,9 +482,9 @@ class SftpSource:
 
     def _validate(self, local: Path, digest: str, name: str, stop: threading.Event | None = None) -> list[str]:
         """Whole-file check before anything is emitted (runs on a thread)."""
-        prepare = getattr(self._emit, "prepare", None)
-        if not getattr(self._emit, "can_reject", True):
-            prepare = None  # records cannot be rejected: only check that the whole file parses
+        emit = self._emit
+        # records that cannot be rejected (no transform, no canonical model): only check the file parses
+        prepare = emit.prepare if emit is not None and emit.can_reject else None
         problems: list[str] = []
         try:
             for rec in read_records(local, self.config, self._seed(name), stop):
@@ -502,11 +503,12 @@ class SftpSource:
         return problems
 
     def _take(self, records: Iterator[Record], digest: str, name: str) -> list[Envelope]:
-        prepare = getattr(self._emit, "prepare", None)
+        emit = self._emit
+        if emit is None:
+            raise RetryableError("source stopping")
         out = []
         for rec in records:
-            env = self.envelope(rec, digest, name)
-            out.append(prepare(env) if prepare is not None else env)
+            out.append(emit.prepare(self.envelope(rec, digest, name)))
             if len(out) >= self.config.batch_size:
                 break
         return out
@@ -517,7 +519,6 @@ class SftpSource:
         emit = self._emit
         if emit is None:
             raise RetryableError("source stopping")
-        batch_publish = getattr(emit, "publish_batch", None)
         records = read_records(local, self.config, self._seed(name), stop)
         count = 0
         pending = asyncio.ensure_future(asyncio.to_thread(self._take, records, digest, name))
@@ -527,11 +528,7 @@ class SftpSource:
                 if not batch:
                     break
                 pending = asyncio.ensure_future(asyncio.to_thread(self._take, records, digest, name))
-                if batch_publish is not None:
-                    await batch_publish(batch)
-                else:
-                    for env in batch:
-                        await emit(env)
+                await emit.publish_batch(batch)
                 count += len(batch)
         finally:
             if not pending.done():
@@ -557,11 +554,10 @@ class SftpSource:
         self.stats["failed"] += 1
         INTAKE_REQUESTS.labels(self.config.partner, "sftp", outcome).inc()
         log.error("route %s: %s rejected → %s: %s", self.ctx.route, name, self.config.failed_dir, problems[0])
-        reject = getattr(self._emit, "reject", None)
-        if reject is not None:
+        if self._emit is not None:
             try:
-                await reject(f"file {name} rejected: " + "; ".join(problems[:5]), protocol="sftp", ref=digest,
-                             file=name, prefix=self.ctx.settings.topic_prefix)
+                await self._emit.reject(f"file {name} rejected: " + "; ".join(problems[:5]), protocol="sftp",
+                                        ref=digest, file=name, prefix=self.ctx.settings.topic_prefix)
             except Exception as exc:
                 log.warning("route %s: error envelope for %s not published: %s", self.ctx.route, name, exc)
 

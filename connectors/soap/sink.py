@@ -25,6 +25,7 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from connectors.base import Outcome
+from connectors.context import ConnectorContext
 from connectors.registry import registry
 from hub.envelope import Envelope
 from hub.retry import SuccessRule
@@ -66,12 +67,12 @@ async def _add_headers(request: httpx.Request) -> None:
 class SoapSink:
     name: ClassVar[str] = "soap"
 
-    def __init__(self, config: SoapSinkConfig, *, timeout_s: float = 10.0, concurrency: int = 16,
-                 config_dir: Path | None = None) -> None:
+    def __init__(self, config: SoapSinkConfig, context: ConnectorContext) -> None:
         self.config = config
-        self.timeout_s = timeout_s
-        self.concurrency = concurrency
-        self.wsdl_path = Path(config.wsdl) if Path(config.wsdl).is_absolute() else (config_dir or Path()) / config.wsdl
+        self.timeout_s = context.timeout_s
+        self.concurrency = context.concurrency
+        wsdl = Path(config.wsdl)
+        self.wsdl_path = wsdl if wsdl.is_absolute() else context.settings.config_dir / wsdl
         self._client: AsyncClient | None = None
         self._service: Any = None
         self._lock = asyncio.Lock()

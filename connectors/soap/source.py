@@ -257,8 +257,20 @@ class SoapSource:
             raise SoapFault("VersionMismatch" if xmlsafe.local(root.tag) == "Envelope" else "Client",
                             "not a SOAP 1.1 Envelope (namespace http://schemas.xmlsoap.org/soap/envelope/)")
         self._authenticate(request, root)
-        body_el = root.find(f"{{{SOAP_ENV}}}Body")
-        req = next((c for c in body_el if isinstance(c.tag, str)), None) if body_el is not None else None
+        op, kind, req = self._request(_body_element(root))
+        data = xmlsafe.to_dict(req, self._lists)
+        ns = etree.QName(req.tag).namespace or self.namespace
+        if kind == "status":
+            return await self._status(ns, op, data)
+        if kind == "withdraw":
+            envelope = await self._withdraw_envelope(data)
+        else:
+            envelope = self._order_envelope(op, data)
+        return await self._emit_and_answer(ns, op, envelope)
+
+    def _request(self, req: etree._Element | None) -> tuple[str, str, etree._Element]:
+        """The Body's request element → (operation, kind, element), checked against the XSD — the
+        one path live calls and ``sample`` share. SoapFault (``Client``) names what is wrong."""
         if req is None:
             raise SoapFault("Client", "empty SOAP Body")
         op = xmlsafe.local(req.tag)
@@ -267,23 +279,18 @@ class SoapSource:
             raise SoapFault("Client", f"unknown operation {op!r} (known: {', '.join(self.config.operations)})")
         fragment = etree.fromstring(etree.tostring(req))
         if not self.schema.validate(fragment):
-            errors = [{"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log]  # type: ignore[attr-defined]
+            errors = [{"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log]
             first = errors[0]["message"] if errors else "invalid"
             raise SoapFault("Client", f"{op}: request does not match the schema: {first}", errors)
-        data = xmlsafe.to_dict(req, self._lists)
-        ns = etree.QName(req.tag).namespace or self.namespace
-        if kind == "status":
-            return await self._status(ns, op, data)
-        if kind == "withdraw":
-            envelope = await self._withdraw_envelope(data)
-        else:
-            envelope = Envelope(
-                type="order.received", source=self.config.partner, protocol="soap",
-                correlation_id=f"soap-{self.config.partner}-{data.get('orderNo', '')}"[:128],
-                idempotency_key=f"soap:{self.config.partner}:{op}:{data.get('orderNo', '')}",
-                payload=data, headers={"soap-operation": op},
-            )
-        return await self._emit_and_answer(ns, op, envelope)
+        return op, kind, req
+
+    def _order_envelope(self, op: str, data: dict[str, Any]) -> Envelope:
+        return Envelope(
+            type="order.received", source=self.config.partner, protocol="soap",
+            correlation_id=f"soap-{self.config.partner}-{data.get('orderNo', '')}"[:128],
+            idempotency_key=f"soap:{self.config.partner}:{op}:{data.get('orderNo', '')}",
+            payload=data, headers={"soap-operation": op},
+        )
 
     async def _emit_and_answer(self, ns: str, op: str, envelope: Envelope) -> web.Response:
         if self._emit is None:
@@ -335,29 +342,18 @@ class SoapSource:
         )
 
     def sample(self, raw: bytes) -> list[Envelope]:
-        """Dry run (``hub routes check --sample``): a SOAP request (or its Body element) → raw envelope.
-        Same safety and XSD checks as a live call; ``status`` operations emit nothing."""
+        """Dry run (``hub routes check --sample``): a SOAP request (or just its Body element) → the
+        raw envelope, through ``_request`` and ``_order_envelope`` as a live call (safe parse, XSD);
+        a fault is a ValidationFailed with the same message. ``status`` and ``withdraw`` read the
+        order store, so they emit nothing here."""
         root = xmlsafe.parse(raw, self.ctx.settings.intake_max_depth)
-        req = root
-        if root.tag == f"{{{SOAP_ENV}}}Envelope":
-            body_el = root.find(f"{{{SOAP_ENV}}}Body")
-            req = next((c for c in body_el if isinstance(c.tag, str)), None) if body_el is not None else None
-            if req is None:
-                raise ValidationFailed("empty SOAP Body")
-        op = xmlsafe.local(req.tag)
-        kind = self.config.operations.get(op)
-        if kind is None:
-            raise ValidationFailed(f"unknown operation {op!r}")
-        if not self.schema.validate(etree.fromstring(etree.tostring(req))):
-            raise ValidationFailed(f"{op}: request does not match the schema", [
-                {"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log])  # type: ignore[attr-defined]
+        try:
+            op, kind, req = self._request(_body_element(root) if root.tag == f"{{{SOAP_ENV}}}Envelope" else root)
+        except SoapFault as fault:
+            raise ValidationFailed(fault.message, fault.errors) from fault
         if kind != "order":
             return []
-        data = xmlsafe.to_dict(req, self._lists)
-        return [Envelope(type="order.received", source=self.config.partner, protocol="soap",
-                         correlation_id=f"soap-{self.config.partner}-{data.get('orderNo', '')}"[:128],
-                         idempotency_key=f"soap:{self.config.partner}:{op}:{data.get('orderNo', '')}",
-                         payload=data, headers={"soap-operation": op})]
+        return [self._order_envelope(op, xmlsafe.to_dict(req, self._lists))]
 
     async def _status(self, ns: str, op: str, data: dict[str, Any]) -> web.Response:
         doc = await self._find_order(data["orderNo"])
@@ -369,6 +365,12 @@ class SoapSource:
                       "status": doc.get("status"), "currentStage": doc.get("current_stage"),
                       "updatedAt": doc.get("updated_at")}
         return web.Response(body=response_xml(ns, f"{op}Response", fields), content_type="text/xml", charset="utf-8")
+
+
+def _body_element(root: etree._Element) -> etree._Element | None:
+    """The first element in a SOAP Envelope's Body (the request), or None."""
+    body_el = root.find(f"{{{SOAP_ENV}}}Body")
+    return next((c for c in body_el if isinstance(c.tag, str)), None) if body_el is not None else None
 
 
 async def dispatch(request: web.Request) -> web.Response:

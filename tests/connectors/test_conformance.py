@@ -6,7 +6,12 @@
   (503 / ``soap:Server`` Fault / file left in the drop folder / message back in the queue / no offset
   committed) — and once Kafka is back, the same message gets through exactly once;
 * **stop**: after ``stop`` the source leaves no task running and takes nothing more;
-* **reconnect** (where the hub is the client): the partner's server restarts and delivery resumes.
+* **reconnect** (where the hub is the client): the partner's server restarts and delivery resumes;
+* **contract**: the source was built ``factory(config, context)`` and got the whole ``Emit``
+  protocol; ``sample()`` (the dry run) makes the envelope the live path put on Kafka;
+* **supervision**: a source's background task that is killed or raises is restarted with backoff,
+  and the route shows ``restarting`` (then ``failed`` if it keeps dying) on ``/readyz`` and as 0 in
+  ``hub_route_up`` meanwhile — never "running" with nothing consuming.
 
 Each connector gets a small harness: how to deliver a message as a third party would, and how to
 see from the partner's side whether it was acknowledged.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,12 +33,17 @@ import yaml
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import REGISTRY
 
 from app.infra.servers import SftpServer
 from app.runtime import Runtime
 from app.web import build_web_app
+from connectors.base import Emit, Source
 from hub.kafka import ensure_topics
+from hub.order import idempotency_key
 from hub.settings import Settings
+from routes.dryrun import dry_run
 from tests.conftest import free_port
 from tests.support import envelopes, eventually, read_topic
 
@@ -54,6 +65,16 @@ class Harness:
         self.url = ""
 
     def source(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def raw(self, ext: str) -> bytes:
+        """The exact bytes ``send`` delivers (what ``hub routes check --sample`` would be given)."""
+        return json.dumps(order(ext)).encode()
+
+    def key(self, ext: str) -> str:
+        """The idempotency key (a regular expression) of the first message: derived from the
+        message and its place (order, operation, file content, message id, offset), never from the
+        attempt — so a retried message repeats it."""
         raise NotImplementedError
 
     async def setup(self) -> None: ...
@@ -79,8 +100,12 @@ class RestHarness(Harness):
     async def send(self, ext: str) -> Any:
         headers = {"X-Api-Key": "conformance-key-01"}
         url = f"{self.url}/api/v1/partners/{PARTNER}/orders"
-        async with ClientSession() as http, http.post(url, json=order(ext), headers=headers) as r:
+        headers["Content-Type"] = "application/json"
+        async with ClientSession() as http, http.post(url, data=self.raw(ext), headers=headers) as r:
             return r.status
+
+    def key(self, ext: str) -> str:
+        return re.escape(idempotency_key(PARTNER, ext, "open"))
 
     async def acknowledged(self, ext: str, answer: Any) -> bool:
         return bool(answer == 202)
@@ -108,9 +133,15 @@ class SoapHarness(Harness):
         return {"transform": {"field_map": {"orderNo": "external_order_id", "productCode": "product",
                                             "scenarioCode": "scenario"}}}
 
+    def raw(self, ext: str) -> bytes:
+        return SOAP_REQ.format(ext=ext).encode()
+
+    def key(self, ext: str) -> str:
+        return re.escape(f"soap:{PARTNER}:receiveWorkOrder:{ext}")
+
     async def send(self, ext: str) -> Any:
         async with ClientSession() as http, http.post(
-                f"{self.url}/soap/{PARTNER}", data=SOAP_REQ.format(ext=ext).encode(),
+                f"{self.url}/soap/{PARTNER}", data=self.raw(ext),
                 headers={"Content-Type": "text/xml", "X-Api-Key": "conformance-key-01"}) as r:
             return r.status, await r.text()
 
@@ -137,9 +168,12 @@ class SftpHarness(Harness):
     async def setup(self) -> None:
         self.local.mkdir(parents=True, exist_ok=True)
 
+    def key(self, ext: str) -> str:
+        return r"sftp:conf-sftp:[0-9a-f]{64}:1"  # the file's content digest up to record 1, line 1
+
     async def send(self, ext: str) -> Any:
         part = self.local / f"{ext}.jsonl.part"
-        part.write_text(json.dumps(order(ext)) + "\n")
+        part.write_bytes(self.raw(ext) + b"\n")
         part.rename(self.local / f"{ext}.jsonl")
 
     async def acknowledged(self, ext: str, answer: Any) -> bool:
@@ -170,8 +204,11 @@ class AmqpHarness(Harness):
         conn = await aio_pika.connect(self.amqp)
         async with conn:
             ch = await conn.channel(publisher_confirms=True)
-            await ch.default_exchange.publish(aio_pika.Message(json.dumps(order(ext)).encode(), message_id=ext,
+            await ch.default_exchange.publish(aio_pika.Message(self.raw(ext), message_id=ext,
                                               delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=self.queue)
+
+    def key(self, ext: str) -> str:
+        return re.escape(f"amqp:conf-amqp:{ext}")  # the message id the partner set
 
     async def _depth(self) -> tuple[int, int]:
         conn = await aio_pika.connect(self.amqp)
@@ -208,9 +245,12 @@ class KafkaHarness(Harness):
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(self.topic, json.dumps(order(ext)).encode(), key=ext.encode())
+            await producer.send_and_wait(self.topic, self.raw(ext), key=ext.encode())
         finally:
             await producer.stop()
+
+    def key(self, ext: str) -> str:
+        return re.escape(f"kafka:conf-kafka:{self.topic}:0:0")  # the record's coordinates
 
     async def _committed(self) -> int | None:
         """The group's committed offset (OffsetFetch, without joining the group)."""
@@ -309,7 +349,9 @@ async def test_nothing_is_acknowledged_while_kafka_is_down_then_it_gets_through_
         answer = await harness.send("C-2") if not harness.pull else None  # push partners retry
         await eventually(lambda: harness.acknowledged("C-2", answer), timeout=20)
         (env,) = await inbound(settings)
-        assert env.idempotency_key
+        # the retried message keeps its key: derived from the message, not from the attempt
+        assert re.fullmatch(harness.key("C-2"), env.idempotency_key), env.idempotency_key
+        assert env.payload.get("external_order_id", env.payload.get("orderNo")) == "C-2"
 
 
 async def _retried(hub: Hub) -> bool:
@@ -350,3 +392,94 @@ async def test_delivery_resumes_after_the_partner_server_restarts(name: str, mak
         await h.send("R-2")
         await eventually(lambda: h.acknowledged("R-2", None), timeout=40, interval=0.3)
         assert len(await inbound(settings, expect=2)) == 2
+
+
+def _runner(hub: Hub) -> Any:
+    return hub.runtime.routes.runners[str(hub.runtime.settings.config_dir / "routes" / f"conf-{hub.h.name}.yaml")]
+
+
+def _route_up(h: Harness) -> float | None:
+    return REGISTRY.get_sample_value("hub_route_up", {"route": f"conf-{h.name}", "connector": h.name})
+
+
+async def _readyz(hub: Hub) -> dict[str, Any]:
+    async with ClientSession() as http, http.get(f"{hub.h.url}/readyz") as r:
+        body: dict[str, Any] = await r.json()
+        return body["checks"]["routes"]
+
+
+SAME = ("type", "source", "protocol", "product", "scenario", "payload")
+IDS = ("correlation_id", "idempotency_key")  # from the body for pushed messages; else also from where it lay
+
+
+async def test_the_source_keeps_the_contract_and_its_sample_is_the_live_parse(harness: Harness,
+                                                                              settings: Settings) -> None:
+    """Built ``factory(config, context)``, handed the whole Emit; ``hub routes check --sample`` on the
+    bytes a partner sends gives the envelope the live path put on Kafka."""
+    async with Hub(harness) as hub:
+        runner = _runner(hub)
+        assert isinstance(runner.source, Source) and isinstance(runner.emit, Emit)
+        assert runner.context is not None and runner.context.route == f"conf-{harness.name}"
+        (dry,) = dry_run(runner.file.route, harness.raw("C-5"), hub.runtime.settings)
+        answer = await harness.send("C-5")
+        await eventually(lambda: harness.acknowledged("C-5", answer), timeout=15)
+        (live,) = await inbound(settings)
+        same = SAME if harness.pull else SAME + IDS
+        assert {f: getattr(dry, f) for f in same} == {f: getattr(live, f) for f in same}
+        assert re.fullmatch(harness.key("C-5"), live.idempotency_key), live.idempotency_key
+
+
+async def test_a_killed_source_task_is_restarted_and_shown_meanwhile(harness: Harness, settings: Settings) -> None:
+    async with Hub(harness) as hub:
+        runner = _runner(hub)
+        tasks = runner.context.supervised
+        if not harness.pull:  # pushed to: aiohttp runs each request, the source has no task to die
+            assert tasks == [] and hub.state() == "running"
+            return
+        assert tasks and all(t.alive for t in tasks) and _route_up(harness) == 1
+        for task in tasks:
+            task.current.cancel()  # killed, not stopped
+        states = []
+        for _ in range(500):  # /readyz polled while the supervisor backs off (0.5 s) and restarts
+            route = (await _readyz(hub))["routes"][f"conf-{harness.name}"]
+            if route["state"] == "running":
+                break
+            states.append((route["state"], route.get("error", ""), _route_up(harness)))
+            await asyncio.sleep(0.02)
+        assert states and states[0][0] == "restarting" and "cancelled" in states[0][1], states
+        assert states[0][2] == 0, "hub_route_up must be 0 while the source task is down"
+        assert route["state"] == "running" and route["restarts"] == len(tasks) and _route_up(harness) == 1
+        await harness.send("K-1")  # the restarted task consumes
+        await eventually(lambda: harness.acknowledged("K-1", None), timeout=20)
+        (env,) = await inbound(settings)
+        assert env.payload["external_order_id"] == "K-1"
+
+
+async def test_a_kafka_source_that_keeps_raising_shows_failed_then_recovers(make: Any, settings: Settings,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-retryable error from the partner's cluster (fault injected into the aiokafka client)
+    kills the consumer loop every time: restarted with backoff, the route is ``failed`` on /readyz
+    and 0 in hub_route_up; once the cluster answers again, the restarted loop delivers."""
+    h = make("kafka")
+    await h.setup()
+    async with Hub(h) as hub:
+        assert hub.state() == "running"
+
+        async def broken(self: AIOKafkaConsumer, *a: Any, **kw: Any) -> Any:
+            raise KafkaError("injected: UnknownError from the partner cluster")
+
+        monkeypatch.setattr(AIOKafkaConsumer, "getmany", broken)
+        checks = await eventually(lambda: _failed(hub), timeout=15, interval=0.05)
+        route = checks["routes"]["conf-kafka"]
+        assert "KafkaError" in route["error"] and route["restarts"] >= 2 and "conf-kafka" in checks["degraded"]
+        assert _route_up(h) == 0
+        monkeypatch.undo()
+        await h.send("F-1")
+        await eventually(lambda: h.acknowledged("F-1", None), timeout=30, interval=0.2)
+        (env,) = await inbound(settings)
+        assert env.payload["external_order_id"] == "F-1"
+
+
+async def _failed(hub: Hub) -> dict[str, Any] | None:
+    checks = await _readyz(hub)
+    return checks if checks["routes"]["conf-kafka"]["state"] == "failed" else None

@@ -19,7 +19,6 @@ from hub import topics
 from hub.errors import ValidationFailed
 from hub.settings import Settings
 from routes.loader import load_route_file
-from routes.manager import build
 from routes.pipeline import RouteEmit
 from tests.integration.test_intake import ESOP_KEY, URL, config_copy, order
 from tests.integration.test_soap_inbound import call, serve, work_order, zeep_client
@@ -75,8 +74,8 @@ async def test_file_row_without_a_blueprint_is_a_rejected_record(settings: Setti
     await runtime.start()
     try:
         emit = RouteEmit(route, prefix=settings.topic_prefix, intake=runtime.intake, producer=runtime.producer)
-        source = build(registry.get("source", "sftp").factory, route.source,  # type: ignore[attr-defined]
-                       ConnectorContext(settings, route.name))  # type: ignore[attr-defined]
+        source = registry.new_source("sftp", route.source,  # type: ignore[attr-defined]
+                                     ConnectorContext(settings, route.name))  # type: ignore[attr-defined]
         rows = source.sample((settings.config_dir / "routes" / "samples" / "ORD_boss.csv").read_bytes())
         opened = [env for env in rows if env.payload.get("SCENE") == "01"]
         changed = [env for env in rows if env.payload.get("SCENE") == "02"]

@@ -11,10 +11,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from app.delivery import build_sink
+from connectors.context import ConnectorContext
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.retry import RetryPolicy, SuccessRule
-from hub.settings import PROJECT_ROOT
+from hub.settings import PROJECT_ROOT, load_settings
 from hub.templates import render
 from hub.workpool import KeyedPool
 from simulators.server import STATE, build_app
@@ -80,6 +81,12 @@ async def _ack(acked: list[tuple[str, int]], key: str, n: int) -> None:
     acked.append((key, n))
 
 
+def _context(partner: str) -> ConnectorContext:
+    """What the delivery agent hands a partner's sink (no database needed by REST or SOAP sinks)."""
+    return ConnectorContext(load_settings().model_copy(update={"config_dir": PROJECT_ROOT / "config"}),
+                            f"deliver-{partner}")
+
+
 def _call(operation: str, request: dict[str, Any]) -> Envelope:
     return Envelope(type="call.request", source="hub", protocol="soap", correlation_id="ord-1",
                     idempotency_key=f"call:ord-1:{operation}", payload={"operation": operation, "request": request})
@@ -96,7 +103,7 @@ async def sim(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 async def test_soap_sink_calls_notify_order_result_and_applies_check_result(sim: TestServer, tmp_path: Path) -> None:
     partners = load_partners(PROJECT_ROOT / "config")  # after HUB_SIM_URL points at the test server
-    sink = build_sink(partners["esop"], PROJECT_ROOT / "config")
+    sink = build_sink(partners["esop"], _context("esop"))
     request = {"orderId": "E-1", "hubOrderId": "ord-1", "resultCode": "1", "finishTime": "2026-01-01T00:00:00"}
     try:
         ok = await sink.deliver(_call("close_report", request))
@@ -115,7 +122,7 @@ async def test_soap_sink_calls_notify_order_result_and_applies_check_result(sim:
 
 async def test_rest_sink_classifies_answers(sim: TestServer) -> None:
     partners = load_partners(PROJECT_ROOT / "config")
-    sink = build_sink(partners["group"], PROJECT_ROOT / "config")
+    sink = build_sink(partners["group"], _context("group"))
     state = sim.app[STATE]
     report = {"external_order_id": "G-1", "stage_title": "业务受理", "desc_outline": 1,
               "progress_code": "B001processing"}
