@@ -18,7 +18,7 @@ JSON Schema for editors (``hub routes schema``) all come from the connectors' ow
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Protocol, Union, cast
 
 from pydantic import (
     BaseModel,
@@ -27,58 +27,35 @@ from pydantic import (
     Field,
     Tag,
     create_model,
-    field_validator,
-    model_validator,
 )
 
 from connectors.registry import registry
 from hub.retry import RetryPolicy
-from transforms import hooks
+from transforms.mapping import Transform
+
+
+class RouteSpec(Protocol):
+    """What the code reads of a validated route. The ``Route`` model is built at run time
+    (:func:`route_model`: a union over the registered connectors), so a type checker cannot see its
+    fields; :func:`validate_route` returns it as this protocol instead of a bare ``BaseModel``."""
+
+    name: str
+    description: str
+    enabled: bool
+    source: Any  # the connector's config model; ``source.connector`` is its registered name
+    transform: Transform | None
+    canonical: str
+    envelope_type: str | None
+    target: Any  # TopicTarget | SinkTarget
+
+
+def validate_route(data: Any) -> RouteSpec:
+    """``route_model().model_validate(data)``, typed (raises pydantic's ``ValidationError``)."""
+    return cast("RouteSpec", route_model().model_validate(data))
+
 
 #: What a route's records are validated as (``work_order``: a WorkOrder with derived order id and idempotency key).
 Canonical = Literal["work_order", "none"]
-
-
-class Transform(BaseModel):
-    """Declarative mapping applied to the source's payload (partner shape → canonical shape)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    field_map: dict[str, str] = Field(
-        default_factory=dict, description="partner field (dotted) → canonical field (dotted)",
-        examples=[{"ORDER_NO": "external_order_id", "CUST_NAME": "customer.name"}],
-    )
-    value_map: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="canonical field → {partner code: canonical value}",
-        examples=[{"scenario": {"01": "open", "02": "change"}}],
-    )
-    strict_values: list[str] = Field(
-        default_factory=list, description="fields whose code must be in value_map (unknown code = rejected)"
-    )
-    defaults: dict[str, Any] = Field(default_factory=dict, description="canonical field → value when absent")
-    python: str | None = Field(default=None, description="name of a transform in transforms/ (hooks registry)")
-    drop: list[str] = Field(default_factory=list, description="fields removed after mapping")
-    direction: Literal["to_canonical", "to_partner"] = Field(
-        default="to_canonical",
-        description="to_partner: apply field_map and value_map backwards (canonical → partner), so an "
-                    "outbound route reuses the inbound mapping block unchanged",
-    )
-
-    @model_validator(mode="after")
-    def _invertible(self) -> Transform:
-        if self.direction == "to_partner":
-            for path, codes in self.value_map.items():
-                dup = {v for v in codes.values() if list(codes.values()).count(v) > 1}
-                if dup:
-                    raise ValueError(f"value_map.{path}: {sorted(dup)} map from several codes; cannot invert")
-        return self
-
-    @field_validator("python")
-    @classmethod
-    def _known(cls, v: str | None) -> str | None:
-        if v is not None and v not in hooks.names():
-            raise ValueError(f"unknown python transform {v!r} (known: {', '.join(hooks.names())})")
-        return v
 
 
 class TopicTarget(BaseModel):

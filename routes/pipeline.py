@@ -13,15 +13,14 @@ be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from connectors.base import Sink
 from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain, innermost, trail
-from hub import paths, topics
+from hub import topics
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -30,42 +29,10 @@ from hub.kafka import EnvelopeProducer
 from hub.metrics import ENVELOPES_OUT
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from hub.services import Services
-from transforms import hooks
-from transforms.mapping import apply_mapping
+from transforms.mapping import apply_transform
 
-
-def apply_transform(payload: dict[str, Any], transform: Any) -> dict[str, Any]:
-    """Route transform on one payload; ValidationFailed names the field on a bad code."""
-    if transform is None:
-        return payload
-    field_map, value_map, strict = transform.field_map, transform.value_map, set(transform.strict_values)
-    if transform.direction == "to_partner":  # the inbound block read backwards
-        field_map = {dst: src for src, dst in field_map.items()}
-        value_map = {field_map.get(path, path): {canon: code for code, canon in codes.items()}
-                     for path, codes in value_map.items()}
-        strict = {field_map.get(path, path) for path in strict}
-    out = apply_mapping(payload, field_map, {})
-    errors = []
-    for path, codes in value_map.items():
-        value = paths.get(out, path)
-        if isinstance(value, str | int) and str(value) in codes:
-            paths.set(out, path, codes[str(value)])
-        elif path in strict and value is not None:
-            errors.append({"field": path, "message": f"unknown code {value!r} (known: {', '.join(codes)})"})
-    if errors:
-        raise ValidationFailed(f"{len(errors)} unknown code(s)", errors)
-    for path, value in transform.defaults.items():
-        if paths.get(out, path) in (None, ""):
-            paths.set(out, path, copy.deepcopy(value))
-    if transform.python:
-        try:
-            out = hooks.get(transform.python)(out)
-        except ValueError as exc:
-            raise ValidationFailed(f"transform {transform.python}: {exc}", [{"field": "(record)",
-                                                                               "message": str(exc)}]) from exc
-    for path in transform.drop:
-        paths.pop(out, path)
-    return out
+if TYPE_CHECKING:
+    from routes.models import RouteSpec
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -81,7 +48,7 @@ class RouteEmit:
 
     def __init__(
         self,
-        route: BaseModel,
+        route: RouteSpec,
         *,
         prefix: str,
         intake: Intake | None,
@@ -90,12 +57,12 @@ class RouteEmit:
         sink: Sink | None = None,
     ) -> None:
         self.route = route
-        self.partner: str = getattr(route.source, "partner", None) or route.name  # type: ignore[attr-defined]
+        self.partner: str = getattr(route.source, "partner", None) or route.name
         self.sink = sink
         self._intake = intake
         self._producer = producer
         self._dead = dead_letters
-        target = route.target  # type: ignore[attr-defined]
+        target = route.target
         self.topic: str | None = None
         if sink is None:
             self.topic = target_topic(prefix, target.topic, target.partner or self.partner)
@@ -192,10 +159,10 @@ class RouteEmit:
         topic = self.topic or topics.inbound(origin.pop("prefix", "hub"), self.partner)
         if envelope is None:
             envelope = Envelope(type="intake.rejected", source=self.partner, protocol=str(origin.get("protocol",
-                                "unknown")), correlation_id=f"reject-{self.route.name}",  # type: ignore[attr-defined]
-                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")  # type: ignore[attr-defined]
+                                "unknown")), correlation_id=f"reject-{self.route.name}",
+                                idempotency_key=f"reject:{self.route.name}:{origin.get('ref', '')}")
         letter = DeadLetter.for_envelope(topic, envelope, reason, error_class="ValidationFailed",
-                                         origin={"route": self.route.name, **origin})  # type: ignore[attr-defined]
+                                         origin={"route": self.route.name, **origin})
         await self._dead.publish(letter)
 
 
