@@ -8,12 +8,15 @@ or YAML work on the event loop): a changed valid file replaces its route (old st
 ``/readyz`` under ``routes``; a deleted file stops its route. A route whose source cannot start
 (server down) is tried again on the polls, backing off (``ROUTE_RELAUNCH``: after 1, 2, 4 … polls,
 at most every 30 s), so routes come up when their partner does.
+
+A running route's background work (Kafka consumer, SFTP poller, AMQP consumer) is supervised
+(``connectors/supervision.py``): when it dies it is restarted with backoff, and the route shows
+``restarting`` — then ``failed`` if it keeps dying — on ``/readyz`` and as 0 in ``hub_route_up``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from connectors.base import Sink, Source
 from connectors.context import ConnectorContext
 from connectors.registry import registry
+from connectors.supervision import FAILED, RESTARTING, RUNNING, Supervised
 from hub.deadletter import DeadLetters
 from hub.errors import ConfigError
 from hub.retrying import ROUTE_RELAUNCH
@@ -47,18 +51,28 @@ class RouteRunner:
     source: Source | None = None
     sink: Sink | None = None
     emit: RouteEmit | None = None
-    state: str = "stopped"  # running | failed | disabled | stopped
+    context: ConnectorContext | None = None  # what the source and sink were built with (its supervised tasks)
+    state: str = "stopped"  # running | restarting | failed | disabled | stopped
     error: str | None = None
     started_at: float | None = None
     launch_failures: int = 0  # starts that failed in a row (ROUTE_RELAUNCH backs off on them)
     next_launch: float = 0.0  # time.monotonic() before which a failed start is not tried again
 
-    def relaunch_due(self) -> bool:
-        return time.monotonic() >= self.next_launch
-
     @property
     def name(self) -> str:
-        return self.file.route.name  # type: ignore[attr-defined, no-any-return]
+        return self.file.route.name
+
+    @property
+    def needs_launch(self) -> bool:
+        """Failed to start, and due again (``ROUTE_RELAUNCH``: after 1, 2, 4 … polls); a running source
+        whose task keeps failing is its supervisor's business (``connectors/supervision.py``), not
+        launched a second time."""
+        return self.state == FAILED and self.source is None and time.monotonic() >= self.next_launch
+
+    @property
+    def restarts(self) -> int:
+        """How often the source's supervised tasks were restarted since the route started."""
+        return sum(t.restarts for t in self.context.supervised) if self.context is not None else 0
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state, self.error = state, error
@@ -133,10 +147,20 @@ class RouteManager:
             for key in list(self.runners):
                 await self._stop(key)
 
-    def context(self, route_name: str, transform: Any = None) -> ConnectorContext:
+    def context(self, runner: RouteRunner) -> ConnectorContext:
         rt = self.runtime
-        return ConnectorContext(rt.settings, route_name, rt.db, rt.producer, rt.connector_tables,
-                                transform=transform)
+        route: Any = runner.file.route
+        return ConnectorContext(rt.settings, runner.name, rt.db, rt.producer, rt.connector_tables,
+                                transform=route.transform, on_health=lambda task: self._health(runner, task))
+
+    def _health(self, runner: RouteRunner, task: Supervised) -> None:
+        """A supervised source task changed state: the route shows it (readiness, hub_route_up)."""
+        if runner.source is None or all(r is not runner for r in self.runners.values()):
+            return  # still starting (_launch reports how that went), or replaced/stopped
+        if task.state in (RESTARTING, FAILED):
+            runner.set_state(task.state, f"{task.name}: {task.error}")
+        elif task.state == RUNNING and runner.state in (RESTARTING, FAILED):
+            runner.set_state(RUNNING)
 
     async def _start(self, key: str, rf: RouteFile) -> RouteRunner:
         route: Any = rf.route
@@ -151,20 +175,19 @@ class RouteManager:
     async def _launch(self, runner: RouteRunner) -> None:
         route: Any = runner.file.route
         rt = self.runtime
-        ctx = self.context(route.name, route.transform)
+        ctx = runner.context = self.context(runner)
         try:
             sink_cfg = getattr(route.target, "sink", None)
             if sink_cfg is not None and runner.sink is None:
-                runner.sink = build(registry.get("sink", sink_cfg.connector).factory, sink_cfg, ctx)
-                await runner.sink.start()  # type: ignore[union-attr]
+                runner.sink = registry.new_sink(sink_cfg.connector, sink_cfg, ctx)
+                await runner.sink.start()
             dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
             runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,
                                     dead_letters=dead,
                                     sink=await route_sink_chain(route, runner.sink, rt) if runner.sink else None)
             if runner.emit.topic:
                 await rt.ensure_topic(runner.emit.topic)
-            ctx.on_error = runner.emit.reject
-            source = build(registry.get("source", route.source.connector).factory, route.source, ctx)
+            source = registry.new_source(route.source.connector, route.source, ctx)
             await source.start(runner.emit)
             runner.source = source
             runner.set_state("running")
@@ -212,7 +235,7 @@ class RouteManager:
                     continue  # unreadable right now (being replaced): next poll
                 if runner is not None and runner.file.digest == digest:
                     self.rejected.pop(key, None)  # an invalid edit was reverted
-                    if runner.state == "failed" and runner.relaunch_due():
+                    if runner.needs_launch:
                         await self._launch(runner)
                     continue
                 rejected = self.rejected.get(key)
@@ -250,7 +273,7 @@ class RouteManager:
                 if runner.file.route.source.partner in declared_rest:
                     changes.append(f"removed {runner.name} (a route file now declares this REST intake)")
                     await self._stop(key)
-                elif runner.state == "failed" and runner.relaunch_due():
+                elif runner.needs_launch:
                     await self._launch(runner)
         for change in changes:
             log.info("routes: %s", change)
@@ -304,25 +327,15 @@ class RouteManager:
     def readiness(self) -> dict[str, Any]:
         routes = {
             r.name: {"state": r.state, "source": r.file.route.source.connector,
-                     "file": str(r.file.path) if r.file.path else "implied", **({"error": r.error} if r.error else {})}
+                     "file": str(r.file.path) if r.file.path else "implied", **({"error": r.error} if r.error else {}),
+                     **({"restarts": n} if (n := r.restarts) else {})}
             for r in self.runners.values()
         }
         rejected = [{"file": r.path, "problems": r.problems} for r in self.rejected.values()]
         # A partner's server being down (a failed route) or a rejected reload does not make the hub
         # unready — its other routes still take traffic; both are listed here for operators.
-        degraded = sorted(n for n, r in routes.items() if r["state"] == "failed")
+        degraded = sorted(n for n, r in routes.items() if r["state"] in (FAILED, RESTARTING))
         return {"ok": True, "degraded": degraded, "routes": routes, "rejected": rejected}
-
-
-def build(factory: Any, config: Any, ctx: ConnectorContext) -> Any:
-    """Call a connector factory: ``factory(config, context)``, or — for connectors that take only
-    keyword options — ``factory(config, config_dir=…)``."""
-    params = list(inspect.signature(factory).parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
-    if len(positional) >= 2:
-        return factory(config, ctx)
-    kw = {"config_dir": ctx.settings.config_dir} if any(p.name == "config_dir" for p in params) else {}
-    return factory(config, **kw)
 
 
 def _digest(path: Path) -> str:
