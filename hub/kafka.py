@@ -253,6 +253,7 @@ class BrokerWatch:
         self.generation = 0  # bumped each time the broker was found wiped
         self.last_error: str | None = None
         self.on_wipe: list[Callable[[], None]] = []
+        self.on_stop: list[Callable[[], None]] = []  # run when the watch is cancelled (the runtime stops)
         self._marker_seen = False
         self._lock = asyncio.Lock()
 
@@ -308,12 +309,16 @@ class BrokerWatch:
         return out
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception as exc:  # never let the watch die
-                log.warning("broker check failed: %r", exc)
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                try:
+                    await self.check()
+                except Exception as exc:  # never let the watch die
+                    log.warning("broker check failed: %r", exc)
+                await asyncio.sleep(self.interval)
+        finally:
+            for callback in self.on_stop:
+                callback()
 
 
 class FaustWipeGuard:
@@ -334,16 +339,37 @@ class FaustWipeGuard:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.pending = False
+        # the fallback's timer and task are owned here: kept (a task nobody references can be
+        # collected mid-run), replaced by the next wipe's, cancelled when the broker watch stops
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def attach(self, watch: BrokerWatch) -> None:
         watch.on_wipe.append(self.on_wipe)
+        watch.on_stop.append(self.close)
 
     def on_wipe(self) -> None:
         consumer = self.app.consumer
         self._install(consumer)
         self.pending = True
         self._forget(consumer)
-        asyncio.get_running_loop().call_later(self.FALLBACK_S, lambda: asyncio.ensure_future(self._fallback()))
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.FALLBACK_S, self._start_fallback)
+
+    def _start_fallback(self) -> None:
+        self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._fallback(), name="faust-wipe-fallback")
+
+    def close(self) -> None:
+        """Cancel a pending fallback (the runtime is stopping)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
 
     def _install(self, consumer: Any) -> None:
         if getattr(consumer, "_hub_wipe_guard", None) is self:

@@ -74,9 +74,13 @@ def routes_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def test_reload_reads_and_parses_route_files_off_the_loop(routes_config: Path) -> None:
     """300 route files (hundreds of ms of YAML and pydantic work) are loaded without one loop
     callback taking 100 ms: the scan runs in a worker thread."""
-    for n in range(300):
-        (routes_config / f"r{n:03d}.yaml").write_text(ROUTE.format(name=f"r{n:03d}", n=n), encoding="utf-8")
+    def write() -> None:
+        for n in range(300):
+            (routes_config / f"r{n:03d}.yaml").write_text(ROUTE.format(name=f"r{n:03d}", n=n), encoding="utf-8")
+
+    await asyncio.to_thread(write)  # the test's own setup stays off the loop too
     manager = RouteManager(Runtime(load_settings()))
+    await asyncio.sleep(0)
     monitor = LoopMonitor(threshold_s=0.1)
     with monitor.installed():
         started = time.thread_time()
@@ -103,3 +107,62 @@ async def test_reload_stats_first_and_rereads_only_changed_files(routes_config: 
     os.utime(path, None)  # a real edit moves the mtime: read, hashed, parsed, applied
     assert await manager.reload() == ["reloaded two"]
     assert manager.runners[str(path)].file.digest != digest
+
+
+class _FaustConsumer:
+    """The attributes of faust's consumer the wipe guard touches (a stand-in for faust, not for the hub)."""
+
+    def __init__(self) -> None:
+        self._unacked_messages: list[object] = []
+        self._acked: dict[object, object] = {}
+        self._acked_index: dict[object, object] = {}
+        self._read_offset: dict[object, object] = {}
+        self._committed_offset: dict[object, object] = {}
+        self._gap: dict[object, object] = {}
+        self._n_acked = 0
+        self.sought: list[tuple[str, int]] = []
+
+    async def _commit(self, offsets: object) -> bool:
+        return True
+
+    async def perform_seek(self) -> None:
+        return None
+
+    def assignment(self) -> list[str]:
+        return ["hub.orders-0"]
+
+    async def seek(self, tp: str, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+class _FaustApp:
+    def __init__(self) -> None:
+        self.consumer = _FaustConsumer()
+
+
+async def test_wipe_guard_owns_its_fallback_and_cancels_it_when_the_watch_stops(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The post-wipe fallback was a bare ``ensure_future`` in a timer: no reference, not cancelled at stop."""
+    from hub.kafka import BrokerWatch, EnvelopeProducer, FaustWipeGuard
+
+    settings = load_settings()
+    watch = BrokerWatch(settings, EnvelopeProducer(settings), dict)
+    monkeypatch.setattr(FaustWipeGuard, "FALLBACK_S", 0.05)
+    app = _FaustApp()
+    guard = FaustWipeGuard(app)
+    guard.attach(watch)
+    guard.on_wipe()
+    await asyncio.sleep(0.2)  # the fallback ran as a task the guard holds, and reset the consumer
+    assert app.consumer.sought == [("hub.orders-0", 0)] and guard._task is not None and guard._task.done()
+
+    guard.on_wipe()  # a second wipe: its fallback is pending when the runtime stops
+    assert guard._timer is not None
+    monkeypatch.setattr(watch, "check", lambda: asyncio.sleep(0))
+    running = asyncio.get_running_loop().create_task(watch.run())
+    await asyncio.sleep(0)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert guard._timer is None and guard._task is None  # closed with the watch
+    await asyncio.sleep(0.1)
+    assert app.consumer.sought == [("hub.orders-0", 0)]  # the cancelled fallback never ran
