@@ -35,6 +35,9 @@ NAMES: dict[str, str] = {
     "child": "the finished sub-flow's document (subflow nodes)",
 }
 
+# `name.a.b` chains (a trailing `.f(` is a method call, not a field); see Expr.evaluate.
+_PATH = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)(\s*\()?")
+
 # Names bound by CEL's comprehension macros (`list.all(x, …)`) are listed by Program.variables() too.
 _MACRO_BINDER = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 
@@ -45,22 +48,67 @@ class ExprError(ConfigError):
 
 @dataclass(frozen=True)
 class Expr:
-    """One compiled expression; ``names`` are the top-level names it reads (only those are passed in)."""
+    """One compiled expression; ``names`` are the top-level names it reads, ``paths`` the field chains.
+
+    Why the paths: CEL converts its whole input into its own values on every evaluation (≈ 7 µs per
+    string), and ``data`` — the order document — grows with every node. Passing only the fields an
+    expression names (``data.a.b`` → ``{"data": {"a": {"b": …}}}``, a missing field stays missing so
+    ``has()`` still works) makes an evaluation cost what the expression reads, not what the order holds.
+    A name used bare (``size(data)``, ``data["k"]``) is passed whole.
+    """
 
     source: str
     program: Any = field(repr=False, compare=False)
     names: frozenset[str] = frozenset()
+    paths: tuple[tuple[str, ...], ...] = ()
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
-        """Evaluate against ``scope``; only the referenced names are converted (CEL copies its input)."""
+        """Evaluate against ``scope``, passing only what the expression reads."""
         try:
-            return self.program.execute({n: scope.get(n) for n in self.names})
+            return self.program.execute(_prune(scope, self.names, self.paths))
         except Exception as exc:  # the extension raises KeyError/TypeError/ValueError/RuntimeError
             raise ExprError(f"expression {self.source!r} failed: {type(exc).__name__}: {exc}") from exc
 
     def test(self, scope: dict[str, Any]) -> bool:
         """Evaluate a condition; anything but a boolean ``true`` is false (a typo never passes a gate)."""
         return self.evaluate(scope) is True
+
+
+def _paths(source: str, names: frozenset[str]) -> tuple[tuple[str, ...], ...]:
+    """The shortest set of field chains covering every use of ``names`` (a bare use → the name alone)."""
+    found: set[tuple[str, ...]] = set()
+    for m in _PATH.finditer(source):
+        if m.group(1) not in names or (m.start() > 0 and source[m.start() - 1] == "."):
+            continue
+        chain = [part.strip() for part in m.group(2).split(".")[1:]]
+        if m.group(3) and chain:  # data.name.startsWith( → the method is not a field
+            chain.pop()
+        found.add((m.group(1), *chain))
+    kept = [p for p in found if not any(q != p and p[: len(q)] == q for q in found)]
+    return tuple(sorted(kept))
+
+
+def _prune(scope: dict[str, Any], names: frozenset[str], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in paths:
+        if path[0] not in scope:
+            continue
+        src: Any = scope[path[0]]
+        if len(path) == 1 or not isinstance(src, dict):
+            out[path[0]] = src
+            continue
+        dst = out.setdefault(path[0], {})
+        for i, part in enumerate(path[1:], start=2):
+            if part not in src:
+                break
+            if i == len(path) or not isinstance(src[part], dict):
+                dst[part] = src[part]
+                break
+            src, dst = src[part], dst.setdefault(part, {})
+    for name in names:  # a name in a position the regex did not see (should not happen): whole
+        if name not in out and name in scope and not any(p[0] == name for p in paths):
+            out[name] = scope[name]
+    return out
 
 
 _CACHE: dict[str, Expr] = {}
@@ -81,7 +129,8 @@ def compile_expr(source: str) -> Expr:
     unknown = sorted(referenced - binders - NAMES.keys())
     if unknown:
         raise ExprError(f"unknown name {', '.join(unknown)} in {source!r} (known: {', '.join(sorted(NAMES))})")
-    expr = Expr(source=source, program=program, names=frozenset(referenced & NAMES.keys()))
+    names = frozenset(referenced & NAMES.keys())
+    expr = Expr(source=source, program=program, names=names, paths=_paths(source, names))
     _CACHE[source] = expr
     return expr
 
@@ -91,6 +140,25 @@ def compile_mapping(mapping: dict[str, str]) -> dict[str, Expr]:
     return {key: compile_expr(src) for key, src in mapping.items()}
 
 
+_JSON_LEAVES = (str, int, float, bool, type(None))
+
+
+def _check_json(value: Any, source: str) -> Any:
+    if isinstance(value, _JSON_LEAVES):
+        return value
+    if isinstance(value, list):
+        for v in value:
+            _check_json(v, source)
+        return value
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        for v in value.values():
+            _check_json(v, source)
+        return value
+    raise ExprError(f"expression {source!r} gave a {type(value).__name__}, which is not JSON "
+                    "(the order document is stored as it is)")
+
+
 def evaluate_mapping(mapping: dict[str, Expr], scope: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate every entry of a compiled mapping; dotted keys are kept as they are (flat documents)."""
-    return {key: expr.evaluate(scope) for key, expr in mapping.items()}
+    """Evaluate every entry of a compiled mapping into JSON values (what goes into the order document,
+    payloads and replies); dotted keys are kept as they are."""
+    return {key: _check_json(expr.evaluate(scope), expr.source) for key, expr in mapping.items()}

@@ -195,5 +195,13 @@ class Blueprint(_Model):
 
     def digest(self) -> str:
         """Content digest an order pins (issue 10 §2): the same content gives the same digest."""
+        cached = _DIGESTS.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
         body = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(body.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+        _DIGESTS[id(self)] = (self, digest)  # the model is frozen: its digest never changes
+        return digest
+
+
+_DIGESTS: dict[int, tuple[Blueprint, str]] = {}

@@ -38,10 +38,11 @@ class Driver:
 
     def send(self, event: dict[str, Any], *, after: float = 0.0) -> list[dict[str, Any]]:
         self.now += after
-        before = json.dumps(self.state, sort_keys=True)
-        self.state, commands = step(self.bp, self.state, event, self.now)
-        if self.steps:  # the engine never mutates its input state
-            assert json.dumps(self.steps[-1]["state_after"], sort_keys=True) == before
+        given = self.state
+        before = json.dumps(given, sort_keys=True)
+        self.state, commands = step(self.bp, given, event, self.now)
+        assert json.dumps(given, sort_keys=True) == before, "step() changed its input state"
+        json.dumps([self.state, commands])  # state and commands are JSON as they are
         self.steps.append({"at": self.now, "event": event, "commands": commands,
                            "state_after": json.loads(json.dumps(self.state))})
         return commands
