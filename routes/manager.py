@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,7 +179,9 @@ class RouteManager:
         try:
             sink_cfg = getattr(route.target, "sink", None)
             if sink_cfg is not None and runner.sink is None:
-                runner.sink = registry.new_sink(sink_cfg.connector, sink_cfg, ctx)
+                policy = route.target.policy  # the sink's client gets the route's timeout and concurrency
+                runner.sink = registry.new_sink(sink_cfg.connector, sink_cfg, replace(
+                    ctx, timeout_s=policy.timeout_s, concurrency=policy.concurrency))
                 await runner.sink.start()
             dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
             runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,

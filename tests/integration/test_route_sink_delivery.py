@@ -24,7 +24,8 @@ from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 FAST = {"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000, "retry_delay_s": 0.2}
-POLICY = {"timeout_s": 2, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.1, "jitter_s": 0}
+POLICY = {"timeout_s": 2, "max_attempts": 3, "concurrency": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.1,
+          "jitter_s": 0}
 
 
 def _entry(key: str) -> Envelope:
@@ -57,6 +58,9 @@ async def test_route_sink_to_a_failing_partner_ends_in_a_dead_letter_with_attemp
     try:
         await rt.start_routes(watch=False)
         assert rt.routes is not None and rt.routes.readiness()["routes"]["res-out"]["state"] == "running"
+        sink: Any = next(r.sink for r in rt.routes.runners.values() if r.name == "res-out")
+        # the sink's client gets the route's target.policy (timeout per attempt, connections)
+        assert (sink.timeout_s, sink.concurrency) == (POLICY["timeout_s"], POLICY["concurrency"])
         assert rt.db is not None
         failing, later = _entry(f"A{tag}"), _entry(f"B{tag}")
         await producer.send(topic, failing)
