@@ -4,11 +4,13 @@ Why at load: a typo in a condition, a partner operation that does not exist or a
 would otherwise surface when the first order reaches it — maybe weeks later, with the order stuck.
 Checked: the model (pydantic), every expression (CEL syntax and top-level names), references (partners
 and their operations from config/partners/*.yaml, sub-flow blueprints), and reachability (every node
-reachable from ``start``, and from every node some path reaches an ``end``).
+reachable from ``start``, and from every node some path reaches an ``end``). In a ``user`` node, every
+``fields.x`` an expression reads must be a field the node declares.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from hub.errors import ConfigError
 from hub.partners import Partner
 
 __all__ = ["load_blueprint", "partner_operations", "problems_of"]
+
+_FIELD_REF = re.compile(r"(?<![\w.])fields\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def partner_operations(partners: dict[str, Partner]) -> dict[str, set[str]]:
@@ -44,6 +48,12 @@ def problems_of(bp: Blueprint, *, operations: dict[str, set[str]] | None = None,
                 compile_expr(src)
             except ExprError as exc:
                 found.append(((*at, *loc), str(exc)))
+        declared = {f.name for f in getattr(node, "fields", [])}
+        if node.kind == "user":  # `fields.x` must be a field the node declares
+            for loc, src in node.expressions():
+                for name in _FIELD_REF.findall(src):
+                    if name not in declared:
+                        found.append(((*at, *loc), f"unknown field {name!r} (declared: {', '.join(sorted(declared))})"))
         if operations is not None:
             for loc, partner, op in node.calls():
                 if partner not in operations:

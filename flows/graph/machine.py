@@ -255,14 +255,14 @@ class Run:
                 elif token["phase"] == "exit":
                     self._go(token, token["wait"].get("to"))
             return True
-        if kind == "retry":
-            if token["node"] != event.get("node") or not token["gates"]:
+        if kind == "retry" and token["gates"]:
+            if token["node"] != event.get("node"):
                 return False
             failed = [(rid, g) for rid, g in token["gates"].items() if g["ok"] is False]
             for rid, g in failed:  # G2: the user clicks again; the report is sent again, the order waits
                 del token["gates"][rid]
                 self.send_report(token, self.spec(token).reports[g["index"]], token["phase"])
-            return bool(failed)
+            return bool(failed)  # a retry while a gate report is still out changes nothing
         if token["phase"] != "active":
             return False
         spec = self.spec(token)

@@ -139,6 +139,11 @@ class Call(Kind):
             run.emit(cmd.call(run.new_id("poll"), s.partner, str(s.poll_operation), {"call_id": wait["call_id"]},
                               purpose="poll", node=token["node"]))
             return True
+        if event["type"] == "retry" and event.get("node") == token["node"] and s.mode == "poll":
+            # the re-query button (P06.4 刷新): ask for the result now; a manual query is not counted
+            run.emit(cmd.call(run.new_id("poll"), s.partner, str(s.poll_operation), {"call_id": wait["call_id"]},
+                              purpose="poll", node=token["node"]))
+            return True
         if event["type"] != "call_result" or event.get("call_id") != wait["call_id"]:
             return False
         run.changed = True

@@ -84,3 +84,9 @@ def test_model_errors_keep_file_and_line(tmp_path: Path) -> None:
     found = problems(tmp_path, HEAD + "  a:\n    kind: call\n    steps:\n"
                                   "      - {partner: p, operation: o, mode: poll}\n  e: {kind: end}\n")
     assert any(":7: nodes.a.steps[0]: " in p and "poll_operation" in p for p in found), found
+
+
+def test_user_node_expressions_name_only_declared_fields(tmp_path: Path) -> None:
+    (p,) = problems(tmp_path, HEAD + "  a:\n    kind: user\n    fields: [{name: decision}]\n    transitions:\n"
+                              "      - {when: \"fields.decison == 'x'\", to: e}\n    next: e\n  e: {kind: end}\n")
+    assert ":8: nodes.a.transitions[0].when: unknown field 'decison' (declared: decision)" in p

@@ -179,6 +179,20 @@ def test_p06_4_pon_runs_gpon_then_sr_with_polling() -> None:
     assert d.state["data"]["activated_at"] == d.now
 
 
+def test_p06_4_refresh_queries_the_result_at_once_without_using_up_the_poll_limit() -> None:
+    """P06.4 刷新 / B.7: the re-query button is a `retry` on the activation node."""
+    d = p06("PON")
+    pass_gate(d, design(d))
+    gpon = one(d.steps[-1]["commands"], "send_call")
+    d.send({"type": "call_result", "call_id": gpon["call_id"], "pending": True})
+    query = one(d.send({"type": "retry", "node": "activate_pon"}, after=5), "send_call")
+    assert (query["operation"], query["payload"]) == ("result_query", {"call_id": gpon["call_id"]})
+    assert d.state is not None
+    (token,) = d.state["tokens"].values()
+    assert token["wait"]["polls"] == 0 and list(token["timers"].values()) == ["poll"]  # the schedule goes on
+    assert d.send({"type": "retry", "node": "design"}) == []  # no token there
+
+
 def test_p06_4_gpon_failure_skips_sr_and_rechecks_resources() -> None:
     d = p06("PON")
     pass_gate(d, design(d))
