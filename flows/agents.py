@@ -10,10 +10,11 @@ idempotency key), so neither a worker restart nor a wiped broker loses pending w
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 from tenacity import RetryCallState, retry_if_exception_type
@@ -273,9 +274,9 @@ def register_agents(app: faust.App, runtime: Services) -> None:
     orders_topic = app.topic(topics.orders(runtime.settings.topic_prefix), **RAW)
 
     @app.agent(orders_topic, name="flow-engine")
-    async def flow_engine(stream: faust.StreamT) -> None:
+    async def flow_engine(stream: faust.StreamT[Any]) -> None:
         pool = KeyedPool(fs.engine_concurrency, "flow-engine")
-        manual = stream.noack()
+        manual = cast("faust.Stream[Any]", stream).noack()  # StreamT (the protocol) does not declare noack
         async for event in manual.events():
             message = event.message
             ENVELOPES_IN.labels("hub", message.topic).inc()
@@ -283,8 +284,8 @@ def register_agents(app: faust.App, runtime: Services) -> None:
             if env is None:
                 await manual.ack(event)
                 continue
-            await pool.submit(env.correlation_id, lambda env=env: runner.handle(env),
-                              lambda event=event: manual.ack(event))
+            await pool.submit(env.correlation_id, functools.partial(runner.handle, env),
+                              functools.partial(manual.ack, event))
 
     @app.timer(fs.recovery_interval_s, name="flow-recovery")
     async def flow_recovery() -> None:

@@ -88,7 +88,7 @@ def response_xml(ns: str, name: str, fields: dict[str, Any]) -> bytes:
         child = etree.SubElement(el, f"{{{ns}}}{key}")
         child.text = ("true" if value else "false") if isinstance(value, bool) else (
             value.isoformat() if isinstance(value, datetime) else str(value))
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")  # type: ignore[no-any-return]
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ class SoapSource:
         if self.ctx.db is None:
             raise SoapFault("Server", "order store unavailable; retry later", outcome="unavailable")
         try:
-            return await self.ctx.db["orders"].find_one(  # type: ignore[no-any-return]
+            return await self.ctx.db["orders"].find_one(
                 {"partner": self.config.partner, "external_order_id": external_id}, sort=[("created_at", -1)])
         except Exception as exc:
             raise SoapFault("Server", "order store unavailable; retry later", outcome="unavailable") from exc
