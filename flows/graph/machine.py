@@ -220,7 +220,7 @@ class Run:
         self.state["finished_at"] = self.now
         if reply is not None:
             self.emit(cmd.reply("origin", reply, status=status))
-        self.emit(cmd.finish(status, reason))  # type: ignore[arg-type]
+        self.emit(cmd.finish(status, reason))  # type: ignore[arg-type]  # finish() takes a Literal; status is a str
 
     def fail(self, reason: str) -> None:
         self.finish("failed", reason, reply={"reason": reason})
