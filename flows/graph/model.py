@@ -83,7 +83,8 @@ class CallSpec(_Model):
     ``mode``: ``sync`` (the answer of the call itself), ``callback`` (the partner calls back later) or
     ``poll`` (the call is accepted; the result operation ``poll_operation`` is queried every
     ``poll_interval_s`` up to ``poll_limit`` times — B.7 result query, P06.4 刷新). A callback is accepted
-    in poll mode too. ``ok`` decides success from ``result`` (default: ``result.ok == true``).
+    in poll mode too. ``ok`` decides success from ``result`` (default: ``result.ok == true``); ``label``
+    and ``error`` make the G3 status text ("X成功（time）" / "X失败（reason），请解决问题后重新点击X按钮").
     """
 
     partner: str
@@ -96,6 +97,8 @@ class CallSpec(_Model):
     ok: str | None = None
     save: dict[str, str] = Field(default_factory=dict, description="data field → CEL over `result`")
     cancel_operation: str | None = Field(default=None, description="the partner's cancel, sent if still pending")
+    label: str = Field(default="", description="the action's name in the G3 status text (default: the operation)")
+    error: str | None = Field(default=None, description="CEL over `result`: the partner's error text (G3 reason)")
 
     @model_validator(mode="after")
     def _poll_needs_operation(self) -> CallSpec:

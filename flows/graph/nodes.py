@@ -8,6 +8,7 @@ ids, emit commands and move tokens — no clock, no I/O.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -102,8 +103,7 @@ class CallNodeSpec(NodeSpec):
         for i, s in enumerate(self.steps):
             found += [(("steps", i, "payload", k), v) for k, v in s.payload.items()]
             found += [(("steps", i, "save", k), v) for k, v in s.save.items()]
-            if s.ok:
-                found.append((("steps", i, "ok"), s.ok))
+            found += [(("steps", i, key), src) for key in ("ok", "error") if (src := getattr(s, key))]
         return found
 
     def calls(self) -> list[tuple[tuple[Any, ...], str, str]]:
@@ -112,6 +112,18 @@ class CallNodeSpec(NodeSpec):
             ops = [s.operation] + [o for o in (s.poll_operation, s.cancel_operation) if o]
             found += [(("steps", i), s.partner, op) for op in ops]
         return found
+
+
+#: the documents' local time (China Standard Time, no DST) for the G3 status texts
+CST = timezone(timedelta(hours=8))
+
+
+def status_text(label: str, ok: bool, at: float, reason: str = "") -> str:
+    """G3: "X成功（YYYY-MM-DD HH:MM:SS）" at the time the call succeeded, or
+    "X失败（reason），请解决问题后重新点击X按钮" with the partner's error text."""
+    if ok:
+        return f"{label}成功（{datetime.fromtimestamp(at, CST):%Y-%m-%d %H:%M:%S}）"
+    return f"{label}失败（{reason or '未知原因'}），请解决问题后重新点击{label}按钮"
 
 
 @register
@@ -158,9 +170,10 @@ class Call(Kind):
         scope = run.scope(result=result)
         ok = compile_expr(s.ok).test(scope) if s.ok else bool(event.get("ok", result.get("ok") is True))
         run.cancel_timers(token, "poll")
+        reason = "" if ok or not s.error else str(compile_expr(s.error).evaluate(scope))
         log = run.data.setdefault("_calls", [])
         log.append({"node": token["node"], "operation": s.operation, "ok": ok, "via": event.get("via", "sync"),
-                    "at": run.now})
+                    "at": run.now, "text": status_text(s.label or s.operation, ok, run.now, reason)})
         if not ok:
             self._failed(run, token, spec, result)
             return True

@@ -272,3 +272,19 @@ def test_the_same_state_and_event_give_the_same_commands_and_ids() -> None:
     second = step(b, None, {"type": "order_received", "order_id": "O"}, 3.0)
     assert first == second
     assert first[0]["digest"] == b.digest()
+
+
+def test_call_log_has_the_g3_status_texts() -> None:
+    b = bp("c", c={"kind": "call", "steps": [{"partner": "rc", "operation": "design", "label": "方案设计请求",
+                                              "ok": "result.code == '0'", "error": "result.msg"}],
+                   "on_failure": "c2"},
+           c2={"kind": "call", "steps": [{"partner": "rc", "operation": "design", "label": "方案设计请求",
+                                          "ok": "result.code == '0'"}], "next": "e"}, e=END)
+    d = Driver(b, now=1_700_000_000.0)  # 2023-11-15 06:13:20 (CST)
+    call = one(d.receive(), "send_call")
+    call2 = one(d.send({"type": "call_result", "call_id": call["call_id"], "result": {"code": "9", "msg": "无资源"}}),
+                "send_call")
+    d.send({"type": "call_result", "call_id": call2["call_id"], "result": {"code": "0"}}, after=1)
+    assert d.state is not None
+    assert [c["text"] for c in d.state["data"]["_calls"]] == [
+        "方案设计请求失败（无资源），请解决问题后重新点击方案设计请求按钮", "方案设计请求成功（2023-11-15 06:13:21）"]
