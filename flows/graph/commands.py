@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-__all__ = ["EVENT_TYPES", "Command", "Event", "call", "finish", "reply", "report", "timer"]
+__all__ = ["EVENT_TYPES", "Command", "Event", "Status", "call", "finish", "reply", "report", "timer"]
 
 Command = dict[str, Any]
 Event = dict[str, Any]
+Status = Literal["completed", "failed", "cancelled"]
 
 EVENT_TYPES = frozenset({
     "order_received", "call_result", "report_result", "retry", "submission", "timer_fired", "message",
@@ -59,5 +60,5 @@ def reply(to: Literal["origin", "submitter"], payload: dict[str, Any], **extra: 
     return {"type": "reply", "to": to, "payload": payload, **extra}
 
 
-def finish(status: Literal["completed", "failed", "cancelled"], reason: str = "") -> Command:
+def finish(status: Status, reason: str = "") -> Command:
     return {"type": "finish", "status": status, "reason": reason}

@@ -213,14 +213,14 @@ class Run:
         self.state["tokens"].pop(token["id"], None)
         self.changed = True
 
-    def finish(self, status: str, reason: str = "", reply: dict[str, Any] | None = None) -> None:
+    def finish(self, status: cmd.Status, reason: str = "", reply: dict[str, Any] | None = None) -> None:
         for other in list(self.state["tokens"].values()):
             self.kill(other)
         self.state["status"] = status
         self.state["finished_at"] = self.now
         if reply is not None:
             self.emit(cmd.reply("origin", reply, status=status))
-        self.emit(cmd.finish(status, reason))  # type: ignore[arg-type]  # finish() takes a Literal; status is a str
+        self.emit(cmd.finish(status, reason))
 
     def fail(self, reason: str) -> None:
         self.finish("failed", reason, reply={"reason": reason})
