@@ -17,8 +17,20 @@ if TYPE_CHECKING:  # resolved by hub.partners (Outbound.model_rebuild) to avoid 
     from hub.partners import ApiKeyAuth
 
 
+class CircuitBreakerPolicy(BaseModel):
+    """``policy.circuit``: stop calling a partner after ``failures`` consecutive retryable failures,
+    fail fast (retryable) for ``cooldown_s``, then let one trial call through
+    (``connectors/delivery/circuit.py``). Unset: no breaker — every attempt calls the partner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failures: int = Field(default=5, ge=1, le=1000, description="consecutive retryable failures that open it")
+    cooldown_s: float = Field(default=30.0, ge=0, le=3600, description="open this long before a trial call")
+
+
 class RetryPolicy(BaseModel):
-    """Per-partner delivery policy: timeout, exponential backoff with jitter, attempts, concurrency."""
+    """Per-partner delivery policy: timeout, exponential backoff with jitter, attempts, concurrency,
+    and an optional circuit breaker."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -29,6 +41,7 @@ class RetryPolicy(BaseModel):
     backoff_multiplier: float = Field(default=2.0, ge=1, le=10)
     jitter_s: float = Field(default=0.2, ge=0, le=60)
     concurrency: int = Field(default=16, ge=1, le=1024, description="calls in flight to this partner")
+    circuit: CircuitBreakerPolicy | None = Field(default=None, description="optional circuit breaker")
 
     @model_validator(mode="after")
     def _order(self) -> RetryPolicy:

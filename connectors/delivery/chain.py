@@ -6,7 +6,7 @@ Outside in (each a Sink wrapping the next; ``deliver`` goes down, the outcome co
     Idempotency           recorded in ``deliveries`` ⇒ answer from the record; ok ⇒ record it
     GiveUpMetrics         hub_delivery_failures_total
     Retry                 policy: attempts, exponential backoff + jitter (tenacity); every attempt kept
-    CircuitBreaker        (optional) open after N consecutive failures: fail fast, retryable
+    CircuitBreaker        (policy.circuit, optional) open after N consecutive failures: fail fast, retryable
     Concurrency           policy.concurrency attempts in flight
     AttemptMetrics        hub_delivery_attempts_total, hub_delivery_attempt_seconds
     Timeout               policy.timeout_s + 1 s backstop; a raise ⇒ permanent error
@@ -56,7 +56,7 @@ class ChainSpec:
     scope: str = ""  # deliveries key prefix (see connectors/delivery/idempotency.py)
     record_fields: dict[str, Any] = field(default_factory=dict)
     describe: Callable[[Envelope], dict[str, Any]] | None = None  # a dead letter's origin, per envelope
-    circuit: CircuitPolicy | None = None
+    circuit: CircuitPolicy | None = None  # overrides policy.circuit (tests)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] | None = None
     now: Callable[[], datetime] = _utcnow
@@ -65,12 +65,13 @@ class ChainSpec:
 def build_chain(sink: Sink, spec: ChainSpec) -> Sink:
     """Wrap ``sink`` in the standard chain (see the module docstring for the order and why)."""
     p = spec.policy
+    circuit = spec.circuit or (CircuitPolicy(p.circuit.failures, p.circuit.cooldown_s) if p.circuit else None)
     chain: Sink = Timeout(sink, p.timeout_s + TIMEOUT_GRACE_S, label=spec.partner)
     chain = AttemptMetrics(chain, spec.partner)
     chain = Concurrency(chain, p.concurrency)
-    if spec.circuit is not None:
-        chain = (CircuitBreaker(chain, spec.circuit, label=spec.partner, clock=spec.clock)
-                 if spec.clock is not None else CircuitBreaker(chain, spec.circuit, label=spec.partner))
+    if circuit is not None:
+        chain = (CircuitBreaker(chain, circuit, label=spec.partner, clock=spec.clock)
+                 if spec.clock is not None else CircuitBreaker(chain, circuit, label=spec.partner))
     chain = Retry(chain, p, label=spec.partner, sleep=spec.sleep, now=spec.now)
     chain = GiveUpMetrics(chain, spec.partner)
     if spec.records is not None:

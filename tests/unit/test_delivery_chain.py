@@ -273,3 +273,15 @@ async def test_chain_open_circuit_fails_fast_inside_the_retries_and_ends_retryab
 def test_circuit_policy_refuses_nonsense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="circuit"):
         CircuitPolicy(**bad)
+
+
+async def test_policy_circuit_from_the_partner_yaml_puts_a_breaker_in_the_chain() -> None:
+    partner, sleeps = FakePartner([DOWN]), Sleeps()
+    policy = RetryPolicy.model_validate({**POLICY.model_dump(), "circuit": {"failures": 1, "cooldown_s": 60}})
+    chain = build_chain(partner, ChainSpec(partner="p", policy=policy, source_topic="hub.out.p", sleep=sleeps))
+    outcome = await chain.deliver(call())
+    assert [a.outcome for a in trail.attempts(outcome)] == ["error"] + ["circuit_open"] * (POLICY.max_attempts - 1)
+    assert len(partner.calls) == 1
+    assert RetryPolicy().circuit is None  # off unless configured: every attempt calls the partner
+    with pytest.raises(ValueError, match="failures"):
+        RetryPolicy.model_validate({"circuit": {"failures": 0}})
