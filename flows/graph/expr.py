@@ -38,6 +38,8 @@ NAMES: dict[str, str] = {
 # `name.a.b` chains (a trailing `.f(` is a method call, not a field); see Expr.evaluate.
 _PATH = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)(\s*\()?")
 
+_CHAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*")
+
 # Names bound by CEL's comprehension macros (`list.all(x, …)`) are listed by Program.variables() too.
 _MACRO_BINDER = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 
@@ -61,9 +63,19 @@ class Expr:
     program: Any = field(repr=False, compare=False)
     names: frozenset[str] = frozenset()
     paths: tuple[tuple[str, ...], ...] = ()
+    #: set when the expression is only a field chain (``order_id``, ``result.code``): read directly,
+    #: with CEL's own outcome (the value, or an error for a missing key)
+    lookup: tuple[str, ...] | None = None
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
         """Evaluate against ``scope``, passing only what the expression reads."""
+        if self.lookup is not None:  # a bare field chain (most payload mappings): no CEL round trip
+            value: Any = scope
+            for part in self.lookup:
+                if not isinstance(value, dict) or part not in value:
+                    raise ExprError(f"expression {self.source!r} failed: no such key: {part}")
+                value = value[part]
+            return value
         try:
             return self.program.execute(_prune(scope, self.names, self.paths))
         except Exception as exc:  # the extension raises KeyError/TypeError/ValueError/RuntimeError
@@ -130,7 +142,9 @@ def compile_expr(source: str) -> Expr:
     if unknown:
         raise ExprError(f"unknown name {', '.join(unknown)} in {source!r} (known: {', '.join(sorted(NAMES))})")
     names = frozenset(referenced & NAMES.keys())
-    expr = Expr(source=source, program=program, names=names, paths=_paths(source, names))
+    chain = tuple(p.strip() for p in source.split(".")) if _CHAIN.fullmatch(source.strip()) else None
+    expr = Expr(source=source, program=program, names=names, paths=_paths(source, names),
+                lookup=chain if chain and chain[0] in names else None)
     _CACHE[source] = expr
     return expr
 

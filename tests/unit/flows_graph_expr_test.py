@@ -42,3 +42,19 @@ def test_mapping_results_must_be_json() -> None:
         evaluate_mapping(compile_mapping({"t": "timestamp('2024-01-01T00:00:00Z')"}), {})
     assert evaluate_mapping(compile_mapping({"x": "[data.a.b, {'k': now}]"}), {"data": DATA, "now": 5.0}) == {
         "x": [1, {"k": 5.0}]}
+
+
+@pytest.mark.parametrize("source", ["data.a.b", "data.items", "data.m", "now", "data . name"])
+def test_a_bare_field_chain_is_read_directly_with_cels_result(source: str) -> None:
+    expr = compile_expr(source)
+    assert expr.lookup is not None
+    scope = {"data": DATA, "now": 5.0}
+    assert expr.evaluate(scope) == expr.program.execute(scope)
+
+
+def test_a_missing_field_in_a_chain_is_an_error_as_in_cel() -> None:
+    expr = compile_expr("data.a.zz")
+    with pytest.raises(ExprError, match="no such key: zz"):
+        expr.evaluate({"data": DATA})
+    with pytest.raises(KeyError):
+        expr.program.execute({"data": DATA})
