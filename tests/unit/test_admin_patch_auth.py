@@ -194,10 +194,11 @@ async def test_replay_rate_limiter_lets_one_send_through_per_interval_on_an_inje
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """aiolimiter reads the loop's clock: a frozen clock that the test moves shows, by counting the
-    sends that got through, one per interval and no burst after an idle spell (no timing asserts)."""
+    sends that got through, one at once, then one per interval, and no more than RATE_BURST after
+    an idle spell (no timing asserts)."""
     import asyncio
 
-    from app.admin.replay import RateLimiter
+    from app.admin.replay import RATE_BURST, RateLimiter
 
     loop = asyncio.get_running_loop()
     now = [loop.time()]
@@ -213,19 +214,26 @@ async def test_replay_rate_limiter_lets_one_send_through_per_interval_on_an_inje
         for _ in range(20):
             await asyncio.sleep(0)
 
-    tasks = [asyncio.create_task(send(n)) for n in range(6)]
+    tasks = [asyncio.create_task(send(n)) for n in range(RATE_BURST + 6)]
     try:
         await settle()
-        assert sent == [0]  # the first at once, the others wait
+        assert len(sent) == 1  # the first at once, the others wait: no burst at the start
         now[0] += 0.05
         await settle()
-        assert sent == [0]  # half an interval: still one
+        assert len(sent) == 1  # half an interval: nothing more
         now[0] += 0.05
         await settle()
-        assert sent == [0, 1]
-        now[0] += 1.0  # idle for ten intervals: still one more, not ten
+        assert len(sent) == 2  # one per interval
+        now[0] += 0.15  # a late wake-up (busy loop) ...
         await settle()
-        assert sent == [0, 1, 2]
+        assert len(sent) == 3
+        now[0] += 0.05  # ... is made up by the next one: 4 sends in 0.3 s, as asked
+        await settle()
+        assert len(sent) == 4
+        now[0] += 10.0  # idle for a hundred intervals: at most a bucket more, not a hundred
+        await settle()
+        assert len(sent) == 4 + RATE_BURST
+        assert sent == sorted(sent)  # in the order they asked
     finally:
         for t in tasks:
             t.cancel()
