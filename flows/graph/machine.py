@@ -200,7 +200,8 @@ class Run:
         self.cancel_timers(token)
         if spec.compensate is not None:
             self.state["done"].append({"node": token["node"], "at": self.now})
-        token.update(phase="exit", gates={}, wait={"to": to})
+        # the scope extras (a submission's fields and user, a call's result) are kept for a G2 re-send
+        token.update(phase="exit", gates={}, wait={"to": to, "extra": extra})
         for r in spec.reports:
             if r.at == "exit":
                 self.send_report(token, r, "exit", **extra)
@@ -268,7 +269,8 @@ class Run:
             failed = [(rid, g) for rid, g in token["gates"].items() if g["ok"] is False]
             for rid, g in failed:  # G2: the user clicks again; the report is sent again, the order waits
                 del token["gates"][rid]
-                self.send_report(token, self.spec(token).reports[g["index"]], token["phase"])
+                extra = token["wait"].get("extra", {}) if token["phase"] == "exit" else {}
+                self.send_report(token, self.spec(token).reports[g["index"]], token["phase"], **extra)
             return bool(failed)  # a retry while a gate report is still out changes nothing
         if token["phase"] != "active":
             return False

@@ -288,3 +288,23 @@ def test_call_log_has_the_g3_status_texts() -> None:
     assert d.state is not None
     assert [c["text"] for c in d.state["data"]["_calls"]] == [
         "方案设计请求失败（无资源），请解决问题后重新点击方案设计请求按钮", "方案设计请求成功（2023-11-15 06:13:21）"]
+
+
+def test_a_failed_exit_gate_keeps_the_token_until_a_retry_succeeds() -> None:
+    """G2: on submit the f-report is sent; while it fails the stage is not left (and a second
+    submission is not taken); the user's retry re-sends it, and success moves the order on."""
+    rep = {"at": "exit", "gate": True, "partner": "g", "operation": "progress_report",
+           "payload": {"by": "user.id", "ok": "fields.ok"}}
+    d = Driver(bp("u", u={"kind": "user", "fields": [{"name": "ok", "type": "bool"}], "reports": [rep],
+                          "next": "e"}, e=END))
+    d.receive()
+    first = one(d.send({"type": "submission", "node": "u", "fields": {"ok": True}, "user": {"id": "h7"}}),
+                "send_report")
+    assert first["payload"] == {"by": "h7", "ok": True}  # G1: the submitter reports
+    assert d.send({"type": "retry", "node": "u"}) == []  # still out: nothing to re-send
+    d.send({"type": "report_result", "report_id": first["report_id"], "ok": False, "error": "503"})
+    assert d.nodes() == ["u"] and d.status == "running"
+    assert d.send({"type": "submission", "node": "u", "fields": {"ok": True}}) == []
+    again = one(d.send({"type": "retry", "node": "u"}), "send_report")
+    d.send({"type": "report_result", "report_id": again["report_id"], "ok": True})
+    assert d.status == "completed"
