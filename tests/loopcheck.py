@@ -12,6 +12,11 @@ loop burn the loop thread's own CPU — exactly what the rule forbids. A callbac
 blocking call (``time.sleep``, a blocking socket, ``subprocess.run``) burns no CPU; it is caught by
 wall time instead, with a margin no scheduler delay reaches (``wall_limit_s``, 1 s).
 
+A callback can also be *descheduled* past that margin when the machine is saturated (several
+suites at once on 2 cores: 16 ms CPU over 1.1 s wall was seen). So the wall check counts only
+time the thread was neither running nor waiting for a CPU — off the run queue, i.e. blocked in a
+call — from Linux's ``/proc/thread-self/schedstat`` (run-queue wait), read at most every 20 ms.
+
 A full garbage collection that happens to start inside a callback is not counted: with faust,
 zeep and the test harness loaded a generation-2 pass takes 60–95 ms CPU on these machines
 (measured with ``gc.callbacks``), so any callback it lands in would look blocked, at random. GC
@@ -36,10 +41,12 @@ class SlowCallback:
     cpu_s: float  # garbage collection excluded
     wall_s: float
     gc_s: float = 0.0
+    queued_s: float = 0.0  # waiting for a CPU (machine busy): not blocking, not counted
 
     def __str__(self) -> str:
         gc_note = f" (+{self.gc_s * 1000:.0f} ms GC)" if self.gc_s >= 0.001 else ""
-        return f"{self.what}: {self.cpu_s * 1000:.0f} ms CPU{gc_note}, {self.wall_s * 1000:.0f} ms wall"
+        queued = f", {self.queued_s * 1000:.0f} ms waiting for a CPU" if self.queued_s >= 0.001 else ""
+        return f"{self.what}: {self.cpu_s * 1000:.0f} ms CPU{gc_note}, {self.wall_s * 1000:.0f} ms wall{queued}"
 
 
 class LoopMonitor:
@@ -52,6 +59,8 @@ class LoopMonitor:
         self._thread = threading.get_ident()
         self._gc_s = 0.0  # GC CPU time on the loop thread since install
         self._gc_started: float | None = None
+        self._queued_at = -1.0  # perf_counter of the last run-queue reading (refreshed every 20 ms)
+        self._queued = 0.0
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if threading.get_ident() != self._thread:
@@ -72,6 +81,9 @@ class LoopMonitor:
                 original(handle)
                 return
             wall0, cpu0, gc0 = time.perf_counter(), time.thread_time(), monitor._gc_s
+            if wall0 - monitor._queued_at > 0.02:
+                monitor._queued_at, monitor._queued = wall0, _run_queue_wait()
+            queued0 = monitor._queued
             try:
                 original(handle)
             finally:
@@ -79,8 +91,10 @@ class LoopMonitor:
                 if wall > monitor.threshold_s:
                     gc_s = monitor._gc_s - gc0
                     cpu = time.thread_time() - cpu0 - gc_s
-                    if cpu > monitor.threshold_s or wall - gc_s > monitor.wall_limit_s:
-                        monitor.slow.append(SlowCallback(_describe(handle), cpu, wall, gc_s))
+                    monitor._queued_at, monitor._queued = time.perf_counter(), _run_queue_wait()
+                    queued = max(0.0, monitor._queued - queued0)
+                    if cpu > monitor.threshold_s or wall - gc_s - queued > monitor.wall_limit_s:
+                        monitor.slow.append(SlowCallback(_describe(handle), cpu, wall, gc_s, queued))
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]  # test-only instrumentation
         gc.callbacks.append(self._on_gc)
@@ -89,6 +103,15 @@ class LoopMonitor:
         finally:
             asyncio.events.Handle._run = original  # type: ignore[method-assign]
             gc.callbacks.remove(self._on_gc)
+
+
+def _run_queue_wait() -> float:
+    """Seconds this thread has waited on a run queue (Linux schedstat); 0.0 where unavailable."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _describe(handle: asyncio.Handle) -> str:
