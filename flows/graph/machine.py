@@ -208,6 +208,12 @@ class Run:
         if not token["gates"]:
             self._go(token, to)
 
+    def redirect(self, token: dict[str, Any], to: str) -> None:
+        """Move on *without* completing the node (a failure path): no exit reports, nothing to
+        compensate, and the node's timers cancelled so none of them fires in the next node."""
+        self.cancel_timers(token)
+        self.enter(token, to)
+
     def _go(self, token: dict[str, Any], to: str | None) -> None:
         if to is None:
             self.fail(f"node {token['node']!r} has no way on")

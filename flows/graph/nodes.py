@@ -187,8 +187,7 @@ class Call(Kind):
     def _failed(self, run: Any, token: Token, spec: Any, result: dict[str, Any]) -> None:
         run.data["_last_error"] = {"node": token["node"], "result": result}
         if spec.on_failure:
-            run.cancel_timers(token)
-            run.enter(token, spec.on_failure)
+            run.redirect(token, spec.on_failure)
         else:
             run.fail(f"{token['node']}: call failed")
 
@@ -445,7 +444,7 @@ class Subflow(Kind):
         child = event.get("data") or {}
         if event.get("status") != "completed":
             if spec.on_failure:
-                run.enter(token, spec.on_failure)
+                run.redirect(token, spec.on_failure)
             else:
                 run.fail(f"{token['node']}: sub-flow {spec.blueprint} {event.get('status')}")
             return True

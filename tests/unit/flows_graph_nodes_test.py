@@ -308,3 +308,16 @@ def test_a_failed_exit_gate_keeps_the_token_until_a_retry_succeeds() -> None:
     again = one(d.send({"type": "retry", "node": "u"}), "send_report")
     d.send({"type": "report_result", "report_id": again["report_id"], "ok": True})
     assert d.status == "completed"
+
+
+def test_a_failure_path_cancels_the_nodes_timeout_and_records_no_compensation() -> None:
+    b = bp("s", s={"kind": "subflow", "blueprint": "child", "timeout": {"after_s": 60, "to": "late"},
+                   "compensate": {"partner": "rc", "operation": "undo"}, "on_failure": "u", "next": "e"},
+           u={"kind": "user", "next": "e"}, e=END, late={"kind": "end", "status": "failed"})
+    d = Driver(b)
+    cmds = d.receive()
+    timer, start = one(cmds, "start_timer"), one(cmds, "start_subflow")
+    cmds = d.send({"type": "subflow_finished", "child_id": start["child_id"], "status": "failed"})
+    assert one(cmds, "cancel_timer")["timer_id"] == timer["timer_id"]
+    assert d.send({"type": "timer_fired", "timer_id": timer["timer_id"]}, after=60) == []
+    assert d.nodes() == ["u"] and d.state is not None and d.state["done"] == []
