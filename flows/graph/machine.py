@@ -21,7 +21,7 @@ from typing import Any
 
 from flows.graph import commands as cmd
 from flows.graph.commands import Command, Event
-from flows.graph.expr import compile_expr, compile_mapping, evaluate_mapping
+from flows.graph.expr import compile_expr, compile_mapping, copy_json, evaluate_mapping
 from flows.graph.model import NODE_KINDS, Blueprint, NodeSpec, ReportSpec
 from hub.errors import ConfigError, ValidationFailed
 
@@ -52,17 +52,6 @@ def step(blueprint: Blueprint, state: dict[str, Any] | None, event: Event, now: 
     return run.state, run.out
 
 
-def _copy(value: Any) -> Any:
-    """Deep copy of a JSON document (4× faster than a json round trip; the input is never mutated).
-    Values are JSON by construction: events are JSON and expression results are checked (expr.py)."""
-    kind = type(value)
-    if kind is dict:
-        return {k: _copy(v) for k, v in value.items()}
-    if kind is list:
-        return [_copy(v) for v in value]
-    return value
-
-
 #: the parts of ``data`` the engine changes in place (everything else is only ever replaced whole)
 _DATA_LOGS = ("_operators", "_calls")
 
@@ -91,7 +80,7 @@ def _working_copy(state: dict[str, Any]) -> dict[str, Any]:
 def _copy_token(token: dict[str, Any]) -> dict[str, Any]:
     """A token's own shape, copied level by level (the generic copy was a fifth of a step)."""
     return {**token, "timers": dict(token["timers"]), "gates": {k: dict(g) for k, g in token["gates"].items()},
-            "wait": _copy(token["wait"]), "forks": list(token["forks"])}
+            "wait": copy_json(token["wait"]), "forks": list(token["forks"])}
 
 
 def _new_state(blueprint: Blueprint, event: Event, now: float) -> dict[str, Any]:

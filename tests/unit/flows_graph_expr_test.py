@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flows.graph.expr import ExprError, compile_expr, compile_mapping, evaluate_mapping
 
-DATA = {"a": {"b": 1, "big": "x" * 1000}, "name": "abc", "items": [{"q": 1}, {"q": 2}], "m": {"k": 1}}
+DATA: dict[str, Any] = {"a": {"b": 1, "big": "x" * 1000}, "name": "abc", "items": [{"q": 1}, {"q": 2}], "m": {"k": 1}}
 
 
 @pytest.mark.parametrize(("source", "expected"), [
@@ -58,3 +60,9 @@ def test_a_missing_field_in_a_chain_is_an_error_as_in_cel() -> None:
         expr.evaluate({"data": DATA})
     with pytest.raises(KeyError):
         expr.program.execute({"data": DATA})
+
+
+def test_a_read_field_never_aliases_the_scope() -> None:
+    out = evaluate_mapping(compile_mapping({"items": "data.items"}), {"data": DATA})
+    out["items"][0]["q"] = 99
+    assert DATA["items"][0]["q"] == 1
