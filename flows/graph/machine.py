@@ -34,6 +34,7 @@ MAX_TRANSITIONS = 100
 def step(blueprint: Blueprint, state: dict[str, Any] | None, event: Event, now: float,
          ) -> tuple[dict[str, Any], list[Command]]:
     """Apply one event; return the new state and the commands to carry out (nothing is done here)."""
+    event = copy_json(event)  # what the event carries into the state is the state's own
     kind = event.get("type")
     if kind == "order_received":
         if state:  # a redelivered intake: the order exists, nothing to do
