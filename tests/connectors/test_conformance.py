@@ -258,7 +258,7 @@ class KafkaHarness(Harness):
                                     enable_auto_commit=False)
         await consumer.start()
         try:
-            return await consumer.committed(TopicPartition(self.topic, 0))  # type: ignore[no-any-return]
+            return await consumer.committed(TopicPartition(self.topic, 0))
         finally:
             await consumer.stop()
 
@@ -318,10 +318,15 @@ async def inbound(settings: Settings, expect: int | None = 1, wait: float = 5.0)
 
 
 @pytest.fixture(params=CONNECTORS)
-async def harness(request: pytest.FixtureRequest, make: Any) -> AsyncIterator[Harness]:
-    h = make(request.param)
-    await h.setup()
-    yield h
+def made(request: pytest.FixtureRequest, make: Any) -> Harness:
+    """Built outside the event loop: the first AMQP harness starts the session's RabbitMQ (seconds)."""
+    return make(request.param)
+
+
+@pytest.fixture
+async def harness(made: Harness) -> AsyncIterator[Harness]:
+    await made.setup()
+    yield made
 
 
 async def test_deliver_one_message_exactly_once_and_acknowledge_it(harness: Harness, settings: Settings) -> None:
@@ -375,17 +380,24 @@ async def test_stop_leaves_nothing_running_and_takes_nothing_more(harness: Harne
         assert await inbound(settings, expect=None, wait=0.5) == []
 
 
-@pytest.mark.parametrize("name", ["sftp", "amqp"])
-async def test_delivery_resumes_after_the_partner_server_restarts(name: str, make: Any, settings: Settings,
-                                                                  request: pytest.FixtureRequest) -> None:
-    h = make(name)
+@pytest.fixture(params=["sftp", "amqp"])
+def restartable(request: pytest.FixtureRequest, make: Any, settings: Settings) -> tuple[Harness, Any]:
+    """A pulled connector's harness and its partner server (built outside the event loop)."""
+    name = request.param
+    return make(name), SftpServer(settings) if name == "sftp" else request.getfixturevalue("rabbit_server")
+
+
+async def test_delivery_resumes_after_the_partner_server_restarts(restartable: tuple[Harness, Any],
+                                                                  settings: Settings) -> None:
+    h, server = restartable
+    name = h.name
     await h.setup()
-    server = SftpServer(settings) if name == "sftp" else request.getfixturevalue("rabbit_server")
     async with Hub(h):
         await h.send("R-1")
         await eventually(lambda: h.acknowledged("R-1", None), timeout=15)
-        server.process.stop()
-        server.process.start(server.argv(), env=server.env())
+        # stopping RabbitMQ takes about a second: in a thread, not on the loop the hub runs on
+        await asyncio.to_thread(server.process.stop)
+        await asyncio.to_thread(server.process.start, server.argv(), env=server.env())
         await eventually(lambda: asyncio.to_thread(server.answers), timeout=60, interval=0.3)
         if name == "amqp":
             await h.setup()

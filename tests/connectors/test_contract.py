@@ -89,7 +89,7 @@ def test_every_builtin_factory_is_factory_config_context(kind: str, name: str) -
     factory = registry.get(kind, name).factory
     params = list(inspect.signature(factory).parameters.values())
     assert [p.kind for p in params] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2, (name, params)
-    hints = inspect.get_annotations(factory.__init__)  # type: ignore[misc]
+    hints = inspect.get_annotations(factory.__init__)
     assert hints[params[1].name] == "ConnectorContext", hints
 
 
@@ -200,3 +200,30 @@ async def test_a_loop_that_returns_is_restarted_too(settings: Settings) -> None:
         assert ctx.supervised == [task] and task.name == "once-r" and task.restarts == 1
     finally:
         await task.stop()
+
+
+async def test_build_sink_builds_every_protocol_the_same_way(settings: Settings) -> None:
+    """A partner's outbound sink is built ``factory(config, context)`` like a route's: a Kafka
+    partner sink (which build_sink used to call with timeout_s/concurrency/config_dir keywords it
+    does not take) gets the policy's limits in its context and delivers to the real broker."""
+    from app.delivery import build_sink
+    from connectors.kafka.sink import KafkaSink
+    from hub.envelope import Envelope
+    from hub.kafka import ensure_topics
+    from hub.partners import Partner
+
+    topic = f"partner.contract.{settings.topic_prefix}"
+    await ensure_topics(settings, [topic], 1)
+    partner = Partner.model_validate({"name": "mq", "outbound": {
+        "protocol": "kafka", "policy": {"timeout_s": 3, "concurrency": 2},
+        "config": {"partner": "mq", "topic": topic, "connection": {"bootstrap_servers": settings.kafka_bootstrap}}}})
+    sink = build_sink(partner, ConnectorContext(settings, "deliver-mq"))
+    assert isinstance(sink, KafkaSink) and (sink.ctx.timeout_s, sink.ctx.concurrency) == (3, 2)
+    await sink.start()
+    try:
+        outcome = await sink.deliver(Envelope(type="call.request", source="hub", protocol="kafka",
+                                              correlation_id="ord-1", idempotency_key="call:ord-1:x",
+                                              payload={"operation": "x"}))
+        assert outcome.ok and outcome.status == "acked", outcome
+    finally:
+        await sink.stop()
