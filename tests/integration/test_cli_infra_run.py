@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -113,8 +114,8 @@ async def test_hub_run_serves_routes_and_stops_cleanly_on_sigterm(settings: Sett
         assert [e.id for e in envelopes(records)] == [answer["envelope_id"]]
     finally:
         proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=30)
+        try:  # waiting for the exit blocks: in a thread, so the loop (and its check) is not held for seconds
+            out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             pytest.fail("hub run did not stop within 30 s of SIGTERM")
