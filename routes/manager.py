@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter, Gauge
 
 from connectors.base import Sink, Source
-from connectors.context import ConnectorContext
+from connectors.context import ConnectorContext, cancel_task
 from connectors.registry import registry
 from connectors.supervision import FAILED, RESTARTING, RUNNING, Supervised
 from hub.deadletter import DeadLetters
@@ -34,6 +34,7 @@ from hub.errors import ConfigError
 from hub.retrying import ROUTE_RELAUNCH
 from routes.loader import RouteFile, implied_rest_routes, load_route_file, load_routes, routes_dir
 from routes.pipeline import RouteEmit, route_sink_chain
+from routes.replays import RouteReplays
 
 if TYPE_CHECKING:
     from hub.services import Services
@@ -50,6 +51,8 @@ class RouteRunner:
     file: RouteFile
     source: Source | None = None
     sink: Sink | None = None
+    replays: RouteReplays | None = None  # consumer of its replayed dead letters (sink targets)
+    replays_task: Supervised | None = None
     emit: RouteEmit | None = None
     context: ConnectorContext | None = None  # what the source and sink were built with (its supervised tasks)
     state: str = "stopped"  # running | restarting | failed | disabled | stopped
@@ -184,9 +187,13 @@ class RouteManager:
                     ctx, timeout_s=policy.timeout_s, concurrency=policy.concurrency))
                 await runner.sink.start()
             dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
+            chain = await route_sink_chain(route, runner.sink, rt) if runner.sink else None
             runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,
-                                    dead_letters=dead,
-                                    sink=await route_sink_chain(route, runner.sink, rt) if runner.sink else None)
+                                    dead_letters=dead, sink=chain)
+            if chain is not None and rt.db is not None and runner.replays is None:
+                # its replayed dead letters come back through the same chain (routes/replays.py)
+                runner.replays = RouteReplays(route.name, chain, rt)
+                runner.replays_task = ctx.supervise("route-replays", runner.replays.run)
             if runner.emit.topic:
                 await rt.ensure_topic(runner.emit.topic)
             source = registry.new_source(route.source.connector, route.source, ctx)
@@ -208,6 +215,8 @@ class RouteManager:
         runner = self.runners.pop(key, None)
         if runner is None:
             return
+        await cancel_task(runner.replays_task)  # before the sink it delivers through
+        runner.replays_task = None
         for part in (runner.source, runner.sink):
             if part is not None:
                 try:  # a partner server that is gone must not hold up the hub's shutdown

@@ -6,6 +6,7 @@ developer's running hub never collide. Each test gets its own topic prefix and d
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -64,17 +65,30 @@ def _application_imported() -> None:
 
 @pytest.fixture(autouse=True)
 def _loop_not_blocked(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test during which the event loop ran one callback for more than 100 ms of CPU (or 1 s
-    wall): blocking file, XML or YAML work belongs in a thread (issue "House layout" §5). A test
-    that blocks on purpose says so: ``@pytest.mark.allow_blocking(reason="...")``."""
+    """Fail a test during which the event loop ran one callback for more than 100 ms of CPU:
+    blocking file, XML or YAML work belongs in a thread (issue "House layout" §5); a callback over
+    1 s of wall time with little CPU is reported as a ``LoopStalled`` warning. A test that blocks on
+    purpose says so: ``@pytest.mark.allow_blocking(reason="...")``."""
     marker = request.node.get_closest_marker("allow_blocking")
     if marker is not None and not marker.kwargs.get("reason"):
         pytest.fail("allow_blocking needs reason=\"why this test may block the loop\"", pytrace=False)
     monitor = LoopMonitor(threshold_s=0.1)
     with monitor.installed():
         yield
-    if monitor.slow and marker is None:
-        pytest.fail("event loop blocked:\n  " + "\n  ".join(map(str, monitor.slow[:10])), pytrace=False)
+    if marker is not None or not monitor.slow:
+        return
+    # CPU burnt on the loop thread fails the test. A long wall time with little CPU is reported, not
+    # failed: on a shared 2-core CI machine the loop thread also waits for the GIL held by the driver's
+    # threads (motor, zeep's httpx) and for I/O the test itself does, and that flaked the suite.
+    blocked = [s for s in monitor.slow if s.cpu_s > monitor.threshold_s]
+    if blocked:
+        pytest.fail("event loop blocked:\n  " + "\n  ".join(map(str, blocked[:10])), pytrace=False)
+    warnings.warn(LoopStalled("event loop stalled (little CPU):\n  " + "\n  ".join(map(str, monitor.slow[:5]))),
+                  stacklevel=1)
+
+
+class LoopStalled(UserWarning):
+    """A loop callback took > 1 s of wall time with under 100 ms of CPU (see ``_loop_not_blocked``)."""
 
 
 @pytest.fixture(scope="session")

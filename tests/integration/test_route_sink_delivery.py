@@ -1,7 +1,8 @@
 """A route whose target is a sink gets the partner delivery chain (connectors/delivery): a failing
 partner is retried under the route's ``target.policy`` and ends in a dead letter with every attempt
 — before, the route called its sink once, bare, and the source retried forever — the source moves
-on past it, and a record read twice is delivered once."""
+on past it, a record read twice is delivered once, and the replayed letter is delivered through the
+route again (routes/replays.py), once however often it is replayed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
+from app.admin.replay import ReplayService
 from app.runtime import Runtime
 from hub import topics
 from hub.envelope import Envelope
@@ -87,6 +89,20 @@ async def test_route_sink_to_a_failing_partner_ends_in_a_dead_letter_with_attemp
             {"_id": f"route:res-out:{marker.idempotency_key}"}), timeout=20)
         ok_calls = [c.idempotency_key for c in state.partner("resource").calls if c.answered == "ok"]
         assert ok_calls == [later.idempotency_key, marker.idempotency_key]
+
+        # the operator replays the dead letter: it comes back through the route's chain, once
+        replay = ReplayService(rt.db, rt.producer, {})
+        summary = await replay.replay([letter["_id"]], who="test")
+        assert summary.ok == 1
+        await eventually(lambda: rt.db["deliveries"].find_one(  # type: ignore[index]
+            {"_id": f"route:res-out:{failing.idempotency_key}"}), timeout=40)  # the replay consumer joins its group
+        await replay.replay([letter["_id"]], who="test", force=True)  # replayed twice: delivered once
+        again = _entry(f"D{tag}")
+        await producer.send(topic, again)
+        await eventually(lambda: rt.db["deliveries"].find_one(  # type: ignore[index]
+            {"_id": f"route:res-out:{again.idempotency_key}"}), timeout=20)
+        ok_calls = [c.idempotency_key for c in state.partner("resource").calls if c.answered == "ok"]
+        assert ok_calls.count(failing.idempotency_key) == 1
     finally:
         await producer.stop()
         await rt.stop()
