@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,8 +232,20 @@ def test_sigterm_during_an_sftp_ingest_exits_fast_and_the_file_resumes_next_run(
     """SIGTERM while a big file is being read: out within 10 s, no zombie servers, and the file is
     neither lost nor half-done — the next ``hub run`` takes it and ingests every record."""
     env = _own_hub_env(tmp_path)
+    env["HUB_CONFIG_DIR"] = str(_config_with_short_quiescence(tmp_path / "config"))
     with _servers_stopped_after(env):
         _sigterm_mid_ingest_then_resume(env, tmp_path / "hub-run.log")
+
+
+def _config_with_short_quiescence(target: Path) -> Path:
+    """The shipped configuration, but the BOSS route waits 2 s of quiescence instead of 30 s: what
+    is tested is the stop and the resume, not the completion rule (tests/integration/test_sftp_uploads.py)."""
+    shutil.copytree(Path(__file__).resolve().parents[2] / "config", target)
+    route = target / "routes" / "boss-sftp-orders.yaml"
+    text = route.read_text()
+    assert "quiet_s: 30" in text
+    route.write_text(text.replace("quiet_s: 30", "quiet_s: 2"))
+    return target
 
 
 def _sigterm_mid_ingest_then_resume(env: dict[str, str], log: Path) -> None:
@@ -259,7 +272,7 @@ def _sigterm_mid_ingest_then_resume(env: dict[str, str], log: Path) -> None:
         _write_orders(drop / "ORD_big.csv", rows)
         spool = Path(env["HUB_HOME"]) / "data" / "spool" / "boss-sftp-orders"
         size = (drop / "ORD_big.csv").stat().st_size
-        deadline = time.monotonic() + 150  # the shipped route waits for 30 s of quiescence first
+        deadline = time.monotonic() + 90  # the route waits for 2 s of quiescence first
         # in the middle of it: claimed, and the download to the spool folder finished
         while not any(p.stat().st_size >= size for p in spool.glob("*ORD_big.csv")):
             assert time.monotonic() < deadline, "the file was never claimed and spooled"

@@ -40,6 +40,8 @@ async def test_startup_recovery_resends_every_unseen_order_in_bounded_memory(run
     await runtime.db["intake_keys"].insert_many([_accepted(n, inbound) for n in range(ORDERS)])
     engine, _ = build_engine(runtime)
     runner = EngineRunner(runtime, engine, FlowSettings())
+    # the recovery tick skips while the broker watch has not seen the broker yet (a loaded machine)
+    assert await runtime.broker.check(timeout=10), "broker not reachable"
     tracemalloc.start()
     try:
         await runner.recover()  # this process's first scan: a full one
