@@ -101,6 +101,7 @@ async def pending_count(runtime: Runtime) -> int:
     return await Queries(runtime.db, runtime.partners).count_dead_letters(DeadLetterFilter())
 
 
+@pytest.mark.allow_blocking(reason="the test seeds 10,000 dead letters in one batch on its own task")
 async def test_ctrl_c_during_a_bulk_replay_of_10000_gives_back_every_claim_not_sent(runtime: Runtime) -> None:
     assert runtime.db is not None
     topic, ids = await seed(runtime, 10_000)

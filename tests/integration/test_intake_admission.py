@@ -66,6 +66,7 @@ async def test_soap_order_without_a_blueprint_is_a_fault_naming_it(client: TestC
     assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
 
 
+@pytest.mark.allow_blocking(reason="the test builds a route emit and its blueprints on its own task")
 async def test_file_row_without_a_blueprint_is_a_rejected_record(settings: Settings) -> None:
     """The SFTP source rejects a row when ``RouteEmit.prepare`` raises (the file goes to ``failed/``
     with the reason); the real BOSS route and the runtime's intake, on its GBK sample file."""

@@ -11,6 +11,8 @@ import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from flows.agents import EngineRunner, build_engine
 from flows.settings import FlowSettings
 from hub import topics
@@ -35,6 +37,7 @@ def _accepted(n: int, topic: str) -> dict[str, Any]:
             "source": "boss", "created_at": datetime.now(UTC), "envelope": env.model_dump(mode="json")}
 
 
+@pytest.mark.allow_blocking(reason="tracemalloc traces every allocation: each callback costs several times its CPU")
 async def test_startup_recovery_resends_every_unseen_order_in_bounded_memory(runtime: Any, settings: Settings) -> None:
     inbound = topics.inbound(settings.topic_prefix, "boss")
     await runtime.db["intake_keys"].insert_many([_accepted(n, inbound) for n in range(ORDERS)])

@@ -213,6 +213,7 @@ def spool_files_open(spool: Path) -> list[str]:
     return out
 
 
+@pytest.mark.allow_blocking(reason="the test writes a 150,000-order file on its own task before the ingest")
 @pytest.mark.parametrize("phase", ["validating", "emitting"])
 async def test_stop_during_a_big_ingest_is_prompt_and_gives_the_file_back(
         settings: Settings, drop: dict[str, Any], phase: str) -> None:  # noqa: F811
