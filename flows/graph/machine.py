@@ -29,6 +29,8 @@ __all__ = ["MAX_TRANSITIONS", "Run", "step"]
 
 #: transitions one event may cause; more means a loop with no waiting node (a blueprint error).
 MAX_TRANSITIONS = 100
+#: node entries kept in ``state["trail"]`` (the timeline operators see); older ones are dropped.
+TRAIL_LIMIT = 300
 
 
 def step(blueprint: Blueprint, state: dict[str, Any] | None, event: Event, now: float,
@@ -69,6 +71,7 @@ def _working_copy(state: dict[str, Any]) -> dict[str, Any]:
     work["tokens"] = {tid: _copy_token(t) for tid, t in state["tokens"].items()}
     work["forks"] = {fid: dict(f) for fid, f in state["forks"].items()}
     work["done"] = list(state["done"])  # entries are appended, never changed
+    work["trail"] = [dict(e) for e in state.get("trail", ())]  # entries get closed (left_at) in place
     data = work["data"] = dict(state["data"])
     for key in _DATA_LOGS:  # appended to / keyed into, never their entries changed: one level
         if isinstance(data.get(key), list):
@@ -168,8 +171,13 @@ class Run:
             raise ConfigError(f"blueprint {self.bp.name}: more than {MAX_TRANSITIONS} transitions in one "
                               f"event (a loop without a waiting node through {node!r})")
         self.changed = True
+        self._exit_trail(token, "left")
         token.update(node=node, phase="enter", since=self.now, wait={}, gates={})
         spec = self.bp.nodes[node]
+        trail = self.state.setdefault("trail", [])
+        trail.append({"node": node, "token": token["id"], "at": self.now})
+        if len(trail) > TRAIL_LIMIT:
+            del trail[: len(trail) - TRAIL_LIMIT]
         for r in spec.reports:
             if r.at == "enter":
                 self.send_report(token, r, "enter", **extra)
@@ -210,8 +218,17 @@ class Run:
             return
         self.enter(token, to)
 
-    def kill(self, token: dict[str, Any]) -> None:
+    def _exit_trail(self, token: dict[str, Any], outcome: str) -> None:
+        """Close the token's open entry in ``trail`` (the order's timeline: node, entered, left, how)."""
+        for entry in reversed(self.state.get("trail", [])):
+            if entry["token"] == token["id"]:
+                if "left_at" not in entry:
+                    entry.update(left_at=self.now, outcome=outcome)
+                return
+
+    def kill(self, token: dict[str, Any], outcome: str = "stopped") -> None:
         """Remove a token (a lost race at a join, the end of the order); cancel what it waits for."""
+        self._exit_trail(token, outcome)
         self.cancel_timers(token)
         NODE_KINDS[self.spec(token).kind].cancel(self, token, self.spec(token))
         self.state["tokens"].pop(token["id"], None)
@@ -219,7 +236,7 @@ class Run:
 
     def finish(self, status: cmd.Status, reason: str = "", reply: dict[str, Any] | None = None) -> None:
         for other in list(self.state["tokens"].values()):
-            self.kill(other)
+            self.kill(other, "ended")
         self.state["status"] = status
         self.state["finished_at"] = self.now
         if reply is not None:

@@ -183,6 +183,13 @@ class Blueprint(_Model):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
     description: str = ""
+    product: str | None = Field(default=None, description="canonical product the blueprint runs (None: a sub-flow)")
+    scenario: str | None = Field(default=None, description="canonical scenario (open, change, ...)")
+    catalogue: str | None = Field(default=None, description="the CATALOGUE.md row it implements, e.g. P06.4")
+    section: str = Field(default="", description="the documents' section, e.g. §3.1.4.1.1")
+    source: Literal["specified", "inferred"] = Field(
+        default="specified", description="inferred: built from the standard template where the documents are silent")
+    source_note: str = Field(default="", description="why it is inferred, what was assumed")
     start: str
     nodes: dict[str, Annotated[NodeSpec, BeforeValidator(_parse_node)]]
 
