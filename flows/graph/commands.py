@@ -21,7 +21,8 @@ Events (``type``):
   ``report_result``  {report_id, ok, error?}           ``retry`` {node}  (G2: re-send failed gate reports)
   ``submission``     {node, fields, user}              ``timer_fired`` {timer_id}
   ``message``        {key, order_id, payload}          ``subflow_finished`` {child_id, status, data}
-  ``cancel``         {reason}
+  ``cancel``         {reason, by?}                   (withdraw / terminate: interrupt, compensate, finish)
+  ``suspend``        {reason, by?}                   ``resume`` {by?}  (D.1.8: both take effect at once)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ Status = Literal["completed", "failed", "cancelled"]
 
 EVENT_TYPES = frozenset({
     "order_received", "call_result", "report_result", "retry", "submission", "timer_fired", "message",
-    "subflow_finished", "cancel",
+    "subflow_finished", "cancel", "suspend", "resume",
 })
 
 

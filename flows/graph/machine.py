@@ -11,8 +11,9 @@ for parallel branches), ``forks`` (open parallel splits), ``done`` (completed no
 in order), ``seq``. The input state is never mutated.
 
 Generic behaviour lives here — gate reports on entry/exit (G2/G6), node timeouts (take a path and/or
-escalate), cancel (cancel pending work, compensations in reverse, reply, finish). Each kind's own
-behaviour is in flows/graph/nodes.py, found by name in ``NODE_KINDS``.
+escalate), cancel (cancel pending work, compensations in reverse, reply, finish), suspend / resume
+(timers paused with their remaining time, events kept in ``suspended.events`` and applied on resume).
+Each kind's own behaviour is in flows/graph/nodes.py, found by name in ``NODE_KINDS``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def _working_copy(state: dict[str, Any]) -> dict[str, Any]:
     work["forks"] = {fid: dict(f) for fid, f in state["forks"].items()}
     work["done"] = list(state["done"])  # entries are appended, never changed
     work["trail"] = [dict(e) for e in state.get("trail", ())]  # entries get closed (left_at) in place
+    if state.get("suspended"):  # its lists are appended to, their entries never changed
+        paused = state["suspended"]
+        work["suspended"] = {**paused, "timers": list(paused["timers"]), "events": list(paused["events"])}
     data = work["data"] = dict(state["data"])
     for key in _DATA_LOGS:  # appended to / keyed into, never their entries changed: one level
         if isinstance(data.get(key), list):
@@ -83,8 +87,9 @@ def _working_copy(state: dict[str, Any]) -> dict[str, Any]:
 
 def _copy_token(token: dict[str, Any]) -> dict[str, Any]:
     """A token's own shape, copied level by level (the generic copy was a fifth of a step)."""
-    return {**token, "timers": dict(token["timers"]), "gates": {k: dict(g) for k, g in token["gates"].items()},
-            "wait": copy_json(token["wait"]), "forks": list(token["forks"])}
+    return {**token, "timers": dict(token["timers"]), "due": dict(token.get("due", ())),
+            "gates": {k: dict(g) for k, g in token["gates"].items()}, "wait": copy_json(token["wait"]),
+            "forks": list(token["forks"])}
 
 
 def _new_state(blueprint: Blueprint, event: Event, now: float) -> dict[str, Any]:
@@ -135,6 +140,10 @@ class Run:
     def start_timer(self, token: dict[str, Any], at: float, purpose: str) -> str:
         timer_id = self.new_id(purpose)
         token["timers"][timer_id] = purpose
+        # when each live timer is due, so a suspend can pause it with its remaining time (kinds delete
+        # fired timers from ``timers`` themselves; their ``due`` entries are dropped here)
+        token["due"] = {t: d for t, d in token.get("due", {}).items() if t in token["timers"]}
+        token["due"][timer_id] = at
         self.emit(cmd.timer(timer_id, at, purpose=purpose, node=token["node"]))
         return timer_id
 
@@ -142,6 +151,7 @@ class Run:
         for timer_id, p in list(token["timers"].items()):
             if purpose is None or p == purpose:
                 del token["timers"][timer_id]
+                token.get("due", {}).pop(timer_id, None)
                 self.emit({"type": "cancel_timer", "timer_id": timer_id})
 
     def send_report(self, token: dict[str, Any], r: ReportSpec, on: str, **extra: Any) -> str:
@@ -251,8 +261,18 @@ class Run:
         kind = event.get("type")
         if kind not in cmd.EVENT_TYPES:
             raise ValidationFailed(f"unknown event type {kind!r}")
-        if kind == "cancel":
-            self.cancel(str(event.get("reason", "")))
+        if kind == "cancel":  # D.1.8: at once, suspended or not
+            self.cancel(str(event.get("reason", "")), str(event.get("by") or ""))
+            return
+        if kind == "suspend":
+            self.suspend(event)
+            return
+        if kind == "resume":
+            self.resume(event)
+            return
+        paused = self.state.get("suspended")
+        if paused:
+            self._keep(paused, event)
             return
         for token in list(self.state["tokens"].values()):
             if token["id"] not in self.state["tokens"] or self.state["status"] != "running":
@@ -308,9 +328,18 @@ class Run:
             NODE_KINDS[spec.kind].cancel(self, token, spec)
             self.fail(f"{token['node']}: timed out")
 
-    def cancel(self, reason: str) -> None:
-        """Withdraw / terminate (issue 10 §5, P26.4): stop everything now, undo what partners did."""
+    def cancel(self, reason: str, by: str = "") -> None:
+        """Withdraw / terminate (issue 10 §5, P26.4): stop everything now, undo what partners did.
+
+        Order of the commands: each waiting token's timers cancelled and its pending work cancelled
+        (a call's ``cancel_operation``, a sub-flow), then the compensations of completed nodes, latest
+        first, then the reply to the origin and ``finish cancelled``. A suspended order is cancelled
+        the same way; its paused timers were cancelled at the suspend and its kept events are dropped
+        (the order is over: a late result changes nothing, as after any end)."""
         self.changed = True
+        self.state.pop("suspended", None)
+        if by:
+            self.state["cancelled_by"] = by
         for token in list(self.state["tokens"].values()):
             self.kill(token)
         for done in reversed(self.state["done"]):
@@ -319,4 +348,52 @@ class Run:
             payload = evaluate_mapping(compile_mapping(comp.payload), self.scope())
             self.emit(cmd.call(self.new_id("compensate"), comp.partner, comp.operation, payload,
                                purpose="compensate", node=done["node"]))
-        self.finish("cancelled", reason, reply={"reason": reason})
+        self.finish("cancelled", reason, reply={"reason": reason, **({"by": by} if by else {})})
+
+    # ---- suspend / resume (D.1.8) ----------------------------------------------------------------
+    def suspend(self, event: Event) -> None:
+        """Freeze the order now: every timer is cancelled and remembered with its remaining time
+        (an SLA clock must not run out while an operator holds the order); events arriving meanwhile
+        are kept (``_keep``), so nothing is sent to a partner until ``resume``. A pending partner
+        call is *not* cancelled — its answer is kept like any other event. A second suspend is a no-op."""
+        if self.state.get("suspended"):
+            return
+        self.changed = True
+        paused = []
+        for token in self.state["tokens"].values():
+            due = token.get("due", {})
+            for timer_id, purpose in token["timers"].items():
+                paused.append({"token": token["id"], "purpose": purpose,
+                               "remaining": max(0.0, float(due.get(timer_id, self.now)) - self.now)})
+                self.emit({"type": "cancel_timer", "timer_id": timer_id})
+            token["timers"], token["due"] = {}, {}
+        self.state["suspended"] = {"at": self.now, "reason": str(event.get("reason", "")),
+                                   "by": str(event.get("by") or ""), "timers": paused, "events": []}
+
+    def _keep(self, paused: dict[str, Any], event: Event) -> None:
+        """An event for a suspended order: kept in arrival order, applied on resume. A paused timer
+        that fired anyway (it was due as the suspend was applied) is dropped: resume restarts it."""
+        if event.get("type") == "timer_fired":  # every timer was cancelled at the suspend
+            return
+        self.changed = True
+        paused["events"].append({"at": self.now, "event": event})
+
+    def resume(self, event: Event) -> None:
+        """Restart the paused timers with their remaining time (new ids: a stale firing of an old
+        one is ignored), then apply the kept events in arrival order, as if they arrived now."""
+        paused = self.state.pop("suspended", None)
+        if not paused:
+            return
+        self.changed = True
+        self.state["suspensions"] = [*self.state.get("suspensions", ()),  # a new list: the input state keeps its own
+                                     {"at": paused["at"], "until": self.now, "reason": paused["reason"],
+                                      "by": paused["by"]}]
+        for timer in paused["timers"]:
+            token = self.state["tokens"].get(timer["token"])
+            if token is not None:
+                self.start_timer(token, self.now + timer["remaining"], timer["purpose"])
+        for kept in paused["events"]:
+            if self.state["status"] != "running":
+                break  # a kept event ended the order: the rest are late
+            self._budget = MAX_TRANSITIONS
+            self.dispatch(kept["event"])

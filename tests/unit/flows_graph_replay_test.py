@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit import flows_graph_cancel_test as cancel
 from tests.unit import flows_graph_scenarios_test as sc
 from tests.unit.flows_graph_harness import FIXTURES, Driver, fixture_blueprint, record, replay
 
@@ -77,6 +78,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[], Driver]]] = {
     "p06_4_pon_poll": ("p06_4_srv6_change", _p06_pon),
     "fusion_two_orders": ("fusion_parallel", _fusion),
     "p14_child": ("p14_construction", _p14_child),
+    "p26_4_withdraw": ("p26_4_5g_withdraw", cancel.recorded_withdraw),
+    "p26_4_suspend_resume": ("p26_4_5g_withdraw", cancel.recorded_suspend),
 }
 
 
