@@ -16,11 +16,14 @@ one collection.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 from motor.motor_asyncio import AsyncIOMotorCollection
-from pymongo import ReplaceOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError, OperationFailure
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -99,16 +102,36 @@ class MicroBatcher(Generic[T, R]):
             self._task = None
 
 
-WriteOp = tuple[ReplaceOne[dict[str, Any]] | UpdateOne, dict[str, Any] | None]
+@dataclass(frozen=True)
+class _Check:
+    """How one write of a batch learns whether it won: ``version`` (the v1 engine's optimistic
+    replace: the stored number equals the one written), ``rev`` (the stored revision token is the
+    fresh one this write set) or ``insert`` (the insert raised no duplicate-key error)."""
+
+    kind: Literal["version", "rev", "insert"]
+    _id: Any
+    token: Any = None
+
+
+WriteOp = tuple[ReplaceOne[dict[str, Any]] | UpdateOne | InsertOne[dict[str, Any]], _Check | None]
+DUPLICATE_KEY = 11000
+
+
+def new_rev() -> str:
+    """A fresh revision token: unique per write, so no two writers can ever store the same one."""
+    return uuid.uuid4().hex
 
 
 class BulkWriter:
     """Concurrent single-document writes to one collection → one unordered ``bulk_write``.
 
-    A versioned replace (``replace_versioned``) is told whether *its* write won: when the bulk
-    matched fewer documents than it holds, the stored versions are read back. Known limit (the
-    engine's concurrency model, issue 10): two racers of one order both write ``version = N+1``,
-    so a loser whose rival stored the same number is told it won.
+    A guarded write is told whether *its* write won. :meth:`replace_if_rev` is the one to use: each
+    write stores a fresh revision token (``rev``) under the filter ``{_id, rev: expected}``, so a
+    loser is found by reading the stored token back — it is the winner's, never the loser's.
+    :meth:`replace_versioned` (the v1 engine, until it is removed) has the known limit the
+    revision token fixes (issue 10): two racers of one order both write ``version = N+1``, so a
+    loser whose rival stored the same number is told it won (tests/integration/test_revision_token.py
+    proves it with an xfail).
     """
 
     def __init__(self, collection: AsyncIOMotorCollection[dict[str, Any]], max_ops: int = 256,
@@ -118,21 +141,61 @@ class BulkWriter:
 
     async def replace_versioned(self, doc: dict[str, Any], expected_version: int) -> bool:
         """Replace ``doc`` if its stored ``version`` is ``expected_version``; False on a conflict."""
-        check = {"_id": doc["_id"], "version": doc["version"]}
+        check = _Check("version", doc["_id"], doc["version"])
         return await self._batcher.submit((ReplaceOne({"_id": doc["_id"], "version": expected_version}, doc), check))
+
+    async def replace_if_rev(self, doc: dict[str, Any], expected_rev: str | None) -> bool:
+        """Replace ``doc`` if its stored ``rev`` is ``expected_rev``; True only if this write won.
+
+        ``doc["rev"]`` is set to a fresh token first (the caller keeps it for its next write). Why a
+        token and not ``version + 1``: two writers that read the same revision write *different*
+        tokens, so the stored one names the winner, in one batch or across batches."""
+        doc["rev"] = new_rev()
+        return await self._batcher.submit((ReplaceOne({"_id": doc["_id"], "rev": expected_rev}, doc),
+                                           _Check("rev", doc["_id"], doc["rev"])))
+
+    async def insert_new(self, doc: dict[str, Any]) -> bool:
+        """Insert ``doc``; False when its ``_id`` exists (insert-first: the duplicate key is the
+        answer, no read before). A document without ``rev`` gets a fresh one, so it can be replaced
+        with :meth:`replace_if_rev` next."""
+        doc.setdefault("rev", new_rev())
+        return await self._batcher.submit((InsertOne(doc), _Check("insert", doc["_id"])))
 
     async def upsert(self, _id: Any, fields: dict[str, Any]) -> None:
         await self._batcher.submit((UpdateOne({"_id": _id}, {"$set": fields}, upsert=True), None))
 
-    async def _write(self, batch: Sequence[WriteOp]) -> list[bool]:
-        result = await self.collection.bulk_write([op for op, _ in batch], ordered=False)
-        guarded = [c for _, c in batch if c is not None]
-        if result.matched_count + result.upserted_count >= len(batch) or not guarded:
-            return [True] * len(batch)
-        # some versioned replace lost a race: find out which ones
-        stored = {d["_id"]: d["version"] async for d in self.collection.find(
-            {"_id": {"$in": [c["_id"] for c in guarded]}}, {"version": 1})}
-        return [c is None or stored.get(c["_id"]) == c["version"] for _, c in batch]
+    async def _write(self, batch: Sequence[WriteOp]) -> list[bool | BaseException]:
+        errors: dict[int, dict[str, Any]] = {}
+        try:
+            result = await self.collection.bulk_write([op for op, _ in batch], ordered=False)
+            applied = result.matched_count + result.upserted_count + result.inserted_count
+        except BulkWriteError as exc:  # unordered: the other writes were applied
+            if exc.details.get("writeConcernErrors"):
+                raise
+            errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+            applied = -1
+        answers: list[bool | BaseException | None] = []
+        for i, (_, check) in enumerate(batch):
+            error = errors.get(i)
+            if error is None:
+                answers.append(True if check is None or check.kind == "insert" else None)
+            elif check is not None and check.kind == "insert" and error.get("code") == DUPLICATE_KEY:
+                answers.append(False)
+            else:
+                answers.append(OperationFailure(error.get("errmsg", "write failed"), error.get("code"), error))
+        undecided = [c for (_, c), a in zip(batch, answers, strict=True) if a is None and c is not None]
+        if applied >= len(batch) or not undecided:  # every write matched: every guarded one won
+            return [True if a is None else a for a in answers]
+        # some guarded replace may have lost a race: the stored version / token says which
+        stored = {d["_id"]: d async for d in self.collection.find(
+            {"_id": {"$in": list({c._id for c in undecided})}}, {"version": 1, "rev": 1})}
+        out: list[bool | BaseException] = []
+        for (_, check), answer in zip(batch, answers, strict=True):
+            if answer is not None or check is None:
+                out.append(True if answer is None else answer)
+            else:
+                out.append(stored.get(check._id, {}).get(check.kind) == check.token)
+        return out
 
 
 class BulkReader:

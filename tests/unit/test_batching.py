@@ -93,7 +93,7 @@ async def test_a_full_batch_is_sent_without_waiting_for_the_window() -> None:
 
 class FakeResult:
     def __init__(self, matched: int, upserted: int) -> None:
-        self.matched_count, self.upserted_count = matched, upserted
+        self.matched_count, self.upserted_count, self.inserted_count = matched, upserted, 0
 
 
 class FakeCollection:
