@@ -82,6 +82,34 @@ async def _ack(acked: list[tuple[str, int]], key: str, n: int) -> None:
     acked.append((key, n))
 
 
+async def test_keyed_pool_runs_a_failed_handler_again_with_backoff_and_acks_only_after_it_worked() -> None:
+    """Issue 10 §4: a handler that raised (MongoDB down) is redelivered, not acked; the key's next
+    event waits behind it."""
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    pool = KeyedPool(limit=4, name="t", sleep=no_wait)
+    runs: list[str] = []
+    acked: list[tuple[str, int]] = []
+
+    async def flaky() -> None:
+        runs.append("first")
+        if runs.count("first") < 4:
+            raise ConnectionError("mongo down")
+
+    async def second() -> None:
+        runs.append("second")
+
+    await pool.submit("a", flaky, lambda: _ack(acked, "a", 0))
+    await pool.submit("a", second, lambda: _ack(acked, "a", 1))
+    await pool.drain()
+    assert runs == ["first"] * 4 + ["second"]
+    assert acked == [("a", 0), ("a", 1)]
+    assert waits == [0.2, 0.4, 0.8]
+
+
 def _context(partner: str) -> ConnectorContext:
     """What the delivery agent hands a partner's sink (no database needed by REST or SOAP sinks)."""
     return ConnectorContext(load_settings().model_copy(update={"config_dir": PROJECT_ROOT / "config"}),
