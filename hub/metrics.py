@@ -34,6 +34,11 @@ DELIVERY_FAILURES = Counter(
     "Outbound calls that gave up (attempts exhausted or permanent error) and were dead-lettered",
     ["partner", "operation"],
 )
+DELIVERY_AMBIGUOUS = Counter(
+    "hub_delivery_ambiguous_total",
+    "Deliveries taken over from an owner that died mid-call: the partner may have seen the call twice",
+    ["partner"],
+)
 DEAD_LETTERS = Counter(
     "hub_dead_letters_total", "Dead letters written, by source topic and error class", ["topic", "error_class"]
 )

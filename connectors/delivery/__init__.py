@@ -10,6 +10,7 @@ off the outcome. Every wrapper is a :class:`~connectors.base.Sink` holding the n
 from connectors.delivery import trail
 from connectors.delivery.chain import ChainSpec, build_chain
 from connectors.delivery.circuit import CircuitBreaker, CircuitPolicy
+from connectors.delivery.claims import INCARNATION, MemoryDeliveryLog
 from connectors.delivery.deadletter import DeadLetterOnFailure, origin
 from connectors.delivery.idempotency import DeliveryLog, Idempotency, MongoDeliveryLog
 from connectors.delivery.limit import Concurrency
@@ -19,7 +20,8 @@ from connectors.delivery.timeout import Timeout
 from connectors.delivery.wrapper import Wrapper, innermost
 
 __all__ = [
-    "AttemptMetrics", "ChainSpec", "CircuitBreaker", "CircuitPolicy", "Concurrency", "DeadLetterOnFailure",
-    "DeliveryLog", "GiveUpMetrics", "Idempotency", "MongoDeliveryLog", "Retry", "Timeout", "Wrapper",
+    "INCARNATION", "AttemptMetrics", "ChainSpec", "CircuitBreaker", "CircuitPolicy", "Concurrency",
+    "DeadLetterOnFailure", "DeliveryLog", "GiveUpMetrics", "Idempotency", "MemoryDeliveryLog", "MongoDeliveryLog",
+    "Retry", "Timeout", "Wrapper",
     "build_chain", "innermost", "origin", "trail",
 ]

@@ -3,7 +3,8 @@
 Outside in (each a Sink wrapping the next; ``deliver`` goes down, the outcome comes back up)::
 
     DeadLetterOnFailure   gave up ⇒ dead letter (hub.deadletter); ok ⇒ resolve earlier letters
-    Idempotency           recorded in ``deliveries`` ⇒ answer from the record; ok ⇒ record it
+    Idempotency           claim the key first (a leased claim in ``deliveries``): delivered ⇒ answer from
+                          the record; claimed by a live owner ⇒ wait for it; ok ⇒ record it (claims.py)
     GiveUpMetrics         hub_delivery_failures_total
     Retry                 policy: attempts, exponential backoff + jitter (tenacity); every attempt kept
     CircuitBreaker        (policy.circuit, optional) open after N consecutive failures: fail fast, retryable
@@ -27,6 +28,7 @@ from typing import Any
 
 from connectors.base import Sink
 from connectors.delivery.circuit import CircuitBreaker, CircuitPolicy
+from connectors.delivery.claims import DEFAULT_LEASE_S, INCARNATION
 from connectors.delivery.deadletter import DeadLetterOnFailure
 from connectors.delivery.idempotency import DeliveryLog, Idempotency
 from connectors.delivery.limit import Concurrency
@@ -55,6 +57,8 @@ class ChainSpec:
     records: DeliveryLog | None = None  # None: no idempotency records
     scope: str = ""  # deliveries key prefix (see connectors/delivery/idempotency.py)
     record_fields: dict[str, Any] = field(default_factory=dict)
+    owner: str = INCARNATION  # who holds a claim: this process (tests: two "processes" in one)
+    lease_s: float = DEFAULT_LEASE_S  # a claim's lease, renewed every third of it while the call runs
     describe: Callable[[Envelope], dict[str, Any]] | None = None  # a dead letter's origin, per envelope
     circuit: CircuitPolicy | None = None  # overrides policy.circuit (tests)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -76,7 +80,7 @@ def build_chain(sink: Sink, spec: ChainSpec) -> Sink:
     chain = GiveUpMetrics(chain, spec.partner)
     if spec.records is not None:
         chain = Idempotency(chain, spec.records, partner=spec.partner, scope=spec.scope, fields=spec.record_fields,
-                            now=spec.now)
+                            now=spec.now, owner=spec.owner, lease_s=spec.lease_s, sleep=spec.sleep)
     if spec.dead_letters is not None:
         chain = DeadLetterOnFailure(chain, spec.dead_letters, source_topic=spec.source_topic, partner=spec.partner,
                                     describe=spec.describe)

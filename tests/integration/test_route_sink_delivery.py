@@ -81,12 +81,12 @@ async def test_route_sink_to_a_failing_partner_ends_in_a_dead_letter_with_attemp
         await producer.send(topic, later)
         await producer.send(topic, later)  # read twice: delivered once (recorded per route)
         record = await eventually(lambda: rt.db["deliveries"].find_one(  # type: ignore[index]
-            {"_id": f"route:res-out:{later.idempotency_key}"}), timeout=20)
+            {"_id": f"route:res-out:{later.idempotency_key}", "state": "delivered"}), timeout=20)
         assert record["route"] == "res-out" and record["attempts"] == 1
         marker = _entry(f"C{tag}")  # a later record proves the duplicate was consumed before it
         await producer.send(topic, marker)
         await eventually(lambda: rt.db["deliveries"].find_one(  # type: ignore[index]
-            {"_id": f"route:res-out:{marker.idempotency_key}"}), timeout=20)
+            {"_id": f"route:res-out:{marker.idempotency_key}", "state": "delivered"}), timeout=20)
         ok_calls = [c.idempotency_key for c in state.partner("resource").calls if c.answered == "ok"]
         assert ok_calls == [later.idempotency_key, marker.idempotency_key]
 
@@ -95,12 +95,13 @@ async def test_route_sink_to_a_failing_partner_ends_in_a_dead_letter_with_attemp
         summary = await replay.replay([letter["_id"]], who="test")
         assert summary.ok == 1
         await eventually(lambda: rt.db["deliveries"].find_one(  # type: ignore[index]
-            {"_id": f"route:res-out:{failing.idempotency_key}"}), timeout=40)  # the replay consumer joins its group
+            {"_id": f"route:res-out:{failing.idempotency_key}", "state": "delivered"}),
+            timeout=40)  # the replay consumer joins its group
         await replay.replay([letter["_id"]], who="test", force=True)  # replayed twice: delivered once
         again = _entry(f"D{tag}")
         await producer.send(topic, again)
         await eventually(lambda: rt.db["deliveries"].find_one(  # type: ignore[index]
-            {"_id": f"route:res-out:{again.idempotency_key}"}), timeout=20)
+            {"_id": f"route:res-out:{again.idempotency_key}", "state": "delivered"}), timeout=20)
         ok_calls = [c.idempotency_key for c in state.partner("resource").calls if c.answered == "ok"]
         assert ok_calls.count(failing.idempotency_key) == 1
     finally:

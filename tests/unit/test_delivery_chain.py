@@ -19,6 +19,7 @@ from connectors.delivery import (
     Concurrency,
     GiveUpMetrics,
     Idempotency,
+    MemoryDeliveryLog,
     Retry,
     Timeout,
     build_chain,
@@ -78,17 +79,7 @@ class Clock:
         return self.t
 
 
-class MemoryLog:
-    """In-memory ``deliveries`` (the DeliveryLog protocol; MongoDeliveryLog in the hub)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, dict[str, Any]] = {}
-
-    async def find(self, key: str) -> dict[str, Any] | None:
-        return self.rows.get(key)
-
-    async def record(self, key: str, fields: dict[str, Any]) -> None:
-        self.rows[key] = fields
+MemoryLog = MemoryDeliveryLog  # in-memory ``deliveries`` (the DeliveryLog contract; MongoDeliveryLog in the hub)
 
 
 def call(key: str = "call:ord-1:activation") -> Envelope:
