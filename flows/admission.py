@@ -43,6 +43,7 @@ async def load_at_start(runtime: Services) -> None:
     blocking YAML work that must not run on the event loop inside a partner's request."""
     if runtime.get(BLUEPRINTS) is None and runtime.get(BLUEPRINTS_FAILED) is None:
         await asyncio.to_thread(loaded_blueprints, runtime)
+    await asyncio.to_thread(_library, runtime)
 
 
 def _blueprints(runtime: Any) -> Blueprints | None:
@@ -50,6 +51,23 @@ def _blueprints(runtime: Any) -> Blueprints | None:
     this only happens in a web-only process: the intake admits, and the engine reports later)."""
     bps = loaded_blueprints(runtime)
     return bps
+
+
+def _library(runtime: Any) -> Any:
+    """The v2 blueprints (flows/graph/library.py); None when they do not load (the worker refuses
+    to start then; a web-only process admits and the engine reports later)."""
+    from flows.runtime.agents import LIBRARY, load_v2_library
+
+    if runtime.get(LIBRARY) is None and runtime.get(LIBRARY_FAILED) is None:
+        try:
+            load_v2_library(runtime)
+        except ConfigError as exc:
+            runtime.put(LIBRARY_FAILED, str(exc))
+            log.error("intake admission of v2 flows off: blueprints do not load (%s)", exc)
+    return runtime.get(LIBRARY)
+
+
+LIBRARY_FAILED: ServiceKey[str] = ServiceKey("flow_library_failed")
 
 
 def available(blueprints: Blueprints) -> list[str]:
@@ -63,9 +81,14 @@ def admission(runtime: Any) -> Any:
         if envelope.type not in ORDER_TYPES or not envelope.product:
             return  # raw records (a route without the canonical model) and events are not orders yet
         blueprints = _blueprints(runtime)
-        if blueprints is None or not len(blueprints) or blueprints.get(envelope.product, envelope.scenario) is not None:
+        library = _library(runtime)
+        if library is not None and library.get(envelope.product, envelope.scenario) is not None:
+            return
+        if blueprints is None or (not len(blueprints) and not len(library or ())) or blueprints.get(
+                envelope.product, envelope.scenario) is not None:
             return  # no flows installed: admit everything
-        known = available(blueprints)
+        known = sorted({*available(blueprints), *(f"{bp.product}/{bp.scenario}" for bp in library or ()
+                                                  if bp.product and bp.scenario)})
         message = (f"no flow runs product {envelope.product!r} scenario {envelope.scenario!r}; "
                    f"available: {', '.join(known)}")
         raise ValidationFailed(message, [

@@ -21,6 +21,7 @@ from tenacity import RetryCallState, retry_if_exception_type
 
 from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
 from flows.engine import Engine, Step
+from flows.runtime.agents import build_runner, register_sweeps
 from flows.settings import FlowSettings
 from flows.store import OrderStore
 from hub import topics
@@ -267,6 +268,17 @@ def register_agents(app: faust.App, runtime: Services) -> None:
     runtime.put(BLUEPRINTS, blueprints)
     runner = EngineRunner(runtime, engine, fs)
     runtime.put(FLOW_RUNNER, runner)
+    s = runtime.settings
+    v2 = build_runner(runtime, fs, fs.callback_base_url or f"http://{s.http_host}:{s.http_port}")
+    register_sweeps(app, v2)
+
+    async def dispatch(env: Envelope) -> None:
+        """v2 orders to the v2 runner (flows/runtime), the rest to v1 while both exist."""
+        if env.type == "order.received":
+            await (v2.handle(env) if v2.runs(env) else runner.handle(env))
+            return
+        doc = await v2.store.load(env.correlation_id)
+        await (v2.handle(env) if doc is not None and doc.get("engine") == 2 else runner.handle(env))
     # faust's leader-election topic (one partition): a wiped broker gets it back with ours (hub/kafka.py);
     # faust's consumer (every agent's) must start the re-created topics at offset 0 (FaustWipeGuard)
     runtime.extra_topics[f"{app.conf.id}-__assignor-__leader"] = 1
@@ -284,7 +296,7 @@ def register_agents(app: faust.App, runtime: Services) -> None:
             if env is None:
                 await manual.ack(event)
                 continue
-            await pool.submit(env.correlation_id, functools.partial(runner.handle, env),
+            await pool.submit(env.correlation_id, functools.partial(dispatch, env),
                               functools.partial(manual.ack, event))
 
     @app.timer(fs.recovery_interval_s, name="flow-recovery")

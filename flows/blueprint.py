@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from flows import actions
 from hub import paths
-from hub.configfile import format_loc, line_of, load_dir, read_yaml
+from hub.configfile import format_loc, line_of, load_model, read_yaml
 from hub.errors import ConfigError
 from hub.order import Scenario
 from hub.partners import Partner
@@ -249,10 +249,25 @@ def _check_refs(bp: Blueprint, partners: dict[str, Partner]) -> list[tuple[tuple
     return problems
 
 
+def _is_v1(path: Path) -> bool:
+    """v2 blueprints (a graph: top-level ``nodes``) are loaded by flows/graph/library.py."""
+    data, _ = read_yaml(path)
+    return not (isinstance(data, dict) and "nodes" in data)
+
+
 def load_blueprints(config_dir: Path, partners: dict[str, Partner]) -> Blueprints:
     """Load and cross-check ``config_dir/flows/*.yaml``; every problem of every file at once."""
     directory = config_dir / "flows"
-    loaded = load_dir(directory, Blueprint)  # raises ConfigError naming file:line: key
+    loaded: dict[Path, Blueprint] = {}
+    bad: list[str] = []
+    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+        try:
+            if _is_v1(path):
+                loaded[path] = load_model(path, Blueprint)
+        except ConfigError as exc:  # every bad file at once, not just the first
+            bad.extend(exc.problems or [str(exc)])
+    if bad:
+        raise ConfigError(f"invalid configuration under {directory}", bad)
     items: dict[tuple[str, str], Blueprint] = {}
     files: dict[tuple[str, str], Path] = {}
     problems: list[str] = []

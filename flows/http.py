@@ -170,6 +170,8 @@ async def submit(request: web.Request) -> web.Response:
     doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"stages": {"$slice": -1}, "calls": 0, "order": 0})
     if doc is None:
         return problem(404, "Not Found", f"no order {order_id!r}")
+    if doc.get("engine") == 2:
+        return await _submit_v2(request, runtime, doc, stage_name, body)
     bps = _blueprints(runtime)
     if bps is None:
         why = runtime.get(BLUEPRINTS_FAILED)
@@ -199,6 +201,48 @@ async def submit(request: web.Request) -> web.Response:
     if isinstance(outcome, web.Response):
         return outcome
     return web.json_response({"order_id": order_id, "stage": stage_name, "accepted": True, "duplicate": outcome},
+                             status=202)
+
+
+async def _submit_v2(request: web.Request, runtime: Services, doc: dict[str, Any], node: str,
+                     body: SubmitBody) -> web.Response:
+    """A v2 order: the node must be a ``user`` node a token is waiting at; its field rules (types,
+    regex, enums, list sizes, locks and defaults — flows/graph/rules.py) are checked here, against
+    the order as stored, so the submitter gets the errors now (400) instead of an accepted 202 the
+    engine would refuse; the engine checks again when it applies the submission."""
+    from flows.graph.rules import check_submission
+    from flows.runtime.agents import FLOW_RUNNER_V2
+
+    order_id = doc["_id"]
+    runner = runtime.get(FLOW_RUNNER_V2)
+    state = doc.get("state") or {}
+    if runner is None:
+        return problem(503, "Service Unavailable", "the flow engine is not loaded in this process")
+    bp = await runner.blueprint(doc)
+    spec = bp.nodes.get(node)
+    if spec is None:
+        return problem(404, "Not Found", f"order {order_id} has no stage {node!r}")
+    if spec.kind != "user":
+        return problem(409, "Conflict", f"stage {node!r} is {spec.kind}; it is not submitted by hand")
+    waiting = [t for t in state.get("tokens", {}).values() if t["node"] == node and t.get("phase") == "active"]
+    if state.get("status") != "running" or not waiting:
+        return problem(409, "Conflict", f"order {order_id} is not waiting for {node!r} "
+                       f"(current stage {doc.get('current_stage')!r}, {doc.get('status')})")
+    who = body.submitted_by or f"operator:{request[PRINCIPAL].name}"
+    scope = {"data": state.get("data", {}), "now": 0.0, "order_id": order_id, "user": {"id": who}}
+    _, errors = check_submission(list(getattr(spec, "fields", [])), dict(body.data), scope)
+    if errors:
+        return problem(400, "Bad Request", f"{len(errors)} field(s) rejected",
+                       errors=[{"field": f"data.{e['field']}", "message": e["message"]} for e in errors])
+    visit = sum(1 for e in state.get("trail", []) if e["node"] == node)
+    envelope = Envelope(
+        type="stage.submit", source="hub", protocol="rest", correlation_id=order_id,
+        idempotency_key=f"submit:{order_id}:{node}#{visit}", product=doc.get("product"),
+        scenario=doc.get("scenario"), payload={"stage": node, "visit": visit, "data": body.data, "submitted_by": who})
+    outcome = await _emit(runtime, envelope)
+    if isinstance(outcome, web.Response):
+        return outcome
+    return web.json_response({"order_id": order_id, "stage": node, "accepted": True, "duplicate": outcome},
                              status=202)
 
 

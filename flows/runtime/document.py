@@ -1,0 +1,138 @@
+"""The order document of a v2 order: the engine state, the outbox, the timers and what operators read.
+
+Why one document: the state, the commands an event caused and the timers it started are written in
+**one single-document write** (MongoDB makes that atomic without transactions), so after a crash
+either the event happened — and its commands are in the outbox, to be sent — or it did not, and the
+event is redelivered (its Kafka offset is committed only after the write). Nothing sits between two
+stores.
+
+Top-level fields kept from v1 (flows/documents.py) because the admin API, the CLI and the console read
+them: ``status`` (in_flight | waiting | completed | failed | cancelled), ``current_stage``, ``stages``
+(the timeline, from the engine's ``trail``), ``sla_deadline``, ``blocked_reason``, timestamps. v2
+adds ``state``, ``outbox`` (commands not yet carried out), ``open_calls`` (calls and reports sent,
+no answer yet — re-sent from here after a broker loss), ``timers`` / ``next_timer_at`` (durable
+timers), ``rev`` (fresh per write), ``blueprint`` / ``digest`` (the pinned version), ``applied``
+(recent event ids: a redelivered event changes nothing), ``parent`` (a sub-flow's parent order).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.graph.model import Blueprint
+
+__all__ = ["RELAYED", "apply_commands", "epoch", "new_document", "project", "ts"]
+
+#: commands the relay carries out (the rest change the document itself)
+RELAYED = frozenset({"send_call", "send_report", "publish", "start_subflow", "cancel_subflow", "notify_parent"})
+MAX_APPLIED = 32
+FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def ts(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
+
+
+def new_document(order_id: str, env_fields: dict[str, Any], bp: Blueprint, now: float) -> dict[str, Any]:
+    """An order document before its first event is applied (``env_fields``: origin, ids, payload)."""
+    at = ts(now)
+    return {
+        "_id": order_id, "order_id": order_id, "partner": env_fields.get("partner", ""),
+        "external_order_id": env_fields.get("external_order_id", ""), "product": bp.product or "",
+        "scenario": bp.scenario or "", "order": env_fields.get("order", {}), "blueprint": bp.name,
+        "digest": bp.digest(), "engine": 2, "parent": env_fields.get("parent"), "status": "in_flight",
+        "state": None, "outbox": [], "open_calls": {}, "timers": {}, "next_timer_at": None, "timer_lease": 0.0,
+        "outbox_at": None, "outbox_lease": 0.0, "applied": [], "replies": [], "current_stage": None,
+        "current_nodes": [], "stages": [], "blocked_reason": None, "waiting_for": None, "sla_deadline": None,
+        "created_at": at, "updated_at": at, "completed_at": None, "outcome": None,
+        "received_via": env_fields.get("protocol"), "intake_envelope_id": env_fields.get("envelope_id"),
+        "submitted_by": f"partner:{env_fields.get('partner', '')}", "rev": None,
+    }
+
+
+def apply_commands(doc: dict[str, Any], commands: list[dict[str, Any]], now: float, seq_base: int) -> None:
+    """Fold one step's commands into the document: relayed ones into the outbox, timers into
+    ``timers``, replies and the finish into the document itself."""
+    for i, command in enumerate(commands):
+        kind = command["type"]
+        if kind == "start_timer":
+            doc["timers"][command["timer_id"]] = {"at": float(command["at"]), "purpose": command["purpose"],
+                                                  "node": command["node"]}
+        elif kind == "cancel_timer":
+            doc["timers"].pop(command["timer_id"], None)
+        elif kind == "reply":
+            doc["replies"] = [*doc["replies"][-19:], {**command, "at": now}]
+        elif kind == "finish":
+            doc["outcome"] = command.get("reason") or command["status"]
+            if doc.get("parent"):
+                doc["outbox"].append({"type": "notify_parent", "id": f"{doc['_id']}:finished",
+                                      "parent": doc["parent"], "status": command["status"]})
+        elif kind in RELAYED:
+            entry = {**command, "id": _command_id(command, doc["_id"], seq_base, i)}
+            doc["outbox"].append(entry)
+            if kind in ("send_call", "send_report"):  # awaiting an answer until its result arrives
+                doc["open_calls"][entry["id"]] = {**entry, "sent_at": None}
+    if doc["outbox"]:
+        doc["outbox_at"] = doc.get("outbox_at") or ts(now)
+    due = [t["at"] for t in doc["timers"].values()]
+    doc["next_timer_at"] = ts(min(due)) if due else None
+
+
+def _command_id(command: dict[str, Any], order_id: str, seq_base: int, index: int) -> str:
+    for key in ("call_id", "report_id", "child_id"):
+        if command.get(key):
+            return f"{command[key]}" + ("" if key != "child_id" else f":{command['type']}")
+    return f"{order_id}:{seq_base}:{index}:{command['type']}"
+
+
+def project(doc: dict[str, Any], bp: Blueprint, now: float) -> None:
+    """Derive what operators read from the engine state (status, current stage, timeline, SLA)."""
+    state = doc["state"] or {}
+    status = state.get("status", "running")
+    tokens = sorted(state.get("tokens", {}).values(), key=lambda t: t["id"])
+    doc["current_nodes"] = [t["node"] for t in tokens]
+    doc["current_stage"] = tokens[0]["node"] if tokens else None
+    doc["updated_at"] = ts(now)
+    doc["stages"] = [_stage(e, bp) for e in state.get("trail", [])]
+    timeouts = [t["at"] for t in doc["timers"].values() if t["purpose"] == "timeout"]
+    doc["sla_deadline"] = ts(min(timeouts)) if timeouts else None
+    if status in FINAL:
+        doc.update(status=status, completed_at=doc.get("completed_at") or ts(now), current_stage=None,
+                   waiting_for=None, blocked_reason=None if status == "completed" else doc.get("outcome"),
+                   duration_ms=round((now - epoch(doc["created_at"])) * 1000, 1), sla_deadline=None)
+        return
+    blocked = [c for c in doc["open_calls"].values() if c.get("dead_letter_id")]
+    if blocked:
+        c = blocked[0]
+        doc["blocked_reason"] = (f"{c.get('operation')} at {c.get('partner')} failed: {c.get('error')}; "
+                                 f"replay dead letter {c['dead_letter_id']} to continue")
+    else:
+        doc["blocked_reason"] = None
+    busy = any(not c.get("dead_letter_id") and (c["type"] == "send_report" or c.get("purpose") in ("call", "poll"))
+               for c in doc["open_calls"].values())
+    doc["status"] = "in_flight" if busy else "waiting"
+    doc["waiting_for"] = ", ".join(_waiting(t, bp) for t in tokens) or None
+
+
+def _waiting(token: dict[str, Any], bp: Blueprint) -> str:
+    spec = bp.nodes.get(token["node"])
+    kind = spec.kind if spec is not None else "?"
+    if token.get("phase") != "active":
+        return f"{token['node']} (progress report)"
+    return f"{token['node']} ({kind})"
+
+
+def _stage(entry: dict[str, Any], bp: Blueprint) -> dict[str, Any]:
+    spec = bp.nodes.get(entry["node"])
+    left = entry.get("left_at")
+    return {"stage": entry["node"], "title": (spec.title if spec else "") or entry["node"],
+            "kind": spec.kind if spec else "?", "entered_at": ts(entry["at"]),
+            "finished_at": ts(left) if left is not None else None, "outcome": entry.get("outcome"),
+            "duration_ms": round((left - entry["at"]) * 1000, 1) if left is not None else None}

@@ -1,0 +1,249 @@
+"""Per event: load the order document, apply the event with the pure engine, write state + outbox +
+timers in one revision-checked write, then let the relay carry the outbox out and mark it sent.
+
+The Kafka offset of the event is committed only after this returns (hub/workpool.py acks after the
+handler), so a crash anywhere before the write redelivers the event, and a crash after it leaves the
+outbox for the sweep. Trouble with MongoDB or Kafka is retried for as long as it lasts (the event
+waits, the consumer back-pressures: an outage must not dead-letter orders); an event the engine
+refuses (a blueprint error, an event for an order never received) is dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from pymongo.errors import PyMongoError
+
+from flows.documents import CALLS
+from flows.graph import step
+from flows.graph.model import Blueprint
+from flows.runtime.document import MAX_APPLIED, apply_commands, new_document, project, ts
+from flows.runtime.relay import Relay
+from flows.runtime.store import OrderStoreV2
+from flows.runtime.translate import to_event, what
+from flows.settings import FlowSettings
+from hub import topics
+from hub.batching import BulkWriter
+from hub.deadletter import DeadLetter, DeadLetters
+from hub.envelope import Envelope
+from hub.errors import ConfigError, RetryableError, ValidationFailed
+from hub.metrics import STAGE_TRANSITIONS
+from hub.services import Services
+
+log = logging.getLogger(__name__)
+TRANSIENT = (PyMongoError, KafkaError, RetryableError, OSError, asyncio.TimeoutError)
+REV_TRIES = 20
+
+
+class LostRace(RetryableError):
+    """Another writer changed the order between our read and our write (fresh revision token)."""
+
+
+class _Lost:
+    """A lost race: reload and apply again."""
+
+
+LOST = _Lost()
+Saved = tuple[dict[str, Any], Blueprint]
+
+
+class FlowRunner:
+    def __init__(self, runtime: Services, library: Any, fs: FlowSettings, callback_base_url: str) -> None:
+        self.runtime = runtime
+        self.library = library
+        self.fs = fs
+        self.relay = Relay(runtime, callback_base_url)
+        self.orders_topic = topics.orders(runtime.settings.topic_prefix)
+        self._store: OrderStoreV2 | None = None
+        self._calls: BulkWriter | None = None
+        self._pinned: dict[str, Blueprint] = {}
+        self.clock = time.time  # the engine's `now` comes from here (tests may inject one)
+
+    @property
+    def store(self) -> OrderStoreV2:
+        if self._store is None:
+            assert self.runtime.db is not None, "runtime not started"
+            self._store = OrderStoreV2(self.runtime.db)
+            self._calls = BulkWriter(self.runtime.db[CALLS])
+        return self._store
+
+    def runs(self, env: Envelope) -> bool:
+        """Is this event for the v2 engine? New orders whose blueprint is v2; events of v2 orders."""
+        if env.type == "order.received":
+            return env.headers.get("blueprint") is not None or self.library.get(env.product, env.scenario) is not None
+        return True
+
+    # ---- the event loop --------------------------------------------------------------------
+    async def handle(self, env: Envelope) -> None:
+        """Apply one event; wait out outages; dead-letter what can never be applied."""
+        delay = 0.2
+        failures = 0
+        while True:
+            try:
+                await self._handle(env)
+                return
+            except TRANSIENT as exc:
+                self.store.forget(env.correlation_id)
+                log.warning("order event %s for %s: %s: %s; retrying in %.1fs", env.type, env.correlation_id,
+                            type(exc).__name__, exc, delay)
+            except (ValidationFailed, ConfigError) as exc:
+                await self._dead_letter(env, exc)
+                return
+            except Exception as exc:  # a bug: a few tries, then a dead letter with the traceback's message
+                failures += 1
+                self.store.forget(env.correlation_id)
+                if failures >= 3:
+                    log.exception("order event %s for %s failed %d times", env.type, env.correlation_id, failures)
+                    await self._dead_letter(env, exc)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _dead_letter(self, env: Envelope, exc: BaseException) -> None:
+        log.error("order event %s (%s) for %s dead-lettered: %s", env.id, env.type, env.correlation_id, exc)
+        assert self.runtime.db is not None
+        await DeadLetters(self.runtime.db, self.runtime.producer).publish(
+            DeadLetter.for_envelope(self.orders_topic, env, exc, partner="hub", origin={"agent": "flow-engine"}))
+
+    async def _handle(self, env: Envelope) -> None:
+        for _ in range(REV_TRIES):
+            saved = await self._apply(env)
+            if isinstance(saved, _Lost):
+                continue
+            if saved is not None:
+                doc, bp = saved
+                await self.send_outbox(doc, bp)
+            return
+        raise LostRace(f"order {env.correlation_id}: {REV_TRIES} lost races in a row")
+
+    async def send_outbox(self, doc: dict[str, Any], bp: Blueprint) -> None:
+        if not doc["outbox"]:
+            return
+        sent = await self.relay.carry_out(doc, bp)
+        if sent:
+            await self.store.mark_sent(doc, sent, datetime.now(UTC))  # lost race: the sweep re-sends (deduped)
+
+    async def blueprint(self, doc: dict[str, Any]) -> Blueprint:
+        """The version the order started on (pinned by digest), even after the file was edited."""
+        digest = doc["digest"]
+        bp = self._pinned.get(digest) or self.library.by_digest(digest)
+        if bp is None:
+            raw = await self.store.version(digest)
+            if raw is None:
+                raise ConfigError(f"order {doc['_id']}: blueprint {doc['blueprint']} version {digest} is unknown")
+            bp = Blueprint.model_validate(raw)
+        self._pinned[digest] = bp
+        return bp
+
+    async def _apply(self, env: Envelope) -> Saved | _Lost | None:
+        store = self.store
+        now = self.clock()
+        doc = await store.load(env.correlation_id)
+        if doc is None:
+            return await self._create(env, now)
+        bp = await self.blueprint(doc)
+        await self._record_call(doc, env)  # whatever the engine makes of it (a late answer, a race with its callback)
+        if env.id in doc["applied"]:
+            return (doc, bp) if doc["outbox"] else None  # redelivered: only what is left to send
+        work = _working(doc)
+        touched = _bookkeep(work, env, now)
+        event = to_event(env, bp, doc["state"], doc["open_calls"])
+        state, commands = doc["state"], list[dict[str, Any]]()
+        if event is not None and event["type"] != "order_received":
+            state, commands = step(bp, doc["state"], event, now)
+        if state is doc["state"] and not touched:
+            return None
+        work["state"] = state
+        apply_commands(work, commands, now, state.get("seq", 0))
+        project(work, bp, now)
+        work["applied"] = [*work["applied"][-(MAX_APPLIED - 1):], env.id]
+        if not await store.replace(work, doc["rev"]):
+            return LOST
+        self._count(bp, doc["state"], state)
+        return work, bp
+
+    async def _create(self, env: Envelope, now: float) -> Saved | _Lost | None:
+        if env.type != "order.received":
+            log.warning("%s for unknown order %s ignored", env.type, env.correlation_id)
+            return None
+        name = env.headers.get("blueprint")
+        bp = self.library.by_name(name) if name else self.library.get(env.product, env.scenario)
+        if bp is None:
+            raise ValidationFailed(f"no blueprint for product {env.product!r} scenario {env.scenario!r}"
+                                   + (f" (named {name!r})" if name else ""))
+        fields = {"partner": env.source, "external_order_id": env.payload.get("external_order_id", ""),
+                  "order": env.payload, "parent": env.headers.get("parent"), "protocol": env.protocol,
+                  "envelope_id": env.id}
+        doc = new_document(env.correlation_id, fields, bp, now)
+        doc["trace"] = env.trace.model_dump(mode="json")
+        event = to_event(env, bp, None, {})
+        assert event is not None
+        state, commands = step(bp, None, event, now)
+        doc["state"] = state
+        apply_commands(doc, commands, now, state.get("seq", 0))
+        project(doc, bp, now)
+        doc["applied"] = [env.id]
+        if not await self.store.create(doc):
+            return LOST
+        self._count(bp, None, state)
+        return doc, bp
+
+    def _count(self, bp: Blueprint, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        old = (before or {}).get("trail", [])
+        for i, entry in enumerate(after.get("trail", [])):
+            if "left_at" in entry and (i >= len(old) or "left_at" not in old[i]):
+                STAGE_TRANSITIONS.labels(bp.product or bp.name, entry["node"], entry.get("outcome", "left")).inc()
+
+    async def _record_call(self, doc: dict[str, Any], env: Envelope) -> None:
+        """A settled call in the flat ``calls`` collection (API statistics, failed-call lists)."""
+        if env.type != "call.result" or self._calls is None:
+            return
+        p = env.payload
+        cid = str(p.get("call_id") or "")
+        finished = p.get("finished_at")
+        await self._calls.upsert(cid, {
+            "call_id": cid, "order_id": doc["_id"], "partner": p.get("partner"), "operation": p.get("operation"),
+            "stage": (doc["open_calls"].get(cid) or {}).get("node"), "idempotency_key": f"v2:{cid}",
+            "response": p.get("response"), "outcome": "ok" if p.get("ok") else p.get("outcome", "dead_lettered"),
+            "error": p.get("error"), "attempts": p.get("attempts", []), "duration_ms": p.get("duration_ms"),
+            "finished_at": datetime.fromisoformat(finished) if finished else ts(self.clock()),
+            "dead_letter_id": p.get("dead_letter_id"), "kind": what(cid)})
+
+
+
+
+def _working(doc: dict[str, Any]) -> dict[str, Any]:
+    """What this event may change, copied (a lost race must not leak into the cached document)."""
+    work = dict(doc)
+    work["outbox"] = list(doc["outbox"])
+    work["open_calls"] = {k: dict(v) for k, v in doc["open_calls"].items()}
+    work["timers"] = dict(doc["timers"])
+    work["applied"] = list(doc["applied"])
+    return work
+
+
+def _bookkeep(work: dict[str, Any], env: Envelope, now: float) -> bool:
+    """What the document records of an event whatever the engine makes of it: an answered call
+    leaves ``open_calls`` (a failed delivery stays there, blocked, with its dead letter), a fired
+    timer leaves ``timers``. True when the document changed."""
+    p = env.payload
+    if env.type == "call.result":
+        cid = str(p.get("call_id") or "")
+        call = work["open_calls"].get(cid)
+        if call is None:
+            return False
+        if p.get("ok") or what(cid) == "report":
+            del work["open_calls"][cid]
+        else:
+            call.update(dead_letter_id=p.get("dead_letter_id"), error=p.get("error"), failed_at=ts(now))
+        return True
+    if env.type == "callback":
+        return work["open_calls"].pop(str(p.get("callback_ref") or ""), None) is not None
+    if env.type == "timer.fired":
+        return work["timers"].pop(str(p.get("timer_id") or ""), None) is not None
+    return False

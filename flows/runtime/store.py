@@ -1,0 +1,133 @@
+"""MongoDB access for v2 orders: load (small cache), create, replace under a revision token, mark the
+outbox sent, lease due timers and stale outboxes, and keep every blueprint version an order pinned.
+
+Concurrency: every write sets a **fresh revision token** (``rev``, a uuid) and is filtered on the
+token it read. A loser of a race matches nothing and is told so; it reloads and applies its event
+again. (v1 wrote ``version + 1``: two racers wrote the same number and a batched check told the
+loser it had won — issue 10.) Single-document writes, no transactions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from flows.documents import ORDERS
+from flows.graph.model import Blueprint
+from hub.db import declare_indexes
+
+VERSIONS = "blueprint_versions"
+CACHE_SIZE = 1000
+declare_indexes(ORDERS, IndexModel([("next_timer_at", ASCENDING)], name="by_next_timer", sparse=True),
+                IndexModel([("outbox_at", ASCENDING)], name="by_outbox", sparse=True))
+
+
+def fresh_rev() -> str:
+    return uuid.uuid4().hex
+
+
+class OrderStoreV2:
+    def __init__(self, db: AsyncIOMotorDatabase[Any], cache_size: int = CACHE_SIZE) -> None:
+        self.db = db
+        self.orders = db[ORDERS]
+        self.versions = db[VERSIONS]
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ---- documents --------------------------------------------------------------------------
+    async def load(self, order_id: str) -> dict[str, Any] | None:
+        doc = self._cache.get(order_id)
+        if doc is not None:
+            self._cache.move_to_end(order_id)
+            return doc
+        doc = await self.orders.find_one({"_id": order_id})
+        if doc is not None and doc.get("engine") == 2:
+            self._remember(doc)
+        return doc
+
+    def forget(self, order_id: str) -> None:
+        self._cache.pop(order_id, None)
+
+    def _remember(self, doc: dict[str, Any]) -> None:
+        if doc.get("status") in ("completed", "failed", "cancelled") and not doc.get("outbox"):
+            self.forget(doc["_id"])
+            return
+        self._cache[doc["_id"]] = doc
+        self._cache.move_to_end(doc["_id"])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def create(self, doc: dict[str, Any]) -> bool:
+        """Insert a new order; False when it exists already (a redelivered intake, or a race)."""
+        doc["rev"] = fresh_rev()
+        try:
+            await self.orders.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        self._remember(doc)
+        return True
+
+    async def replace(self, doc: dict[str, Any], expected_rev: str | None) -> bool:
+        """Write ``doc`` if nobody wrote since we read ``expected_rev``; False on a lost race."""
+        doc["rev"] = fresh_rev()
+        result = await self.orders.replace_one({"_id": doc["_id"], "rev": expected_rev}, doc)
+        if result.matched_count != 1:
+            self.forget(doc["_id"])
+            return False
+        self._remember(doc)
+        return True
+
+    async def mark_sent(self, doc: dict[str, Any], sent: list[str], sent_at: datetime) -> bool:
+        """Remove carried-out commands from the outbox (one small update, revision-checked)."""
+        done = set(sent)
+        outbox = [c for c in doc["outbox"] if c["id"] not in done]
+        calls = {cid: ({**c, "sent_at": sent_at} if cid in done else c) for cid, c in doc["open_calls"].items()}
+        fields: dict[str, Any] = {"outbox": outbox, "outbox_at": doc["outbox_at"] if outbox else None,
+                                  "open_calls": calls, "rev": fresh_rev()}
+        result = await self.orders.update_one({"_id": doc["_id"], "rev": doc["rev"]}, {"$set": fields})
+        if result.matched_count != 1:
+            self.forget(doc["_id"])
+            return False
+        doc.update(fields)
+        self._remember(doc)
+        return True
+
+    # ---- sweeps (safe with several workers: a lease is taken by a conditional update) ---------
+    async def due(self, field: str, before: datetime, limit: int = 500) -> list[str]:
+        cursor = self.orders.find({field: {"$lte": before}}, {"_id": 1}).sort(field, ASCENDING).limit(limit)
+        return [d["_id"] async for d in cursor]
+
+    async def lease(self, order_id: str, lease_field: str, now: float, lease_s: float) -> bool:
+        """Take the order's ``timer_lease`` / ``outbox_lease`` if it is free (or expired)."""
+        result = await self.orders.update_one({"_id": order_id, lease_field: {"$lt": now}},
+                                              {"$set": {lease_field: now + lease_s}})
+        return result.modified_count == 1
+
+    async def open_orders(self, before: datetime | None = None) -> list[str]:
+        """Every open v2 order (the full scan after a broker loss), optionally last written ``before``."""
+        out: list[str] = []
+        for status in ("in_flight", "waiting"):
+            query: dict[str, Any] = {"status": status, "engine": 2}
+            if before is not None:
+                query["updated_at"] = {"$lt": before}
+            out += [d["_id"] async for d in self.orders.find(query, {"_id": 1})]
+        return out
+
+    # ---- pinned blueprint versions -----------------------------------------------------------
+    async def keep_versions(self, blueprints: list[Blueprint]) -> None:
+        """Store every loaded version by digest, so an order finishes on the version it started on
+        even after the file was edited and the worker restarted."""
+        for bp in blueprints:
+            await self.versions.update_one(
+                {"_id": bp.digest()},
+                {"$setOnInsert": {"name": bp.name, "blueprint": bp.model_dump(mode="json")}}, upsert=True)
+
+    async def version(self, digest: str) -> dict[str, Any] | None:
+        doc = await self.versions.find_one({"_id": digest})
+        return None if doc is None else dict(doc["blueprint"])

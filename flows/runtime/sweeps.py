@@ -1,0 +1,125 @@
+"""The leased sweeps that keep v2 orders moving without a human: due durable timers, outboxes a
+crash left unsent, and the full re-send after the broker lost its topics.
+
+Safe with several workers: each sweep takes an order's lease (``timer_lease`` / ``outbox_lease``,
+a conditional update on the document: only one worker wins it, and a dead worker's lease expires
+after ``HUB_FLOW_LEASE_S``) before acting on it. Firing a timer twice or re-sending a command is
+harmless anyway — the engine ignores a timer it no longer waits for, delivery dedupes on the
+idempotency key — the lease keeps it rare. Why a lease on the order document and not a timers
+collection: the timers are written by the same single-document write as the state that started
+them, so a timer can never exist without its order's state or the other way round.
+
+Takeover bound after a kill -9: an unsent outbox is picked up ``outbox_stale_s`` after its write
+(the dead worker's lease, if it had one, ``lease_s`` later); a leased timer fires again ``lease_s``
+after the dead worker took it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flows.runtime.document import ts
+from flows.runtime.runner import FlowRunner
+from flows.store import EVENTS
+from hub.envelope import Envelope
+from hub.intake import iter_unconsumed
+
+log = logging.getLogger(__name__)
+
+
+class Sweeps:
+    def __init__(self, runner: FlowRunner) -> None:
+        self.runner = runner
+        self.fs = runner.fs
+        self._generation: int | None = None  # runtime.broker.generation at the last full scan
+        self._started_at = datetime.now(UTC)
+        self._outage = False
+
+    @property
+    def runtime(self) -> Any:
+        return self.runner.runtime
+
+    async def timers(self) -> None:
+        """Fire every due timer once (``timer.fired`` on the orders topic, keyed by the order)."""
+        if not self._usable():
+            return
+        store = self.runner.store
+        now = self.runner.clock()
+        for order_id in await store.due("next_timer_at", ts(now)):
+            if not await store.lease(order_id, "timer_lease", now, self.fs.lease_s):
+                continue
+            doc = await store.orders.find_one({"_id": order_id}, {"timers": 1})
+            if doc is None:
+                continue
+            due = [tid for tid, t in (doc.get("timers") or {}).items() if t["at"] <= now]
+            await asyncio.gather(*(self.runtime.producer.send(self.runner.orders_topic, Envelope(
+                type="timer.fired", source="hub", protocol="internal", correlation_id=order_id,
+                idempotency_key=f"timer:{tid}", payload={"timer_id": tid})) for tid in due))
+
+    async def outboxes(self) -> None:
+        """Carry out outboxes a crash (or a broker outage) left unsent."""
+        if not self._usable():
+            return
+        store = self.runner.store
+        now = self.runner.clock()
+        for order_id in await store.due("outbox_at", ts(now - self.fs.outbox_stale_s)):
+            if not await store.lease(order_id, "outbox_lease", now, self.fs.lease_s):
+                continue
+            await self._resend(order_id, open_calls=False)
+
+    async def _resend(self, order_id: str, *, open_calls: bool) -> None:
+        store = self.runner.store
+        store.forget(order_id)
+        doc = await store.load(order_id)
+        if doc is None or doc.get("engine") != 2:
+            return
+        bp = await self.runner.blueprint(doc)
+        if open_calls:  # the broker lost what was sent: every call without an answer goes again
+            known = {c["id"] for c in doc["outbox"]}
+            doc["outbox"] = doc["outbox"] + [{k: v for k, v in c.items() if k not in ("sent_at",)}
+                                             for cid, c in doc["open_calls"].items()
+                                             if cid not in known and not c.get("dead_letter_id")]
+        await self.runner.send_outbox(doc, bp)
+
+    def _usable(self) -> bool:
+        if self.runtime.db is None:
+            return False
+        if not self.runtime.broker.up:
+            self._outage = True
+            return False
+        return True
+
+    async def full_scan_if_needed(self) -> None:
+        """On this process's first tick, after the broker lost its topics (a tansu restart) and after
+        a broker outage: re-send every open order's unanswered calls and unsent outbox, the accepted
+        orders the engine never saw, and the journaled callbacks/submissions of open orders."""
+        if not self._usable():
+            return
+        generation = self.runtime.broker.generation
+        first = self._generation is None
+        if not first and generation == self._generation and not self._outage:
+            return
+        before = self._started_at if first else None
+        started = time.monotonic()
+        orders = await self.runner.store.open_orders(before)
+        for order_id in orders:
+            await self._resend(order_id, open_calls=True)
+        lost = 0
+        async for found in iter_unconsumed(self.runtime.db, within=timedelta(hours=self.fs.intake_recovery_hours)):
+            await asyncio.gather(*(self.runtime.producer.send(self.runner.orders_topic, env) for _t, env in found))
+            lost += len(found)
+        journaled = 0
+        for i in range(0, len(orders), 500):
+            cursor = self.runtime.db[EVENTS].find({"order_id": {"$in": orders[i:i + 500]}}, {"envelope": 1})
+            events = [Envelope.model_validate(d["envelope"]) async for d in cursor]
+            await asyncio.gather(*(self.runtime.producer.send(self.runner.orders_topic, e) for e in events))
+            journaled += len(events)
+        self._generation = generation
+        self._outage = False
+        if orders or lost or journaled:
+            log.info("flow recovery: %d open order(s) re-sent, %d unseen accepted order(s), %d journaled event(s) "
+                     "(%.1fs)", len(orders), lost, journaled, time.monotonic() - started)
