@@ -73,7 +73,7 @@ def _reachability(bp: Blueprint) -> list[tuple[tuple[Any, ...], str]]:
     reached, todo = {bp.start}, [bp.start]
     while todo:
         for nxt in bp.nodes[todo.pop()].successors():
-            if nxt not in reached:
+            if nxt not in reached and nxt in bp.nodes:  # a missing node is reported as such (library)
                 reached.add(nxt)
                 todo.append(nxt)
     found: list[tuple[tuple[Any, ...], str]] = [
@@ -83,7 +83,7 @@ def _reachability(bp: Blueprint) -> list[tuple[tuple[Any, ...], str]]:
     incoming: dict[str, set[str]] = {n: set() for n in bp.nodes}
     for n, node in bp.nodes.items():
         for nxt in node.successors():
-            incoming[nxt].add(n)
+            incoming.get(nxt, set()).add(n)
     finishing, todo = set(ends), list(ends)
     while todo:
         for prev in incoming[todo.pop()]:

@@ -16,7 +16,15 @@ import hashlib
 import json
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    model_validator,
+)
 
 __all__ = [
     "NODE_KINDS",
@@ -191,10 +199,14 @@ class Blueprint(_Model):
         default="specified", description="inferred: built from the standard template where the documents are silent")
     source_note: str = Field(default="", description="why it is inferred, what was assumed")
     start: str
-    nodes: dict[str, Annotated[NodeSpec, BeforeValidator(_parse_node)]]
+    #: SerializeAsAny: dump each node by its kind's model (steps, fields, …), not just the NodeSpec fields,
+    #: so the digest covers everything the engine reads and a stored version validates back (§2 pinning)
+    nodes: dict[str, Annotated[SerializeAsAny[NodeSpec], BeforeValidator(_parse_node)]]
 
     @model_validator(mode="after")
-    def _edges_exist(self) -> Blueprint:
+    def _edges_exist(self, info: ValidationInfo) -> Blueprint:
+        if info.context and info.context.get("edges_checked"):
+            return self  # the library reports each missing edge itself, at the line that names it
         missing = [f"{name} → {to}" for name, node in self.nodes.items() for to in node.successors()
                    if to not in self.nodes]
         if self.start not in self.nodes:
