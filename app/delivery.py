@@ -1,8 +1,11 @@
 """Delivery agents: one per partner with ``outbound``, on ``{p}.out.{partner}``.
 
 Each call envelope goes through the partner's sink wrapped in the standard delivery chain
-(``connectors/delivery``, built from the partner's policy): already delivered (``deliveries`` has
-the idempotency key)? ⇒ the partner is not called again and the recorded result is re-emitted.
+(``connectors/delivery``, built from the partner's policy): the idempotency key is claimed in
+``deliveries`` first (lease ``HUB_DELIVERY_LEASE_S``); already delivered? ⇒ the partner is not
+called again and the recorded result is re-emitted; being delivered by another consumer? ⇒ wait
+for its answer (a wait that runs out raises, so the pool runs the handler again: never acked
+undecided).
 Else per-attempt timeout, exponential backoff + jitter (tenacity), attempt limit, concurrency limit;
 success ⇒ ``deliveries`` row, ``call.result`` ok on the orders topic; exhausted or permanent
 failure ⇒ dead letter (the *original* envelope, the error, every attempt) via ``hub.deadletter``,
@@ -86,6 +89,7 @@ class Deliverer:
             self._chain = build_chain(self.sink, ChainSpec(
                 partner=self.partner, policy=self.policy, source_topic=self.topic,
                 dead_letters=DeadLetters(rt.db, rt.producer), records=MongoDeliveryLog(rt.db),
+                lease_s=rt.settings.delivery_lease_s,
                 describe=lambda env: {"worker": worker, "stage": env.payload.get("stage"),
                                       "operation": env.payload.get("operation")}))
         return self._chain

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     intake_max_depth: int = Field(default=64, ge=4, le=90)
 
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
+    delivery_lease_s: float = Field(
+        default=15.0, ge=1.0, le=600.0,
+        description="Lease of a delivery claim (connectors/delivery/claims.py), renewed while the call runs; "
+        "a claim lapsed this long (+ a third) is taken over, counted in hub_delivery_ambiguous_total.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     admin_tokens: Annotated[list[AdminToken], NoDecode] = Field(
         default_factory=list,

@@ -8,8 +8,10 @@
                        ``allocation``, ``config-plan``, ``archive`` (``code:"0"``)
 ``/ip_workbench/…``    IP workbench ``activation`` (result by callback)
 ``/core_workbench/…``  core-network workbench ``createLanBusinessUpfConfig``
+``/transmission_workbench/…``  transmission workbench ``circuit-config`` (SPN/PTN circuits)
 ``/construction/…``    construction platform ``construction-order`` (reply by callback)
-``/_control/{p}``      POST ``{"mode": …, "delay_s": …}``; ``/_calls`` GET counts; ``/_reset``
+``/_control/{p}``      POST ``{"mode": …, "delay_s": …}``; ``/_calls`` GET counts and ``duplicates``
+                       (keys a partner accepted more than once); ``/_reset``
 =====================  ==============================================================
 """
 
@@ -29,7 +31,7 @@ from aiohttp import web
 from lxml import etree
 from pydantic import ValidationError
 
-from simulators.state import Control, SimulatorState
+from simulators.state import Answer, Control, SimulatorState
 
 log = logging.getLogger(__name__)
 STATE: web.AppKey[SimulatorState] = web.AppKey("sim_state", SimulatorState)
@@ -44,6 +46,7 @@ REST_ROUTES: dict[str, dict[str, tuple[str, bool]]] = {
                  "config-plan": ("config_plan", False), "archive": ("archive", False)},
     "ip_workbench": {"activation": ("activation", True)},
     "core_workbench": {"createLanBusinessUpfConfig": ("upf_config", False)},
+    "transmission_workbench": {"circuit-config": ("circuit_config", False)},
     "construction": {"construction-order": ("construction_order", True)},
 }
 
@@ -53,6 +56,19 @@ def _drop(request: web.Request) -> web.Response:
     if request.transport is not None:
         request.transport.close()
     raise ConnectionResetError("simulated partner down")
+
+
+def _replay(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
+                        charset=answer.charset)
+
+
+def _accepted(state: SimulatorState, partner: str, key: str | None, resp: web.Response) -> web.Response:
+    """Remember the answer to a key accepted for the first time (a repeat gets it again)."""
+    body = resp.body
+    state.accept(partner, key, Answer(resp.status, body if isinstance(body, bytes) else b"", resp.content_type,
+                                      resp.charset))
+    return resp
 
 
 async def _gate(state: SimulatorState, partner: str, request: web.Request) -> Control:
@@ -88,6 +104,10 @@ class Esop:
             return self._fault("Client", f"bad request: {exc}")
         data = zeep.helpers.serialize_object(params, dict)
         key = request.headers.get("Idempotency-Key")
+        first = state.repeated("esop", key)
+        if first is not None:  # already accepted: the first answer, no second effect
+            state.record("esop", name, key, data, "duplicate")
+            return _replay(first)
         if ctl.mode == "http_error":
             state.record("esop", name, key, data, "fault")
             return self._fault("Server", "simulated ESOP failure")
@@ -97,8 +117,9 @@ class Esop:
         else:
             state.record("esop", name, key, data, "ok")
             out = op.output.serialize(checkResult=1, parameterValue="success")
-        return web.Response(body=etree.tostring(out.content, xml_declaration=True, encoding="utf-8"),
+        resp = web.Response(body=etree.tostring(out.content, xml_declaration=True, encoding="utf-8"),
                             content_type="text/xml", charset="utf-8")
+        return _accepted(state, "esop", key, resp) if ctl.mode != "error" else resp
 
     @staticmethod
     def _fault(code: str, text: str) -> web.Response:
@@ -135,6 +156,10 @@ async def rest_partner(request: web.Request) -> web.Response:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return web.json_response({"code": "400", "msg": "invalid JSON"}, status=400)
     key = request.headers.get("Idempotency-Key")
+    first = state.repeated(partner, key)
+    if first is not None:  # already accepted: the first answer, no second callback
+        state.record(partner, operation, key, body, "duplicate")
+        return _replay(first)
     if ctl.mode == "http_error":
         state.record(partner, operation, key, body, "http_error")
         return web.json_response({"code": "500", "msg": "simulated server error"}, status=500)
@@ -149,12 +174,12 @@ async def rest_partner(request: web.Request) -> web.Response:
     if is_async and isinstance(body, dict):
         state.schedule_callback(partner, body, operation, result)
     if partner == "group":
-        return web.json_response({"parameterValue": "accepted"}, status=201)
+        return _accepted(state, partner, key, web.json_response({"parameterValue": "accepted"}, status=201))
     answer: dict[str, Any] = {"code": 0 if partner == "core_workbench" else "0", "msg": "accepted",
                               "message": "accepted"}
     if not is_async:
         answer.update(result)
-    return web.json_response(answer)
+    return _accepted(state, partner, key, web.json_response(answer))
 
 
 # --- control ---------------------------------------------------------------------------------
@@ -174,14 +199,11 @@ async def calls(request: web.Request) -> web.Response:
         return web.json_response([dataclasses.asdict(c) for c in state.partner(partner).calls],
                                  dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
     return web.json_response({"counts": state.counts(), "callbacks_sent": state.callbacks_sent,
-                              "callbacks_failed": state.callbacks_failed})
+                              "callbacks_failed": state.callbacks_failed, "duplicates": state.duplicates()})
 
 
 async def reset(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    for st in state.partners.values():
-        st.calls.clear()
-        st.control = Control()
+    request.app[STATE].reset()
     return web.json_response({"reset": True})
 
 

@@ -1,4 +1,12 @@
-"""Shared simulator state: failure mode per partner, the log of received calls, callback sender."""
+"""Shared simulator state: failure mode per partner, the log of received calls, callback sender, and
+the first answer to each idempotency key.
+
+A real partner dedupes by the ``Idempotency-Key`` it is sent: a key it already accepted gets the
+first answer again and no second side effect (no second callback). The simulators do the same, and
+count it: :meth:`SimulatorState.duplicates` lists the keys a partner accepted more than once, which
+is what "no partner sees a call twice" (issue 10) is asserted on. A request that was refused (down,
+5xx, a business rejection) did nothing, so its retry is not a duplicate.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +43,16 @@ class Received:
     answered: str
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a partner answered the first time it accepted a key (replayed to a repeat)."""
+
+    status: int
+    body: bytes
+    content_type: str
+    charset: str | None = None
+
+
 @dataclass
 class PartnerState:
     control: Control = field(default_factory=Control)
@@ -51,12 +69,42 @@ class SimulatorState:
         self._tasks: set[asyncio.Task[None]] = set()
         self.callbacks_sent = 0
         self.callbacks_failed = 0
+        self.answers: dict[tuple[str, str], Answer] = {}  # (partner, key) → first accepted answer
+        self.accepted: dict[tuple[str, str], int] = {}  # (partner, key) → requests since it was accepted
 
     def partner(self, name: str) -> PartnerState:
         return self.partners.setdefault(name, PartnerState())
 
     def record(self, partner: str, operation: str, key: str | None, body: Any, answered: str) -> None:
         self.partner(partner).calls.append(Received(partner, operation, key, body, time.time(), answered))
+
+    def repeated(self, partner: str, key: str | None) -> Answer | None:
+        """The first answer if ``partner`` already accepted ``key`` (and count this request)."""
+        if not key or (partner, key) not in self.answers:
+            return None
+        self.accepted[(partner, key)] += 1
+        return self.answers[(partner, key)]
+
+    def accept(self, partner: str, key: str | None, answer: Answer) -> None:
+        """``partner`` accepted ``key`` for the first time and answered ``answer``."""
+        if key:
+            self.answers[(partner, key)] = answer
+            self.accepted[(partner, key)] = 1
+
+    def duplicates(self) -> dict[str, dict[str, int]]:
+        """Partner → {key: requests} for every key a partner accepted and was then sent again."""
+        out: dict[str, dict[str, int]] = {}
+        for (partner, key), n in self.accepted.items():
+            if n > 1:
+                out.setdefault(partner, {})[key] = n
+        return out
+
+    def reset(self) -> None:
+        for st in self.partners.values():
+            st.calls.clear()
+            st.control = Control()
+        self.answers.clear()
+        self.accepted.clear()
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -116,9 +117,11 @@ def _context(partner: str) -> ConnectorContext:
                             f"deliver-{partner}")
 
 
-def _call(operation: str, request: dict[str, Any]) -> Envelope:
+def _call(operation: str, request: dict[str, Any], visit: int = 1) -> Envelope:
+    """A call envelope; another ``visit`` is another call (the simulators dedupe a key they accepted)."""
     return Envelope(type="call.request", source="hub", protocol="soap", correlation_id="ord-1",
-                    idempotency_key=f"call:ord-1:{operation}", payload={"operation": operation, "request": request})
+                    idempotency_key=f"call:ord-1:{operation}" + (f"#{visit}" if visit > 1 else ""),
+                    payload={"operation": operation, "request": request})
 
 
 @pytest.fixture
@@ -147,13 +150,45 @@ async def test_soap_sink_calls_notify_order_result_and_applies_check_result(sim:
         state = sim.app[STATE]
         assert state.partner("esop").calls[0].idempotency_key == "call:ord-1:close_report"
         state.partner("esop").control = Control(mode="error")
-        rejected = await sink.deliver(_call("close_report", request))
+        rejected = await sink.deliver(_call("close_report", request, 2))
         assert (rejected.ok, rejected.retryable) == (False, False) and "ESOP模拟失败" in (rejected.error or "")
         state.partner("esop").control = Control(mode="http_error")
-        fault = await sink.deliver(_call("close_report", request))
+        fault = await sink.deliver(_call("close_report", request, 3))
         assert (fault.ok, fault.retryable, fault.status) == (False, True, "fault")
     finally:
         await sink.stop()
+
+
+async def test_simulators_answer_a_repeated_key_with_the_first_answer_and_count_the_duplicate(
+        sim: TestServer) -> None:
+    """Issue 10: 'no partner sees a call twice' is asserted on ``GET /_calls`` ``duplicates``; a
+    partner dedupes what it accepted (first answer, no second callback), a refused request is no
+    duplicate of its retry."""
+    partners = await asyncio.to_thread(_partners)
+    rest, soap = build_sink(partners["resource"], _context("resource")), build_sink(partners["esop"], _context("esop"))
+    state = sim.app[STATE]
+    close = {"orderId": "E-1", "hubOrderId": "ord-1", "resultCode": "1", "finishTime": "2026-01-01T00:00:00"}
+    try:
+        first = await rest.deliver(_call("resource_entry", {"orderId": "ord-1"}))
+        state.partner("resource").control = Control(mode="error")  # a repeat is not processed again
+        again = await rest.deliver(_call("resource_entry", {"orderId": "ord-1"}))
+        assert first.ok and again.ok and again.response == first.response  # the same R-… reference
+        state.partner("esop").control = Control(mode="http_error")
+        assert not (await soap.deliver(_call("close_report", close))).ok  # refused: no side effect
+        state.partner("esop").control = Control(mode="ok")
+        assert (await soap.deliver(_call("close_report", close))).ok  # its retry: accepted once
+        assert (await soap.deliver(_call("close_report", close))).ok  # sent again: answered, counted
+        async with aiohttp.ClientSession() as http, http.get(sim.make_url("/_calls")) as got:
+            stats = await got.json()
+        assert stats["duplicates"] == {"resource": {"call:ord-1:resource_entry": 2},
+                                       "esop": {"call:ord-1:close_report": 2}}
+        assert [c.answered for c in state.partner("resource").calls] == ["ok", "duplicate"]
+        async with aiohttp.ClientSession() as http, http.post(sim.make_url("/_reset")) as done:
+            assert done.status == 200
+        assert state.duplicates() == {}
+    finally:
+        await rest.stop()
+        await soap.stop()
 
 
 async def test_rest_sink_classifies_answers(sim: TestServer) -> None:
@@ -167,12 +202,12 @@ async def test_rest_sink_classifies_answers(sim: TestServer) -> None:
         assert ok.ok and ok.response["http_status"] == 201
         assert state.partner("group").calls[0].body["descOutline"] == 1  # mapped by the partner's template
         state.partner("group").control = Control(mode="error")
-        bad = await sink.deliver(_call("progress_report", report))
+        bad = await sink.deliver(_call("progress_report", report, 2))
         assert (bad.ok, bad.retryable) == (False, False) and "一编模拟失败" in (bad.error or "")
         state.partner("group").control = Control(mode="http_error")
-        assert (await sink.deliver(_call("progress_report", report))).retryable
+        assert (await sink.deliver(_call("progress_report", report, 3))).retryable
         state.partner("group").control = Control(mode="down")
-        down = await sink.deliver(_call("progress_report", report))
+        down = await sink.deliver(_call("progress_report", report, 4))
         assert (down.ok, down.retryable, down.status) == (False, True, "error")
     finally:
         await sink.stop()
