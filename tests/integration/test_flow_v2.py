@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
-FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "flows" / "runtime" / "line_change.yaml"
+FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "flows" / "runtime"
 
 
 @pytest.fixture
@@ -29,10 +31,12 @@ async def v2_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
     sim_port = free_port()
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
     config_dir = fast_config(tmp_path / "config")
-    shutil.copy(FIXTURE, config_dir / "flows" / FIXTURE.name)
+    for fixture in FIXTURES.glob("*.yaml"):
+        shutil.copy(fixture, config_dir / "flows" / fixture.name)
     env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
            "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5",
+           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_FLOW_TIMER_SWEEP_S": "0.3",
+           "HUB_FLOW_OUTBOX_SWEEP_S": "0.5", "HUB_FLOW_OUTBOX_STALE_S": "1", "HUB_FLOW_LEASE_S": "5",
            "HUB_LOG_LEVEL": "INFO", "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
     hub = Hub(settings=settings, env=env, log_dir=tmp_path)
     client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
@@ -79,3 +83,59 @@ async def test_a_v2_order_runs_callback_manual_stage_and_close_report(v2_env: Fl
         await eventually(flat_calls, timeout=5)
     except AssertionError:
         raise AssertionError([c async for c in env.db.calls.find({"order_id": order_id})]) from None
+
+
+def duplicates(env: FlowEnv, partner: str) -> dict[str, int]:
+    """Idempotency keys the partner saw more than once (a partner must never see a call twice)."""
+    seen = Counter(c.idempotency_key for c in env.sim.calls(partner))
+    return {k: n for k, n in seen.items() if n > 1}
+
+
+async def test_two_orders_wait_for_each_other_by_key_then_both_close(v2_env: FlowEnv) -> None:
+    env = v2_env
+    fusion = {"fusion_key": "FK-1", "is_fusion": True, "related_count": 2}
+    first = await env.post_order("esop", "ESOP-PAIR-A", "internet_line", scenario="scale_up", fusion=fusion)
+    lone = await env.post_order("esop", "ESOP-PAIR-X", "internet_line", scenario="scale_up",
+                                fusion={**fusion, "fusion_key": "FK-2"})
+    await env.wait_order(first, lambda d: d.get("current_stage") == "wait_pair")
+    second = await env.post_order("esop", "ESOP-PAIR-B", "internet_line", scenario="scale_up", fusion=fusion)
+    for order_id in (first, second):
+        doc = await env.wait_order(order_id, lambda d: d["status"] == "completed")
+        assert [s["stage"] for s in doc["stages"]] == ["wait_pair", "close_report", "done"]
+    assert (await env.order(lone))["current_stage"] == "wait_pair"  # its partner never came
+    assert sorted(c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult")) == [
+        "ESOP-PAIR-A", "ESOP-PAIR-B"]
+
+
+async def test_a_sub_flow_runs_as_its_own_order_and_hands_its_result_back(v2_env: FlowEnv) -> None:
+    env = v2_env
+    parent = await env.post_order("esop", "ESOP-CHILD-1", "internet_line", scenario="scale_down")
+    doc = await env.wait_order(parent, lambda d: d["status"] == "completed")
+    assert doc["state"]["data"]["child_design"]["design_id"].startswith("D-")
+    child = await env.db.orders.find_one({"parent": parent})
+    assert child is not None and child["blueprint"] == "test-child" and child["status"] == "completed"
+    assert child["completed_at"] <= doc["completed_at"]
+
+
+async def test_kill_9_with_branches_and_timers_pending_every_order_completes_once(v2_env: FlowEnv) -> None:
+    """A worker killed with orders in a parallel split (a callback call out, a durable timer running)
+    → after the restart every order completes within 30 s, and no partner saw a call twice."""
+    env = v2_env
+    ids = [await env.post_order("esop", f"ESOP-KILL-{i}", "internet_line", scenario="move") for i in range(12)]
+
+    async def all_split() -> bool:
+        n = await env.db.orders.count_documents({"_id": {"$in": ids}, "timers": {"$ne": {}}})
+        return n == len(ids)
+
+    await eventually(all_split, timeout=30)  # every order has its timer pending in MongoDB
+    env.hub.kill()
+    await env.hub.start()
+    restarted = time.monotonic()
+    for order_id in ids:
+        await env.wait_order(order_id, lambda d: d["status"] == "completed", timeout=max(1.0, 30 - (
+            time.monotonic() - restarted)))
+    took = time.monotonic() - restarted
+    assert took < 30, took
+    assert duplicates(env, "resource") == {} and duplicates(env, "esop") == {}
+    closes = [c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult")]
+    assert sorted(closes) == sorted(f"ESOP-KILL-{i}" for i in range(12))
