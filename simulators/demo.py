@@ -78,6 +78,8 @@ def _sample(i: int, tag: str) -> tuple[str, dict[str, Any]]:
 class Demo:
     def __init__(self, settings: Settings, orders: int, timeout: float) -> None:
         from flows.blueprint import load_blueprints
+        from flows.graph.check import partner_operations
+        from flows.graph.library import load_library
         from hub.partners import load_partners
 
         self.settings = settings
@@ -85,6 +87,7 @@ class Demo:
         self.timeout = timeout
         self.partners = load_partners(settings.config_dir)
         self.blueprints = load_blueprints(settings.config_dir, self.partners)
+        self.library = load_library(settings.config_dir, partner_operations(self.partners))  # v2 flows
         self.base = f"http://{settings.http_host}:{settings.http_port}"
         token = next((t for t in getattr(settings, "admin_tokens", []) if t.role == "operator"), None)
         self.operator = {"Authorization": f"Bearer {token.token.get_secret_value()}"} if token else {}
@@ -109,6 +112,9 @@ class Demo:
     async def field_app(self, http: aiohttp.ClientSession, docs: list[dict[str, Any]]) -> None:
         """Submit manual stages the way the field app would (sample values for the required fields)."""
         for d in docs:
+            if d.get("engine") == 2:
+                await self._field_app_v2(http, d)
+                continue
             bp = self.blueprints.get(d.get("product"), d.get("scenario"))
             stage_name, phase = d.get("current_stage"), d.get("phase")
             if bp is None or not stage_name or phase != "active":
@@ -122,6 +128,24 @@ class Demo:
                                  json={"data": data, "submitted_by": "field-app:demo"}, headers=self.operator) as r:
                 if r.status in (202, 409):
                     self.submitted.add((d["_id"], stage_name, visit))
+
+    async def _field_app_v2(self, http: aiohttp.ClientSession, d: dict[str, Any]) -> None:
+        """A v2 order waiting in a manual stage (a ``user`` node): submit sample values derived from
+        the stage's field rules (simulators/fieldapp.py)."""
+        from simulators.fieldapp import sample_fields
+
+        bp = self.library.by_name(str(d.get("blueprint")))
+        for node in d.get("current_nodes") or []:
+            spec = bp.nodes.get(node) if bp is not None else None
+            visit = sum(1 for s in d.get("stages") or [] if s.get("stage") == node)
+            if (spec is None or spec.kind != "user" or f"{node} (user)" not in (d.get("waiting_for") or "")
+                    or (d["_id"], node, visit) in self.submitted):
+                continue
+            data = sample_fields(list(getattr(spec, "fields", [])))
+            async with http.post(f"{self.base}/api/v1/orders/{d['_id']}/stages/{node}/submit",
+                                 json={"data": data, "submitted_by": "field-app:demo"}, headers=self.operator) as r:
+                if r.status in (202, 409):
+                    self.submitted.add((d["_id"], node, visit))
 
     async def run(self) -> int:
         from motor.motor_asyncio import AsyncIOMotorClient

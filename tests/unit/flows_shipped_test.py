@@ -23,6 +23,7 @@ from flows.graph import Blueprint, step
 from flows.graph.check import load_blueprint, partner_operations
 from hub.partners import load_partners
 from hub.settings import PROJECT_ROOT
+from simulators.fieldapp import sample_fields
 from simulators.server import REST_ROUTES
 from tests.unit.flows_graph_harness import FIXTURES, Driver, of_type, record
 
@@ -156,6 +157,25 @@ def test_every_operation_a_shipped_blueprint_calls_is_answered_by_the_simulators
             path = outbound.config["operations"][operation].get("path")
             if path:  # the partner file's path is the simulator's route
                 assert REST_ROUTES[partner][path.rsplit("/", 1)[1]][0] == operation
+
+
+@pytest.mark.parametrize("rel", [INTERNET, LAN])
+def test_the_demo_field_app_completes_every_shipped_order_from_the_field_rules(rel: str) -> None:
+    """``hub demo`` submits manual stages with simulators/fieldapp.py samples: every manual stage of
+    the shipped blueprints must accept them, or the demo's orders never complete."""
+    bp = shipped(rel)
+    d = Driver(bp)
+    p = Partners(d)
+    product = "internet_line" if rel == INTERNET else "5g_lan"
+    p.answer(d.receive("O1", **order(product, "DEMO-1")))
+    while d.status == "running":
+        (node,) = d.nodes()
+        spec = bp.nodes[node]
+        assert spec.kind == "user", node
+        cmds = submit(d, node, sample_fields(list(getattr(spec, "fields", []))), {"id": "field-app:demo"})
+        assert not [c for c in cmds if c["type"] == "reply" and c.get("errors")], cmds
+        p.answer(cmds)
+    assert d.status == "completed"
 
 
 # ---- internet line (P02.1) -----------------------------------------------------------------------------
