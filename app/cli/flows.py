@@ -1,25 +1,68 @@
-"""``hub flows list|show|check`` — the shipped blueprints, validated exactly as a worker loads them."""
+"""``hub flows list|show|check|diff|schema`` — the v2 blueprint library, loaded exactly as a worker loads it.
+
+Every command reads ``config/flows/**/*.yaml`` through ``flows.graph.library.load_library`` with the
+partners' operations, so what ``check`` accepts is what ``hub run`` runs. ``--config DIR`` points at
+another configuration folder (its ``flows/`` and ``partners/``), ``--dir DIR`` at another flows folder
+(tests/fixtures/flows). ``diff`` compares two versions of a blueprint — files, names, or ``name@digest``
+(a version an order pinned: the current one, or one the worker stored in MongoDB) — node by node.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from hub.errors import ConfigError
 from hub.settings import load_settings
 
 if TYPE_CHECKING:
-    from flows.blueprint import Blueprints
+    from flows.graph.library import Library
+    from flows.graph.model import Blueprint, NodeSpec
 
-flows_app = typer.Typer(help="Product blueprints (config/flows/*.yaml).", no_args_is_help=True)
+flows_app = typer.Typer(help="Flow blueprints (config/flows/**/*.yaml).", no_args_is_help=True)
+
+CONFIG = typer.Option(None, "--config", help="configuration folder (its flows/ and partners/); default: the hub's")
+DIR = typer.Option(None, "--dir", help="read the blueprints from this folder instead of CONFIG/flows")
 
 
-def _load() -> Blueprints:
-    from flows.blueprint import load_blueprints
+def _fail(exc: ConfigError) -> typer.Exit:
+    """Every problem on stderr, one per line (``file:line: key: message``), and exit 2."""
+    typer.echo(str(exc).split("\n", 1)[0], err=True)
+    for p in exc.problems:
+        typer.echo(f"  - {p}", err=True)
+    return typer.Exit(2)
+
+
+def _config_dir(config: Path | None) -> Path:
+    return config if config is not None else load_settings().config_dir
+
+
+def _operations(config_dir: Path) -> dict[str, set[str]]:
+    from flows.graph.check import partner_operations
     from hub.partners import load_partners
 
-    settings = load_settings()
-    return load_blueprints(settings.config_dir, load_partners(settings.config_dir))
+    return partner_operations(load_partners(config_dir))
+
+
+def _load(config: Path | None, directory: Path | None) -> Library:
+    from flows.graph.library import load_library
+
+    config_dir = _config_dir(config)
+    try:
+        return load_library(config_dir, _operations(config_dir), directory=directory)
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _dur(seconds: float | None) -> str:
@@ -32,55 +75,223 @@ def _dur(seconds: float | None) -> str:
 
 
 @flows_app.command("list")
-def list_flows() -> None:
-    """Every blueprint: product, scenario, stages, SLA, file."""
-    bps = _load()
-    typer.echo(f"{'PRODUCT':<16} {'SCENARIO':<10} {'STAGES':>6} {'SLA':>5}  TITLE / FILE")
-    for bp in bps:
-        typer.echo(f"{bp.product:<16} {bp.scenario.value:<10} {len(bp.stages):>6} {_dur(bp.sla):>5}  "
-                   f"{bp.title}  ({bps.files[bp.key].name})")
+def list_flows(config: Path | None = CONFIG, directory: Path | None = DIR) -> None:
+    """Every blueprint: name, product, scenario, catalogue row, specified|inferred, section, nodes, file."""
+    lib = _load(config, directory)
+    rows = [(bp.name, bp.product or "-", bp.scenario or "-", bp.catalogue or "-", bp.source, bp.section or "-",
+             str(len(bp.nodes)), _rel(lib.files[bp.name])) for bp in sorted(lib, key=lambda b: b.name)]
+    head = ("NAME", "PRODUCT", "SCENARIO", "CATALOGUE", "SOURCE", "SECTION", "NODES", "FILE")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for what, found in (("templates", lib.templates), ("fragments", lib.fragments)):
+        if found:
+            typer.echo(f"{what}: " + ", ".join(f"{n} ({_rel(p)})" for n, p in sorted(found.items())))
+
+
+def _common_lines(node: NodeSpec) -> list[str]:
+    out: list[str] = []
+    for r in node.reports:
+        out.append(f"report at {r.at}: {r.partner}.{r.operation}{'  (gated)' if r.gate else ''}")
+    if node.timeout:
+        t = node.timeout
+        then = [f"→ {t.to}"] if t.to else []
+        if t.escalate:
+            then.append(f"escalate {t.escalate.partner}.{t.escalate.operation}")
+        out.append(f"timeout {_dur(t.after_s)} " + (", ".join(then) or "(the kind decides)"))
+    if node.compensate:
+        out.append(f"compensate on cancel: {node.compensate.partner}.{node.compensate.operation}")
+    out += [f"→ {t.to} when {t.when}" if t.when else f"→ {t.to}" for t in node.transitions]
+    if node.next:
+        out.append(f"→ {node.next}" + ("  (otherwise)" if node.transitions else ""))
+    return out
+
+
+def _own_lines(node: NodeSpec) -> list[str]:
+    """The kind's own fields (whatever kind: a registered kind needs no code here)."""
+    from flows.graph.model import NodeSpec as Base
+
+    out: list[str] = []
+    for name in type(node).model_fields:
+        if name in Base.model_fields:
+            continue
+        value = getattr(node, name)
+        if value in (None, [], {}, ""):
+            continue
+        if name == "steps":
+            for i, s in enumerate(value, 1):
+                extra = f", query {s.poll_operation} every {_dur(s.poll_interval_s)} ×{s.poll_limit}" \
+                    if s.mode == "poll" else ""
+                out.append(f"call {i}: {s.partner}.{s.operation} ({s.mode}{extra})"
+                           + (f"  ok: {s.ok}" if s.ok else ""))
+        elif name == "fields":
+            out.append("fields: " + ", ".join(
+                f"{f.name} ({f.type}{', required' if f.required else ''})" for f in value))
+        elif isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            out += [f"{name} {k} = {v}" for k, v in value.items()]  # set / input / output / reply: CEL
+        else:
+            shown = value if isinstance(value, str | int | float) else json.dumps(
+                node.model_dump(mode="json")[name], ensure_ascii=False)
+            out.append(f"{name}: {shown}")
+    return out
 
 
 @flows_app.command("show")
-def show(product: str = typer.Argument(...), scenario: str = typer.Argument(...)) -> None:
-    """One blueprint, stage by stage: kind, SLA, calls, progress reports (gated or not), transitions."""
-    bps = _load()
-    bp = bps.get(product, scenario)
+def show(
+    target: str = typer.Argument(..., help="a blueprint name, or a product (then give the scenario)"),
+    scenario: str | None = typer.Argument(None, help="the scenario, with a product"),
+    config: Path | None = CONFIG,
+    directory: Path | None = DIR,
+) -> None:
+    """One blueprint node by node: kind, title, calls, reports, timeout, where a token goes next."""
+    lib = _load(config, directory)
+    bp = lib.get(target, scenario) if scenario is not None else lib.by_name(target)
     if bp is None:
-        known = ", ".join(f"{b.product} {b.scenario.value}" for b in bps)
-        typer.echo(f"no blueprint for {product} {scenario} (known: {known})", err=True)
+        asked = f"{target} {scenario}" if scenario is not None else target
+        known = ", ".join(f"{b.name} ({b.product} {b.scenario})" if b.product else b.name for b in lib)
+        typer.echo(f"no blueprint {asked} (known: {known or 'none'})", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{bp.product} / {bp.scenario.value} — {bp.title}  (SLA {_dur(bp.sla)}, {bps.files[bp.key]})")
-    for i, st in enumerate(bp.stages, 1):
-        typer.echo(f"{i:>2}. {st.name} [{st.kind}] {st.title}  SLA {_dur(st.sla)}")
-        if st.skip_when:
-            typer.echo(f"      skip when {st.skip_when.model_dump(exclude_none=True, by_alias=True)}")
-        for hook, label in (("on_enter", "on enter"), ("on_submit", "on submit")):
-            hooks = getattr(st, hook)
-            for r in hooks.reports:
-                typer.echo(f"      {label}: report {r.code}{r.state} → {', '.join(r.to)}"
-                           f"{'  (gated)' if r.gate else ''}")
-            for c in hooks.calls:
-                typer.echo(f"      {label}: call {c.operation} → {', '.join(c.to)}")
-        if st.auto:
-            typer.echo(f"      auto: {st.auto.action}")
-        for n, c in enumerate(st.calls, 1):
-            typer.echo(f"      call {n}: {c.operation} → {', '.join(c.to)}"
-                       f"{'  (waits for callback)' if c.await_callback else ''}  on failure: {c.on_failure}")
-        if st.wait_for:
-            typer.echo(f"      waits for callback {st.wait_for.operation} from {st.wait_for.partner}")
-        if st.required_fields:
-            typer.echo(f"      required: {', '.join(st.required_fields)}")
-        for t in st.transitions:
-            cond = t.when.model_dump(exclude_none=True, by_alias=True) if t.when else "always"
-            typer.echo(f"      → {t.to} when {cond}")
+    typer.echo(f"{bp.name} — {_rel(lib.files[bp.name])}")
+    facts = [f"product {bp.product}", f"scenario {bp.scenario}"] if bp.product else ["sub-flow"]
+    facts += [f"catalogue {bp.catalogue}"] if bp.catalogue else []
+    facts += [bp.source] + ([bp.section] if bp.section else []) + [f"{len(bp.nodes)} nodes", f"digest {bp.digest()}"]
+    typer.echo("  " + " · ".join(facts))
+    if bp.source_note:
+        typer.echo(f"  note: {bp.source_note}")
+    if lib.uses.get(bp.name):
+        typer.echo("  built from: " + ", ".join(lib.uses[bp.name]))
+    typer.echo(f"  start: {bp.start}")
+    for name, node in bp.nodes.items():
+        typer.echo(f"{name} [{node.kind}]{' ' + node.title if node.title else ''}")
+        for line in _own_lines(node) + _common_lines(node):
+            typer.echo(f"    {line}")
 
 
 @flows_app.command("check")
-def check() -> None:
-    """Validate every blueprint against the partners' outbound config (exit 2 on any problem)."""
-    bps = _load()  # ConfigError → exit 2 with every problem, file:line: key
-    typer.echo(f"{len(bps)} blueprint(s) OK")
+def check(config: Path | None = CONFIG, directory: Path | None = DIR) -> None:
+    """Validate every blueprint: model, expressions, partner operations, sub-flows, reachability (exit 2
+    with every problem as file:line: key: message)."""
+    lib = _load(config, directory)
+    if directory is None:
+        _check_v1(_config_dir(config))
+    typer.echo(f"{len(lib)} blueprint(s) OK ({len(lib.templates)} template(s), {len(lib.fragments)} fragment(s))")
+
+
+def _check_v1(config_dir: Path) -> None:
+    """The v1 files (config/flows/*.yaml with ``stages:``) while the worker still runs them; this goes
+    with flows/blueprint.py when the v2 runtime runs the shipped blueprints."""
+    try:
+        from flows.blueprint import load_blueprints
+    except ImportError:  # the v1 loader is gone: nothing of v1 is run any more
+        return
+    from hub.partners import load_partners
+
+    try:
+        load_blueprints(config_dir, load_partners(config_dir))
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+# ---- diff -------------------------------------------------------------------------------------
+def _stored_version(config_dir: Path, name: str, digest: str) -> Blueprint | None:
+    """A version a worker stored in MongoDB (flows/runtime/store.py ``blueprint_versions``)."""
+    from flows.graph.library import restore
+    from flows.runtime.store import VERSIONS
+    from hub import db as hubdb
+
+    settings = load_settings()
+
+    async def find() -> dict[str, Any] | None:
+        client = hubdb.connect(settings)
+        try:
+            coll = hubdb.database(client, settings)[VERSIONS]
+            found: dict[str, Any] | None = await coll.find_one({"_id": digest})
+            return found
+        finally:
+            client.close()
+
+    doc = asyncio.run(find())
+    if doc is None:
+        return None
+    if doc.get("name") != name:
+        raise ConfigError(f"version {digest} is blueprint {doc.get('name')!r}, not {name!r}")
+    return restore(doc["blueprint"])
+
+
+def _version(spec: str, lib: Library, config_dir: Path, directory: Path | None) -> tuple[Blueprint, str]:
+    """A blueprint and where it came from, for a file, a name or ``name@digest``."""
+    from flows.graph.library import load_file
+
+    path = Path(spec)
+    if path.is_file():
+        return load_file(path, config_dir, _operations(config_dir), directory=directory), _rel(path)
+    name, _, digest = spec.partition("@")
+    current = lib.by_name(name)
+    if not digest:
+        if current is None:
+            raise ConfigError(f"no blueprint {name!r} and no such file (blueprints: {', '.join(lib.blueprints)})")
+        return current, _rel(lib.files[name])
+    if current is not None and current.digest().startswith(digest):
+        return current, _rel(lib.files[name])
+    stored = _stored_version(config_dir, name, digest)
+    if stored is None:
+        raise ConfigError(f"no version {digest} of {name!r}: neither the current file nor stored by a worker")
+    return stored, "stored version"
+
+
+def _changed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+@flows_app.command("diff")
+def diff(
+    a: str = typer.Argument(..., help="the old version: a file, a blueprint name or name@digest"),
+    b: str = typer.Argument(..., help="the new version, the same way"),
+    config: Path | None = CONFIG,
+    directory: Path | None = DIR,
+) -> None:
+    """Nodes added, removed and changed (with the fields that changed) from A to B; exit 0 when they
+    are the same version (same digest), 1 when they differ, 2 when one cannot be loaded."""
+    lib = _load(config, directory)
+    config_dir = _config_dir(config)
+    try:
+        (old, old_from), (new, new_from) = (_version(s, lib, config_dir, directory) for s in (a, b))
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"--- {old.name}@{old.digest()}  ({old_from})")
+    typer.echo(f"+++ {new.name}@{new.digest()}  ({new_from})")
+    if old.digest() == new.digest():
+        typer.echo("identical")
+        return
+    od, nd = old.model_dump(mode="json"), new.model_dump(mode="json")
+    on, nn = od.pop("nodes"), nd.pop("nodes")
+    for key in _changed(od, nd):
+        typer.echo(f"~ {key}: {json.dumps(od.get(key), ensure_ascii=False)} → "
+                   f"{json.dumps(nd.get(key), ensure_ascii=False)}")
+    added = [n for n in nn if n not in on]
+    removed = [n for n in on if n not in nn]
+    changed = [(n, _changed(on[n], nn[n])) for n in on if n in nn and on[n] != nn[n]]
+    for n in added:
+        typer.echo(f"+ node {n} [{nn[n]['kind']}]")
+    for n in removed:
+        typer.echo(f"- node {n} [{on[n]['kind']}]")
+    for n, fields in changed:
+        typer.echo(f"~ node {n} [{nn[n]['kind']}]: {', '.join(fields)}")
+    typer.echo(f"{len(added)} node(s) added, {len(removed)} removed, {len(changed)} changed")
+    raise typer.Exit(1)
+
+
+@flows_app.command("schema")
+def schema(output: Path | None = typer.Option(None, "--output", "-o", help="write to this file")) -> None:
+    """JSON Schema of a flow file (blueprint, template, fragment) for editors; docs/flows-schema.json."""
+    from flows.graph.schema import flows_schema
+
+    text = json.dumps(flows_schema(), indent=2, ensure_ascii=False)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text)
 
 
 def register_cli(root: typer.Typer) -> None:

@@ -38,7 +38,7 @@ from flows.graph.model import Blueprint, _parse_node
 from hub.configfile import format_loc, line_of, read_yaml
 from hub.errors import ConfigError
 
-__all__ = ["REUSE_KEYS", "Library", "load_library", "restore"]
+__all__ = ["REUSE_KEYS", "Library", "load_file", "load_library", "restore"]
 
 #: keys of a blueprint *file* that are resolved away: the Blueprint model never sees them
 REUSE_KEYS = ("extends", "fragments", "template")
@@ -327,6 +327,21 @@ def _check_parts(f: _File, problems: list[str]) -> None:
             problems.append(f.src.at(("nodes", name), f"Value error, {exc}"))
 
 
+def _scan(root: Path, problems: list[str]) -> tuple[dict[str, _File], dict[str, _File]]:
+    """Blueprint and template files by name, fragment files by name (a second of a name is an error)."""
+    named: dict[str, _File] = {}
+    fragments: dict[str, _File] = {}
+    for f in (f for p in sorted(root.rglob("*.yaml")) if (f := _classify(p, problems)) is not None):
+        space = fragments if f.role == "fragment" else named
+        if f.name in space:
+            what = "fragment" if f.role == "fragment" else "blueprint"
+            key_loc = ("fragment",) if f.role == "fragment" else ("name",)
+            problems.append(f.src.at(key_loc, f"{what} {f.name!r} is also defined in {space[f.name].path}"))
+            continue
+        space[f.name] = f
+    return named, fragments
+
+
 def load_library(config_dir: Path, operations: dict[str, set[str]] | None = None, *,
                  directory: Path | None = None) -> Library:
     """Load, resolve and check every v2 flow file under ``config_dir/flows`` (or ``directory``).
@@ -337,17 +352,7 @@ def load_library(config_dir: Path, operations: dict[str, set[str]] | None = None
     """
     root = directory if directory is not None else config_dir / "flows"
     problems: list[str] = []
-    files = [f for p in sorted(root.rglob("*.yaml")) if (f := _classify(p, problems)) is not None]
-    named: dict[str, _File] = {}
-    fragments: dict[str, _File] = {}
-    for f in files:
-        space = fragments if f.role == "fragment" else named
-        if f.name in space:
-            what = "fragment" if f.role == "fragment" else "blueprint"
-            key_loc = ("fragment",) if f.role == "fragment" else ("name",)
-            problems.append(f.src.at(key_loc, f"{what} {f.name!r} is also defined in {space[f.name].path}"))
-            continue
-        space[f.name] = f
+    named, fragments = _scan(root, problems)
     templates = {n: f for n, f in named.items() if f.role == "template"}
     for part in (*templates.values(), *fragments.values()):
         _check_parts(part, problems)
@@ -382,3 +387,26 @@ def load_library(config_dir: Path, operations: dict[str, set[str]] | None = None
     return Library(blueprints=loaded, files={n: runnable[n].path for n in loaded},
                    templates={n: f.path for n, f in templates.items()},
                    fragments={n: f.path for n, f in fragments.items()}, uses=uses)
+
+
+def load_file(path: Path, config_dir: Path, operations: dict[str, set[str]] | None = None, *,
+              directory: Path | None = None) -> Blueprint:
+    """One blueprint file resolved against the templates and fragments of ``config_dir/flows`` (or
+    ``directory``), wherever the file is: ``hub flows diff`` of an older copy (``git show``) or of a file
+    not yet in place. Problems of other files in the library are not this file's and are ignored."""
+    problems: list[str] = []
+    named, fragments = _scan(directory if directory is not None else config_dir / "flows", [])
+    f = _classify(path, problems)
+    if f is None and not problems:
+        problems.append(f"{path}: not a v2 blueprint (a v1 `stages:` file or a fragment)")
+    elif f is not None and f.role != "blueprint":
+        problems.append(f"{path}: a {f.role} is not run itself; compare the blueprints built from it")
+    bp = None
+    if f is not None and not problems:
+        templates = {n: t for n, t in named.items() if t.role == "template"}
+        merged = _Resolver(templates, fragments, problems).resolve(f)
+        names = {n for n, b in named.items() if b.role == "blueprint"} | {f.name}
+        bp = _validate(f, merged, operations=operations, names=names, problems=problems)
+    if bp is None or problems:
+        raise ConfigError(f"{path} is invalid", list(dict.fromkeys(problems)))
+    return bp
