@@ -94,7 +94,8 @@ class Runtime(ServiceSlots):
             self._broker_task = asyncio.get_running_loop().create_task(self.broker.run(), name="broker-watch")
         self.intake = GuardedIntake(hubdb.database(self.intake_mongo, self.settings), self.producer, self.db_health)
         # admission checks from plugins (e.g. flows: a blueprint exists), so hub/ never imports flows/
-        self.intake.configure(admit=plugins.admission(self), max_depth=self.settings.intake_max_depth)
+        self.intake.configure(admit=plugins.admission(self), max_depth=self.settings.intake_max_depth,
+                             journal=self.settings.journal_events)
 
     async def stop(self) -> None:
         if self._broker_task is not None:

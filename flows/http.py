@@ -117,11 +117,12 @@ async def _emit(runtime: Services, envelope: Envelope) -> web.Response | bool:
     try:
         if runtime.db is None:
             raise RetryableError("order store not available")
-        journal = await runtime.db[EVENTS].update_one(
-            {"_id": envelope.idempotency_key},
-            {"$setOnInsert": {"order_id": envelope.correlation_id, "type": envelope.type,
-                              "envelope": envelope.model_dump(mode="json"), "received_at": envelope.created_at}},
-            upsert=True)
+        fields: dict[str, Any] = {"order_id": envelope.correlation_id, "type": envelope.type,
+                                  "received_at": envelope.created_at}
+        if runtime.settings.journal_events:  # the embedded broker may lose it (docs/flows.md)
+            fields["envelope"] = envelope.model_dump(mode="json")
+        journal = await runtime.db[EVENTS].update_one({"_id": envelope.idempotency_key},
+                                                      {"$setOnInsert": fields}, upsert=True)
         await runtime.producer.send(topics.orders(runtime.settings.topic_prefix), envelope)
     except (RetryableError, PyMongoError):
         return problem(503, "Service Unavailable", "could not be stored durably; retry later",

@@ -90,7 +90,7 @@ class OrderStore:
         """Envelopes received over HTTP for these orders (re-emitted after a restart; the engine
         ignores the ones it already applied)."""
         cursor = self.events.find({"order_id": {"$in": order_ids}}, {"envelope": 1}).sort("received_at", ASCENDING)
-        return [d["envelope"] async for d in cursor]
+        return [d["envelope"] async for d in cursor if d.get("envelope")]
 
     async def due(self, now: datetime | None, limit: int = 0, before: datetime | None = None) -> list[str]:
         """Open orders whose ``next_check_at`` has passed (all open orders last written ``before``

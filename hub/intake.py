@@ -117,6 +117,7 @@ class Intake:
         self._producer = producer
         self._admit = admit
         self._max_depth = max_depth
+        self._journal = True  # keep the envelope in the record (configure)
         self._lease = lease
         self._wait_s = wait_s
         self._holder = uuid.uuid4().hex  # this process, on its claims (diagnostics)
@@ -157,7 +158,7 @@ class Intake:
             "source": envelope.source,
             "state": ACCEPTED,
             "created_at": datetime.now(UTC),
-            "envelope": envelope.model_dump(mode="json"),
+            **({"envelope": envelope.model_dump(mode="json")} if self._journal else {}),
         }
 
     def _claim(self, envelope: Envelope) -> dict[str, Any]:
@@ -178,9 +179,11 @@ class Intake:
                 raise StoreUnavailable(f"MongoDB unavailable: {exc}") from exc
 
     # --- admission -----------------------------------------------------------------------
-    def configure(self, *, admit: Admit | None, max_depth: int) -> None:
-        """Set by the composition root once plugins are known (``app/runtime.py``)."""
-        self._admit, self._max_depth = admit, max_depth
+    def configure(self, *, admit: Admit | None, max_depth: int, journal: bool = True) -> None:
+        """Set by the composition root once plugins are known (``app/runtime.py``). ``journal``:
+        keep the envelope in the record (``Settings.journal_events``: only where the broker may
+        lose it — otherwise Kafka is the event's one durable copy, docs/flows.md)."""
+        self._admit, self._max_depth, self._journal = admit, max_depth, journal
 
     def admit(self, envelope: Envelope) -> None:
         """Raise ValidationFailed if this envelope must not be accepted (see module doc, step 1).

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     # JSON/XML nesting limit on every ingress (hub/jsonlimits.py); capped below BSON's 100 levels,
     # since an accepted body is stored inside the order and intake documents
     intake_max_depth: int = Field(default=64, ge=4, le=90)
+    # one durable path per event (docs/flows.md): with an external Kafka the broker is it and MongoDB
+    # keeps only the idempotency key; the embedded broker keeps topics in memory, so there the intake
+    # record and the callback journal keep the envelope too (re-sent after a broker restart)
+    event_journal: Literal["auto", "on", "off"] = Field(
+        default="auto", description="keep accepted envelopes in MongoDB: auto = only with the embedded broker")
 
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
     delivery_lease_s: float = Field(
@@ -180,6 +185,11 @@ class Settings(BaseSettings):
     @property
     def kafka_embedded(self) -> bool:
         return not self.kafka_url
+
+    @property
+    def journal_events(self) -> bool:
+        """Keep accepted envelopes in MongoDB (``event_journal``; auto: when the broker is not durable)."""
+        return self.event_journal == "on" or (self.event_journal == "auto" and self.kafka_embedded)
 
     @property
     def mongo_embedded(self) -> bool:

@@ -115,7 +115,7 @@ class Sweeps:
         journaled = 0
         for i in range(0, len(orders), 500):
             cursor = self.runtime.db[EVENTS].find({"order_id": {"$in": orders[i:i + 500]}}, {"envelope": 1})
-            events = [Envelope.model_validate(d["envelope"]) async for d in cursor]
+            events = [Envelope.model_validate(d["envelope"]) async for d in cursor if d.get("envelope")]
             await asyncio.gather(*(self.runtime.producer.send(self.runner.orders_topic, e) for e in events))
             journaled += len(events)
         self._generation = generation
