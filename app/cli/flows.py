@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, HubError, RetryableError
 from hub.settings import load_settings
 
 if TYPE_CHECKING:
@@ -29,10 +29,10 @@ CONFIG = typer.Option(None, "--config", help="configuration folder (its flows/ a
 DIR = typer.Option(None, "--dir", help="read the blueprints from this folder instead of CONFIG/flows")
 
 
-def _fail(exc: ConfigError) -> typer.Exit:
+def _fail(exc: HubError) -> typer.Exit:
     """Every problem on stderr, one per line (``file:line: key: message``), and exit 2."""
     typer.echo(str(exc).split("\n", 1)[0], err=True)
-    for p in exc.problems:
+    for p in getattr(exc, "problems", []):
         typer.echo(f"  - {p}", err=True)
     return typer.Exit(2)
 
@@ -195,6 +195,8 @@ def _check_v1(config_dir: Path) -> None:
 # ---- diff -------------------------------------------------------------------------------------
 def _stored_version(config_dir: Path, name: str, digest: str) -> Blueprint | None:
     """A version a worker stored in MongoDB (flows/runtime/store.py ``blueprint_versions``)."""
+    from pymongo.errors import PyMongoError
+
     from flows.graph.library import restore
     from flows.runtime.store import VERSIONS
     from hub import db as hubdb
@@ -210,7 +212,11 @@ def _stored_version(config_dir: Path, name: str, digest: str) -> Blueprint | Non
         finally:
             client.close()
 
-    doc = asyncio.run(find())
+    try:
+        doc = asyncio.run(find())
+    except PyMongoError as exc:  # the current files need no database; a stored version does
+        raise RetryableError(f"version {digest} of {name!r} is not the current file, and MongoDB "
+                          f"({settings.mongo_db}) could not be asked for it: {type(exc).__name__}") from exc
     if doc is None:
         return None
     if doc.get("name") != name:
@@ -256,7 +262,7 @@ def diff(
     config_dir = _config_dir(config)
     try:
         (old, old_from), (new, new_from) = (_version(s, lib, config_dir, directory) for s in (a, b))
-    except ConfigError as exc:
+    except HubError as exc:  # a bad file, an unknown name or version, MongoDB unreachable
         raise _fail(exc) from exc
     typer.echo(f"--- {old.name}@{old.digest()}  ({old_from})")
     typer.echo(f"+++ {new.name}@{new.digest()}  ({new_from})")

@@ -97,21 +97,24 @@ class Library:
     #: blueprint name → what it is built from ("extends x", "fragment y"), for ``hub flows show``
     uses: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    _by_key: dict[tuple[str, str], Blueprint] = field(init=False, repr=False, compare=False)
+    _by_digest: dict[str, Blueprint] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # looked up for every order event: dicts, not a scan of ~150 blueprints
+        object.__setattr__(self, "_by_key", {(bp.product, bp.scenario): bp for bp in self.blueprints.values()
+                                             if bp.product is not None and bp.scenario is not None})
+        object.__setattr__(self, "_by_digest", {bp.digest(): bp for bp in self.blueprints.values()})
+
     def get(self, product: str, scenario: str) -> Blueprint | None:
-        for bp in self.blueprints.values():
-            if bp.product == product and bp.scenario == str(scenario):
-                return bp
-        return None
+        return self._by_key.get((product, str(scenario)))
 
     def by_name(self, name: str) -> Blueprint | None:
         return self.blueprints.get(name)
 
     def by_digest(self, digest: str) -> Blueprint | None:
         """The loaded blueprint with this content digest (None: an older version, see ``versions``)."""
-        for bp in self.blueprints.values():
-            if bp.digest() == digest:
-                return bp
-        return None
+        return self._by_digest.get(digest)
 
     def versions(self) -> dict[str, dict[str, Any]]:
         """digest → the resolved blueprint as JSON: what a runtime stores so an order pinned to a version

@@ -147,3 +147,24 @@ def test_schema_command_writes_the_generated_schema(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text(encoding="utf-8")) == json.loads(json.dumps(flows_schema()))
     assert json.loads(run("schema").stdout)["title"] == "hub flow blueprint"
+
+
+def test_diff_of_a_version_not_in_the_files_when_mongodb_is_down_exits_2(cfg: Path) -> None:
+    from tests.conftest import free_port
+
+    flows(cfg, {"templates/line.yaml": TEMPLATE, "demo/open.yaml": CHILD})
+    env = {"HUB_MONGO_URL": f"mongodb://127.0.0.1:{free_port()}", "HUB_MONGO_TIMEOUT_MS": "200"}
+    res = CliRunner().invoke(flows_app, ["diff", "demo-open@0123456789abcdef", "demo-open", "--config", str(cfg)],
+                             env=env)
+    assert res.exit_code == 2, res.output
+    assert "version 0123456789abcdef of 'demo-open' is not the current file, and MongoDB" in res.stderr
+
+
+def test_diff_refuses_a_template_or_a_v1_file(cfg: Path, tmp_path: Path) -> None:
+    flows(cfg, {"templates/line.yaml": TEMPLATE, "demo/open.yaml": CHILD})
+    v1 = tmp_path / "v1.yaml"
+    v1.write_text("product: x\nscenario: open\nstages: []\n", encoding="utf-8")
+    for path, why in ((cfg / "flows" / "templates" / "line.yaml", "a template is not run itself"),
+                      (v1, "not a v2 blueprint")):
+        res = run("diff", str(path), "demo-open", "--config", str(cfg))
+        assert res.exit_code == 2 and why in res.stderr, res.output
