@@ -29,6 +29,7 @@ ROUTE_MODULES = (
     "connectors.rest.source",
     "connectors.soap.source",
     "flows.http",
+    "flows.cancel",
     "app.admin.api",
 )
 AGENT_MODULES = (

@@ -189,7 +189,7 @@ class RouteManager:
             dead = DeadLetters(rt.db, rt.producer) if rt.db is not None else None
             chain = await route_sink_chain(route, runner.sink, rt) if runner.sink else None
             runner.emit = RouteEmit(route, prefix=rt.settings.topic_prefix, intake=rt.intake, producer=rt.producer,
-                                    dead_letters=dead, sink=chain)
+                                    dead_letters=dead, sink=chain, db=rt.db)
             if chain is not None and rt.db is not None and runner.replays is None:
                 # its replayed dead letters come back through the same chain (routes/replays.py)
                 runner.replays = RouteReplays(route.name, chain, rt)

@@ -3,7 +3,10 @@
 The source builds a *raw* envelope (payload = the partner's record as a dict, its own provisional
 ids) and calls ``emit``; the route's :class:`RouteEmit` maps it, optionally validates it as a
 canonical :class:`~hub.order.WorkOrder` (deriving the order id and idempotency key), and publishes
-it to the target. ``emit`` returns only when the target has it (Kafka acks=all, or the sink said
+it to the target. A work order with scenario ``withdraw`` (撤单, whatever the protocol) is not an order:
+it becomes the ``order.cancel`` of the partner's running order (hub/cancel.py), resolved here from
+MongoDB right before publishing and put on ``{p}.orders`` — the one place every intake passes.
+``emit`` returns only when the target has it (Kafka acks=all, or the sink said
 ok), so the source's acknowledgement rule in ``connectors/base.py`` holds for every route.
 
 Errors a source has to tell apart: :class:`~hub.errors.ValidationFailed` (this message will never
@@ -16,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import ValidationError
 
 from connectors.base import Sink
 from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain, innermost, trail
 from hub import topics
+from hub.cancel import CANCEL, WITHDRAW_OF, NoRunningOrder, resolve_withdraw, withdraw_request
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
@@ -55,8 +60,11 @@ class RouteEmit:
         producer: EnvelopeProducer | None,
         dead_letters: DeadLetters | None = None,
         sink: Sink | None = None,
+        db: AsyncIOMotorDatabase[Any] | None = None,
     ) -> None:
         self.route = route
+        self._db = db  # withdraws: the running order is looked up in ``orders``
+        self.orders_topic = topics.orders(prefix)
         self.partner: str = getattr(route.source, "partner", None) or route.name
         self.sink = sink
         self._intake = intake
@@ -77,7 +85,12 @@ class RouteEmit:
 
     def prepare(self, envelope: Envelope) -> Envelope:
         route: Any = self.route
-        # a source that already built a canonical payload (e.g. a SOAP withdraw of a stored order)
+        if envelope.type == CANCEL:  # built by the source (SOAP withdrawOrder): no mapping, no order model
+            out = envelope.model_copy(update={"headers": {**envelope.headers, "hub-route": route.name}})
+            if self._intake is not None:
+                self._intake.admit(out)
+            return out
+        # a source that already built a canonical payload (e.g. REST intake, which validates itself)
         # marks it, so partner-code mapping is not applied twice
         canonical_in = envelope.headers.get("hub-canonical") == "true"
         payload = envelope.payload if canonical_in else apply_transform(envelope.payload, route.transform)
@@ -103,9 +116,21 @@ class RouteEmit:
         headers["hub-route"] = route.name
         fields["headers"] = headers
         out = envelope.model_copy(update=fields)
+        if out.type == "order.received" and out.scenario == "withdraw":  # mapped here, or by the source (REST)
+            out = self._withdraw(out)
         if self._intake is not None:  # refuse now what could only fail later (hub/intake.py, admission)
             self._intake.admit(out)
         return out
+
+    @staticmethod
+    def _withdraw(order: Envelope) -> Envelope:
+        """撤单 as a work order (scenario code 10): the cancel of the running order it names, still to
+        be resolved (``publish``) — not a new order, which no blueprint would run."""
+        ext = order.payload.get("extensions") or {}
+        reason = str(ext.get("withdraw_reason") or ext.get("reason") or "withdraw")
+        return withdraw_request(source=order.source, protocol=order.protocol,
+                                external_order_id=str(order.payload.get("external_order_id", "")), reason=reason,
+                                by=order.source, headers=order.headers)
 
     # --- publish ---------------------------------------------------------------------------
     async def publish(self, envelope: Envelope) -> Accepted:
@@ -121,10 +146,15 @@ class RouteEmit:
             raise PermanentError(f"sink {name}: {outcome.error or outcome.status}")
         if self._intake is None:
             raise RetryableError("runtime not started")
-        assert self.topic is not None
-        accepted = await self._intake.emit(self.topic, envelope)
+        topic = self.topic
+        if envelope.type == CANCEL:  # an event of a running order: straight to {p}.orders
+            if WITHDRAW_OF in envelope.headers:
+                envelope = await resolve_withdraw(self._db, envelope)
+            topic = self.orders_topic
+        assert topic is not None
+        accepted = await self._intake.emit(topic, envelope)
         if not accepted.duplicate:
-            ENVELOPES_OUT.labels(envelope.source, self.topic).inc()
+            ENVELOPES_OUT.labels(envelope.source, topic).inc()
         return accepted
 
     async def __call__(self, envelope: Envelope) -> Accepted:
@@ -139,6 +169,14 @@ class RouteEmit:
         loses its topics before the engine consumed them loses none (``hub.intake.unconsumed``).
         """
         batch = list(envelopes)
+        cancels = [env for env in batch if env.type == CANCEL]
+        if cancels and self.sink is None:  # withdraws in a file: each resolved and published on its own
+            batch = [env for env in batch if env.type != CANCEL]
+            for env in cancels:
+                try:
+                    await self.publish(env)
+                except NoRunningOrder as exc:  # the rest of the file goes on; this record is kept as a letter
+                    await self.reject(str(exc), env, protocol=env.protocol, ref=env.idempotency_key)
         if self.sink is not None or self._producer is None:
             for env in batch:
                 await self.publish(env)

@@ -13,6 +13,7 @@ action is recorded with the token's name as ``api:<name>``. Errors are RFC 9457 
     GET  /admin/v1/orders                ?product&scenario&status&stage&overdue&partner&since&until&limit&skip
     GET  /admin/v1/orders/{id}
     POST /admin/v1/orders/{id}/retry     {"patch": [...], "dry_run": false}
+    POST /admin/v1/orders/{id}/cancel    {"reason": "...", "by": "..."}   (flows/cancel.py: 404 / 409 / 202)
     GET  /admin/v1/calls                 ?partner&operation&outcome&order&since&until&limit
     GET  /admin/v1/calls/stats           ?since=1h&until&partner&operation
     POST /admin/v1/calls/recall          {"call_ids": [...]} or {"filter": {...}}, + dry_run, rate, limit
@@ -31,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.admin.patch import PatchOp, parse_patch
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter, Queries, parse_when
 from app.admin.replay import ActionResult, NotFound, Refused, ReplayService
+from flows.cancel import CancelBody, CancelRefused, UnknownOrder, cancel_order
 from hub.auth import PRINCIPAL, Handler, Role, requires
-from hub.errors import ValidationFailed
+from hub.errors import RetryableError, ValidationFailed
 from hub.problem import problem
 from hub.services import SERVICES, ServiceKey
 from hub.settings import AdminToken
@@ -247,6 +249,22 @@ async def orders_retry(request: web.Request) -> web.Response:
     return _outcome(result)
 
 
+async def orders_cancel(request: web.Request) -> web.Response:
+    """Withdraw / terminate a running order now (issue 10 §5): the same ``order.cancel`` and the same
+    checks as ``POST /api/v1/orders/{id}/cancel``; recorded in the action log as ``api:<token>``."""
+    body = await _body(request, CancelBody)
+    try:
+        done = await cancel_order(request.app[SERVICES], request.match_info["id"], reason=body.reason, by=body.by,
+                                  who=_who(request))
+    except UnknownOrder as exc:
+        raise NotFound(str(exc)) from exc
+    except CancelRefused as exc:
+        raise Refused(str(exc)) from exc
+    except RetryableError as exc:
+        return problem(503, "Service Unavailable", str(exc), headers={"Retry-After": "5"})
+    return _json(done.answer(), status=202)
+
+
 # --- calls --------------------------------------------------------------------------------------
 async def calls_list(request: web.Request) -> web.Response:
     queries, _ = _services(request)
@@ -286,6 +304,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/orders", r("viewer", orders_list))
     app.router.add_get(f"{PREFIX}/orders/{{id}}", r("viewer", orders_show))
     app.router.add_post(f"{PREFIX}/orders/{{id}}/retry", r("operator", orders_retry))
+    app.router.add_post(f"{PREFIX}/orders/{{id}}/cancel", r("operator", orders_cancel))
     app.router.add_get(f"{PREFIX}/calls", r("viewer", calls_list))
     app.router.add_get(f"{PREFIX}/calls/stats", r("viewer", calls_stats))
     app.router.add_post(f"{PREFIX}/calls/recall", r("operator", calls_recall))

@@ -1,4 +1,4 @@
-"""``hub orders list | show | retry`` — "what happened to order X?" in one command."""
+"""``hub orders list | show | retry | cancel`` — "what happened to order X?" in one command."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import typer
 
 from app.admin import console as c
 from app.admin.queries import OrderFilter, parse_when
+from app.admin.replay import Refused
+from flows.cancel import CancelRefused, cancel_order, direct_services
 
-app = typer.Typer(help="Orders: list with filters, show one (stages, calls, wait, SLA), retry a failed call.",
+app = typer.Typer(help="Orders: list with filters, show one (stages, calls, wait, SLA), retry a failed call, "
+                       "cancel a running order.",
                   no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="machine-readable output")
 
@@ -94,6 +97,33 @@ def retry(
                                             rate=None, reason=f"orders retry {order_id}", quiet=True)
 
     c.report(c.run(go), as_json)
+
+
+@app.command()
+def cancel(
+    order_id: str,
+    reason: str = typer.Option(..., "--reason", help="why (recorded, and sent to the order's origin)"),
+    who: str | None = typer.Option(None, "--as", help="name recorded in the history"),
+    as_json: bool = JSON,
+) -> None:
+    """Withdraw / terminate a running order now: pending calls cancelled, what partners did undone,
+    the origin answered (flows/cancel.py). Unknown order or already finished: exit code 1."""
+
+    async def go(o: c.Ops) -> dict[str, Any]:
+        name = who or c.default_who()
+        services = direct_services(o.settings, o.db, o.replays.producer)
+        try:
+            done = await cancel_order(services, order_id, reason=reason, who=name, protocol="cli")
+        except CancelRefused as exc:
+            raise Refused(str(exc)) from exc
+        return done.answer()
+
+    answer = c.run(go)
+    if as_json:
+        c.dump(answer)
+        return
+    typer.echo(f"cancel of {answer['order_id']} accepted" + (" (already asked before)" if answer["duplicate"] else "")
+               + f"; envelope {answer['envelope_id']}")
 
 
 def register_cli(root: typer.Typer) -> None:

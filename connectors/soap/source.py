@@ -9,8 +9,10 @@ handles one call:
 2. safe parse (no DTD, no entities, no network — ``xmlsafe.py``);
 3. authentication: WS-Security UsernameToken (PasswordText or PasswordDigest) or the API key header;
 4. the Body's request element is validated against the XSD with lxml (zeep alone is lenient);
-5. the operation runs: ``order`` / ``withdraw`` emit an envelope (answered only after Kafka has
-   it), ``status`` reads MongoDB ``orders``.
+5. the operation runs: ``order`` emits a work order, ``withdraw`` (撤单) the ``order.cancel`` of the
+   partner's running order (hub/cancel.py; the route pipeline finds that order by its external id,
+   the answer names it, no running order is a Fault naming the external id) — both answered only
+   after Kafka has them; ``status`` reads MongoDB ``orders``.
 
 Every failure is a SOAP 1.1 Fault (HTTP 500) whose faultstring says what to fix; ``soap:Client``
 for the caller's mistakes, ``soap:Server`` for "try again later" (Kafka/MongoDB down).
@@ -37,10 +39,10 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.soap import xmlsafe
 from connectors.soap.config import SoapSourceConfig
+from hub.cancel import CANCEL, withdraw_request
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
-from hub.order import idempotency_key, order_id_for
 from hub.services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -263,7 +265,7 @@ class SoapSource:
         if kind == "status":
             return await self._status(ns, op, data)
         if kind == "withdraw":
-            envelope = await self._withdraw_envelope(data)
+            envelope = self._withdraw_envelope(data)
         else:
             envelope = self._order_envelope(op, data)
         return await self._emit_and_answer(ns, op, envelope)
@@ -307,8 +309,11 @@ class SoapSource:
             raise SoapFault("Server", "the request could not be stored durably; nothing was accepted — retry later",
                             outcome="unavailable") from exc
         INTAKE_REQUESTS.labels(self.config.partner, "soap", "duplicate" if accepted.duplicate else "accepted").inc()
+        desc = "duplicate, already accepted" if accepted.duplicate else "accepted"
+        if envelope.type == CANCEL:  # say which running order the withdraw interrupts
+            desc = f"withdrawal of order {accepted.order_id} {desc}"
         xml = response_xml(ns, f"{op}Response", {
-            "resultCode": "0", "resultDesc": "duplicate, already accepted" if accepted.duplicate else "accepted",
+            "resultCode": "0", "resultDesc": desc,
             "orderId": accepted.order_id, "envelopeId": accepted.envelope_id, "duplicate": accepted.duplicate,
         })
         return web.Response(body=xml, content_type="text/xml", charset="utf-8")
@@ -322,24 +327,13 @@ class SoapSource:
         except Exception as exc:
             raise SoapFault("Server", "order store unavailable; retry later", outcome="unavailable") from exc
 
-    async def _withdraw_envelope(self, data: dict[str, Any]) -> Envelope:
-        """撤单: a withdraw is a work order with scenario ``withdraw`` for an order the hub knows."""
-        ext = data["orderNo"]
-        doc = await self._find_order(ext)
-        if doc is None:
-            raise SoapFault("Client", f"withdrawOrder: order {ext!r} is not known to the hub")
-        payload = dict(doc.get("order") or {})
-        payload.update(external_order_id=ext, scenario="withdraw")
-        payload.setdefault("product", doc.get("product"))
-        ext_fields = dict(payload.get("extensions") or {})
-        ext_fields.update(withdraw_reason=data.get("reason", ""), withdrawn_order_id=doc.get("order_id", doc["_id"]))
-        payload["extensions"] = ext_fields
-        return Envelope(
-            type="order.received", source=self.config.partner, protocol="soap",
-            correlation_id=order_id_for(self.config.partner, ext, "withdraw"),
-            idempotency_key=idempotency_key(self.config.partner, ext, "withdraw"),
-            payload=payload, headers={"soap-operation": "withdrawOrder", "hub-canonical": "true"},
-        )
+    def _withdraw_envelope(self, data: dict[str, Any]) -> Envelope:
+        """撤单: the cancel of the running order ``orderNo`` names (issue 10 §5), not a new order. Which
+        hub order that is, the route pipeline resolves (``hub.cancel.resolve_withdraw``), as for a
+        withdraw arriving over REST, AMQP or SFTP."""
+        return withdraw_request(source=self.config.partner, protocol="soap", external_order_id=str(data["orderNo"]),
+                                reason=str(data.get("reason") or ""), by=self.config.partner,
+                                headers={"soap-operation": "withdrawOrder"})
 
     def sample(self, raw: bytes) -> list[Envelope]:
         """Dry run (``hub routes check --sample``): a SOAP request (or just its Body element) → the

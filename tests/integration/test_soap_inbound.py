@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from hub import topics
 from hub.order import order_id_for
 from hub.settings import Settings
 from tests.conftest import free_port
-from tests.integration.test_intake import config_copy
 from tests.support import envelopes, read_topic
 
 URL = "/soap/esop"
@@ -99,15 +97,13 @@ async def test_schema_violation_and_unknown_code_are_faults_naming_the_problem(c
     assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
 
 
-async def test_withdraw_and_status_query_use_the_order_store(settings: Settings, tmp_path: Path,
-                                                              aiohttp_client: Any) -> None:
-    # a withdraw is an order with scenario "withdraw": it needs a blueprint like any other (below)
-    with_flow = config_copy(settings, tmp_path, scenarios=("withdraw",))
-    client = await serve(aiohttp_client, with_flow)
+async def test_withdraw_and_status_query_use_the_order_store(client: TestClient, settings: Settings) -> None:
+    """撤单 interrupts the running order (issue 10 §5): an ``order.cancel`` of it on {p}.orders, the
+    answer names it; nothing running with that external id is a Fault naming the id."""
     zc = await asyncio.to_thread(zeep_client, client)
     missing = await call(zc, "queryOrderStatus", orderNo="S-4001")
     assert missing.resultCode == "1" and "not found" in missing.resultDesc
-    with pytest.raises(Fault, match="not known"):
+    with pytest.raises(Fault, match="no running order with external id 'S-4001'"):
         await call(zc, "withdrawOrder", orderNo="S-4001", reason="customer cancelled")
 
     runtime = client.app[RUNTIME]
@@ -124,30 +120,34 @@ async def test_withdraw_and_status_query_use_the_order_store(settings: Settings,
         "0", oid, "in_flight", "resource_check")
 
     withdrawn = await call(zc, "withdrawOrder", orderNo="S-4001", reason="customer cancelled")
-    assert withdrawn.orderId == order_id_for("esop", "S-4001", "withdraw")
-    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
-    assert env.scenario == "withdraw" and env.payload["extensions"]["withdrawn_order_id"] == oid
-    assert env.payload["extensions"]["withdraw_reason"] == "customer cancelled"
+    assert withdrawn.resultCode == "0" and withdrawn.orderId == oid and oid in withdrawn.resultDesc
+    (env,) = envelopes(await read_topic(settings, topics.orders(settings.topic_prefix), expect=1))
+    assert (env.type, env.correlation_id, env.idempotency_key) == ("order.cancel", oid, f"cancel:{oid}")
+    assert env.payload == {"reason": "customer cancelled", "by": "esop"} and env.protocol == "soap"
+    assert env.id == withdrawn.envelopeId
+    again = await call(zc, "withdrawOrder", orderNo="S-4001", reason="customer cancelled")  # one effect
+    assert again.duplicate is True and again.orderId == oid
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
 
 
-async def test_withdraw_nothing_can_run_is_a_fault_not_a_silent_failure(client: TestClient,
-                                                                        settings: Settings) -> None:
-    """Shipped config has no internet_line/withdraw blueprint: the engine would fail the withdraw
-    silently, so the intake refuses it and names what exists."""
+async def test_withdraw_of_a_finished_order_is_a_fault_naming_the_external_id(client: TestClient,
+                                                                              settings: Settings) -> None:
+    """Only a running order (in_flight / waiting) can be withdrawn; a finished one is not silently
+    turned into a new order (before issue 10: a separate 'withdraw' order no blueprint ran)."""
     runtime = client.app[RUNTIME]
     oid = order_id_for("esop", "S-4101", "open")
     now = datetime.now(UTC)
     await runtime.db["orders"].insert_one({  # type: ignore[index]
         "_id": oid, "order_id": oid, "partner": "esop", "external_order_id": "S-4101", "product": "internet_line",
-        "scenario": "open", "status": "in_flight", "created_at": now, "updated_at": now,
+        "scenario": "open", "status": "completed", "created_at": now, "updated_at": now,
         "order": {"external_order_id": "S-4101", "product": "internet_line", "scenario": "open",
                   "customer": {"name": "某公司"}},
     })
     zc = await asyncio.to_thread(zeep_client, client)
     with pytest.raises(Fault) as info:
         await call(zc, "withdrawOrder", orderNo="S-4101", reason="customer cancelled")
-    assert "scenario 'withdraw'" in info.value.message and "internet_line/open" in info.value.message
-    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+    assert "no running order with external id 'S-4101'" in info.value.message
+    assert await read_topic(settings, topics.orders(settings.topic_prefix), wait=1.0) == []
 
 
 @pytest.mark.parametrize("depth", [100, 10_000])

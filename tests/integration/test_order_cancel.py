@@ -1,0 +1,199 @@
+"""Cancel / withdraw (issue 10 §5) against the real broker and database: every way of asking — the
+operator HTTP endpoint, the admin API, ``hub orders cancel``, a partner's withdraw over SOAP, REST and
+a file — produces the same ``order.cancel`` envelope of the *running* order on ``{p}.orders``.
+
+Until the v2 runtime consumes ``order.cancel`` (the lead's flows/runtime), these tests stop at the
+envelope on the orders topic and the answers; what the engine does with it is
+tests/unit/flows_graph_cancel_test.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from app.cli import app as cli
+from app.runtime import Runtime
+from app.web import RUNTIME, build_web_app
+from hub import topics
+from hub.deadletter import ACTIONS, DeadLetters
+from hub.envelope import Envelope
+from hub.order import order_id_for
+from hub.settings import AdminToken, Settings
+from routes.loader import load_route_file
+from routes.pipeline import RouteEmit
+from tests.integration.test_intake import ESOP_KEY, URL, order
+from tests.support import envelopes, read_topic
+
+pytestmark = pytest.mark.integration
+VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
+OPERATOR = {"Authorization": "Bearer operator-token-for-tests-01"}
+
+
+def with_tokens(settings: Settings) -> Settings:
+    return settings.model_copy(update={"admin_tokens": [
+        AdminToken(name="vera", role="viewer", token=SecretStr(VIEWER["Authorization"][7:])),
+        AdminToken(name="otto", role="operator", token=SecretStr(OPERATOR["Authorization"][7:])),
+    ]})
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
+    return await aiohttp_client(build_web_app(Runtime(with_tokens(settings))))
+
+
+async def seed(runtime: Runtime, ext: str, *, status: str = "in_flight", partner: str = "esop") -> str:
+    """An order document as the engine keeps it (the fields a cancel reads), running unless told."""
+    assert runtime.db is not None
+    oid = order_id_for(partner, ext, "open")
+    now = datetime.now(UTC)
+    await runtime.db["orders"].insert_one({
+        "_id": oid, "order_id": oid, "partner": partner, "external_order_id": ext, "product": "internet_line",
+        "scenario": "open", "status": status, "current_stage": "network_change", "created_at": now,
+        "updated_at": now, "order": {"external_order_id": ext, "product": "internet_line", "scenario": "open"}})
+    return oid
+
+
+async def orders_topic(settings: Settings, expect: int | None = None, wait: float = 5.0) -> list[Envelope]:
+    return envelopes(await read_topic(settings, topics.orders(settings.topic_prefix), expect=expect, wait=wait))
+
+
+def assert_cancel(env: Envelope, oid: str, *, reason: str, by: str) -> None:
+    assert (env.type, env.correlation_id, env.idempotency_key) == ("order.cancel", oid, f"cancel:{oid}")
+    assert env.payload == {"reason": reason, "by": by}
+    assert env.kafka_key() == oid.encode()
+
+
+# ---- operator: POST /api/v1/orders/{id}/cancel ----------------------------------------------------
+async def test_operator_cancel_produces_one_order_cancel_and_is_recorded(client: TestClient,
+                                                                         settings: Settings) -> None:
+    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    oid = await seed(runtime, "C-1")
+    resp = await client.post(f"/api/v1/orders/{oid}/cancel", json={"reason": "customer withdrew"}, headers=OPERATOR)
+    assert resp.status == 202, await resp.text()
+    answer = await resp.json()
+    assert answer["order_id"] == oid and answer["duplicate"] is False
+    (env,) = await orders_topic(settings, expect=1)
+    assert_cancel(env, oid, reason="customer withdrew", by="operator:otto")
+    assert env.id == answer["envelope_id"]
+    # asked again: accepted as the same effect (same key); the engine ignores a second cancel anyway
+    again = await client.post(f"/api/v1/orders/{oid}/cancel", json={"reason": "again", "by": "li"}, headers=OPERATOR)
+    assert again.status == 202 and (await again.json())["duplicate"] is True
+    assert runtime.db is not None
+    actions = [a async for a in runtime.db[ACTIONS].find({"order_id": oid}).sort("at", 1)]
+    assert [(a["action"], a["who"], a["result"], a["reason"]) for a in actions] == [
+        ("cancel", "operator:otto", "ok", "customer withdrew"), ("cancel", "operator:otto", "ok", "again")]
+
+
+async def test_operator_cancel_refusals_are_problem_documents(client: TestClient, settings: Settings) -> None:
+    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    done = await seed(runtime, "C-2", status="completed")
+    unknown = await client.post("/api/v1/orders/ord-nope/cancel", json={"reason": "x"}, headers=OPERATOR)
+    assert unknown.status == 404 and unknown.content_type == "application/problem+json"
+    assert "ord-nope" in (await unknown.json())["detail"]
+    finished = await client.post(f"/api/v1/orders/{done}/cancel", json={"reason": "x"}, headers=OPERATOR)
+    assert finished.status == 409 and "already completed" in (await finished.json())["detail"]
+    assert (await client.post(f"/api/v1/orders/{done}/cancel", json={"reason": "x"}, headers=VIEWER)).status == 403
+    assert (await client.post(f"/api/v1/orders/{done}/cancel", json={"reason": "x"})).status == 401
+    no_reason = await client.post(f"/api/v1/orders/{done}/cancel", json={}, headers=OPERATOR)
+    assert no_reason.status == 400 and (await no_reason.json())["errors"][0]["field"] == "reason"
+    assert await orders_topic(settings, wait=1.0) == []
+
+
+# ---- admin API ------------------------------------------------------------------------------------
+async def test_admin_api_cancel_is_the_same_envelope_and_audited_as_api(client: TestClient,
+                                                                       settings: Settings) -> None:
+    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    oid = await seed(runtime, "C-3", status="waiting")
+    done = await seed(runtime, "C-4", status="cancelled")
+    resp = await client.post(f"/admin/v1/orders/{oid}/cancel", json={"reason": "terminate"}, headers=OPERATOR)
+    assert resp.status == 202, await resp.text()
+    (env,) = await orders_topic(settings, expect=1)
+    assert_cancel(env, oid, reason="terminate", by="api:otto")
+    assert (await client.post(f"/admin/v1/orders/{oid}/cancel", json={"reason": "x"}, headers=VIEWER)).status == 403
+    assert (await client.post("/admin/v1/orders/ord-nope/cancel", json={"reason": "x"},
+                              headers=OPERATOR)).status == 404
+    refused = await client.post(f"/admin/v1/orders/{done}/cancel", json={"reason": "x"}, headers=OPERATOR)
+    assert refused.status == 409 and "already cancelled" in (await refused.json())["detail"]
+    history = await client.get("/admin/v1/dlq/history", headers=VIEWER)
+    rows = [(h["action"], h["who"], h["result"], h["order_id"]) for h in await history.json()]
+    assert ("cancel", "api:otto", "ok", oid) in rows and ("cancel", "api:otto", "refused", done) in rows
+
+
+# ---- hub orders cancel ----------------------------------------------------------------------------
+def test_cli_cancel_produces_the_same_envelope(settings: Settings) -> None:
+    env = {"HUB_TOPIC_PREFIX": settings.topic_prefix, "HUB_MONGO_DB": settings.mongo_db, "COLUMNS": "250"}
+
+    async def setup() -> tuple[str, str]:
+        rt = Runtime(settings)
+        await rt.start()
+        try:
+            return await seed(rt, "C-5"), await seed(rt, "C-6", status="failed")
+        finally:
+            await rt.stop()
+
+    oid, failed = asyncio.run(setup())
+    result = CliRunner().invoke(cli, ["orders", "cancel", oid, "--reason", "撤单", "--as", "ops-li", "--json"], env=env)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert json.loads(result.output)["order_id"] == oid
+    (out,) = asyncio.run(orders_topic(settings, expect=1))
+    assert_cancel(out, oid, reason="撤单", by="ops-li")
+    refused = CliRunner().invoke(cli, ["orders", "cancel", failed, "--reason", "x"], env=env)
+    assert refused.exit_code == 1 and "already failed" in refused.output
+    assert CliRunner().invoke(cli, ["orders", "cancel", "ord-nope", "--reason", "x"], env=env).exit_code == 1
+
+
+# ---- a partner's withdraw: REST and a file --------------------------------------------------------
+async def test_rest_withdraw_cancels_the_running_order_instead_of_creating_one(client: TestClient,
+                                                                             settings: Settings) -> None:
+    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    body = order("W-1", scenario="withdraw", extensions={"withdraw_reason": "customer cancelled"})
+    resp = await client.post(URL, json=body, headers=ESOP_KEY)
+    assert resp.status == 400, await resp.text()  # nothing runs with that external id
+    problem = await resp.json()
+    assert "'W-1'" in problem["detail"] and problem["errors"][0]["type"] == "no_running_order"
+
+    oid = await seed(runtime, "W-1")
+    resp = await client.post(URL, json=body, headers=ESOP_KEY)
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["order_id"] == oid  # the answer names the order withdrawn
+    (env,) = await orders_topic(settings, expect=1)
+    assert_cancel(env, oid, reason="customer cancelled", by="esop")
+    assert (env.source, env.protocol) == ("esop", "rest")
+    # no separate "withdraw" order on the partner's inbound topic
+    assert await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), wait=1.0) == []
+
+
+@pytest.mark.allow_blocking(reason="the test loads the BOSS route and builds its sample rows on its own loop")
+async def test_withdraw_rows_in_a_file_become_cancels_and_an_unknown_one_a_dead_letter(settings: Settings) -> None:
+    """The batch path (SFTP): rows are prepared on a thread, published in batches; a withdraw row is
+    resolved and published on its own, one with no running order is dead-lettered, the rest goes on."""
+    route = load_route_file(settings.config_dir / "routes" / "boss-sftp-orders.yaml").route
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        assert runtime.db is not None
+        emit = RouteEmit(route, prefix=settings.topic_prefix, intake=runtime.intake, producer=runtime.producer,
+                         dead_letters=DeadLetters(runtime.db, runtime.producer), db=runtime.db)
+        oid = await seed(runtime, "B-1", partner="boss")
+        withdraw = emit.prepare(Envelope(
+            type="order.received", source="boss", protocol="sftp", correlation_id="raw", idempotency_key="raw:1",
+            payload={"external_order_id": "B-1", "product": "internet_line", "scenario": "withdraw",
+                     "customer": {"name": "某公司"}}, headers={"hub-canonical": "true"}))
+        stray = withdraw.model_copy(update={"headers": {**withdraw.headers, "hub-withdraw-of": "B-404"},
+                                            "idempotency_key": "withdraw:boss:B-404"})
+        assert withdraw.type == "order.cancel" and withdraw.headers["hub-withdraw-of"] == "B-1"
+        assert await emit.publish_batch([withdraw, stray]) == 0  # no orders left in the batch
+        (env,) = await orders_topic(settings, expect=1)
+        assert_cancel(env, oid, reason="withdraw", by="boss")
+        letter = await runtime.db["dead_letters"].find_one({"envelope.idempotency_key": "withdraw:boss:B-404"})
+        assert letter is not None and "'B-404'" in letter["error"]
+    finally:
+        await runtime.stop()
