@@ -2,20 +2,25 @@
 operator HTTP endpoint, the admin API, ``hub orders cancel``, a partner's withdraw over SOAP, REST and
 a file — produces the same ``order.cancel`` envelope of the *running* order on ``{p}.orders``.
 
-Until the v2 runtime consumes ``order.cancel`` (the lead's flows/runtime), these tests stop at the
-envelope on the orders topic and the answers; what the engine does with it is
-tests/unit/flows_graph_cancel_test.py.
+Most tests stop at the envelope on the orders topic and the answers; the last one runs a real ``hub
+run`` worker (the v2 runtime, flows/runtime) and sees the cancelled order and its compensation at the
+simulator. What the engine does step by step is tests/unit/flows_graph_cancel_test.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -26,11 +31,15 @@ from hub import topics
 from hub.deadletter import ACTIONS, DeadLetters
 from hub.envelope import Envelope
 from hub.order import order_id_for
-from hub.settings import AdminToken, Settings
+from hub.settings import PROJECT_ROOT, AdminToken, Settings
 from routes.loader import load_route_file
 from routes.pipeline import RouteEmit
+from simulators import serve
+from tests.conftest import free_port
+from tests.integration.flow_harness import OPERATOR as HARNESS_OPERATOR
+from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config
 from tests.integration.test_intake import ESOP_KEY, URL, order
-from tests.support import envelopes, read_topic
+from tests.support import envelopes, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
@@ -74,7 +83,7 @@ def assert_cancel(env: Envelope, oid: str, *, reason: str, by: str) -> None:
 # ---- operator: POST /api/v1/orders/{id}/cancel ----------------------------------------------------
 async def test_operator_cancel_produces_one_order_cancel_and_is_recorded(client: TestClient,
                                                                          settings: Settings) -> None:
-    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    runtime: Runtime = client.app[RUNTIME]
     oid = await seed(runtime, "C-1")
     resp = await client.post(f"/api/v1/orders/{oid}/cancel", json={"reason": "customer withdrew"}, headers=OPERATOR)
     assert resp.status == 202, await resp.text()
@@ -93,7 +102,7 @@ async def test_operator_cancel_produces_one_order_cancel_and_is_recorded(client:
 
 
 async def test_operator_cancel_refusals_are_problem_documents(client: TestClient, settings: Settings) -> None:
-    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    runtime: Runtime = client.app[RUNTIME]
     done = await seed(runtime, "C-2", status="completed")
     unknown = await client.post("/api/v1/orders/ord-nope/cancel", json={"reason": "x"}, headers=OPERATOR)
     assert unknown.status == 404 and unknown.content_type == "application/problem+json"
@@ -110,7 +119,7 @@ async def test_operator_cancel_refusals_are_problem_documents(client: TestClient
 # ---- admin API ------------------------------------------------------------------------------------
 async def test_admin_api_cancel_is_the_same_envelope_and_audited_as_api(client: TestClient,
                                                                        settings: Settings) -> None:
-    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    runtime: Runtime = client.app[RUNTIME]
     oid = await seed(runtime, "C-3", status="waiting")
     done = await seed(runtime, "C-4", status="cancelled")
     resp = await client.post(f"/admin/v1/orders/{oid}/cancel", json={"reason": "terminate"}, headers=OPERATOR)
@@ -153,7 +162,7 @@ def test_cli_cancel_produces_the_same_envelope(settings: Settings) -> None:
 # ---- a partner's withdraw: REST and a file --------------------------------------------------------
 async def test_rest_withdraw_cancels_the_running_order_instead_of_creating_one(client: TestClient,
                                                                              settings: Settings) -> None:
-    runtime: Runtime = client.app[RUNTIME]  # type: ignore[index]
+    runtime: Runtime = client.app[RUNTIME]
     body = order("W-1", scenario="withdraw", extensions={"withdraw_reason": "customer cancelled"})
     resp = await client.post(URL, json=body, headers=ESOP_KEY)
     assert resp.status == 400, await resp.text()  # nothing runs with that external id
@@ -197,3 +206,86 @@ async def test_withdraw_rows_in_a_file_become_cancels_and_an_unknown_one_a_dead_
         assert letter is not None and "'B-404'" in letter["error"]
     finally:
         await runtime.stop()
+
+
+# ---- end to end: the v2 worker applies the cancel -------------------------------------------------
+WITHDRAW_BLUEPRINT = """\
+name: test-withdraw
+product: internet_line
+scenario: move
+source: inferred
+source_note: test fixture of cancel with compensation (tests/integration/test_order_cancel.py)
+start: accept
+nodes:
+  accept: {kind: auto, title: 受理, set: {team: "'hz-install-1'"}, next: network_change}
+  network_change:
+    kind: call
+    title: 组织现网变更
+    steps:
+      - {partner: resource, operation: config_plan, payload: {orderId: order_id, action: "'apply'"}}
+    compensate: {partner: resource, operation: config_plan, payload: {orderId: order_id, action: "'undo'"}}
+    next: verification
+  verification:
+    kind: user
+    title: 业务验证
+    fields: [{name: test_ok, type: bool, required: true}]
+    next: done
+  done: {kind: end, status: completed, reply: {order_id: order_id}}
+"""
+
+
+@pytest.fixture
+async def worker(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
+    """A real ``hub run`` on a config with the blueprint above, the partner simulators in-process."""
+    sim_port = free_port()
+    runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
+    config_dir = fast_config(tmp_path / "config")
+    (config_dir / "flows" / "test_withdraw.yaml").write_text(WITHDRAW_BLUEPRINT, encoding="utf-8")
+    env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
+           "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
+           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_LOG_LEVEL": "INFO",
+           "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
+    hub = Hub(settings=settings, env=env, log_dir=tmp_path)
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
+    try:
+        await hub.start()
+        yield FlowEnv(hub=hub, sim=Sim(f"http://127.0.0.1:{sim_port}", state), db=client[settings.mongo_db],
+                      settings=settings)
+    finally:
+        await asyncio.to_thread(hub.stop)
+        await runner.cleanup()
+        client.close()
+
+
+async def post(env: FlowEnv, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.post(f"{env.hub.url}{path}", json=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_withdraw_and_operator_cancel_end_a_running_v2_order_cancelled_with_its_undo(worker: FlowEnv) -> None:
+    env = worker
+    withdrawn = await env.post_order("esop", "ESOP-WD-1", "internet_line", scenario="move")
+    stopped = await env.post_order("esop", "ESOP-WD-2", "internet_line", scenario="move")
+    for oid in (withdrawn, stopped):
+        await env.wait_order(oid, lambda d: d.get("current_stage") == "verification")
+
+    status, body = await post(env, URL, order("ESOP-WD-1", scenario="withdraw",
+                                              extensions={"withdraw_reason": "客户撤单"}), ESOP_KEY)
+    assert status == 202 and body["order_id"] == withdrawn, body
+    status, body = await post(env, f"/api/v1/orders/{stopped}/cancel", {"reason": "terminate"}, HARNESS_OPERATOR)
+    assert status == 202, body
+
+    for oid, reason in ((withdrawn, "客户撤单"), (stopped, "terminate")):
+        doc = await env.wait_order(oid, lambda d: d["status"] == "cancelled")
+        assert doc["replies"][-1]["payload"]["reason"] == reason and doc["replies"][-1]["to"] == "origin"
+    # each order's network change was applied once and undone once (the compensation, via delivery)
+    async def undone() -> bool:
+        bodies = [json.dumps(c.body, ensure_ascii=False) for c in env.sim.calls("resource", "config_plan")]
+        return sum("undo" in b for b in bodies) == 2 and sum("apply" in b for b in bodies) == 2
+
+    await eventually(undone, timeout=15)
+    # too late now: nothing runs with that external id any more, and the order stays cancelled
+    status, body = await post(env, URL, order("ESOP-WD-1", scenario="withdraw"), ESOP_KEY)
+    assert status == 400 and "ESOP-WD-1" in body["detail"], body
+    status, _ = await post(env, f"/api/v1/orders/{stopped}/cancel", {"reason": "again"}, HARNESS_OPERATOR)
+    assert status == 409
