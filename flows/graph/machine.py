@@ -7,8 +7,9 @@ timers, relay: docs/flows-v2.md) can retry a write without fearing a different o
 from the order id and a counter in the state; ``now`` is handed in with every event.
 
 The state is one JSON document: ``status``, ``data`` (the order document), ``tokens`` (several per order
-for parallel branches), ``forks`` (open parallel splits), ``done`` (completed nodes with a compensation,
-in order), ``seq``. The input state is never mutated.
+for parallel branches; a token's ``due`` keeps when each of its timers is due), ``forks`` (open parallel
+splits), ``done`` (completed nodes with a compensation, in order), ``seq``, ``trail``, and while an
+operator holds the order ``suspended`` {at, reason, by, timers, events}. The input state is never mutated.
 
 Generic behaviour lives here — gate reports on entry/exit (G2/G6), node timeouts (take a path and/or
 escalate), cancel (cancel pending work, compensations in reverse, reply, finish), suspend / resume
