@@ -95,6 +95,17 @@ async def test_a_replace_against_a_stale_or_missing_revision_is_told_it_lost(
     assert await orders.find_one({"_id": "nope"}) is None
 
 
+async def test_a_document_written_before_revision_tokens_is_replaced_against_none(
+        orders: AsyncIOMotorCollection[dict[str, Any]]) -> None:
+    """An order saved by the v1 engine has no ``rev``: the first revision-token write expects None."""
+    await orders.insert_one({"_id": "v1", "version": 7})
+    writer = BulkWriter(orders)
+    doc: dict[str, Any] = {"_id": "v1", "n": 1}
+    assert await writer.replace_if_rev(doc, None)
+    assert not await writer.replace_if_rev({"_id": "v1", "n": 2}, None)  # now it has one
+    assert (await orders.find_one({"_id": "v1"}) or {}).get("rev") == doc["rev"]
+
+
 @pytest.mark.parametrize("batches", ["one_batch", "two_batches"])
 async def test_insert_new_is_won_by_exactly_one_of_two_inserts_and_leaves_other_writes_alone(
         orders: AsyncIOMotorCollection[dict[str, Any]], batches: str) -> None:
