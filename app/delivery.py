@@ -122,11 +122,12 @@ class Deliverer:
             return
         await self._emit_result(env, ok=False, response=outcome.response, attempts=attempts, duration_ms=total_ms,
                                 finished_at=now, error=outcome.error,
-                                dead_letter_id=delivery.trail.dead_letter_id(outcome))
+                                dead_letter_id=delivery.trail.dead_letter_id(outcome),
+                                rejected=not outcome.retryable and outcome.response is not None)
 
     async def _emit_result(self, env: Envelope, *, ok: bool, response: Any, attempts: list[Attempt],
                            duration_ms: float | None, finished_at: datetime, error: str | None = None,
-                           dead_letter_id: str | None = None) -> None:
+                           dead_letter_id: str | None = None, rejected: bool = False) -> None:
         rnd = env.payload.get("round", 1)
         result = env.caused(
             type="call.result", source=self.partner, protocol=env.protocol,
@@ -135,6 +136,7 @@ class Deliverer:
                      "outcome": "ok" if ok else "dead_lettered", "error": error, "response": response,
                      "attempts": [a.model_dump(mode="json") for a in attempts], "duration_ms": duration_ms,
                      "dead_letter_id": dead_letter_id, "finished_at": finished_at.isoformat(),
+                     "rejected": rejected,  # the partner answered "no" (not: it could not be reached)
                      "operation": env.payload.get("operation"), "partner": self.partner},
         )
         await self.runtime.producer.send(self.orders_topic, result)

@@ -4,7 +4,7 @@ Why here: ``hub/`` and ``connectors/`` must not import ``flows/`` (layering), ye
 know whether a product/scenario has a flow before it answers 202 — otherwise the order is accepted
 and then silently ``failed`` by the engine. The composition root (``app/plugins.py``) asks this
 module for a check and hands it to the intake; the check reads the same blueprints the engine
-runs (the ``BLUEPRINTS`` service, loaded at start in a thread by :func:`load_at_start` — the web
+runs (the library service, loaded at start in a thread by :func:`load_at_start` — the web
 app's startup — or by the worker; only a process with neither loads them on first use).
 """
 
@@ -14,7 +14,6 @@ import asyncio
 import logging
 from typing import Any
 
-from flows.blueprint import BLUEPRINTS, Blueprints, load_blueprints
 from hub.envelope import Envelope
 from hub.errors import ConfigError, ValidationFailed
 from hub.services import ServiceKey, Services
@@ -23,39 +22,13 @@ log = logging.getLogger(__name__)
 
 ORDER_TYPES = frozenset({"order.received"})
 #: why the blueprints did not load (set once: the files are not re-read on every request)
-BLUEPRINTS_FAILED: ServiceKey[str] = ServiceKey("blueprints_failed")
+LIBRARY_FAILED: ServiceKey[str] = ServiceKey("flow_library_failed")
 
 
-def loaded_blueprints(runtime: Services) -> Blueprints | None:
-    """The process's blueprints, loading them if nothing has; None when they do not load."""
-    bps = runtime.get(BLUEPRINTS)
-    if bps is None and runtime.get(BLUEPRINTS_FAILED) is None:
-        try:
-            bps = runtime.put(BLUEPRINTS, load_blueprints(runtime.settings.config_dir, runtime.partners))
-        except ConfigError as exc:
-            runtime.put(BLUEPRINTS_FAILED, str(exc))
-            log.error("intake admission off: blueprints do not load (%s)", exc)
-    return bps
-
-
-async def load_at_start(runtime: Services) -> None:
-    """Load the blueprints before the first request, in a thread: parsing every flow file is
-    blocking YAML work that must not run on the event loop inside a partner's request."""
-    if runtime.get(BLUEPRINTS) is None and runtime.get(BLUEPRINTS_FAILED) is None:
-        await asyncio.to_thread(loaded_blueprints, runtime)
-    await asyncio.to_thread(_library, runtime)
-
-
-def _blueprints(runtime: Any) -> Blueprints | None:
-    """The engine's blueprints; None when they do not load (``hub run`` refuses to start then, so
-    this only happens in a web-only process: the intake admits, and the engine reports later)."""
-    bps = loaded_blueprints(runtime)
-    return bps
-
-
-def _library(runtime: Any) -> Any:
-    """The v2 blueprints (flows/graph/library.py); None when they do not load (the worker refuses
-    to start then; a web-only process admits and the engine reports later)."""
+def loaded_library(runtime: Any) -> Any:
+    """The process's v2 blueprints (flows/graph/library.py), loading them if nothing has; None
+    when they do not load (the worker refuses to start then; a web-only process admits, and the
+    engine reports later)."""
     from flows.runtime.agents import LIBRARY, load_v2_library
 
     if runtime.get(LIBRARY) is None and runtime.get(LIBRARY_FAILED) is None:
@@ -63,15 +36,18 @@ def _library(runtime: Any) -> Any:
             load_v2_library(runtime)
         except ConfigError as exc:
             runtime.put(LIBRARY_FAILED, str(exc))
-            log.error("intake admission of v2 flows off: blueprints do not load (%s)", exc)
+            log.error("intake admission off: blueprints do not load (%s)", exc)
     return runtime.get(LIBRARY)
 
 
-LIBRARY_FAILED: ServiceKey[str] = ServiceKey("flow_library_failed")
+async def load_at_start(runtime: Services) -> None:
+    """Load the blueprints before the first request, in a thread: parsing every flow file is
+    blocking YAML and CEL work that must not run on the event loop inside a partner's request."""
+    await asyncio.to_thread(loaded_library, runtime)
 
 
-def available(blueprints: Blueprints) -> list[str]:
-    return sorted(f"{bp.product}/{bp.scenario.value}" for bp in blueprints)
+def available(library: Any) -> list[str]:
+    return sorted(f"{bp.product}/{bp.scenario}" for bp in library if bp.product and bp.scenario)
 
 
 def admission(runtime: Any) -> Any:
@@ -80,15 +56,10 @@ def admission(runtime: Any) -> Any:
     def admit(envelope: Envelope) -> None:
         if envelope.type not in ORDER_TYPES or not envelope.product:
             return  # raw records (a route without the canonical model) and events are not orders yet
-        blueprints = _blueprints(runtime)
-        library = _library(runtime)
-        if library is not None and library.get(envelope.product, envelope.scenario) is not None:
-            return
-        if blueprints is None or (not len(blueprints) and not len(library or ())) or blueprints.get(
-                envelope.product, envelope.scenario) is not None:
+        library = loaded_library(runtime)
+        if library is None or not available(library) or library.get(envelope.product, envelope.scenario) is not None:
             return  # no flows installed: admit everything
-        known = sorted({*available(blueprints), *(f"{bp.product}/{bp.scenario}" for bp in library or ()
-                                                  if bp.product and bp.scenario)})
+        known = available(library)
         message = (f"no flow runs product {envelope.product!r} scenario {envelope.scenario!r}; "
                    f"available: {', '.join(known)}")
         raise ValidationFailed(message, [

@@ -8,6 +8,9 @@
   manual stage (admin bearer token, role ``operator``). Checked against the order's current stage
   and the stage's ``required_fields`` before anything is written; 202 once durable on Kafka.
 
+* ``POST /api/v1/orders/{order_id}/stages/{stage}/retry`` — the user clicks again (G2: re-send a
+  stage's failed gated reports; P06.4 刷新: query a polling step now); role ``operator``.
+
 Both bodies are nesting-limited before they are parsed (``HUB_INTAKE_MAX_DEPTH``,
 ``hub/jsonlimits.py``) and the envelope is round-tripped as the engine will read it before it is
 journaled: a body that could only fail later is a 400 now, never a 500 or a lost event.
@@ -17,20 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from flows.admission import BLUEPRINTS_FAILED, load_at_start, loaded_blueprints
-from flows.blueprint import Blueprints
+from flows.admission import load_at_start
 from flows.documents import ORDERS
+from flows.graph.rules import check_submission
+from flows.runtime.agents import pinned_blueprint
 from flows.store import EVENTS
 from hub import jsonlimits, topics
 from hub.auth import PRINCIPAL, requires
 from hub.envelope import Envelope
-from hub.errors import RetryableError, ValidationFailed
+from hub.errors import ConfigError, RetryableError, ValidationFailed
 from hub.intake import check_envelope
 from hub.problem import problem
 from hub.services import SERVICES, Services
@@ -40,6 +45,7 @@ M = TypeVar("M", bound=BaseModel)
 
 CALLBACK_PATH = "/api/v1/partners/{partner}/callbacks"
 SUBMIT_PATH = "/api/v1/orders/{order_id}/stages/{stage}/submit"
+RETRY_PATH = "/api/v1/orders/{order_id}/stages/{stage}/retry"
 
 
 class CallbackBody(BaseModel):
@@ -65,11 +71,6 @@ def _runtime(request: web.Request) -> Services:
 
 def _tokens(request: web.Request) -> list[AdminToken]:
     return list(getattr(_runtime(request).settings, "admin_tokens", []))
-
-
-def _blueprints(runtime: Services) -> Blueprints | None:
-    """Loaded at the web app's start (``_load_blueprints``) or by the worker, never inside a request."""
-    return loaded_blueprints(runtime)
 
 
 async def _load_blueprints(app: web.Application) -> None:
@@ -168,59 +169,25 @@ async def submit(request: web.Request) -> web.Response:
     _, body = parsed
     if runtime.db is None:
         return problem(503, "Service Unavailable", "order store not available")
-    doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"stages": {"$slice": -1}, "calls": 0, "order": 0})
+    doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"stages": 0, "order": 0})
     if doc is None:
         return problem(404, "Not Found", f"no order {order_id!r}")
-    if doc.get("engine") == 2:
-        return await _submit_v2(request, runtime, doc, stage_name, body)
-    bps = _blueprints(runtime)
-    if bps is None:
-        why = runtime.get(BLUEPRINTS_FAILED)
-        return problem(503, "Service Unavailable", f"the flow blueprints did not load: {why}")
-    bp = bps.get(doc.get("product"), doc.get("scenario"))
-    if bp is None or stage_name not in {s.name for s in bp.stages}:
-        return problem(404, "Not Found", f"order {order_id} has no stage {stage_name!r}")
-    stage = bp.stage(stage_name)
-    if stage.kind != "manual":
-        return problem(409, "Conflict", f"stage {stage_name!r} is {stage.kind}; it is not submitted by hand")
-    if doc.get("current_stage") != stage_name or doc.get("phase") != "active":
-        return problem(409, "Conflict", f"order {order_id} is not waiting for {stage_name!r} "
-                       f"(current stage {doc.get('current_stage')!r}, {doc.get('phase') or doc.get('status')})")
-    missing = [f for f in stage.required_fields if body.data.get(f) in (None, "")]
-    if missing:
-        return problem(400, "Bad Request", f"{len(missing)} required field(s) missing",
-                       errors=[{"field": f"data.{f}", "message": "required"} for f in missing])
-    visit = (doc.get("stages") or [{}])[-1].get("visit", 1)
-    who = body.submitted_by or f"operator:{request[PRINCIPAL].name}"
-    envelope = Envelope(
-        type="stage.submit", source="hub", protocol="rest", correlation_id=order_id,
-        idempotency_key=f"submit:{order_id}:{stage_name}#{visit}", product=doc.get("product"),
-        scenario=doc.get("scenario"),
-        payload={"stage": stage_name, "visit": visit, "data": body.data, "submitted_by": who},
-    )
-    outcome = await _emit(runtime, envelope)
-    if isinstance(outcome, web.Response):
-        return outcome
-    return web.json_response({"order_id": order_id, "stage": stage_name, "accepted": True, "duplicate": outcome},
-                             status=202)
+    return await _submit(request, runtime, doc, stage_name, body)
 
 
-async def _submit_v2(request: web.Request, runtime: Services, doc: dict[str, Any], node: str,
+async def _submit(request: web.Request, runtime: Services, doc: dict[str, Any], node: str,
                      body: SubmitBody) -> web.Response:
     """A v2 order: the node must be a ``user`` node a token is waiting at; its field rules (types,
     regex, enums, list sizes, locks and defaults — flows/graph/rules.py) are checked here, against
     the order as stored, so the submitter gets the errors now (400) instead of an accepted 202 the
     engine would refuse; the engine checks again when it applies the submission."""
-    from flows.graph.rules import check_submission
-    from flows.runtime.agents import FLOW_RUNNER_V2
-
     order_id = doc["_id"]
-    runner = runtime.get(FLOW_RUNNER_V2)
     state = doc.get("state") or {}
-    if runner is None:
-        return problem(503, "Service Unavailable", "the flow engine is not loaded in this process")
-    bp = await runner.blueprint(doc)
-    spec = bp.nodes.get(node)
+    try:
+        bp = await pinned_blueprint(runtime, doc)
+    except ConfigError as exc:
+        return problem(503, "Service Unavailable", f"the order's blueprint is not available: {exc}")
+    spec = bp.nodes.get(node) if bp is not None else None
     if spec is None:
         return problem(404, "Not Found", f"order {order_id} has no stage {node!r}")
     if spec.kind != "user":
@@ -247,7 +214,32 @@ async def _submit_v2(request: web.Request, runtime: Services, doc: dict[str, Any
                              status=202)
 
 
+@requires("operator", _tokens)
+async def retry(request: web.Request) -> web.Response:
+    """The user clicks again (G2; P06.4 刷新): re-send a stage's failed gated progress reports, or
+    query a polling step's result now. 409 when the order is not held at that stage."""
+    runtime = _runtime(request)
+    order_id, node = request.match_info["order_id"], request.match_info["stage"]
+    if runtime.db is None:
+        return problem(503, "Service Unavailable", "order store not available")
+    doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"state.tokens": 1, "status": 1, "engine": 1})
+    if doc is None or doc.get("engine") != 2:
+        return problem(404, "Not Found", f"no v2 order {order_id!r}")
+    tokens = ((doc.get("state") or {}).get("tokens") or {}).values()
+    if doc.get("status") in ("completed", "failed", "cancelled") or not any(t["node"] == node for t in tokens):
+        return problem(409, "Conflict", f"order {order_id} is not at stage {node!r}")
+    who = f"operator:{request[PRINCIPAL].name}"
+    envelope = Envelope(type="order.retry", source="hub", protocol="rest", correlation_id=order_id,
+                        idempotency_key=f"retry:{order_id}:{node}:{uuid.uuid4().hex}",
+                        payload={"node": node, "by": who})
+    outcome = await _emit(runtime, envelope)
+    if isinstance(outcome, web.Response):
+        return outcome
+    return web.json_response({"order_id": order_id, "stage": node, "accepted": True}, status=202)
+
+
 def add_routes(app: web.Application) -> None:
     app.on_startup.append(_load_blueprints)
     app.router.add_post(CALLBACK_PATH, callback)
     app.router.add_post(SUBMIT_PATH, submit)
+    app.router.add_post(RETRY_PATH, retry)

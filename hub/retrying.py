@@ -9,12 +9,13 @@ a failure. Every policy takes an injected ``sleep`` so tests run it without wait
 ======================  =========  ======================  ==============================================
 policy                  attempts   waits                   retries
 ======================  =========  ======================  ==============================================
-``ENGINE_EVENT``        6          0.2 s · 2ⁿ, ≤ 5 s       one order event on MongoDB/Kafka trouble,
-                                                           then the event is dead-lettered
-``VERSION_CONFLICT``    10         none                    reload + re-apply when another writer saved
-                                                           the order first (optimistic ``version``)
-``OUTBOX_SEND``         7          0.2 s · 2ⁿ, ≤ 5 s       the outbox envelopes the broker did not
-                                                           acknowledge; then the recovery timer re-sends
+``ENGINE_OUTAGE``       until it   0.2 s · 2ⁿ, ≤ 5 s       one order event while MongoDB or Kafka is away:
+                        works                              the event waits (its offset is not committed),
+                                                           an outage never dead-letters an order
+``ENGINE_EVENT``        3          0.2 s · 2ⁿ              an order event that failed otherwise (a bug),
+                                                           then it is dead-lettered with the error
+``REVISION_CONFLICT``   20         none                    reload + re-apply when another writer changed
+                                                           the order first (fresh revision token)
 ``AMQP_REQUEUE``        1 (+ the   ``retry_delay_s``       a message Kafka/MongoDB could not take: wait,
                         broker's)  (route config)          then nack-requeue (the broker redelivers)
 ``ROUTE_RELAUNCH``      until it   1 poll · 2ⁿ, ≤ 30 s     a route whose source could not start (its
@@ -88,9 +89,9 @@ class Backoff:
         await sleep(self.delay(attempt))
 
 
-ENGINE_EVENT = Backoff("engine-event", attempts=6, initial_s=0.2, max_s=5.0)
-VERSION_CONFLICT = Backoff("version-conflict", attempts=10)
-OUTBOX_SEND = Backoff("outbox-send", attempts=7, initial_s=0.2, max_s=5.0)
+ENGINE_OUTAGE = Backoff("engine-outage", attempts=None, initial_s=0.2, max_s=5.0)
+ENGINE_EVENT = Backoff("engine-event", attempts=3, initial_s=0.2, max_s=5.0)
+REVISION_CONFLICT = Backoff("revision-conflict", attempts=20)
 AMQP_REQUEUE = Backoff("amqp-requeue", attempts=1, initial_s=1.0, max_s=1.0, multiplier=1.0)
 ROUTE_RELAUNCH = Backoff("route-relaunch", attempts=None, initial_s=2.0, max_s=30.0)
 

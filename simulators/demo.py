@@ -77,7 +77,6 @@ def _sample(i: int, tag: str) -> tuple[str, dict[str, Any]]:
 
 class Demo:
     def __init__(self, settings: Settings, orders: int, timeout: float) -> None:
-        from flows.blueprint import load_blueprints
         from flows.graph.check import partner_operations
         from flows.graph.library import load_library
         from hub.partners import load_partners
@@ -86,7 +85,6 @@ class Demo:
         self.n = orders
         self.timeout = timeout
         self.partners = load_partners(settings.config_dir)
-        self.blueprints = load_blueprints(settings.config_dir, self.partners)
         self.library = load_library(settings.config_dir, partner_operations(self.partners))  # v2 flows
         self.base = f"http://{settings.http_host}:{settings.http_port}"
         token = next((t for t in getattr(settings, "admin_tokens", []) if t.role == "operator"), None)
@@ -114,20 +112,6 @@ class Demo:
         for d in docs:
             if d.get("engine") == 2:
                 await self._field_app_v2(http, d)
-                continue
-            bp = self.blueprints.get(d.get("product"), d.get("scenario"))
-            stage_name, phase = d.get("current_stage"), d.get("phase")
-            if bp is None or not stage_name or phase != "active":
-                continue
-            stage = bp.stage(stage_name)
-            visit = (d.get("stages") or [{}])[-1].get("visit", 1)
-            if stage.kind != "manual" or (d["_id"], stage_name, visit) in self.submitted:
-                continue
-            data = {f: (["demo-1"] if f.endswith("_list") else f"demo-{f}") for f in stage.required_fields}
-            async with http.post(f"{self.base}/api/v1/orders/{d['_id']}/stages/{stage_name}/submit",
-                                 json={"data": data, "submitted_by": "field-app:demo"}, headers=self.operator) as r:
-                if r.status in (202, 409):
-                    self.submitted.add((d["_id"], stage_name, visit))
 
     async def _field_app_v2(self, http: aiohttp.ClientSession, d: dict[str, Any]) -> None:
         """A v2 order waiting in a manual stage (a ``user`` node): submit sample values derived from

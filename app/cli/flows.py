@@ -172,24 +172,7 @@ def check(config: Path | None = CONFIG, directory: Path | None = DIR) -> None:
     """Validate every blueprint: model, expressions, partner operations, sub-flows, reachability (exit 2
     with every problem as file:line: key: message)."""
     lib = _load(config, directory)
-    if directory is None:
-        _check_v1(_config_dir(config))
     typer.echo(f"{len(lib)} blueprint(s) OK ({len(lib.templates)} template(s), {len(lib.fragments)} fragment(s))")
-
-
-def _check_v1(config_dir: Path) -> None:
-    """The v1 files (config/flows/*.yaml with ``stages:``) while the worker still runs them; this goes
-    with flows/blueprint.py when the v2 runtime runs the shipped blueprints."""
-    try:
-        from flows.blueprint import load_blueprints
-    except ImportError:  # the v1 loader is gone: nothing of v1 is run any more
-        return
-    from hub.partners import load_partners
-
-    try:
-        load_blueprints(config_dir, load_partners(config_dir))
-    except ConfigError as exc:
-        raise _fail(exc) from exc
 
 
 # ---- diff -------------------------------------------------------------------------------------

@@ -65,8 +65,13 @@ def _applies(rules: list[Conditional], scope: dict[str, Any]) -> Conditional | N
 
 def check_submission(rules: list[FieldRule], fields: dict[str, Any], scope: dict[str, Any],
                      ) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """Apply defaults and locks, then check every rule; return the fields and ``{field, message}`` errors."""
-    errors: list[dict[str, str]] = []
+    """Apply defaults and locks, then check every rule; return the fields and ``{field, message}`` errors.
+
+    A field the node does not declare is an error, not data: a submission is merged into the order
+    document, and an undeclared ``external_order_id`` or ``team`` would overwrite the order's own."""
+    declared = {rule.name for rule in rules}
+    errors: list[dict[str, str]] = [{"field": name, "message": "not a field of this stage"}
+                                    for name in fields if name not in declared]
     for rule in rules:  # defaults first: later rules may depend on a defaulted field
         if rule.name not in fields:
             d = _applies(rule.default, {**scope, "fields": fields})

@@ -16,6 +16,7 @@ import faust
 from flows.runtime.runner import FlowRunner
 from flows.runtime.sweeps import Sweeps
 from flows.settings import FlowSettings
+from hub.errors import ConfigError
 from hub.services import ServiceKey, Services
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,28 @@ def load_v2_library(runtime: Services) -> Any:
 
         lib = runtime.put(LIBRARY, load_library(runtime.settings.config_dir, partner_operations(runtime.partners)))
     return lib
+
+
+async def pinned_blueprint(runtime: Services, doc: dict[str, Any]) -> Any:
+    """The blueprint version an order pinned, in any process (the worker's runner when there is one,
+    else the library and then MongoDB ``blueprint_versions``); None for an order that has none."""
+    runner = runtime.get(FLOW_RUNNER_V2)
+    if runner is not None:
+        return await runner.blueprint(doc)
+    digest = doc.get("digest")
+    if digest is None:
+        return None
+    bp = load_v2_library(runtime).by_digest(digest)
+    if bp is None:
+        from flows.graph.library import restore
+        from flows.runtime.store import OrderStoreV2
+
+        assert runtime.db is not None
+        raw = await OrderStoreV2(runtime.db).version(digest)
+        if raw is None:
+            raise ConfigError(f"blueprint {doc.get('blueprint')} version {digest} is unknown")
+        bp = restore(raw, digest)
+    return bp
 
 
 def build_runner(runtime: Services, fs: FlowSettings, callback_base_url: str) -> FlowRunner:

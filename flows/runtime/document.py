@@ -18,11 +18,11 @@ timers), ``rev`` (fresh per write), ``blueprint`` / ``digest`` (the pinned versi
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from flows.graph.model import Blueprint
 
-__all__ = ["RELAYED", "apply_commands", "epoch", "new_document", "project", "ts"]
+__all__ = ["RELAYED", "apply_commands", "epoch", "new_document", "project", "ts", "unrunnable_document"]
 
 #: commands the relay carries out (the rest change the document itself)
 RELAYED = frozenset({"send_call", "send_report", "publish", "start_subflow", "cancel_subflow", "notify_parent"})
@@ -40,7 +40,19 @@ def epoch(value: Any) -> float:
     return float(value)
 
 
-def new_document(order_id: str, env_fields: dict[str, Any], bp: Blueprint, now: float) -> dict[str, Any]:
+class Pinned(Protocol):
+    """What an order document records of its blueprint (a Blueprint, or nothing for an unrunnable order)."""
+
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def product(self) -> str | None: ...
+    @property
+    def scenario(self) -> str | None: ...
+    def digest(self) -> str | None: ...
+
+
+def new_document(order_id: str, env_fields: dict[str, Any], bp: Pinned, now: float) -> dict[str, Any]:
     """An order document before its first event is applied (``env_fields``: origin, ids, payload)."""
     at = ts(now)
     return {
@@ -136,3 +148,37 @@ def _stage(entry: dict[str, Any], bp: Blueprint) -> dict[str, Any]:
             "kind": spec.kind if spec else "?", "entered_at": ts(entry["at"]),
             "finished_at": ts(left) if left is not None else None, "outcome": entry.get("outcome"),
             "duration_ms": round((left - entry["at"]) * 1000, 1) if left is not None else None}
+
+
+def unrunnable_document(order_id: str, env_fields: dict[str, Any], product: str, scenario: str, reason: str,
+                        now: float, *, report_to_origin: bool) -> dict[str, Any]:
+    """An accepted order no blueprint runs (one removed after intake admitted it; issue 8 item 2):
+    ``failed`` with the reason — and, when the origin declares a ``close_report`` operation, a
+    failure report to it in the outbox (same request shape as a blueprint's close-report,
+    ``resultCode`` "0"), so an accepted order never fails silently."""
+    at = ts(now)
+    doc = {**new_document(order_id, env_fields, _NoBlueprint(product, scenario), now),
+           "status": "failed", "outcome": reason, "blocked_reason": reason, "completed_at": at, "digest": None,
+           "blueprint": None}
+    if report_to_origin:
+        call_id = f"{order_id}:0:call"
+        command = {"type": "send_call", "id": call_id, "call_id": call_id, "partner": doc["partner"],
+                   "operation": "close_report", "purpose": "call", "node": "intake",
+                   "payload": {"orderId": doc["external_order_id"], "hubOrderId": order_id, "resultCode": "0",
+                               "resultDesc": reason, "finishTime": at.isoformat(timespec="seconds")}}
+        doc["outbox"] = [command]
+        doc["open_calls"] = {call_id: {**command, "sent_at": None}}
+        doc["outbox_at"] = at
+    return doc
+
+
+class _NoBlueprint:
+    """What new_document reads of a blueprint, for an order that has none."""
+
+    def __init__(self, product: str, scenario: str) -> None:
+        self.product: str | None = product
+        self.scenario: str | None = scenario
+        self.name: str | None = None
+
+    def digest(self) -> str | None:
+        return None

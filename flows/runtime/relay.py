@@ -52,7 +52,7 @@ class Relay:
     def partners(self) -> dict[str, Partner]:
         return self.runtime.partners
 
-    async def carry_out(self, doc: dict[str, Any], bp: Blueprint) -> list[str]:
+    async def carry_out(self, doc: dict[str, Any], bp: Blueprint | None) -> list[str]:
         """Carry out every outbox entry; return the ids that were (the rest stay for the sweep)."""
         results = await asyncio.gather(*(self._one(doc, bp, c) for c in doc["outbox"]), return_exceptions=True)
         done = []
@@ -64,7 +64,7 @@ class Relay:
                 done.append(command["id"])
         return done
 
-    async def _one(self, doc: dict[str, Any], bp: Blueprint, c: dict[str, Any]) -> None:
+    async def _one(self, doc: dict[str, Any], bp: Blueprint | None, c: dict[str, Any]) -> None:
         kind = c["type"]
         if kind in ("send_call", "send_report"):
             await self._send(self._call_envelope(doc, bp, c), topics.outbound(self.prefix, c["partner"]))
@@ -97,12 +97,12 @@ class Relay:
         return Envelope(type=type_, source="hub", protocol="internal", correlation_id=order_id, idempotency_key=key,
                         payload=payload, headers=headers or {}, trace=self._trace(doc))
 
-    def _call_envelope(self, doc: dict[str, Any], bp: Blueprint, c: dict[str, Any]) -> Envelope:
+    def _call_envelope(self, doc: dict[str, Any], bp: Blueprint | None, c: dict[str, Any]) -> Envelope:
         partner = self.partners.get(c["partner"])
         protocol = partner.outbound.protocol if partner is not None and partner.outbound is not None else "rest"
         request = dict(c.get("payload") or {})
         is_report = c["type"] == "send_report"
-        if not is_report:
+        if not is_report and bp is not None:
             step = call_step(bp, doc["state"] or {}, c["call_id"])
             if step is not None and step.mode in ("callback", "poll") and c.get("purpose") == "call":
                 request.update(callback_ref=c["call_id"], hub_order_id=doc["_id"],

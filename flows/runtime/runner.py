@@ -18,11 +18,12 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
+from tenacity import RetryCallState, retry_if_exception_type, retry_if_not_exception_type
 
 from flows.documents import CALLS
 from flows.graph import step
 from flows.graph.model import Blueprint
-from flows.runtime.document import MAX_APPLIED, apply_commands, new_document, project, ts
+from flows.runtime.document import MAX_APPLIED, apply_commands, new_document, project, ts, unrunnable_document
 from flows.runtime.relay import Relay
 from flows.runtime.store import OrderStoreV2
 from flows.runtime.translate import to_event, what
@@ -33,11 +34,11 @@ from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
 from hub.metrics import STAGE_TRANSITIONS
+from hub.retrying import ENGINE_EVENT, ENGINE_OUTAGE, REVISION_CONFLICT, Sleep
 from hub.services import Services
 
 log = logging.getLogger(__name__)
 TRANSIENT = (PyMongoError, KafkaError, RetryableError, OSError, asyncio.TimeoutError)
-REV_TRIES = 20
 
 
 class LostRace(RetryableError):
@@ -49,7 +50,7 @@ class _Lost:
 
 
 LOST = _Lost()
-Saved = tuple[dict[str, Any], Blueprint]
+Saved = tuple[dict[str, Any], Blueprint | None]
 
 
 class FlowRunner:
@@ -63,6 +64,7 @@ class FlowRunner:
         self._calls: BulkWriter | None = None
         self._pinned: dict[str, Blueprint] = {}
         self.clock = time.time  # the engine's `now` comes from here (tests may inject one)
+        self.sleep: Sleep = asyncio.sleep  # the retry policies' wait (tests inject one that does not sleep)
 
     @property
     def store(self) -> OrderStoreV2:
@@ -72,37 +74,35 @@ class FlowRunner:
             self._calls = BulkWriter(self.runtime.db[CALLS])
         return self._store
 
-    def runs(self, env: Envelope) -> bool:
-        """Is this event for the v2 engine? New orders whose blueprint is v2; events of v2 orders."""
-        if env.type == "order.received":
-            return env.headers.get("blueprint") is not None or self.library.get(env.product, env.scenario) is not None
-        return True
-
     # ---- the event loop --------------------------------------------------------------------
     async def handle(self, env: Envelope) -> None:
-        """Apply one event; wait out outages; dead-letter what can never be applied."""
-        delay = 0.2
-        failures = 0
-        while True:
-            try:
-                await self._handle(env)
-                return
-            except TRANSIENT as exc:
-                self.store.forget(env.correlation_id)
-                log.warning("order event %s for %s: %s: %s; retrying in %.1fs", env.type, env.correlation_id,
-                            type(exc).__name__, exc, delay)
-            except (ValidationFailed, ConfigError) as exc:
-                await self._dead_letter(env, exc)
-                return
-            except Exception as exc:  # a bug: a few tries, then a dead letter with the traceback's message
-                failures += 1
-                self.store.forget(env.correlation_id)
-                if failures >= 3:
-                    log.exception("order event %s for %s failed %d times", env.type, env.correlation_id, failures)
-                    await self._dead_letter(env, exc)
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        """Apply one event: MongoDB/Kafka trouble is waited out (``ENGINE_OUTAGE``: the event's offset
+        is not committed meanwhile, so nothing is lost and an outage never dead-letters an order); an
+        event the engine refuses (a blueprint error, an event for an order never received) is
+        dead-lettered at once; any other failure (a bug) after ``ENGINE_EVENT``'s tries."""
+
+        def forget(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("order event %s for %s: %s: %s; retry %d", env.type, env.correlation_id,
+                        type(exc).__name__, exc, state.attempt_number)
+            self.store.forget(env.correlation_id)  # the next try reads the stored document again
+
+        async def attempt() -> None:
+            async for outage in ENGINE_OUTAGE.retrying(retry_if_exception_type(TRANSIENT), sleep=self.sleep,
+                                                       before_sleep=forget):
+                with outage:
+                    await self._handle(env)
+
+        try:
+            async for bug in ENGINE_EVENT.retrying(retry_if_not_exception_type((ValidationFailed, ConfigError)),
+                                                   sleep=self.sleep, before_sleep=forget):
+                with bug:
+                    await attempt()
+        except (ValidationFailed, ConfigError) as exc:
+            await self._dead_letter(env, exc)
+        except Exception as exc:
+            log.exception("order event %s for %s failed", env.type, env.correlation_id)
+            await self._dead_letter(env, exc)
 
     async def _dead_letter(self, env: Envelope, exc: BaseException) -> None:
         log.error("order event %s (%s) for %s dead-lettered: %s", env.id, env.type, env.correlation_id, exc)
@@ -111,26 +111,31 @@ class FlowRunner:
             DeadLetter.for_envelope(self.orders_topic, env, exc, partner="hub", origin={"agent": "flow-engine"}))
 
     async def _handle(self, env: Envelope) -> None:
-        for _ in range(REV_TRIES):
-            saved = await self._apply(env)
-            if isinstance(saved, _Lost):
-                continue
-            if saved is not None:
-                doc, bp = saved
-                await self.send_outbox(doc, bp)
-            return
-        raise LostRace(f"order {env.correlation_id}: {REV_TRIES} lost races in a row")
+        try:
+            async for race in REVISION_CONFLICT.retrying(retry_if_exception_type(LostRace), sleep=self.sleep):
+                with race:
+                    saved = await self._apply(env)
+                    if isinstance(saved, _Lost):
+                        raise LostRace(f"order {env.correlation_id} was written meanwhile")
+        except LostRace as exc:
+            raise RuntimeError(f"order {env.correlation_id}: lost every race ({exc})") from exc
+        if saved is not None and not isinstance(saved, _Lost):
+            doc, bp = saved
+            await self.send_outbox(doc, bp)
 
-    async def send_outbox(self, doc: dict[str, Any], bp: Blueprint) -> None:
+    async def send_outbox(self, doc: dict[str, Any], bp: Blueprint | None) -> None:
         if not doc["outbox"]:
             return
         sent = await self.relay.carry_out(doc, bp)
         if sent:
             await self.store.mark_sent(doc, sent, datetime.now(UTC))  # lost race: the sweep re-sends (deduped)
 
-    async def blueprint(self, doc: dict[str, Any]) -> Blueprint:
-        """The version the order started on (pinned by digest), even after the file was edited."""
-        digest = doc["digest"]
+    async def blueprint(self, doc: dict[str, Any]) -> Blueprint | None:
+        """The version the order started on (pinned by digest), even after the file was edited;
+        None for an order no blueprint runs (failed at its start)."""
+        digest = doc.get("digest")
+        if digest is None:
+            return None
         bp = self._pinned.get(digest) or self.library.by_digest(digest)
         if bp is None:
             raw = await self.store.version(digest)
@@ -152,19 +157,23 @@ class FlowRunner:
             return (doc, bp) if doc["outbox"] else None  # redelivered: only what is left to send
         work = _working(doc)
         touched = _bookkeep(work, env, now)
-        event = to_event(env, bp, doc["state"], doc["open_calls"])
         state, commands = doc["state"], list[dict[str, Any]]()
-        if event is not None and event["type"] != "order_received":
+        event = to_event(env, bp, doc["state"], doc["open_calls"]) if bp is not None else None
+        if bp is not None and event is not None and event["type"] != "order_received":
             state, commands = step(bp, doc["state"], event, now)
         if state is doc["state"] and not touched:
             return None
         work["state"] = state
-        apply_commands(work, commands, now, state.get("seq", 0))
-        project(work, bp, now)
+        if bp is not None:
+            apply_commands(work, commands, now, state.get("seq", 0))
+            project(work, bp, now)
+        elif not work["outbox"]:
+            work["outbox_at"] = None
         work["applied"] = [*work["applied"][-(MAX_APPLIED - 1):], env.id]
         if not await store.replace(work, doc["rev"]):
             return LOST
-        self._count(bp, doc["state"], state)
+        if bp is not None:
+            self._count(bp, doc["state"], state)
         return work, bp
 
     async def _create(self, env: Envelope, now: float) -> Saved | _Lost | None:
@@ -173,12 +182,19 @@ class FlowRunner:
             return None
         name = env.headers.get("blueprint")
         bp = self.library.by_name(name) if name else self.library.get(env.product, env.scenario)
-        if bp is None:
-            raise ValidationFailed(f"no blueprint for product {env.product!r} scenario {env.scenario!r}"
-                                   + (f" (named {name!r})" if name else ""))
         fields = {"partner": env.source, "external_order_id": env.payload.get("external_order_id", ""),
                   "order": env.payload, "parent": env.headers.get("parent"), "protocol": env.protocol,
                   "envelope_id": env.id}
+        if bp is None:
+            reason = (f"no blueprint for product {env.product!r} scenario {env.scenario!r}"
+                      + (f" (named {name!r})" if name else ""))
+            log.warning("order %s failed: %s", env.correlation_id, reason)
+            partner = self.runtime.partners.get(env.source)
+            ops = (partner.outbound.config.get("operations") if partner and partner.outbound else None) or {}
+            doc = unrunnable_document(env.correlation_id, fields, env.product or "", env.scenario or "", reason, now,
+                                      report_to_origin="close_report" in ops)
+            doc["applied"] = [env.id]
+            return None if not await self.store.create(doc) else (doc, None)
         doc = new_document(env.correlation_id, fields, bp, now)
         doc["trace"] = env.trace.model_dump(mode="json")
         event = to_event(env, bp, None, {})
@@ -237,7 +253,7 @@ def _bookkeep(work: dict[str, Any], env: Envelope, now: float) -> bool:
         call = work["open_calls"].get(cid)
         if call is None:
             return False
-        if p.get("ok") or what(cid) == "report":
+        if p.get("ok") or p.get("rejected") or what(cid) == "report":
             del work["open_calls"][cid]
         else:
             call.update(dead_letter_id=p.get("dead_letter_id"), error=p.get("error"), failed_at=ts(now))

@@ -10,10 +10,12 @@ Mapping (envelope ``type`` → event):
 * ``call.result`` (the delivery agent's answer) → ``call_result`` or ``report_result`` (the id says
   which: engine ids end in ``:report`` for reports). A *successful* synchronous answer of a step in
   ``callback`` or ``poll`` mode means "accepted" (``pending``); a poll's answer is the result unless
-  it says it is not ready (``pending: true`` or ``status`` pending/processing/running). A delivery
-  that gave up (dead-lettered) is **not** a partner's "no": the call stays open and the order shows
-  it blocked until the dead letter is replayed (one command away, README); reports are the exception —
-  a failed report is the G2 gate's business (``report_result ok false``, re-sent by ``order.retry``).
+  it says it is not ready (``pending: true`` or ``status`` pending/processing/running). A partner's
+  "no" (``rejected``: it answered, by its success rule a refusal) is handed to the engine as a failed
+  result — the blueprint decides (``on_failure``, the G3 text). A delivery that could not reach the
+  partner (attempts exhausted, dead-lettered) is **not** a "no": the call stays open and the order
+  shows it blocked until the dead letter is replayed (one command away, README). Reports: any failure
+  is the G2 gate's business (``report_result ok false``, re-sent by ``order.retry``).
 * ``callback`` → ``call_result via callback`` (``callback_ref`` is the engine's call id)
 * ``stage.submit`` → ``submission``; ``order.retry`` → ``retry``; ``order.cancel`` → ``cancel``;
   ``order.suspend`` / ``order.resume``; ``timer.fired`` → ``timer_fired``; ``order.message`` →
@@ -98,10 +100,14 @@ def _result_event(p: dict[str, Any], bp: Blueprint | None, state: dict[str, Any]
     if what(cid) == "report":
         error = None if ok else str(p.get("error") or "report not accepted")
         return {"type": "report_result", "report_id": cid, "ok": ok, "error": error}
-    if not ok:
-        return None  # delivery gave up: the call stays open, blocked until its dead letter is replayed
     command = open_calls.get(cid) or {}
     result = response if isinstance(response, dict) else {"response": response}
+    if not ok and p.get("rejected"):  # the partner said no: the blueprint decides (on_failure, G3 text)
+        target = cid if command.get("purpose") != "poll" else str((command.get("payload") or {}).get("call_id"))
+        return {"type": "call_result", "call_id": target, "ok": False,
+                "result": {**result, "ok": False, "error": p.get("error")}, "via": "sync"}
+    if not ok:
+        return None  # delivery gave up: the call stays open, blocked until its dead letter is replayed
     if command.get("purpose") == "poll":
         target = str((command.get("payload") or {}).get("call_id") or "")
         if _poll_pending(response):

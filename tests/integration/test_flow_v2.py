@@ -35,8 +35,9 @@ async def v2_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
         shutil.copy(fixture, config_dir / "flows" / fixture.name)
     env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
            "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_FLOW_TIMER_SWEEP_S": "0.3",
-           "HUB_FLOW_OUTBOX_SWEEP_S": "0.5", "HUB_FLOW_OUTBOX_STALE_S": "1", "HUB_FLOW_LEASE_S": "5",
+           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
+           "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5",
+           "HUB_FLOW_OUTBOX_STALE_S": "1", "HUB_FLOW_LEASE_S": "5",
            "HUB_LOG_LEVEL": "INFO", "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
     hub = Hub(settings=settings, env=env, log_dir=tmp_path)
     client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)

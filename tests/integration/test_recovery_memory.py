@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from flows.agents import EngineRunner, build_engine
+from flows.runtime.agents import build_runner
+from flows.runtime.sweeps import Sweeps
 from flows.settings import FlowSettings
 from hub import topics
 from hub.envelope import Envelope
@@ -41,13 +42,12 @@ def _accepted(n: int, topic: str) -> dict[str, Any]:
 async def test_startup_recovery_resends_every_unseen_order_in_bounded_memory(runtime: Any, settings: Settings) -> None:
     inbound = topics.inbound(settings.topic_prefix, "boss")
     await runtime.db["intake_keys"].insert_many([_accepted(n, inbound) for n in range(ORDERS)])
-    engine, _ = build_engine(runtime)
-    runner = EngineRunner(runtime, engine, FlowSettings())
+    sweeps = Sweeps(build_runner(runtime, FlowSettings(), "http://hub.test"))
     # the recovery tick skips while the broker watch has not seen the broker yet (a loaded machine)
     assert await runtime.broker.check(timeout=10), "broker not reachable"
     tracemalloc.start()
     try:
-        await runner.recover()  # this process's first scan: a full one
+        await sweeps.full_scan_if_needed()  # this process's first scan: a full one
         peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
     finally:
         tracemalloc.stop()

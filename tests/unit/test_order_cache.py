@@ -12,10 +12,13 @@ import tracemalloc
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 
-from app.runtime import Runtime
-from flows.agents import build_engine
-from flows.store import OrderStore
+from flows.graph import step
+from flows.graph.check import partner_operations
+from flows.graph.library import load_library
+from flows.runtime.document import apply_commands, new_document, project
+from flows.runtime.store import OrderStoreV2
 from hub.envelope import Envelope
+from hub.partners import load_partners
 from hub.settings import load_settings
 
 CACHE_BUDGET_MB = 25
@@ -35,11 +38,18 @@ def _order(n: int) -> Envelope:
 @pytest.mark.allow_blocking(reason="measures the cache's memory under tracemalloc: 5,000 documents built in one "
                              "loop callback on purpose, nothing else runs on this loop")
 async def test_open_orders_cached_stay_within_a_memory_budget() -> None:
-    engine, _ = build_engine(Runtime(load_settings(), partners=None))
-    template, _step = engine.new_order(_order(0))
+    config = load_settings().config_dir
+    bp = load_library(config, partner_operations(load_partners(config))).get("internet_line", "open")
+    assert bp is not None
+    env = _order(0)
+    template = new_document(env.correlation_id, {"partner": "boss", "order": env.payload}, bp, 1.7e9)
+    template["state"], commands = step(bp, None, {"type": "order_received", "order_id": env.correlation_id,
+                                                   "data": env.payload}, 1.7e9)
+    apply_commands(template, commands, 1.7e9, template["state"]["seq"])
+    project(template, bp, 1.7e9)
     blob = json.dumps(template, default=str)  # json round trip: a fresh document per order, fast
     client = AsyncIOMotorClient("mongodb://127.0.0.1:9", connect=False)  # never contacted
-    store = OrderStore(client["unused"])
+    store = OrderStoreV2(client["unused"])
     tracemalloc.start()
     try:
         for n in range(5_000):  # a file of 5,000 orders, all still open

@@ -6,17 +6,18 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo.errors import AutoReconnect
 from tenacity import retry_if_exception_type, retry_if_result
 
-from flows.agents import EngineRunner
+from flows.runtime.runner import FlowRunner
 from hub.envelope import Envelope
+from hub.errors import ValidationFailed
 from hub.retry import RetryPolicy
 from hub.retrying import (
     AMQP_REQUEUE,
     ENGINE_EVENT,
-    OUTBOX_SEND,
+    REVISION_CONFLICT,
     ROUTE_RELAUNCH,
-    VERSION_CONFLICT,
     Backoff,
     delivery,
 )
@@ -42,9 +43,8 @@ async def _fail_always(policy: Backoff, sleep: Sleeps) -> int:
 
 
 @pytest.mark.parametrize(("policy", "attempts", "waits"), [
-    (ENGINE_EVENT, 6, [0.2, 0.4, 0.8, 1.6, 3.2]),
-    (OUTBOX_SEND, 7, [0.2, 0.4, 0.8, 1.6, 3.2, 5.0]),
-    (VERSION_CONFLICT, 10, [0.0] * 9),
+    (ENGINE_EVENT, 3, [0.2, 0.4]),
+    (REVISION_CONFLICT, 20, [0.0] * 19),
 ])
 async def test_each_policy_makes_its_attempts_with_its_waits_then_raises_the_last_error(
         policy: Backoff, attempts: int, waits: list[float]) -> None:
@@ -95,45 +95,63 @@ async def test_delivery_follows_the_partners_policy_and_answers_the_last_outcome
         assert base <= wait <= base + 0.2
 
 
-async def test_the_engine_retries_an_event_under_engine_event_then_dead_letters_it() -> None:
+def _runner(db: Any, producer: Any) -> FlowRunner:
+    runtime: Any = SimpleNamespace(db=db, producer=producer, settings=SimpleNamespace(topic_prefix="hub"),
+                                   partners={})
+    runner = FlowRunner(runtime, library=None, fs=None, callback_base_url="http://hub")  # type: ignore[arg-type]
+    runner._store = SimpleNamespace(forget=lambda order_id: None)  # type: ignore[assignment]
+    return runner
+
+
+EVENT = Envelope(type="call.result", source="group", protocol="rest", correlation_id="ord-9", idempotency_key="r9")
+
+
+async def test_the_engine_waits_out_an_outage_under_engine_outage() -> None:
     db, producer = FakeDb(), FakeProducer()
-    runtime: Any = SimpleNamespace(db=db, producer=producer, settings=SimpleNamespace(topic_prefix="hub"))
-    runner = EngineRunner(runtime, engine=None, fs=None)  # type: ignore[arg-type]
-    sleep, tries = Sleeps(), []
-    runner.sleep = sleep
+    runner = _runner(db, producer)
+    runner.sleep = sleep = Sleeps()
+    tries: list[str] = []
+
+    async def mongo_away_for_8_tries(env: Envelope) -> None:
+        tries.append(env.id)
+        if len(tries) <= 8:
+            raise AutoReconnect("mongo down")
+
+    runner._handle = mongo_away_for_8_tries  # type: ignore[method-assign]
+    await runner.handle(EVENT)
+    assert len(tries) == 9 and sleep.waits == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0])
+    assert db["dead_letters"].docs == []  # an outage is waited out, never dead-lettered
+
+
+async def test_an_event_that_fails_otherwise_is_tried_under_engine_event_then_dead_lettered() -> None:
+    db, producer = FakeDb(), FakeProducer()
+    runner = _runner(db, producer)
+    runner.sleep = sleep = Sleeps()
+    tries: list[str] = []
 
     async def broken(env: Envelope) -> None:
         tries.append(env.id)
-        raise ConnectionError("mongo down")
+        raise KeyError("a bug")
 
-    runner._handle_once = broken  # type: ignore[method-assign]
-    env = Envelope(type="call.result", source="group", protocol="rest", correlation_id="ord-9", idempotency_key="r9")
-    await runner.handle(env)
-    assert len(tries) == 6 and sleep.waits == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2])
+    runner._handle = broken  # type: ignore[method-assign]
+    await runner.handle(EVENT)
+    assert len(tries) == 3 and sleep.waits == pytest.approx([0.2, 0.4])
     [letter] = db["dead_letters"].docs
-    assert letter["order_id"] == "ord-9" and "mongo down" in letter["error"]
+    assert letter["order_id"] == "ord-9" and "a bug" in letter["error"]
     assert letter["origin"]["agent"] == "flow-engine"
 
 
-async def test_the_outbox_resends_only_what_the_broker_did_not_acknowledge() -> None:
-    sent: list[str] = []
-    refusals = {"b": 2}  # envelope b is refused twice, then acknowledged
-
-    class Producer:
-        async def send(self, topic: str, env: Envelope) -> None:
-            if refusals.get(env.idempotency_key, 0) > 0:
-                refusals[env.idempotency_key] -= 1
-                raise ConnectionError("not acknowledged")
-            sent.append(env.idempotency_key)
-
-    runtime: Any = SimpleNamespace(db=None, producer=Producer(), settings=SimpleNamespace(topic_prefix="hub"))
-    runner = EngineRunner(runtime, engine=None, fs=None)  # type: ignore[arg-type]
+async def test_an_event_the_engine_refuses_is_dead_lettered_at_once() -> None:
+    db, producer = FakeDb(), FakeProducer()
+    runner = _runner(db, producer)
     runner.sleep = sleep = Sleeps()
-    envs = [Envelope(type="call.request", source="hub", protocol="internal", correlation_id="o", idempotency_key=k)
-            for k in ("a", "b")]
-    step: Any = SimpleNamespace(outbox=[("hub.out.group", e) for e in envs])
-    await runner._send(step)
-    assert sent == ["a", "b"] and step.outbox == [] and sleep.waits == pytest.approx([0.2, 0.4])
+
+    async def refused(env: Envelope) -> None:
+        raise ValidationFailed("call_result event for an order that was never received")
+
+    runner._handle = refused  # type: ignore[method-assign]
+    await runner.handle(EVENT)
+    assert sleep.waits == [] and len(db["dead_letters"].docs) == 1
 
 
 def test_a_failed_route_start_is_tried_again_after_1_2_4_polls_at_most_every_30_s() -> None:
