@@ -22,6 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import SecretStr
+from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from app.cli import app as cli
@@ -58,16 +59,20 @@ async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
     return await aiohttp_client(build_web_app(Runtime(with_tokens(settings))))
 
 
-async def seed(runtime: Runtime, ext: str, *, status: str = "in_flight", partner: str = "esop") -> str:
+def order_doc(ext: str, *, status: str = "in_flight", partner: str = "esop") -> dict[str, Any]:
     """An order document as the engine keeps it (the fields a cancel reads), running unless told."""
-    assert runtime.db is not None
     oid = order_id_for(partner, ext, "open")
     now = datetime.now(UTC)
-    await runtime.db["orders"].insert_one({
-        "_id": oid, "order_id": oid, "partner": partner, "external_order_id": ext, "product": "internet_line",
-        "scenario": "open", "status": status, "current_stage": "network_change", "created_at": now,
-        "updated_at": now, "order": {"external_order_id": ext, "product": "internet_line", "scenario": "open"}})
-    return oid
+    return {"_id": oid, "order_id": oid, "partner": partner, "external_order_id": ext, "product": "internet_line",
+            "scenario": "open", "status": status, "current_stage": "network_change", "created_at": now,
+            "updated_at": now, "order": {"external_order_id": ext, "product": "internet_line", "scenario": "open"}}
+
+
+async def seed(runtime: Runtime, ext: str, *, status: str = "in_flight", partner: str = "esop") -> str:
+    assert runtime.db is not None
+    doc = order_doc(ext, status=status, partner=partner)
+    await runtime.db["orders"].insert_one(doc)
+    return str(doc["_id"])
 
 
 async def orders_topic(settings: Settings, expect: int | None = None, wait: float = 5.0) -> list[Envelope]:
@@ -140,15 +145,11 @@ async def test_admin_api_cancel_is_the_same_envelope_and_audited_as_api(client: 
 def test_cli_cancel_produces_the_same_envelope(settings: Settings) -> None:
     env = {"HUB_TOPIC_PREFIX": settings.topic_prefix, "HUB_MONGO_DB": settings.mongo_db, "COLUMNS": "250"}
 
-    async def setup() -> tuple[str, str]:
-        rt = Runtime(settings)
-        await rt.start()
-        try:
-            return await seed(rt, "C-5"), await seed(rt, "C-6", status="failed")
-        finally:
-            await rt.stop()
-
-    oid, failed = asyncio.run(setup())
+    running, finished = order_doc("C-5"), order_doc("C-6", status="failed")
+    mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo_uri)  # the CLI runs its own loop: no loop here
+    with mongo:
+        mongo[settings.mongo_db]["orders"].insert_many([running, finished])
+    oid, failed = running["_id"], finished["_id"]
     result = CliRunner().invoke(cli, ["orders", "cancel", oid, "--reason", "撤单", "--as", "ops-li", "--json"], env=env)
     assert result.exit_code == 0, (result.output, result.exception)
     assert json.loads(result.output)["order_id"] == oid
@@ -289,3 +290,29 @@ async def test_withdraw_and_operator_cancel_end_a_running_v2_order_cancelled_wit
     assert status == 400 and "ESOP-WD-1" in body["detail"], body
     status, _ = await post(env, f"/api/v1/orders/{stopped}/cancel", {"reason": "again"}, HARNESS_OPERATOR)
     assert status == 409
+
+
+async def test_operator_suspend_holds_a_v2_order_and_resume_applies_what_arrived(worker: FlowEnv) -> None:
+    """D.1.8: a suspended order keeps what arrives (here the manual submission) and sends nothing;
+    resume applies it and the order completes."""
+    env = worker
+    oid = await env.post_order("esop", "ESOP-HOLD-1", "internet_line", scenario="move")
+    await env.wait_order(oid, lambda d: d.get("current_stage") == "verification")
+    status, body = await post(env, f"/api/v1/orders/{oid}/resume", {}, HARNESS_OPERATOR)
+    assert status == 409 and "not suspended" in body["detail"], body
+    status, body = await post(env, f"/api/v1/orders/{oid}/suspend", {"reason": "客户要求暂缓"}, HARNESS_OPERATOR)
+    assert status == 202, body
+    await env.wait_order(oid, lambda d: (d.get("state") or {}).get("suspended"))
+    status, body = await post(env, f"/api/v1/orders/{oid}/suspend", {"reason": "again"}, HARNESS_OPERATOR)
+    assert status == 409 and "already suspended" in body["detail"], body
+
+    status, body = await env.submit(oid, "verification", {"test_ok": True})
+    assert status == 202, body
+    doc = await env.wait_order(oid, lambda d: len(d["state"].get("suspended", {}).get("events", ())) == 1)
+    assert doc["current_stage"] == "verification" and doc["status"] != "completed"  # kept, not applied
+
+    status, body = await post(env, f"/api/v1/orders/{oid}/resume", {"reason": "继续"}, HARNESS_OPERATOR)
+    assert status == 202, body
+    doc = await env.wait_order(oid, lambda d: d["status"] == "completed")
+    (hold,) = doc["state"]["suspensions"]
+    assert hold["reason"] == "客户要求暂缓" and hold["by"].startswith("operator:")
