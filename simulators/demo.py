@@ -119,11 +119,14 @@ class Demo:
         from simulators.fieldapp import sample_fields
 
         bp = self.library.by_name(str(d.get("blueprint")))
+        # a call's failure path (G3 failed_call) waits for a person who fixes the cause first: the field
+        # app does not click it, or a partner that refuses would be sent the same call again in a loop
+        failure_paths = {getattr(n, "on_failure", None) for n in bp.nodes.values()} if bp is not None else set()
         for node in d.get("current_nodes") or []:
             spec = bp.nodes.get(node) if bp is not None else None
             visit = sum(1 for s in d.get("stages") or [] if s.get("stage") == node)
             if (spec is None or spec.kind != "user" or f"{node} (user)" not in (d.get("waiting_for") or "")
-                    or (d["_id"], node, visit) in self.submitted):
+                    or node in failure_paths or (d["_id"], node, visit) in self.submitted):
                 continue
             data = sample_fields(list(getattr(spec, "fields", [])))
             async with http.post(f"{self.base}/api/v1/orders/{d['_id']}/stages/{node}/submit",

@@ -120,17 +120,42 @@ def project(doc: dict[str, Any], bp: Blueprint, now: float) -> None:
                    waiting_for=None, blocked_reason=None if status == "completed" else doc.get("outcome"),
                    duration_ms=round((now - epoch(doc["created_at"])) * 1000, 1), sla_deadline=None)
         return
-    blocked = [c for c in doc["open_calls"].values() if c.get("dead_letter_id")]
-    if blocked:
-        c = blocked[0]
-        doc["blocked_reason"] = (f"{c.get('operation')} at {c.get('partner')} failed: {c.get('error')}; "
-                                 f"replay dead letter {c['dead_letter_id']} to continue")
-    else:
-        doc["blocked_reason"] = None
+    doc["blocked_reason"] = _blocked(doc, bp, tokens)
     busy = any(not c.get("dead_letter_id") and (c["type"] == "send_report" or c.get("purpose") in ("call", "poll"))
                for c in doc["open_calls"].values())
     doc["status"] = "in_flight" if busy else "waiting"
     doc["waiting_for"] = ", ".join(_waiting(t, bp) for t in tokens) or None
+
+
+def _blocked(doc: dict[str, Any], bp: Blueprint, tokens: list[dict[str, Any]]) -> str | None:
+    """Why the order does not move on, with what the user does about it (None: nothing is wrong).
+
+    Three ways a failure holds a v2 order: a call whose delivery gave up (blocked until its dead
+    letter is replayed), a gated report the partner refused (G2: the token waits in the node until
+    the user's retry re-sends it) and a call the partner refused, sent down its ``on_failure`` path
+    (G3: the order waits there; the reason is the engine's status text in ``data._calls``)."""
+    blocked = [c for c in doc["open_calls"].values() if c.get("dead_letter_id")]
+    if blocked:
+        c = blocked[0]
+        return (f"{c.get('operation')} at {c.get('partner')} failed: {c.get('error')}; "
+                f"replay dead letter {c['dead_letter_id']} to continue")
+    for token in tokens:
+        spec = bp.nodes.get(token["node"])
+        for gate in (token.get("gates") or {}).values():
+            if gate.get("ok") is False and spec is not None and gate.get("index", len(spec.reports)) < len(
+                    spec.reports):
+                r = spec.reports[gate["index"]]
+                return (f"{r.operation} to {r.partner} failed at {token['node']}: {gate.get('error')}; "
+                        f"retry stage {token['node']} to send it again")
+    data = (doc["state"] or {}).get("data") or {}
+    log = data.get("_calls") or []
+    last = log[-1] if log else {}
+    failed = bp.nodes.get(str(last.get("node"))) if last and not last.get("ok") else None
+    if failed is not None and getattr(failed, "on_failure", None) in {t["node"] for t in tokens}:
+        partner = next((s.partner for s in getattr(failed, "steps", []) if s.operation == last.get("operation")),
+                       "?")
+        return f"{last.get('operation')} at {partner} failed: {last.get('text')}"
+    return None
 
 
 def _waiting(token: dict[str, Any], bp: Blueprint) -> str:

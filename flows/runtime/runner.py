@@ -153,6 +153,7 @@ class FlowRunner:
             return await self._create(env, now)
         bp = await self.blueprint(doc)
         await self._record_call(doc, env)  # whatever the engine makes of it (a late answer, a race with its callback)
+        await self._resolve_superseded(doc, env)
         if env.id in doc["applied"]:
             return (doc, bp) if doc["outbox"] else None  # redelivered: only what is left to send
         work = _working(doc)
@@ -214,6 +215,29 @@ class FlowRunner:
         for i, entry in enumerate(after.get("trail", [])):
             if "left_at" in entry and (i >= len(old) or "left_at" not in old[i]):
                 STAGE_TRANSITIONS.labels(bp.product or bp.name, entry["node"], entry.get("outcome", "left")).inc()
+
+    async def _resolve_superseded(self, doc: dict[str, Any], env: Envelope) -> None:
+        """Resolve the dead letters nobody should replay any more, as the delivery resolves a letter
+        whose call later got through: a partner's refusal of a *call* went to the blueprint (its
+        ``on_failure`` path, where the user sends the call again under a new id, G3), and the refused
+        gated reports a user's ``order.retry`` sends again under new ids (G2). Replaying one of those
+        would make the partner see it twice and move nothing (the engine no longer waits for it).
+        Before the write: an outage here retries the event, which recomputes it."""
+        p = env.payload
+        keys: list[tuple[str, str]] = []
+        if (env.type == "call.result" and p.get("rejected") and p.get("dead_letter_id")
+                and what(str(p.get("call_id") or "")) != "report"):
+            keys.append((f"v2:{p['call_id']}", "the partner's refusal went to the blueprint (on_failure); "
+                                               "the user sends the call again from the order"))
+        elif env.type == "order.retry" and env.id not in doc["applied"]:
+            for token in ((doc.get("state") or {}).get("tokens") or {}).values():
+                if token["node"] == p.get("node"):
+                    keys += [(f"v2:{rid}", f"sent again by {p.get('by') or 'a'} retry of {token['node']} (G2)")
+                             for rid, gate in (token.get("gates") or {}).items() if gate.get("ok") is False]
+        if keys and self.runtime.db is not None:
+            letters = DeadLetters(self.runtime.db, self.runtime.producer)
+            for key, detail in keys:
+                await letters.resolve(key, who="system:flow-engine", detail=detail)
 
     async def _record_call(self, doc: dict[str, Any], env: Envelope) -> None:
         """A settled call in the flat ``calls`` collection (API statistics, failed-call lists)."""

@@ -130,6 +130,12 @@ class FlowEnv:
                 headers=OPERATOR) as r:
             return r.status, await r.json(content_type=None)
 
+    async def retry(self, order_id: str, stage: str) -> tuple[int, Any]:
+        """The user clicks again (G2): re-send the stage's failed gated reports."""
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{self.hub.url}/api/v1/orders/{order_id}/stages/{stage}/retry", headers=OPERATOR) as r:
+            return r.status, await r.json(content_type=None)
+
     async def order(self, order_id: str) -> dict[str, Any] | None:
         return await self.db.orders.find_one({"_id": order_id})
 

@@ -1,5 +1,6 @@
-"""``hub demo``: the newcomer's first run starts what is missing, completes every order, exits 0 —
-and exits non-zero when an order cannot complete."""
+"""``hub demo``: the newcomer's first run starts what is missing, completes every order of the
+shipped v2 blueprints (the field app fills their manual stages), exits 0 — and exits non-zero,
+saying why, when an order cannot complete."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ async def test_demo_completes_every_order_and_exits_zero(settings: Settings) -> 
     assert "demo: simulators started" in out and "demo: worker started" in out
     assert "summary" in out and "completed 5, failed 0" in out and "every order completed" in out
     assert "5g_lan         core_design" in out  # the 5G LAN order's manual stage was submitted (field app)
+    assert "internet_line  verification" in out  # and the internet line's 业务验证 (v2 adds it)
     assert "demo: stopped worker" in out and "demo: stopped simulators" in out
 
 
@@ -48,3 +50,6 @@ async def test_demo_exits_non_zero_when_an_order_does_not_complete(settings: Set
     assert result.returncode == 1, out
     assert "using the simulators already on" in out and "NOT every order completed" in out
     assert "close_report at esop failed" in out and "ESOP模拟失败" in out  # why, on the summary
+    # the order waits at its failed-call stage for a person (G3): the field app does not click it again
+    assert "at failed_call" in out
+    assert [c.answered for c in state.partner("esop").calls if c.operation == "notifyOrderResult"] == ["rejected"]
