@@ -6,10 +6,15 @@ same run a raw Faust agent passthrough on the same broker.
 Everything runs on loopback in separate processes against one private tansu + SecantusDB:
 the partner simulators (``hub simulate``), the hub worker (``hub run``: router, flow engine,
 delivery agents, HTTP), and this load generator, which keeps ``--window`` orders in flight by
-posting ESOP orders to the real intake endpoint and counting ``completed`` order documents.
-An internet-line order is 7 partner calls (3 answered by callback, one SOAP), ≈ 20 Kafka records
-and ≈ 25 MongoDB writes. The passthrough is a Faust agent that reads a record and sends it on
-(acks=all, awaited) with the same Faust settings, measured over ``--passthrough`` records.
+posting ESOP orders to the real intake endpoint, submitting the one manual stage of the shipped
+blueprint (业务验证 ``verification``, an empty submission) the way the field app would, and counting
+ESOP close-reports at the simulator.
+
+Printed: complete orders/s and the ratio against the passthrough's records/s; p50/p99 from intake
+to completion (``completed_at - created_at``, including the manual stage's wait for this driver's
+poll, ≤ 0.25 s); Kafka records per order (end offsets of every topic of the run, before/after);
+MongoDB operations per order (``serverStatus`` opcounters, minus this driver's own polling queries);
+and the CPU share of the worker, the broker, the database and the simulators (``/proc``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,18 +45,49 @@ ORDER = {
 }
 
 
-async def drive(base: str, sim: str, mongo_uri: str, duration: float, window: int, warmup: float) -> dict:
-    """Keep ``window`` orders in flight; completions = ESOP close-reports counted by the simulator
-    (no extra load on MongoDB); MongoDB operations per order from ``serverStatus`` opcounters."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (threads included), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def kafka_records(bootstrap: str, prefix: str) -> int:
+    """Records ever written to the run's topics (sum of end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if t.startswith(prefix + ".")]
+        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(parts) if parts else {}
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+async def drive(base: str, sim: str, mongo_uri: str, db_name: str, bootstrap: str, prefix: str,
+                pids: dict[str, list[int]], duration: float, window: int, warmup: float) -> dict:
+    """Keep ``window`` orders in flight; completions = ESOP close-reports counted by the simulator;
+    the manual verification stage submitted as the field app would."""
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    admin = AsyncIOMotorClient(mongo_uri).admin
+    client = AsyncIOMotorClient(mongo_uri, tz_aware=True)
+    admin, db = client.admin, client[db_name]
     posted = 0
     completed = 0
-    samples: list[tuple[float, int, dict[str, int]]] = []
+    own_queries = 0
+    submitted: set[str] = set()
+    samples: list[tuple[float, int, dict[str, int], int]] = []
     start = time.monotonic()
     stop_at = start + warmup + duration
     headers = {"X-Api-Key": "dev-esop-key-0001"}
+    operator = {"Authorization": "Bearer dev-operator-token-0001"}
+    cpu0: dict[str, float] = {}
+    kafka0 = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
 
         async def post(i: int) -> None:
@@ -59,6 +96,20 @@ async def drive(base: str, sim: str, mongo_uri: str, duration: float, window: in
                 if r.status != 202:
                     raise RuntimeError(f"intake answered {r.status}: {await r.text()}")
 
+        async def submit(order_id: str) -> None:
+            async with http.post(f"{base}/api/v1/orders/{order_id}/stages/verification/submit",
+                                 json={"data": {}, "submitted_by": "field-app:bench"}, headers=operator) as r:
+                if r.status not in (202, 409):
+                    raise RuntimeError(f"submit answered {r.status}: {await r.text()}")
+
+        async def field_app() -> None:
+            nonlocal own_queries
+            own_queries += 1
+            waiting = [d["_id"] async for d in db.orders.find(
+                {"current_stage": "verification", "status": "waiting"}, {"_id": 1}) if d["_id"] not in submitted]
+            submitted.update(waiting)
+            await asyncio.gather(*(submit(o) for o in waiting))
+
         async def closed() -> int:
             async with http.get(f"{sim}/_calls") as r:
                 return int((await r.json())["counts"].get("esop", {}).get("notifyOrderResult", 0))
@@ -66,26 +117,46 @@ async def drive(base: str, sim: str, mongo_uri: str, duration: float, window: in
         async def ops() -> dict[str, int]:
             return dict((await admin.command("serverStatus")).get("opcounters", {}))
 
+        def cpu() -> dict[str, float]:
+            return {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+
         while time.monotonic() < stop_at:
             room = window - (posted - completed)
             if room > 0:
                 batch = min(room, 64)
                 await asyncio.gather(*(post(posted + k) for k in range(batch)))
                 posted += batch
+            await field_app()
             completed = await closed()
             t = time.monotonic() - start
-            if not samples or t >= warmup > samples[-1][0] or time.monotonic() >= stop_at:
-                samples.append((t, completed, await ops()))
+            if not samples or t >= warmup > samples[-1][0]:
+                samples.append((t, completed, await ops(), own_queries))
+                cpu0, kafka0 = cpu(), await kafka_records(bootstrap, prefix)
             else:
-                samples.append((t, completed, samples[-1][2]))
+                samples.append((t, completed, samples[-1][2], samples[-1][3]))
             await asyncio.sleep(0.25 if room <= 0 else 0)
-        samples.append((time.monotonic() - start, await closed(), await ops()))
-    t0, c0, o0 = next(((t, c, o) for t, c, o in samples if t >= warmup), samples[0])
-    t1, c1, o1 = samples[-1]
+        samples.append((time.monotonic() - start, await closed(), await ops(), own_queries))
+        cpu1, kafka1 = cpu(), await kafka_records(bootstrap, prefix)
+    t0, c0, o0, q0 = next(((t, c, o, q) for t, c, o, q in samples if t >= warmup), samples[0])
+    t1, c1, o1, q1 = samples[-1]
     done = max(c1 - c0, 1)
     per_order = {k: round((o1.get(k, 0) - o0.get(k, 0)) / done, 1) for k in ("insert", "query", "update", "command")}
-    return {"orders_per_s": (c1 - c0) / (t1 - t0), "completed": c1, "posted": posted, "window_s": t1 - t0,
-            "mongo_ops_per_order": per_order}
+    per_order["query"] = round(per_order["query"] - (q1 - q0) / done, 1)  # not the driver's own polling
+    spent = {k: cpu1.get(k, 0.0) - cpu0.get(k, 0.0) for k in pids}
+    total = sum(spent.values()) or 1.0
+    wall = t1 - t0
+    latencies = sorted([(d["completed_at"] - d["created_at"]).total_seconds() * 1000 async for d in db.orders.find(
+        {"status": "completed"}, {"created_at": 1, "completed_at": 1})])
+    client.close()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, round(p / 100 * (len(latencies) - 1)))] if latencies else float("nan")
+
+    return {"orders_per_s": (c1 - c0) / wall, "completed": c1, "posted": posted, "window_s": wall,
+            "mongo_ops_per_order": per_order, "kafka_records_per_order": round((kafka1 - kafka0) / done, 1),
+            "p50_ms": pct(50), "p99_ms": pct(99),
+            "cpu_share": {k: round(v / total, 3) for k, v in spent.items()},
+            "cores_used": {k: round(v / wall, 2) for k, v in spent.items()}}
 
 
 PASSTHROUGH_WORKER = r'''
@@ -150,6 +221,19 @@ def passthrough(env: dict[str, str], n: int, log: Path) -> float:
     return int(count) / float(seconds)
 
 
+def infra_pids(home: Path) -> dict[str, list[int]]:
+    """The embedded broker's and database's pids, from their pid files under HUB_HOME."""
+    out: dict[str, list[int]] = {"broker": [], "database": []}
+    for pid_file in home.rglob("*.pid"):
+        role = "broker" if "kafka" in pid_file.name else "database" if "mongo" in pid_file.name else None
+        if role:
+            try:
+                out[role].append(int(pid_file.read_text().strip()))
+            except ValueError:
+                pass
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=30.0)
@@ -157,6 +241,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=400, help="orders kept in flight")
     ap.add_argument("--passthrough", type=int, default=60000, help="records for the raw Faust passthrough")
     ap.add_argument("--no-exact-offsets", action="store_true", help="HUB_KAFKA_EXACT_OFFSETS=false (batching on)")
+    ap.add_argument("--keep-logs", metavar="DIR", help="copy the worker's and simulators' logs there")
     args = ap.parse_args()
 
     with private_infra() as env:
@@ -177,7 +262,9 @@ def main() -> None:
             from hub.settings import load_settings
 
             s = load_settings()
+            pids = {"worker": [procs[1].pid], "simulators": [procs[0].pid], **infra_pids(home)}
             flow = asyncio.run(drive(f"http://127.0.0.1:{http_port}", env["HUB_SIM_URL"], s.mongo_uri,
+                                     env["HUB_MONGO_DB"], s.kafka_bootstrap, env["HUB_TOPIC_PREFIX"], pids,
                                      args.duration, args.window, args.warmup))
         finally:
             for p in reversed(procs):
@@ -187,13 +274,20 @@ def main() -> None:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        if args.keep_logs:
+            Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+            for name in ("worker.log", "sim.log"):
+                shutil.copy(home / name, Path(args.keep_logs) / name)
         print(f"flow: {flow}", flush=True)
         raw = passthrough(env, args.passthrough, home / "passthrough.log")
 
     print(f"exact offsets (producer batch 1): {not args.no_exact_offsets}; window {args.window} orders in flight")
     print(f"flow        : {flow['orders_per_s']:8.1f} complete internet-line orders/s over {flow['window_s']:.1f} s "
           f"(completed {flow['completed']}, posted {flow['posted']})")
+    print(f"intake → completed: p50 {flow['p50_ms']:.0f} ms, p99 {flow['p99_ms']:.0f} ms")
+    print(f"kafka records per completed order: {flow['kafka_records_per_order']}")
     print(f"mongo ops per completed order: {flow['mongo_ops_per_order']}")
+    print(f"cpu share: {flow['cpu_share']}  (cores used: {flow['cores_used']})")
     print(f"passthrough : {raw:8.1f} records/s (raw Faust agent, read → send → ack, same broker & settings)")
     print(f"ratio       : {flow['orders_per_s'] / raw:8.4f} orders per passthrough record "
           f"(≈ {raw / max(flow['orders_per_s'], 1e-9):.0f} passthrough records per order)")

@@ -36,7 +36,9 @@ def register_agents(app: faust.App, runtime: Services) -> None:
     naming file:line), so the worker never starts with it."""
     fs = FlowSettings()
     s = runtime.settings
-    runner = build_runner(runtime, fs, fs.callback_base_url or f"http://{s.http_host}:{s.http_port}")
+    # where partners call back: the hub's public address (a load balancer in front of every worker),
+    # never one worker's own listener — a callback must reach the hub even when that worker is gone
+    runner = build_runner(runtime, fs, fs.callback_base_url or s.public_base_url)
     register_sweeps(app, runner)
     # faust's leader-election topic (one partition): a wiped broker gets it back with ours (hub/kafka.py);
     # faust's consumer (every agent's) must start the re-created topics at offset 0 (FaustWipeGuard)

@@ -20,11 +20,11 @@ class FlowSettings(BaseSettings):
     )
     engine_concurrency: int = Field(default=64, ge=1, le=4096, description="orders processed at once")
     callback_base_url: str | None = Field(
-        default=None, description="URL partners call back on; default http://{http_host}:{http_port}"
+        default=None, description="URL partners call back on; default the public URL (HUB_PUBLIC_URL)"
     )
     timer_sweep_s: float = Field(default=1.0, gt=0, description="how often due durable timers are looked for")
     outbox_sweep_s: float = Field(default=2.0, gt=0, description="how often unsent outboxes are looked for")
     outbox_stale_s: float = Field(
-        default=3.0, gt=0, description="an outbox unsent this long after its write belongs to the sweep (a crash)")
+        default=10.0, gt=0, description="an outbox unsent this long after its write belongs to the sweep (a crash)")
     lease_s: float = Field(
         default=10.0, gt=0, description="a worker's hold on an order's due timers / stale outbox (takeover after)")

@@ -154,6 +154,14 @@ class BulkWriter:
         return await self._batcher.submit((ReplaceOne({"_id": doc["_id"], "rev": expected_rev}, doc),
                                            _Check("rev", doc["_id"], doc["rev"])))
 
+    async def update_if_rev(self, _id: Any, expected_rev: str | None, fields: dict[str, Any]) -> str | None:
+        """``$set`` ``fields`` on the document if its stored ``rev`` is ``expected_rev``, with a fresh
+        token; the new token when this write won, None when another writer came first."""
+        rev = new_rev()
+        op = UpdateOne({"_id": _id, "rev": expected_rev}, {"$set": {**fields, "rev": rev}})
+        won = await self._batcher.submit((op, _Check("rev", _id, rev)))
+        return rev if won else None
+
     async def insert_new(self, doc: dict[str, Any]) -> bool:
         """Insert ``doc``; False when its ``_id`` exists (insert-first: the duplicate key is the
         answer, no read before). A document without ``rev`` gets a fresh one, so it can be replaced

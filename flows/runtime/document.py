@@ -65,7 +65,7 @@ def new_document(order_id: str, env_fields: dict[str, Any], bp: Pinned, now: flo
         "current_nodes": [], "stages": [], "blocked_reason": None, "waiting_for": None, "sla_deadline": None,
         "created_at": at, "updated_at": at, "completed_at": None, "outcome": None,
         "received_via": env_fields.get("protocol"), "intake_envelope_id": env_fields.get("envelope_id"),
-        "submitted_by": f"partner:{env_fields.get('partner', '')}", "rev": None,
+        "submitted_by": f"partner:{env_fields.get('partner', '')}",
     }
 
 

@@ -65,6 +65,8 @@ class FlowRunner:
         self._pinned: dict[str, Blueprint] = {}
         self.clock = time.time  # the engine's `now` comes from here (tests may inject one)
         self.sleep: Sleep = asyncio.sleep  # the retry policies' wait (tests inject one that does not sleep)
+        self.busy: dict[str, int] = {}  # orders this process is applying an event to (the sweeps leave them)
+        self.sent: dict[str, set[str]] = {}  # outbox ids carried out, not yet recorded in their documents
 
     @property
     def store(self) -> OrderStoreV2:
@@ -76,6 +78,15 @@ class FlowRunner:
 
     # ---- the event loop --------------------------------------------------------------------
     async def handle(self, env: Envelope) -> None:
+        self.busy[env.correlation_id] = self.busy.get(env.correlation_id, 0) + 1
+        try:
+            await self._handle_retrying(env)
+        finally:
+            left = self.busy.pop(env.correlation_id) - 1
+            if left:
+                self.busy[env.correlation_id] = left
+
+    async def _handle_retrying(self, env: Envelope) -> None:
         """Apply one event: MongoDB/Kafka trouble is waited out (``ENGINE_OUTAGE``: the event's offset
         is not committed meanwhile, so nothing is lost and an outage never dead-letters an order); an
         event the engine refuses (a blueprint error, an event for an order never received) is
@@ -121,14 +132,25 @@ class FlowRunner:
             raise RuntimeError(f"order {env.correlation_id}: lost every race ({exc})") from exc
         if saved is not None and not isinstance(saved, _Lost):
             doc, bp = saved
-            await self.send_outbox(doc, bp)
+            await self.send_outbox(doc, bp, record=False)
 
-    async def send_outbox(self, doc: dict[str, Any], bp: Blueprint | None) -> None:
-        if not doc["outbox"]:
-            return
-        sent = await self.relay.carry_out(doc, bp)
+    async def send_outbox(self, doc: dict[str, Any], bp: Blueprint | None, *, record: bool = True,
+                          resend_known: bool = False) -> None:
+        """Carry out the outbox entries not known to be sent. ``record``: write the outbox as sent
+        now (the sweep); otherwise the ids are only remembered (``self.sent``) and the order's next
+        write drops them — one MongoDB write per event instead of two. If this process dies before
+        that write, the sweep sends them again after ``outbox_stale_s``; the delivery's claims and
+        the engine's idempotence make that a no-op for partners."""
+        order_id = doc["_id"]
+        known = self.sent.get(order_id, set())
+        pending = [c for c in doc["outbox"] if resend_known or c["id"] not in known]
+        sent = await self.relay.carry_out({**doc, "outbox": pending}, bp) if pending else []
         if sent:
-            await self.store.mark_sent(doc, sent, datetime.now(UTC))  # lost race: the sweep re-sends (deduped)
+            self.sent.setdefault(order_id, set()).update(sent)
+        if record and doc["outbox"]:
+            done = [c["id"] for c in doc["outbox"] if c["id"] in self.sent.get(order_id, ())]
+            if done and await self.store.mark_sent(doc, done, datetime.now(UTC)):
+                self.sent.pop(order_id, None)
 
     async def blueprint(self, doc: dict[str, Any]) -> Blueprint | None:
         """The version the order started on (pinned by digest), even after the file was edited;
@@ -157,6 +179,11 @@ class FlowRunner:
         if env.id in doc["applied"]:
             return (doc, bp) if doc["outbox"] else None  # redelivered: only what is left to send
         work = _working(doc)
+        sent = self.sent.get(doc["_id"])
+        if sent:  # carried out since the last write: this write records it (send_outbox)
+            work["outbox"] = [c for c in work["outbox"] if c["id"] not in sent]
+        if not work["outbox"]:
+            work["outbox_at"] = None
         touched = _bookkeep(work, env, now)
         state, commands = doc["state"], list[dict[str, Any]]()
         event = to_event(env, bp, doc["state"], doc["open_calls"]) if bp is not None else None
@@ -173,6 +200,8 @@ class FlowRunner:
         work["applied"] = [*work["applied"][-(MAX_APPLIED - 1):], env.id]
         if not await store.replace(work, doc["rev"]):
             return LOST
+        if sent:
+            self.sent.pop(doc["_id"], None)  # recorded by this write
         if bp is not None:
             self._count(bp, doc["state"], state)
         return work, bp

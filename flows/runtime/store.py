@@ -9,27 +9,22 @@ loser it had won — issue 10.) Single-document writes, no transactions.
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from flows.documents import ORDERS
 from flows.graph.model import Blueprint
+from hub.batching import BulkWriter
 from hub.db import declare_indexes
 
 VERSIONS = "blueprint_versions"
 CACHE_SIZE = 1000
 declare_indexes(ORDERS, IndexModel([("next_timer_at", ASCENDING)], name="by_next_timer", sparse=True),
                 IndexModel([("outbox_at", ASCENDING)], name="by_outbox", sparse=True))
-
-
-def fresh_rev() -> str:
-    return uuid.uuid4().hex
 
 
 class OrderStoreV2:
@@ -39,6 +34,7 @@ class OrderStoreV2:
         self.versions = db[VERSIONS]
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
+        self._writes = BulkWriter(self.orders)
 
     # ---- documents --------------------------------------------------------------------------
     async def load(self, order_id: str) -> dict[str, Any] | None:
@@ -65,36 +61,33 @@ class OrderStoreV2:
 
     async def create(self, doc: dict[str, Any]) -> bool:
         """Insert a new order; False when it exists already (a redelivered intake, or a race)."""
-        doc["rev"] = fresh_rev()
-        try:
-            await self.orders.insert_one(doc)
-        except DuplicateKeyError:
+        if not await self._writes.insert_new(doc):
             return False
         self._remember(doc)
         return True
 
     async def replace(self, doc: dict[str, Any], expected_rev: str | None) -> bool:
-        """Write ``doc`` if nobody wrote since we read ``expected_rev``; False on a lost race."""
-        doc["rev"] = fresh_rev()
-        result = await self.orders.replace_one({"_id": doc["_id"], "rev": expected_rev}, doc)
-        if result.matched_count != 1:
+        """Write ``doc`` if nobody wrote since we read ``expected_rev``; False on a lost race.
+        Concurrent writes of many orders go to MongoDB as one ``bulk_write`` (hub/batching.py): on
+        the embedded SecantusDB the cost is per command, not per document."""
+        if not await self._writes.replace_if_rev(doc, expected_rev):
             self.forget(doc["_id"])
             return False
         self._remember(doc)
         return True
 
     async def mark_sent(self, doc: dict[str, Any], sent: list[str], sent_at: datetime) -> bool:
-        """Remove carried-out commands from the outbox (one small update, revision-checked)."""
+        """Remove carried-out commands from the outbox (one small update, revision-checked, batched)."""
         done = set(sent)
         outbox = [c for c in doc["outbox"] if c["id"] not in done]
         calls = {cid: ({**c, "sent_at": sent_at} if cid in done else c) for cid, c in doc["open_calls"].items()}
         fields: dict[str, Any] = {"outbox": outbox, "outbox_at": doc["outbox_at"] if outbox else None,
-                                  "open_calls": calls, "rev": fresh_rev()}
-        result = await self.orders.update_one({"_id": doc["_id"], "rev": doc["rev"]}, {"$set": fields})
-        if result.matched_count != 1:
+                                  "open_calls": calls}
+        rev = await self._writes.update_if_rev(doc["_id"], doc["rev"], fields)
+        if rev is None:
             self.forget(doc["_id"])
             return False
-        doc.update(fields)
+        doc.update(fields, rev=rev)
         self._remember(doc)
         return True
 

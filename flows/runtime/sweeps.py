@@ -67,6 +67,8 @@ class Sweeps:
         store = self.runner.store
         now = self.runner.clock()
         for order_id in await store.due("outbox_at", ts(now - self.fs.outbox_stale_s)):
+            if order_id in self.runner.busy:  # its own handler is sending it right now
+                continue
             if not await store.lease(order_id, "outbox_lease", now, self.fs.lease_s):
                 continue
             await self._resend(order_id, open_calls=False)
@@ -83,7 +85,7 @@ class Sweeps:
             doc["outbox"] = doc["outbox"] + [{k: v for k, v in c.items() if k not in ("sent_at",)}
                                              for cid, c in doc["open_calls"].items()
                                              if cid not in known and not c.get("dead_letter_id")]
-        await self.runner.send_outbox(doc, bp)
+        await self.runner.send_outbox(doc, bp, resend_known=open_calls)
 
     def _usable(self) -> bool:
         if self.runtime.db is None:

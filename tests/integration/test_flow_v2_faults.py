@@ -117,8 +117,12 @@ async def two_workers(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple
     sim_port = free_port()
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
     config_dir = config_with_fixtures(tmp_path)
-    a = Hub(settings=settings, env=hub_env(settings, config_dir, sim_port, "w-a"), log_dir=tmp_path / "a")
-    b = Hub(settings=settings, env=hub_env(settings, config_dir, sim_port, "w-b"), log_dir=tmp_path / "b")
+    b_env = hub_env(settings, config_dir, sim_port, "w-b")
+    # partners call back the hub's public address (in production a load balancer in front of every
+    # worker); here that is the survivor, so callbacks of the victim's calls still arrive
+    public = {"HUB_PUBLIC_URL": f"http://127.0.0.1:{b_env['HUB_HTTP_PORT']}"}
+    a = Hub(settings=settings, env={**hub_env(settings, config_dir, sim_port, "w-a"), **public}, log_dir=tmp_path / "a")
+    b = Hub(settings=settings, env={**b_env, **public}, log_dir=tmp_path / "b")
     for hub in (a, b):
         hub.log_dir.mkdir()
     client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
