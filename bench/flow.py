@@ -54,6 +54,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def engine_phases(text: str) -> dict[str, float]:
+    """Mean milliseconds per order event of each engine phase (``hub_flow_event_seconds``)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        for kind, store in (("_sum", sums), ("_count", counts)):
+            if line.startswith(f"hub_flow_event_seconds{kind}{{"):
+                phase = line.split('phase="', 1)[1].split('"', 1)[0]
+                store[phase] = float(line.rsplit(" ", 1)[1])
+    return {p: round(1000 * sums[p] / counts[p], 1) for p in sums if counts.get(p)}
+
+
 async def kafka_records(bootstrap: str, prefix: str) -> int:
     """Records ever written to the run's topics (sum of end offsets)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -136,6 +148,8 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, bootstrap: st
                 samples.append((t, completed, samples[-1][2], samples[-1][3]))
             await asyncio.sleep(0.25 if room <= 0 else 0)
         samples.append((time.monotonic() - start, await closed(), await ops(), own_queries))
+        async with http.get(f"{base}/metrics") as r:
+            metrics_text = await r.text()
         cpu1, kafka1 = cpu(), await kafka_records(bootstrap, prefix)
     t0, c0, o0, q0 = next(((t, c, o, q) for t, c, o, q in samples if t >= warmup), samples[0])
     t1, c1, o1, q1 = samples[-1]
@@ -152,7 +166,8 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, bootstrap: st
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, round(p / 100 * (len(latencies) - 1)))] if latencies else float("nan")
 
-    return {"orders_per_s": (c1 - c0) / wall, "completed": c1, "posted": posted, "window_s": wall,
+    return {"engine_event_ms": engine_phases(metrics_text),
+            "orders_per_s": (c1 - c0) / wall, "completed": c1, "posted": posted, "window_s": wall,
             "mongo_ops_per_order": per_order, "kafka_records_per_order": round((kafka1 - kafka0) / done, 1),
             "p50_ms": pct(50), "p99_ms": pct(99),
             "cpu_share": {k: round(v / total, 3) for k, v in spent.items()},
@@ -284,6 +299,7 @@ def main() -> None:
     print(f"exact offsets (producer batch 1): {not args.no_exact_offsets}; window {args.window} orders in flight")
     print(f"flow        : {flow['orders_per_s']:8.1f} complete internet-line orders/s over {flow['window_s']:.1f} s "
           f"(completed {flow['completed']}, posted {flow['posted']})")
+    print(f"engine per event (mean ms): {flow['engine_event_ms']}")
     print(f"intake → completed: p50 {flow['p50_ms']:.0f} ms, p99 {flow['p99_ms']:.0f} ms")
     print(f"kafka records per completed order: {flow['kafka_records_per_order']}")
     print(f"mongo ops per completed order: {flow['mongo_ops_per_order']}")

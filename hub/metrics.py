@@ -66,6 +66,12 @@ DEPENDENCY_UP = Gauge(
     ["dependency"],
 )
 
+FLOW_EVENT_SECONDS = Histogram(
+    "hub_flow_event_seconds",
+    "Time the flow engine spends on one order event, by phase: apply (load, engine, write) and send (relay)",
+    ["phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 DELIVERY_LATENCY = Histogram(
     "hub_delivery_attempt_seconds", "Duration of one outbound call attempt", ["partner"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

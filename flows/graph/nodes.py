@@ -158,6 +158,8 @@ class Call(Kind):
             return True
         if event["type"] != "call_result" or event.get("call_id") != wait["call_id"]:
             return False
+        if event.get("pending") and s.mode != "poll":
+            return True  # "accepted" of a step answered by callback: consumed, nothing changes (no write)
         run.changed = True
         if event.get("pending"):  # accepted, or a poll answered "not yet"
             if s.mode == "poll" and wait["polls"] < s.poll_limit:

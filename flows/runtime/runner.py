@@ -26,14 +26,14 @@ from flows.graph.model import Blueprint
 from flows.runtime.document import MAX_APPLIED, apply_commands, new_document, project, ts, unrunnable_document
 from flows.runtime.relay import Relay
 from flows.runtime.store import OrderStoreV2
-from flows.runtime.translate import to_event, what
+from flows.runtime.translate import call_step, to_event, what
 from flows.settings import FlowSettings
 from hub import topics
 from hub.batching import BulkWriter
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
-from hub.metrics import STAGE_TRANSITIONS
+from hub.metrics import FLOW_EVENT_SECONDS, STAGE_TRANSITIONS
 from hub.retrying import ENGINE_EVENT, ENGINE_OUTAGE, REVISION_CONFLICT, Sleep
 from hub.services import Services
 
@@ -122,6 +122,7 @@ class FlowRunner:
             DeadLetter.for_envelope(self.orders_topic, env, exc, partner="hub", origin={"agent": "flow-engine"}))
 
     async def _handle(self, env: Envelope) -> None:
+        started = time.perf_counter()
         try:
             async for race in REVISION_CONFLICT.retrying(retry_if_exception_type(LostRace), sleep=self.sleep):
                 with race:
@@ -130,9 +131,12 @@ class FlowRunner:
                         raise LostRace(f"order {env.correlation_id} was written meanwhile")
         except LostRace as exc:
             raise RuntimeError(f"order {env.correlation_id}: lost every race ({exc})") from exc
+        applied = time.perf_counter()
+        FLOW_EVENT_SECONDS.labels("apply").observe(applied - started)
         if saved is not None and not isinstance(saved, _Lost):
             doc, bp = saved
             await self.send_outbox(doc, bp, record=False)
+            FLOW_EVENT_SECONDS.labels("send").observe(time.perf_counter() - applied)
 
     async def send_outbox(self, doc: dict[str, Any], bp: Blueprint | None, *, record: bool = True,
                           resend_known: bool = False) -> None:
@@ -194,6 +198,7 @@ class FlowRunner:
         work["state"] = state
         if bp is not None:
             apply_commands(work, commands, now, state.get("seq", 0))
+            _mark_callback_steps(work, bp, commands)
             project(work, bp, now)
         elif not work["outbox"]:
             work["outbox_at"] = None
@@ -232,6 +237,7 @@ class FlowRunner:
         state, commands = step(bp, None, event, now)
         doc["state"] = state
         apply_commands(doc, commands, now, state.get("seq", 0))
+        _mark_callback_steps(doc, bp, commands)
         project(doc, bp, now)
         doc["applied"] = [env.id]
         if not await self.store.create(doc):
@@ -296,6 +302,16 @@ def _working(doc: dict[str, Any]) -> dict[str, Any]:
     return work
 
 
+def _mark_callback_steps(doc: dict[str, Any], bp: Blueprint, commands: list[dict[str, Any]]) -> None:
+    """Calls of ``callback`` steps: their synchronous answer only says "accepted", so it changes
+    nothing on the document (the call stays open until the callback) and costs no write."""
+    for c in commands:
+        if c["type"] == "send_call" and c.get("purpose") == "call":
+            step = call_step(bp, doc["state"], c["call_id"])
+            if step is not None and step.mode == "callback" and c["call_id"] in doc["open_calls"]:
+                doc["open_calls"][c["call_id"]]["awaits_callback"] = True
+
+
 def _bookkeep(work: dict[str, Any], env: Envelope, now: float) -> bool:
     """What the document records of an event whatever the engine makes of it: an answered call
     leaves ``open_calls`` (a failed delivery stays there, blocked, with its dead letter), a fired
@@ -306,6 +322,8 @@ def _bookkeep(work: dict[str, Any], env: Envelope, now: float) -> bool:
         call = work["open_calls"].get(cid)
         if call is None:
             return False
+        if p.get("ok") and call.get("awaits_callback"):
+            return False  # only "accepted": the call stays open until its callback (no write for it)
         if p.get("ok") or p.get("rejected") or what(cid) == "report":
             del work["open_calls"][cid]
         else:
