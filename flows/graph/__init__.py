@@ -1,6 +1,6 @@
 """Flow engine v2 (issue 10): blueprints as graphs of named nodes, and a pure deterministic engine.
 
-Not wired into the runtime yet (flows/engine.py is still v1); docs/flows-v2.md says what is left.
+The worker runs it through flows/runtime (docs/flows.md, "One source of truth").
 Importing the package registers the node kinds.
 """
 

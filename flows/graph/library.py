@@ -14,7 +14,7 @@ Files (config/flows/**/*.yaml):
   never run itself, only extended; it may leave holes its children fill (a ``next`` naming a node the
   child defines), so it is checked as part of each child;
 - a **fragment** (fragments/*.yaml) has top-level ``fragment: <name>`` and ``nodes:``, added as they are;
-- a file with ``stages:`` is the v1 format (flows/blueprint.py) and is skipped here.
+- a file with ``stages:`` is the retired v1 format: a load error naming the file (it would never run).
 
 Reuse rules: the child's ``nodes`` entries replace the template's node of the same name whole, ``null``
 removes one; the child's top-level keys win over the template's; a fragment's node may not share a name
@@ -161,8 +161,10 @@ def _classify(path: Path, problems: list[str]) -> _File | None:
             problems.append(src.at(("nodes",), "a fragment needs `nodes:` (a mapping of named nodes)"))
             return None
         return _File(path, data, src, "fragment", data["fragment"])
-    if "stages" in data and "nodes" not in data:
-        return None  # v1 (flows/blueprint.py) until the shipped files are migrated
+    if "stages" in data and "nodes" not in data:  # v1: not silently ignored, it would never run
+        problems.append(src.at(("stages",), "the v1 `stages:` format is no longer run: rewrite it as a graph "
+                                            "of `nodes:` (docs/flows-v2.md)"))
+        return None
     if "nodes" not in data and "extends" not in data:
         problems.append(src.at((), "not a v2 blueprint: it needs `nodes:` (or `extends:`), or `fragment:`"))
         return None

@@ -165,6 +165,6 @@ def test_diff_refuses_a_template_or_a_v1_file(cfg: Path, tmp_path: Path) -> None
     v1 = tmp_path / "v1.yaml"
     v1.write_text("product: x\nscenario: open\nstages: []\n", encoding="utf-8")
     for path, why in ((cfg / "flows" / "templates" / "line.yaml", "a template is not run itself"),
-                      (v1, "not a v2 blueprint")):
+                      (v1, "the v1 `stages:` format is no longer run")):
         res = run("diff", str(path), "demo-open", "--config", str(cfg))
         assert res.exit_code == 2 and why in res.stderr, res.output

@@ -67,7 +67,7 @@ def problems(cfg: Path) -> list[str]:
     return info.value.problems
 
 
-def test_shipped_flows_load_v1_files_are_skipped_and_the_close_out_fragments_are_there() -> None:
+def test_shipped_flows_load_and_the_close_out_fragments_are_there() -> None:
     lib = load_library(ROOT / "config", operations())
     assert {"close-out-esop", "close-out-group"} <= set(lib.fragments)
     v1 = {p.resolve() for p in (ROOT / "config" / "flows").glob("*.yaml")}
@@ -182,9 +182,12 @@ def test_reuse_mistakes_are_config_errors(tmp_path: Path, files: dict[str, str],
     assert any(expected in p for p in found), found
 
 
-def test_a_v1_file_is_skipped(tmp_path: Path) -> None:
+def test_a_v1_file_is_refused_not_skipped(tmp_path: Path) -> None:
     write(tmp_path, "old.yaml", "product: x\nscenario: open\nstages:\n  - {name: a, kind: auto}\n")
-    assert len(load_library(tmp_path, operations())) == 0
+    with pytest.raises(ConfigError) as err:
+        load_library(tmp_path, operations())
+    assert any("old.yaml:3: stages: the v1 `stages:` format is no longer run" in p for p in err.value.problems), \
+        err.value.problems
 
 
 def test_the_digest_is_of_the_resolved_blueprint(tmp_path: Path) -> None:
