@@ -77,15 +77,7 @@ def register_sweeps(app: faust.App, runner: FlowRunner) -> Sweeps:
     sweeps = Sweeps(runner)
     fs = runner.fs
 
-    async def versions() -> None:
-        await runner.store.keep_versions(list(runner.library))
-
-    started = {"versions": False}
-
     async def recovery() -> None:
-        if not started["versions"]:
-            await versions()
-            started["versions"] = True
         await sweeps.full_scan_if_needed()
 
     app.timer(fs.timer_sweep_s, name="flow-timers")(_never_raises("timer sweep", sweeps.timers))

@@ -63,6 +63,7 @@ class FlowRunner:
         self._store: OrderStoreV2 | None = None
         self._calls: BulkWriter | None = None
         self._pinned: dict[str, Blueprint] = {}
+        self._kept: set[str] = set()  # digests stored in blueprint_versions by this process
         self.clock = time.time  # the engine's `now` comes from here (tests may inject one)
         self.sleep: Sleep = asyncio.sleep  # the retry policies' wait (tests inject one that does not sleep)
         self.busy: dict[str, int] = {}  # orders this process is applying an event to (the sweeps leave them)
@@ -230,6 +231,9 @@ class FlowRunner:
                                       report_to_origin="close_report" in ops)
             doc["applied"] = [env.id]
             return None if not await self.store.create(doc) else (doc, None)
+        if bp.digest() not in self._kept:  # stored before any order pins it (finishes on it after an edit)
+            await self.store.keep_versions([bp])
+            self._kept.add(bp.digest())
         doc = new_document(env.correlation_id, fields, bp, now)
         doc["trace"] = env.trace.model_dump(mode="json")
         event = to_event(env, bp, None, {})

@@ -140,3 +140,29 @@ async def test_kill_9_with_branches_and_timers_pending_every_order_completes_onc
     assert duplicates(env, "resource") == {} and duplicates(env, "esop") == {}
     closes = [c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult")]
     assert sorted(closes) == sorted(f"ESOP-KILL-{i}" for i in range(12))
+
+
+async def test_an_order_finishes_on_the_blueprint_version_it_started_on_after_an_edit(v2_env: FlowEnv) -> None:
+    """Issue 10 §2: the order pins its blueprint's digest; after the file is edited and the worker
+    restarted, the running order finishes on its version while a new order runs the new one."""
+    env = v2_env
+    old = await env.post_order("esop", "ESOP-PIN-1", "internet_line", scenario="change")
+    doc = await env.wait_order(old, lambda d: d.get("current_stage") == "approve")
+    pinned = doc["digest"]
+    await asyncio.to_thread(env.hub.stop)
+    path = Path(env.hub.env["HUB_CONFIG_DIR"]) / "flows" / "line_change.yaml"
+    edited = path.read_text(encoding="utf-8").replace("'变更完成'", "'变更完成（新版）'")  # the edit
+    assert edited != path.read_text(encoding="utf-8")
+    path.write_text(edited, encoding="utf-8")
+    await env.hub.start()
+    new = await env.post_order("esop", "ESOP-PIN-2", "internet_line", scenario="change")
+    await env.wait_order(new, lambda d: d.get("current_stage") == "approve")
+    for order_id in (old, new):
+        status, body = await env.submit(order_id, "approve", {"approved": True, "designer": "李工"})
+        assert status == 202, body
+    old_doc = await env.wait_order(old, lambda d: d["status"] == "completed")
+    new_doc = await env.wait_order(new, lambda d: d["status"] == "completed")
+    assert old_doc["digest"] == pinned != new_doc["digest"]
+    texts = {c.body["orderId"]: c.body["resultDesc"] for c in env.sim.calls("esop", "notifyOrderResult")}
+    assert texts == {"ESOP-PIN-1": "变更完成", "ESOP-PIN-2": "变更完成（新版）"}  # each on its own version
+    assert await env.db.blueprint_versions.count_documents({"name": "test-line-change"}) == 2

@@ -152,3 +152,18 @@ async def test_a_worker_killed_while_another_runs_its_orders_complete_once_withi
     assert duplicates(env.sim, "resource") == {} and duplicates(env.sim, "esop") == {}
     closes = Counter(c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult"))
     assert closes == Counter({f"ESOP-TWO-{i}": 1 for i in range(N)})
+
+
+async def test_a_second_worker_joining_under_load_loses_no_update(two_workers: tuple[FlowEnv, Hub]) -> None:
+    """A rebalance under load (a worker stopped and started again while orders run): events of one
+    order may be applied by two processes around the hand-over; the revision token makes the loser
+    reload, so no branch's update is lost (a lost one would leave its join waiting) and every order
+    completes once."""
+    env, other = two_workers
+    ids = [await env.post_order("esop", f"ESOP-REB-{i}", "internet_line", scenario="move") for i in range(N)]
+    await asyncio.to_thread(other.stop)  # partitions move to the survivor…
+    await other.start()  # …and back: two rebalances while the orders run
+    await wait_all(env, ids, timeout=60)
+    assert duplicates(env.sim, "resource") == {} and duplicates(env.sim, "esop") == {}
+    closes = Counter(c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult"))
+    assert closes == Counter({f"ESOP-REB-{i}": 1 for i in range(N)})
