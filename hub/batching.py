@@ -128,10 +128,10 @@ class BulkWriter:
     A guarded write is told whether *its* write won. :meth:`replace_if_rev` is the one to use: each
     write stores a fresh revision token (``rev``) under the filter ``{_id, rev: expected}``, so a
     loser is found by reading the stored token back — it is the winner's, never the loser's.
-    :meth:`replace_versioned` (the v1 engine, until it is removed) has the known limit the
-    revision token fixes (issue 10): two racers of one order both write ``version = N+1``, so a
-    loser whose rival stored the same number is told it won (tests/integration/test_revision_token.py
-    proves it with an xfail).
+    :meth:`replace_versioned` is what the v1 engine used; nothing in the hub calls it any more — it
+    stays as the before-picture tests/integration/test_revision_token.py proves the bug on (strict
+    xfail): two racers of one order both write ``version = N+1``, so a loser whose rival stored the
+    same number is told it won.
     """
 
     def __init__(self, collection: AsyncIOMotorCollection[dict[str, Any]], max_ops: int = 256,
