@@ -25,8 +25,8 @@ VERSIONS = "blueprint_versions"
 CACHE_SIZE = 1000
 # plain, not sparse: on SecantusDB a sparse index is a partial one, matched against every write (a
 # measured share of its CPU per order write); a null next_timer_at / outbox_at is simply never due
-declare_indexes(ORDERS, IndexModel([("next_timer_at", ASCENDING)], name="by_next_timer"),
-                IndexModel([("outbox_at", ASCENDING)], name="by_outbox"))
+declare_indexes(ORDERS, IndexModel([("next_timer_at", ASCENDING)], name="by_timer_due"),
+                IndexModel([("outbox_at", ASCENDING)], name="by_outbox_due"))
 
 
 class OrderStoreV2:
