@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -120,7 +121,7 @@ class SoapSource:
         self.wsdl_renderings = 0
         self._emit: Emit | None = None
         self._lists = frozenset(config.list_elements)
-        self._nonces: dict[str, float] = {}
+        self._nonces: dict[bytes, float] = {}
 
     async def start(self, emit: Emit) -> None:
         if self._files is None:  # XSD and WSDL parsing is blocking XML work: off the loop
@@ -186,10 +187,10 @@ class SoapSource:
         presented = (pw_el.text or "") if pw_el is not None else ""
         digest = pw_el is not None and (pw_el.get("Type") or "").endswith(DIGEST)
         ok = False
+        nonce = _strict_nonce(token) if digest else b""
         for cand in auth.wsse_users:
             secret = cand.password.get_secret_value()
             if digest:
-                nonce = base64.b64decode(token.findtext(f"{{{WSSE}}}Nonce") or "", validate=False)
                 created = token.findtext(f"{{{WSU}}}Created") or ""
                 expect = base64.b64encode(hashlib.sha1(nonce + created.encode() + secret.encode()).digest()).decode()
             else:
@@ -199,13 +200,13 @@ class SoapSource:
         if not ok:
             raise SoapFault("Client", "authentication failed: unknown user or wrong password", outcome="rejected_auth")
         if digest:
-            self._check_fresh(token)
+            self._check_fresh(token, nonce)
 
-    def _check_fresh(self, token: etree._Element) -> None:
+    def _check_fresh(self, token: etree._Element, nonce: bytes) -> None:
         """PasswordDigest replay protection (WSS UsernameToken profile §4): ``Created`` within the
-        window, and a nonce seen once per window (remembered per process)."""
+        window, and a nonce seen once per window (remembered per process) — by its decoded bytes,
+        so another spelling of the same nonce is the same nonce."""
         created = token.findtext(f"{{{WSU}}}Created") or ""
-        nonce = token.findtext(f"{{{WSSE}}}Nonce") or ""
         try:
             at = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
         except ValueError:
@@ -361,6 +362,21 @@ class SoapSource:
         return web.Response(body=response_xml(ns, f"{op}Response", fields), content_type="text/xml", charset="utf-8")
 
 
+def _strict_nonce(token: etree._Element) -> bytes:
+    """The UsernameToken's Nonce, base64-decoded strictly (RFC 4648 alphabet and padding, no
+    whitespace). Why strict: the digest covers the decoded bytes, and a lenient decoder skips stray
+    characters — ``abc!``, ``abc\\n`` and `` abc `` decode alike, so a replay re-spelled that way
+    would pass a replay check on the text. A malformed or missing nonce is the caller's fault."""
+    text = token.findtext(f"{{{WSSE}}}Nonce")
+    if not text:
+        raise SoapFault("Client", "WS-Security PasswordDigest requires a Nonce", outcome="rejected_auth")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SoapFault("Client", "WS-Security Nonce is not valid base64 (RFC 4648, no whitespace)",
+                        outcome="rejected_auth") from None
+
+
 def _body_element(root: etree._Element) -> etree._Element | None:
     """The first element in a SOAP Envelope's Body (the request), or None."""
     body_el = root.find(f"{{{SOAP_ENV}}}Body")
@@ -373,7 +389,7 @@ async def dispatch(request: web.Request) -> web.Response:
     if source is None:
         INTAKE_REQUESTS.labels("unknown", "soap", "rejected_unknown_partner").inc()
         return fault_response(SoapFault("Client", f"no SOAP service for partner {partner!r}"))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: GET's answer without its body (aiohttp drops it)
         if "wsdl" in request.query:
             return web.Response(body=source.wsdl(), content_type="text/xml", charset="utf-8")
         if "xsd" in request.query:

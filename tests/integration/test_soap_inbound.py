@@ -253,3 +253,49 @@ async def test_replayed_or_stale_password_digest_is_refused(client: TestClient) 
     stale = await client.post(URL, data=signed(os.urandom(16), "2020-01-01T00:00:00Z"),
                               headers={"Content-Type": "text/xml"})
     assert stale.status == 500 and "expired" in await stale.text()
+
+
+@pytest.mark.parametrize("respell", [
+    pytest.param(lambda b64: b64 + "!", id="stray-bang"),
+    pytest.param(lambda b64: b64[:8] + "\n" + b64[8:], id="newline"),
+    pytest.param(lambda b64: f"  {b64}  ", id="spaces"),
+])
+async def test_a_respelled_nonce_is_a_fault_not_a_second_acceptance(client: TestClient, settings: Settings,
+                                                                    respell: Any) -> None:
+    """The digest covers the decoded nonce; a lenient decoder skipped '!', newlines and spaces, so the
+    same nonce re-spelled passed the replay check (remembered by text) and was accepted twice.
+    Decoded strictly: the respelling is a soap:Client fault (it was a 500 error page for a nonce
+    no decoder accepts), and the original is remembered by its bytes."""
+    import base64
+    import os
+
+    nonce = os.urandom(16)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = digest_token(nonce, now)
+    b64 = base64.b64encode(nonce).decode()
+    first = envelope_xml(order_xml()).replace(b"<s:Body>", header.encode() + b"<s:Body>")
+    resp = await client.post(URL, data=first, headers={"Content-Type": "text/xml"})
+    assert resp.status == 200, await resp.text()
+    again = first.replace(f"<w:Nonce>{b64}</w:Nonce>".encode(), f"<w:Nonce>{respell(b64)}</w:Nonce>".encode())
+    assert again != first
+    resp = await client.post(URL, data=again, headers={"Content-Type": "text/xml"})
+    text = await resp.text()
+    assert resp.status == 500 and "<faultcode>soap:Client</faultcode>" in text, text
+    assert "Nonce is not valid base64" in text
+
+
+async def test_a_malformed_nonce_is_a_client_fault(client: TestClient) -> None:
+    """A nonce no base64 decoder accepts (bad padding) was an unhandled binascii.Error: a 500 error page."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = digest_token(b"0123456789abcdef", now).replace("MDEyMzQ1Njc4OWFiY2RlZg==", "MDEyM")
+    resp = await client.post(URL, data=envelope_xml(order_xml()).replace(b"<s:Body>", header.encode() + b"<s:Body>"),
+                             headers={"Content-Type": "text/xml"})
+    text = await resp.text()
+    assert "<faultcode>soap:Client</faultcode>" in text and "Nonce is not valid base64" in text, text
+
+
+async def test_head_on_the_soap_endpoint_answers_like_get(client: TestClient) -> None:
+    """HEAD went to the POST handler (content type check → fault, 500); it is GET without a body."""
+    resp = await client.head(URL + "?wsdl")
+    assert resp.status == 200 and resp.content_type == "text/xml"
+    assert (await client.head(URL)).status == 400
