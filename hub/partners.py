@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from hub.configfile import load_dir
+from hub.cryptocontract import CryptoContract
 from hub.errors import ConfigError
 from hub.order import Scenario
 from hub.retry import Outbound
@@ -98,6 +99,9 @@ class Partner(BaseModel):
             "addresses.detail",
         ],
         description="canonical paths masked in logs and listings (SPEC §7)",
+    )
+    crypto: CryptoContract | None = Field(
+        default=None, description="per-field encryption with this partner (docs/security.md, Per-field encryption)"
     )
 
 
