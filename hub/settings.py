@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     event_journal: Literal["auto", "on", "off"] = Field(
         default="auto", description="keep accepted envelopes in MongoDB: auto = only with the embedded broker")
 
+    replay_patch_max_bytes: int = Field(
+        default=1_048_576, ge=1024, le=64 * 1_048_576,
+        description="Largest payload a dead-letter replay patch may produce (UTF-8 JSON bytes); over it the "
+        "replay is refused (413), before the body is built (app/admin/patch.py).",
+    )
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
     delivery_lease_s: float = Field(
         default=15.0, ge=1.0, le=600.0,

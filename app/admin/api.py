@@ -97,7 +97,9 @@ def _services(request: web.Request) -> tuple[Queries, ReplayService]:
     if cached is None or cached[0].db is not runtime.db:
         if runtime.db is None:
             raise web.HTTPServiceUnavailable(reason="MongoDB not connected")
-        cached = (Queries(runtime.db, runtime.partners), ReplayService(runtime.db, runtime.producer, runtime.partners))
+        cached = (Queries(runtime.db, runtime.partners),
+                  ReplayService(runtime.db, runtime.producer, runtime.partners,
+                                max_patched_bytes=runtime.settings.replay_patch_max_bytes))
         runtime.put(ADMIN, cached)
     return cached
 
@@ -182,7 +184,11 @@ def _found(doc: dict[str, Any] | None, what: str, key: str) -> web.Response:
 
 
 def _outcome(result: ActionResult) -> web.Response:
-    """200 done (or dry run), 409 refused in this state, 502 the broker did not take it."""
+    """200 done (or dry run), 409 refused in this state, 413 the patched payload over the limit
+    (``HUB_REPLAY_PATCH_MAX_BYTES``, named as ``max_bytes``), 502 the broker did not take it."""
+    if result.over_limit is not None:
+        return problem(413, "Payload Too Large", result.detail, max_bytes=result.over_limit,
+                       dead_letter_id=result.dead_letter_id)
     status = {"ok": 200, "dry_run": 200, "refused": 409, "failed": 502}[result.result]
     return _json(result.model_dump(mode="json"), status=status)
 

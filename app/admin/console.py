@@ -58,7 +58,8 @@ async def ops(settings: Settings | None = None) -> AsyncIterator[Ops]:
     partners = load_partners(settings.config_dir)
     try:
         await hubdb.ensure_indexes(db)
-        yield Ops(settings, db, partners, Queries(db, partners), ReplayService(db, producer, partners))
+        replays = ReplayService(db, producer, partners, max_patched_bytes=settings.replay_patch_max_bytes)
+        yield Ops(settings, db, partners, Queries(db, partners), replays)
     finally:
         await producer.stop()
         client.close()

@@ -37,6 +37,9 @@ MAX_PATCH_BYTES = 64 * 1024
 """Size of a patch as JSON text (what an operator's file or an HTTP body may hold)."""
 MAX_VALUE_DEPTH = 32
 """Nesting of the patch as a whole (values included), far below the payload's own limit."""
+MAX_RESULT_BYTES = 1_048_576
+"""Size of the patched payload as UTF-8 JSON (``HUB_REPLAY_PATCH_MAX_BYTES``): ``copy`` from the
+root doubles the document per operation, so 17 operations of a 766-byte patch built a 57 MB body."""
 
 
 class PatchOp(BaseModel):
@@ -53,6 +56,15 @@ _OPS = TypeAdapter(list[PatchOp])
 
 class PatchError(ValidationFailed):
     """The patch is malformed, over a limit, or does not apply to this payload."""
+
+
+class PatchTooLarge(PatchError):
+    """The patched payload would be larger than the limit (``limit`` bytes): refused, never built."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the patched payload would be {size} bytes or more, over the limit of {limit} bytes "
+                         f"(HUB_REPLAY_PATCH_MAX_BYTES)")
+        self.size, self.limit = size, limit
 
 
 def parse_patch(raw: str | list[Any]) -> list[PatchOp]:
@@ -82,20 +94,46 @@ def parse_patch(raw: str | list[Any]) -> list[PatchOp]:
 _FAILURES = (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, IndexError, KeyError, TypeError)
 
 
-def apply_patch(document: dict[str, Any], ops: list[PatchOp]) -> dict[str, Any]:
-    """A patched copy of ``document``; raises :class:`PatchError` and leaves the input untouched."""
+def apply_patch(document: dict[str, Any], ops: list[PatchOp], *,
+                max_bytes: int = MAX_RESULT_BYTES) -> dict[str, Any]:
+    """A patched copy of ``document``; raises :class:`PatchError` and leaves the input untouched.
+
+    The result is kept within ``max_bytes`` (:class:`PatchTooLarge`) while it is built: operation by
+    operation, an upper bound of its size grows by what each one adds (a ``copy`` by the value it
+    copies), and only when that bound passes the limit is the document measured — so an amplifying
+    patch stops at the operation that crosses the limit, after about ``2 × max_bytes`` of work.
+    CPU work for up to a few MiB: callers on the event loop run it in a thread."""
     for op in ops:
         if op.path == "" and op.op != "test":
             raise PatchError("the payload root itself cannot be the target")
         if op.op == "move" and op.from_ is not None and op.path.startswith(op.from_ + "/"):
             raise PatchError(f"move {op.from_} → {op.path}: cannot move a value into itself")
-    try:  # dump_patch copies the values: nothing of the patch is shared with the result
-        doc = jsonpatch.JsonPatch(dump_patch(ops)).apply(document)
-    except _FAILURES as exc:
-        raise _first_failure(document, ops) from exc
+    bound = _size(document)
+    if bound > max_bytes:
+        raise PatchTooLarge(bound, max_bytes)
+    doc: Any = copy.deepcopy(document)
+    # dump_patch copies the values: nothing of the patch is shared with the result
+    for op, raw in zip(ops, dump_patch(ops), strict=True):
+        try:
+            if op.op == "copy" and op.from_ is not None:
+                bound += _size(jsonpointer.resolve_pointer(doc, op.from_)) + len(op.path)
+            elif op.op in ("add", "replace"):
+                bound += _size(raw["value"]) + len(op.path)
+            doc = jsonpatch.JsonPatch([raw]).apply(doc, in_place=True)
+        except _FAILURES as exc:
+            raise _first_failure(document, ops) from exc
+        if bound > max_bytes:  # one operation at most doubles the document: measure it now
+            bound = _size(doc)
+            if bound > max_bytes:
+                raise PatchTooLarge(bound, max_bytes)
     if not isinstance(doc, dict):
         raise PatchError("the patched payload must stay a JSON object")
     return dict(doc)
+
+
+def _size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (how the envelope carries it)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode())
 
 
 def _first_failure(document: dict[str, Any], ops: list[PatchOp]) -> PatchError:

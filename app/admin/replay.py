@@ -45,7 +45,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import BaseModel, Field, ValidationError
 from pymongo import ASCENDING
 
-from app.admin.patch import PatchOp, apply_patch, dump_patch
+from app.admin.patch import MAX_RESULT_BYTES, PatchOp, PatchTooLarge, apply_patch, dump_patch
 from app.admin.queries import ACTIONS, CallFilter, DeadLetterFilter, masker
 from app.admin.reconcile import REPLAY_CLAIM, Lapsed, already_sent
 from flows.documents import CALLS, ORDERS
@@ -87,6 +87,8 @@ class ActionResult(BaseModel):
     order_id: str | None = None
     replay_count: int | None = None
     envelope: dict[str, Any] | None = Field(default=None, description="dry run: what would be sent (masked)")
+    #: refused because the patched payload would pass this many bytes (the API answers 413 naming it)
+    over_limit: int | None = Field(default=None, exclude=True)
 
 
 class Summary(BaseModel):
@@ -131,8 +133,9 @@ class RateLimiter:
 class ReplayService:
     def __init__(self, db: AsyncIOMotorDatabase, producer: EnvelopeProducer, partners: dict[str, Partner],
                  *, max_replays: int = DEFAULT_MAX_REPLAYS, chunk: int = 100, concurrency: int = 64,
-                 lease_s: float = DEFAULT_LEASE_S) -> None:
+                 lease_s: float = DEFAULT_LEASE_S, max_patched_bytes: int = MAX_RESULT_BYTES) -> None:
         self.db = db
+        self.max_patched_bytes = max_patched_bytes
         self.letters = db[DEAD_LETTERS]
         self.actions = db[ACTIONS]
         self.producer = producer
@@ -249,7 +252,7 @@ class ReplayService:
             return refuse(f"source topic {doc['source_topic']} is itself a dead-letter topic")
         try:
             env = Envelope.model_validate(doc["envelope"])
-            payload = apply_patch(env.payload, patch) if patch else env.payload
+            payload = apply_patch(env.payload, patch, max_bytes=self.max_patched_bytes) if patch else env.payload
             count = max(_int(env.headers.get(REPLAY_COUNT)), int(doc.get("replay_count") or 0)) + 1
             if count > self.max_replays:
                 return refuse(f"replayed {count - 1} times already (cap {self.max_replays}): discard or fix")
@@ -257,6 +260,9 @@ class ReplayService:
             return Envelope.model_validate(
                 {**env.model_dump(), "payload": payload, "headers": headers, "attempt": 0}
             )
+        except PatchTooLarge as exc:
+            log.warning("replay of %s refused: %s", letter_id, exc)
+            return refuse(str(exc)).model_copy(update={"over_limit": exc.limit})
         except (HubError, ValidationError) as exc:
             return refuse(f"cannot rebuild the envelope: {exc}")
 
@@ -267,22 +273,31 @@ class ReplayService:
                   "claim": 1, "claimed_at": 1}
         staged = _Staged(ids=ids, docs={d["_id"]: d async for d in self.letters.find({"_id": {"$in": ids}}, fields)})
         now = _now()
-        staged.token = new_id()
-        for letter_id in ids:
-            prepared = self._prepare(staged.docs.get(letter_id), letter_id, patch, force, now, staged.token)
-            if isinstance(prepared, ActionResult):
-                staged.results[letter_id] = prepared
-            else:
-                staged.ready[letter_id] = prepared
-        if dry_run:
-            for letter_id, env in staged.ready.items():
-                staged.results[letter_id] = ActionResult(
-                    dead_letter_id=letter_id, action="replay", result="dry_run",
-                    topic=staged.docs[letter_id]["source_topic"], order_id=env.correlation_id,
-                    replay_count=int(env.headers[REPLAY_COUNT]), envelope=self.mask(env.model_dump(mode="json")),
-                )
-            staged.ready.clear()
-        elif staged.ready:
+        staged.token = token = new_id()
+
+        def prepare_all() -> None:
+            for letter_id in ids:
+                prepared = self._prepare(staged.docs.get(letter_id), letter_id, patch, force, now, token)
+                if isinstance(prepared, ActionResult):
+                    staged.results[letter_id] = prepared
+                elif dry_run:
+                    staged.results[letter_id] = ActionResult(
+                        dead_letter_id=letter_id, action="replay", result="dry_run",
+                        topic=staged.docs[letter_id]["source_topic"], order_id=prepared.correlation_id,
+                        replay_count=int(prepared.headers[REPLAY_COUNT]),
+                        envelope=self.mask(prepared.model_dump(mode="json")),
+                    )
+                else:
+                    staged.ready[letter_id] = prepared
+
+        # a patch is CPU work that grows with the payload (up to max_patched_bytes per letter), and so
+        # is masking what a dry run would send: in a thread, so an operator's replay never stalls
+        # intake, callbacks or /healthz
+        if patch:
+            await asyncio.to_thread(prepare_all)
+        else:
+            prepare_all()
+        if not dry_run and staged.ready:
             claim = await self.letters.update_many(
                 {"_id": {"$in": list(staged.ready)}, **_claimable(force, now)},
                 {"$set": {"status": "replaying", "claim": staged.token, "claimed_by": who, "claimed_at": now,
