@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -27,10 +26,11 @@ from rich.table import Table
 from app.admin.patch import PatchOp, parse_patch
 from app.admin.queries import Queries
 from app.admin.replay import ActionResult, NotFound, Refused, ReplayService, Summary
+from app.admin.terminal import cell, json_text, markup, visible
 from hub import db as hubdb
 from hub import paths
 
-__all__ = ["ActionResult", "Ops", "Summary", "ops", "run"]
+__all__ = ["ActionResult", "Ops", "Summary", "ops", "run", "visible"]
 from hub.errors import HubError, ValidationFailed
 from hub.kafka import EnvelopeProducer
 from hub.partners import Partner, load_partners
@@ -76,13 +76,13 @@ def run(fn: Callable[[Ops], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro)
     except (NotFound, Refused) as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{markup(exc)}[/red]")
         raise typer.Exit(1) from exc
     except ValidationFailed as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{markup(exc)}[/red]")
         raise typer.Exit(2) from exc
     except HubError as exc:
-        err.print(f"[red]hub: {exc}[/red]")
+        err.print(f"[red]hub: {markup(exc)}[/red]")
         raise typer.Exit(1) from exc
 
 
@@ -101,7 +101,7 @@ def read_patch(text: str | None) -> list[PatchOp] | None:
 
 
 def dump(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    typer.echo(json_text(data, indent=2, default=str))
 
 
 def show_fields(doc: dict[str, Any] | None, what: str, key: str, as_json: bool, fields: tuple[str, ...]) -> bool:
@@ -109,23 +109,23 @@ def show_fields(doc: dict[str, Any] | None, what: str, key: str, as_json: bool, 
 
     True when the caller should go on printing its tables."""
     if doc is None:
-        err.print(f"[red]no {what} {key}[/red]")
+        err.print(f"[red]no {what} {markup(key)}[/red]")
         raise typer.Exit(1)
     if as_json:
         dump(doc)
         return False
     width = max(len(f) for f in fields)
     for f in fields:
-        typer.echo(f"{f:>{width}}: {'' if doc.get(f) is None else doc.get(f)}")
+        typer.echo(f"{f:>{width}}: {'' if doc.get(f) is None else visible(doc.get(f))}")
     return True
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str | None = None) -> None:
-    t = Table(title=title, show_lines=False)
+    t = Table(title=markup(title) if title else None, show_lines=False)
     for _, header in columns:
         t.add_column(header, overflow="fold")
     for r in rows:
-        t.add_row(*[_cell(paths.get(r, key)) for key, _ in columns])
+        t.add_row(*[cell(_cell(paths.get(r, key))) for key, _ in columns])
     Console(width=max(Console().width, 160)).print(t)
 
 
@@ -167,7 +167,7 @@ def report(summary: Summary, as_json: bool) -> None:
                    + (f" ({summary.per_second}/s)" if summary.per_second else ""))
         for r in summary.results:
             if r.result in ("refused", "failed"):
-                typer.echo(f"  {r.result}: {r.dead_letter_id} {r.detail}", err=True)
+                typer.echo(f"  {r.result}: {r.dead_letter_id} {visible(r.detail)}", err=True)
         if summary.dry_run and summary.results and summary.results[0].envelope is not None:
             typer.echo("first envelope that would be sent (masked):")
             dump(summary.results[0].envelope)

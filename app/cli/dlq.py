@@ -128,7 +128,8 @@ def discard(
         return await o.replays.discard(letter_id, who=who or c.default_who(), reason=reason)
 
     result = c.run(go)
-    typer.echo(f"{result.dead_letter_id}: discard {result.result}" + (f" ({result.detail})" if result.detail else ""))
+    detail = f" ({c.visible(result.detail)})" if result.detail else ""
+    typer.echo(f"{result.dead_letter_id}: discard {result.result}{detail}")
     if result.result != "ok":
         raise typer.Exit(1)
 

@@ -9,6 +9,7 @@ import typer
 from app.admin import console as c
 from app.admin.queries import OrderFilter, parse_when
 from app.admin.replay import Refused
+from app.admin.terminal import visible
 from flows.cancel import CancelRefused, cancel_order, direct_services
 
 app = typer.Typer(help="Orders: list with filters, show one (stages, calls, wait, SLA), retry a failed call, "
@@ -62,7 +63,7 @@ def show(order_id: str, as_json: bool = JSON) -> None:
     assert doc is not None
     wait = doc.get("current_wait") or {}
     if wait.get("since"):
-        typer.echo(f"     current wait: {wait.get('waiting_for') or wait.get('stage')} since {wait['since']} "
+        typer.echo(f"     current wait: {visible(wait.get('waiting_for') or wait.get('stage'))} since {wait['since']} "
                    f"({(wait.get('waited_ms') or 0) / 60000:.1f} min)")
     c.table(doc.get("stages") or [], [("stage", "stage"), ("kind", "kind"), ("entered_at", "entered"),
                                       ("finished_at", "finished"), ("duration_ms", "ms"), ("outcome", "outcome"),
@@ -76,8 +77,8 @@ def show(order_id: str, as_json: bool = JSON) -> None:
                     ("duration_ms", "ms"), ("error", "error"), ("dead_letter_id", "dead letter")], title="calls")
     stuck = [c for c in calls if c.get("outcome") in ("failed", "dead_lettered") and c.get("dead_letter_id")]
     if stuck and doc.get("status") in ("in_flight", "waiting"):
-        typer.echo(f"retry the failed call: hub orders retry {doc['id']}   "
-                   f"(or: hub dlq show {stuck[-1]['dead_letter_id']})")
+        typer.echo(f"retry the failed call: hub orders retry {visible(doc['id'])}   "
+                   f"(or: hub dlq show {visible(stuck[-1]['dead_letter_id'])})")
 
 
 @app.command()
