@@ -55,7 +55,10 @@ def build_sink(partner: Partner, context: ConnectorContext) -> Sink:
     protocol = partner.outbound.protocol
     reg = registry.get("sink", protocol)
     try:
-        config = reg.config.model_validate(partner.outbound.config)
+        raw = partner.outbound.config
+        if partner.crypto is not None and "crypto" in reg.config.model_fields:  # the partner's crypto: block
+            raw = {**raw, "crypto": partner.crypto}
+        config = reg.config.model_validate(raw)
     except ValidationError as exc:  # what validation_problems reads (it would fail on anything else)
         path = context.settings.config_dir / "partners" / f"{partner.name}.yaml"
         problems = validation_problems(path, None, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.cryptocontract import CryptoContract
 from hub.partners import ApiKeyAuth, OrderSchema
 
 
@@ -17,3 +18,5 @@ class RestSourceConfig(BaseModel):
     order_schema: OrderSchema = Field(default_factory=OrderSchema)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     sensitive_fields: list[str] = Field(default_factory=list)
+    crypto: CryptoContract | None = Field(
+        default=None, description="the partner's crypto contract: its inbound_fields are decrypted before mapping")

@@ -7,6 +7,7 @@ dead-lettering and dedupe wrap it in ``app/delivery.py``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any, ClassVar, Literal
@@ -17,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from connectors.base import Outcome
 from connectors.context import ConnectorContext
 from connectors.registry import registry
+from hub.cryptocontract import CryptoContract
 from hub.envelope import Envelope
+from hub.errors import ConfigError, ValidationFailed
 from hub.retry import SuccessRule
 from hub.templates import render
+from transforms.crypto import decrypt_response, encrypt_request, keys_for
 
 MAX_KEPT_BODY = 4096
 
@@ -51,6 +55,8 @@ class RestSinkConfig(BaseModel):
     auth: OutboundApiKey | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     operations: dict[str, RestOperation] = Field(min_length=1)
+    crypto: CryptoContract | None = Field(
+        default=None, description="set from the partner's crypto: block (app/delivery.py), not written here")
 
 
 def _retryable_status(status: int) -> bool:
@@ -69,6 +75,8 @@ class RestSink:
 
     async def start(self) -> None:
         if self._session is None:
+            if self.config.crypto is not None:  # the keys' checks take ~50 ms CPU: a thread, and fail at start
+                await asyncio.to_thread(keys_for(self.config.crypto).warm)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
@@ -93,6 +101,13 @@ class RestSink:
                    "X-Hub-Order-Id": envelope.correlation_id, "traceparent": envelope.trace.traceparent}
         if self.config.auth is not None:
             headers[self.config.auth.header] = self.config.auth.key.get_secret_value()
+        session = None
+        if self.config.crypto is not None:  # after mapping: the declared fields of the partner's body
+            try:
+                body, sealed, session = encrypt_request(self.config.crypto, operation, body)
+            except (ConfigError, ValidationFailed) as exc:
+                return Outcome(ok=False, status="rejected", error=f"cannot encrypt the request: {exc}")
+            headers.update(sealed)
         url = self.config.base_url.rstrip("/") + op.path
         started = time.perf_counter()
         try:
@@ -109,6 +124,12 @@ class RestSink:
             answer: Any = json.loads(text) if text else None
         except ValueError:
             answer = text[:MAX_KEPT_BODY]
+        if session is not None and self.config.crypto is not None and answer is not None:
+            try:
+                answer = decrypt_response(self.config.crypto, session, answer)
+            except ValidationFailed as exc:  # the partner's answer, not ours: it will not decrypt next time either
+                return Outcome(ok=False, status="rejected", error=f"answer does not decrypt: {exc}",
+                               response={"http_status": status}, duration_ms=_ms(started), details={"request": body})
         ok, error = op.success.judge(status, answer)
         if ok and op.success.http_status is None and not 200 <= status < 300:
             ok, error = False, f"HTTP {status}"

@@ -10,9 +10,11 @@ answered 202; broker or store down ⇒ 503 with Retry-After and nothing written.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -28,6 +30,7 @@ from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from hub.problem import problem
+from transforms.crypto import decrypt_inbound, keys_for
 from transforms.mapping import apply_transform
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ class RestOrderSource:
         self._emit: Emit | None = None
 
     async def start(self, emit: Emit) -> None:
+        if self.config.crypto is not None:  # our private keys' checks take ~50 ms CPU: a thread; missing = not started
+            await asyncio.to_thread(keys_for(self.config.crypto).warm)
         self._emit = emit
         self._endpoints[self.config.partner] = self
 
@@ -74,7 +79,7 @@ class RestOrderSource:
         ``parse``, the function ``handle`` runs; ValidationFailed carries the errors a 400 lists."""
         return [self.parse(raw)]
 
-    def parse(self, body: bytes, request_id: str | None = None) -> Envelope:
+    def parse(self, body: bytes, request_id: str | None = None, headers: Mapping[str, str] | None = None) -> Envelope:
         """A request body → the order's envelope: UTF-8, depth limit, JSON object, the partner's
         field mapping, the canonical order model, the partner's products and scenarios. Raises
         :class:`~hub.jsonlimits.TooDeep` or ValidationFailed (its ``errors`` name every bad field)."""
@@ -90,6 +95,8 @@ class RestOrderSource:
         if not isinstance(raw, dict):
             raise ValidationFailed("body must be a JSON object",
                                    [{"field": "(body)", "message": "must be a JSON object", "type": "object_type"}])
+        if cfg.crypto is not None:  # the partner's encrypted fields, before its mapping and validation
+            raw, _session = decrypt_inbound(cfg.crypto, raw, headers or {})
         schema = cfg.order_schema
         try:
             order = WorkOrder.model_validate(apply_transform(raw, self._transform))
@@ -162,7 +169,7 @@ class RestOrderSource:
                 "rejected_too_large", 413, "Payload Too Large", f"body exceeds {cfg.max_body_bytes} bytes"
             )
         try:
-            envelope = self.parse(body, request.headers.get("X-Request-Id"))
+            envelope = self.parse(body, request.headers.get("X-Request-Id"), request.headers)
         except jsonlimits.TooDeep as exc:
             return self._reject("rejected_too_deep", 400, "Bad Request", str(exc), errors=exc.errors,
                                 max_depth=exc.limit)

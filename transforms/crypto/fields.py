@@ -98,11 +98,12 @@ def _apply(contract: CryptoContract, payload: Any, fields: list[str], key: bytes
            seal: bool) -> Any:
     out = paths.copy_json(payload)
     for path in fields:
-        for container, k in list(paths.targets(out, path)):
-            value = container[k]  # type: ignore[index]
+        for holder, k in list(paths.targets(out, path)):
+            container: Any = holder  # a dict with a str key or a list with an int index: both index alike
+            value = container[k]
             if value is None:
                 continue
-            container[k] = (encrypt_value(contract, key, iv, value) if seal  # type: ignore[index]
+            container[k] = (encrypt_value(contract, key, iv, value) if seal
                             else decrypt_value(contract, key, iv, value, path))
     return out
 
