@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.infra.private import narrow_tree, private_dir
 from app.infra.process import InfraError, port_open, wait_until
 from app.infra.servers import EmbeddedServer, KafkaServer, MongoServer, SftpServer
 from hub.settings import Settings
@@ -62,6 +63,11 @@ class Infra:
             if embedded:
                 raise InfraError("HUB_PROFILE=production does not start embedded servers; set "
                                  + ", ".join(f"{EXTERNAL_SETTING.get(s.name, s.name)} ({s.name})" for s in embedded))
+        if any(not s.external for s in self.servers):  # HUB_HOME holds their data: the owner's only
+            private_dir(self.settings.home)
+            narrowed = narrow_tree(self.settings.home)
+            if narrowed:
+                log(f"{self.settings.home}: {narrowed} files and folders made private (0600/0700)")
         for server in self.servers:
             if server.external:
                 log(f"{server.name}: external ({server.url}), not started")

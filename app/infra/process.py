@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.infra.private import CHILD_UMASK, private_dir, private_file
 from hub.errors import HubError
 
 
@@ -77,9 +78,11 @@ class ManagedProcess:
         return pid if self.marker in cmdline else None
 
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
+        """Start ``argv`` detached. Its folders are 0700, its log 0600, and it runs with umask 077:
+        the data it writes (customer orders in the embedded database) is its owner's only."""
+        private_dir(self.run_dir)
+        private_dir(self.log_dir)
+        with os.fdopen(private_file(self.log_file), "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
             log.flush()
             proc = subprocess.Popen(
@@ -90,6 +93,7 @@ class ManagedProcess:
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
                 start_new_session=True,
+                umask=CHILD_UMASK,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid

@@ -16,6 +16,7 @@ import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from app.infra.private import private_dir
 from app.infra.process import InfraError, ManagedProcess, port_open
 from hub.embedded import EmbeddedSftp
 from hub.settings import Settings
@@ -152,7 +153,7 @@ class MongoServer(EmbeddedServer):
     def prepare(self) -> None:
         if importlib.util.find_spec("secantus") is None:
             raise InfraError("SecantusDB is not installed: pip install -e '.[embedded]'")
-        self.storage.mkdir(parents=True, exist_ok=True)
+        private_dir(self.storage)  # the orders in clear: the owner's only (app/infra/private.py)
 
     def argv(self) -> list[str]:
         return [
