@@ -40,10 +40,11 @@ def authenticate(tokens: list[AdminToken], authorization: str | None) -> Princip
     """The principal for an ``Authorization: Bearer …`` header, or None."""
     if not authorization or not authorization.startswith("Bearer "):
         return None
-    presented = authorization[len("Bearer "):].strip().encode()
+    # surrogateescape: header bytes that are not UTF-8 arrive as surrogates (a plain encode() was a 500)
+    presented = authorization[len("Bearer "):].strip().encode("utf-8", "surrogateescape")
     found: AdminToken | None = None
     for t in tokens:  # no early exit: timing does not reveal which token matched
-        if hmac.compare_digest(presented, t.token.get_secret_value().encode()):
+        if hmac.compare_digest(presented, t.token.get_secret_value().encode("utf-8", "surrogateescape")):
             found = t
     return Principal(found.name, found.role) if found else None
 

@@ -39,8 +39,14 @@ class ApiKeyAuth(BaseModel):
             return False
         ok = False
         for key in self.keys:  # constant time, and no early exit that would leak which key matched
-            ok |= hmac.compare_digest(presented.encode(), key.get_secret_value().encode())
+            ok |= hmac.compare_digest(_raw(presented), _raw(key.get_secret_value()))
         return ok
+
+
+def _raw(text: str) -> bytes:
+    """The bytes a header carried: aiohttp decodes header bytes that are not UTF-8 as surrogate
+    escapes, which a plain ``encode()`` refuses (a non-ASCII key was a 500, not a 401)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 Outbound.model_rebuild(_types_namespace={"ApiKeyAuth": ApiKeyAuth})

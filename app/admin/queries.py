@@ -43,7 +43,10 @@ def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> d
         return text if text is None or text.tzinfo else text.replace(tzinfo=UTC)
     m = _DURATION.match(text.strip())
     if m:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        except OverflowError:  # 99999999999999d: before year 1 (it was a 500)
+            raise ValidationFailed(f"not a time: {text!r} reaches before year 1") from None
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError as exc:
