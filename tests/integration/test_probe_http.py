@@ -45,7 +45,8 @@ async def raw(client: TestClient, head: bytes, body: bytes = b"") -> tuple[int, 
 
 
 ORDER = json.dumps({"external_order_id": "P-1", "product": "internet_line", "scenario": "open",
-                    "customer": {"name": "Acme"}, "addresses": [{"city": "Hangzhou", "detail": "1 Wensan Rd"}]}).encode()
+                    "customer": {"name": "Acme"},
+                    "addresses": [{"city": "Hangzhou", "detail": "1 Wensan Rd"}]}).encode()
 
 
 @pytest.mark.parametrize("key", [b"dev-esop-key-\xff\xfe", "dev-esop-ключ".encode(), b"\xc3("])
