@@ -1,6 +1,7 @@
 """Per-field encryption cost per message, per cipher, with the no-encryption baseline in the same run.
 
-    .venv/bin/python -m bench.crypto [--n 2000]
+    .venv/bin/python -m bench.crypto [--n 2000]                      # CPU per message, no servers
+    .venv/bin/python -m bench.crypto --intake [--duration 10] [--concurrency 50]
 
 One message = a typical order with 5 sensitive fields (customer name, contact name, phone, ID
 number, an address detail) through what the hub does for it, on one core:
@@ -11,13 +12,24 @@ number, an address detail) through what the hub does for it, on one core:
 * ``inbound``   — baseline + decrypt_inbound (RSA-2048 unwrap with our private key, 5 fields);
 * ``fields``    — the 5 fields alone, encrypt + decrypt with a known key (the symmetric part).
 
+With ``--intake``: REST intake throughput of the hub (bench/intake.py's server, private tansu and
+SecantusDB) for the same order in clear and with its 5 fields encrypted by AES-256-GCM (the hub
+unwraps a wrapped key and decrypts 5 fields per order), one after the other in the same run.
+
 Keys: the test keys of tests/fixtures/keys (never real keys).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +50,7 @@ CIPHERS = [("aes-256-gcm", "aes", "gcm", "field"), ("aes-256-cbc", "aes", "cbc",
 def order() -> dict[str, Any]:
     return {"external_order_id": "E-1", "product": "internet_line", "scenario": "open", "bandwidth_mbps": 100,
             "customer": {"name": "杭州某某科技有限公司", "contact_name": "张三", "contact_phone": "13800000000",
-                         "id_number": "110101199003077777", "industry": "IT"},
+                         "id_number": "110101199003077777", "customer_id": "C-0001"},
             "addresses": [{"role": "install", "city": "杭州", "district": "西湖区", "detail": "文三路1号"}],
             "extensions": {"esopFlowId": "X9", "remark": "bench"}}
 
@@ -69,10 +81,70 @@ def per_message_us(fn: Callable[[], Any], n: int) -> float:
     return best / n * 1e6
 
 
+CRYPTO_BLOCK = f"""
+crypto:
+  cipher: aes
+  mode: gcm
+  partner_keys: [{{id: p, file: {KEYS / 'test-partner-2026a.pub.pem'}}}]
+  our_keys: [{{id: h, file: {KEYS / 'test-hub-2026a.key.pem'}}}]
+  inbound_fields: [customer.name, customer.contact_name, customer.contact_phone, customer.id_number,
+                   addresses.detail]
+"""
+
+
+def intake(duration: float, concurrency: int) -> None:
+    """Hub REST intake, clear vs encrypted, same run (the order of bench/intake.py plus 5 sensitive fields)."""
+    from bench._common import closed_loop, free_port, private_infra, wait_http
+    from bench.intake import RUN_ID
+
+    _ours, theirs = pair("aes", "gcm", "field")
+    theirs = theirs.model_copy(update={"fields": {"op": theirs.fields["op"].model_copy(
+        update={"request": [*FIELDS[:4], "addresses.detail"]})}})
+    sealed, sealed_headers, _ = encrypt_request(theirs, "op", order())  # one data key, reused: the hub still
+    with tempfile.TemporaryDirectory() as tmp, private_infra() as env:  # unwraps and decrypts every order
+        config = Path(tmp) / "config"
+        shutil.copytree(Path(__file__).resolve().parents[1] / "config", config)
+        esop = config / "partners" / "esop.yaml"
+        esop.write_text(esop.read_text(encoding="utf-8") + CRYPTO_BLOCK, encoding="utf-8")
+        results = []
+        shipped = Path(__file__).resolve().parents[1] / "config"  # the clear run: esop without crypto:
+        for name, body, extra, config_dir in (("intake, clear", order(), {}, shipped),
+                                              ("intake, 5 fields AES-GCM", sealed, sealed_headers, config)):
+            tag = base64.b32encode(os.urandom(5)).decode().lower()
+
+            def make(i: int, body: dict[str, Any] = body, extra: dict[str, str] = extra, tag: str = tag
+                     ) -> tuple[bytes, dict[str, str]]:
+                doc = {**body, "external_order_id": f"C{RUN_ID}{tag}-{i}"}
+                return json.dumps(doc, ensure_ascii=False).encode(), {
+                    "Content-Type": "application/json", "X-Api-Key": "dev-esop-key-0001", **extra}
+
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "-m", "bench.intake", "serve-hub", "--port", str(port)],
+                                    env={**os.environ, **env, "HUB_CONFIG_DIR": str(config_dir)})
+            try:
+                wait_http(f"http://127.0.0.1:{port}/readyz")
+                result = asyncio.run(closed_loop(name, f"http://127.0.0.1:{port}/api/v1/partners/esop/orders",
+                                                 make, concurrency=concurrency, duration=duration, ok_status=202))
+                results.append(result)
+                print(result.line(), flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        clear, enc = results
+        print(f"encrypted / clear throughput: {enc.rate / clear.rate:.2f} (p99 {enc.pct(99):.1f} ms vs "
+              f"{clear.pct(99):.1f} ms; concurrency {concurrency}, {duration:.0f} s each)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
-    n = ap.parse_args().n
+    ap.add_argument("--intake", action="store_true")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=50)
+    args = ap.parse_args()
+    if args.intake:
+        return intake(args.duration, args.concurrency)
+    n = args.n
     doc = order()
     raw = json.dumps(doc, ensure_ascii=False)
 

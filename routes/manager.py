@@ -46,6 +46,16 @@ ROUTE_UP = Gauge("hub_route_up", "1 while the route runs, 0 when failed/stopped/
 ROUTE_RELOADS = Counter("hub_route_reloads_total", "route file changes applied or rejected", ["outcome"])
 
 
+def _with_partner_crypto(source: Any, partners: dict[str, Any]) -> Any:
+    """A source config that takes a crypto contract (REST) gets its partner's ``crypto:`` block, so
+    the partner file is the one place it is declared, for a route file and an implied route alike."""
+    if "crypto" not in type(source).model_fields or source.crypto is not None:
+        return source
+    partner = partners.get(getattr(source, "partner", ""))
+    crypto = getattr(partner, "crypto", None)
+    return source if crypto is None else source.model_copy(update={"crypto": crypto})
+
+
 @dataclass
 class RouteRunner:
     file: RouteFile
@@ -196,7 +206,7 @@ class RouteManager:
                 runner.replays_task = ctx.supervise("route-replays", runner.replays.run)
             if runner.emit.topic:
                 await rt.ensure_topic(runner.emit.topic)
-            source = registry.new_source(route.source.connector, route.source, ctx)
+            source = registry.new_source(route.source.connector, _with_partner_crypto(route.source, rt.partners), ctx)
             await source.start(runner.emit)
             runner.source = source
             runner.set_state("running")

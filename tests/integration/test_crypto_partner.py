@@ -116,11 +116,13 @@ outbound:
     assert outcome.response["body"] == {"code": "0", "customer": {"id_number": "110101199003077777"}}
 
 
+@pytest.mark.parametrize("route", ["route file", "implied"])
 async def test_rest_intake_decrypts_declared_fields_before_validation(
-        settings: Settings, tmp_path: Path, aiohttp_client: Any) -> None:
+        settings: Settings, tmp_path: Path, aiohttp_client: Any, route: str) -> None:
     config = tmp_path / "config"
     shutil.copytree(settings.config_dir, config)
-    (config / "routes" / "esop-rest-orders.yaml").unlink()  # the REST route esop.yaml implies, with its crypto
+    if route == "implied":  # without the route file, the REST route esop.yaml implies: same crypto
+        (config / "routes" / "esop-rest-orders.yaml").unlink()
     esop = config / "partners" / "esop.yaml"
     esop.write_text(esop.read_text(encoding="utf-8") + _crypto_block("test-partner-2026a.pub.pem",
                     f"  inbound_fields: {FIELDS}\n"), encoding="utf-8")
