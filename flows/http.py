@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from flows.admission import load_at_start
@@ -36,12 +38,14 @@ from hub import jsonlimits, topics
 from hub.auth import PRINCIPAL, requires
 from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
-from hub.intake import check_envelope
+from hub.intake import MAX_RECORD_BYTES, check_envelope
+from hub.metrics import INTAKE_REQUESTS
 from hub.problem import problem
 from hub.services import SERVICES, Services
 from hub.settings import AdminToken
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/api/v1/partners/{partner}/callbacks"
 SUBMIT_PATH = "/api/v1/orders/{order_id}/stages/{stage}/submit"
@@ -62,7 +66,9 @@ class SubmitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: dict[str, Any] = Field(default_factory=dict)
-    submitted_by: str | None = Field(default=None, max_length=100, description="defaults to the token's name")
+    submitted_by: str | None = Field(
+        default=None, max_length=100,
+        description="who the submission is made for (recorded as on_behalf_of); the stage records the token's name")
 
 
 def _runtime(request: web.Request) -> Services:
@@ -106,14 +112,21 @@ async def _parse(request: web.Request, model: type[M], what: str) -> tuple[dict[
         return problem(400, "Bad Request", f"invalid {what}", errors=_errors(exc))
 
 
-async def _emit(runtime: Services, envelope: Envelope) -> web.Response | bool:
+async def _emit(runtime: Services, envelope: Envelope, *, content: dict[str, Any] | None = None
+                ) -> web.Response | bool:
     """Journal the event in MongoDB (the source of truth: recovery re-emits it after a restart or a
     wiped broker), then produce it to the orders topic (acks=all). Returns "was a duplicate"; a
     duplicate is produced again anyway — the engine applies an event once, and the first delivery
-    may not have reached Kafka."""
+    may not have reached Kafka.
+
+    ``content`` is what makes two events under one idempotency key the same (a submission's data):
+    kept in the journal record, and a later event under that key with other content is refused
+    (409, naming what was recorded) instead of being answered ``duplicate`` and dropped."""
     try:
         check_envelope(envelope)
     except ValidationFailed as exc:
+        if any(e.get("type") == "too_large" for e in exc.errors):  # retrying never helps: 413, not 400/503
+            return problem(413, "Payload Too Large", str(exc), errors=exc.errors, max_bytes=MAX_RECORD_BYTES)
         return problem(400, "Bad Request", str(exc), errors=exc.errors)
     try:
         if runtime.db is None:
@@ -122,13 +135,37 @@ async def _emit(runtime: Services, envelope: Envelope) -> web.Response | bool:
                                   "received_at": envelope.created_at}
         if runtime.settings.journal_events:  # the embedded broker may lose it (docs/flows.md)
             fields["envelope"] = envelope.model_dump(mode="json")
-        journal = await runtime.db[EVENTS].update_one({"_id": envelope.idempotency_key},
-                                                      {"$setOnInsert": fields}, upsert=True)
+        if content is not None:
+            fields["content"] = content
+        before = await runtime.db[EVENTS].find_one_and_update(
+            {"_id": envelope.idempotency_key}, {"$setOnInsert": fields}, upsert=True,
+            projection={"content": 1}, return_document=ReturnDocument.BEFORE)
+        if before is not None and content is not None and before.get("content") not in (None, content):
+            log.info("refused %s for %s: another %s was recorded under %s", envelope.type,
+                     envelope.correlation_id, envelope.type, envelope.idempotency_key)
+            INTAKE_REQUESTS.labels("hub", "rest", "rejected_conflict").inc()
+            return problem(409, "Conflict", "a different submission was already accepted for this stage visit",
+                           submitted=before["content"], idempotency_key=envelope.idempotency_key)
         await runtime.producer.send(topics.orders(runtime.settings.topic_prefix), envelope)
     except (RetryableError, PyMongoError):
         return problem(503, "Service Unavailable", "could not be stored durably; retry later",
                        headers={"Retry-After": "5"})
-    return journal.upserted_id is None
+    return before is not None
+
+
+async def _owns(runtime: Services, partner: str, order_id: str) -> bool | None:
+    """May ``partner`` post events for ``order_id``? Its own order, or one waiting for an answer
+    from it (an open call or report to that partner). None: the order store cannot say now."""
+    if runtime.db is None:
+        return None
+    try:
+        doc = await runtime.db[ORDERS].find_one({"_id": order_id}, {"partner": 1, "open_calls": 1})
+    except PyMongoError:
+        return None
+    if doc is None:
+        return False
+    return doc.get("partner") == partner or any(
+        isinstance(c, dict) and c.get("partner") == partner for c in (doc.get("open_calls") or {}).values())
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -146,6 +183,14 @@ async def callback(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     raw, body = parsed
+    owns = await _owns(runtime, name, body.order_id)
+    if owns is None:
+        return problem(503, "Service Unavailable", "order store not available; retry later",
+                       headers={"Retry-After": "5"})
+    if not owns:  # another partner's order, or none: the same answer, so ids cannot be probed
+        log.warning("callback from %s refused: order %r is neither its own nor waiting for it", name, body.order_id)
+        INTAKE_REQUESTS.labels(name, "rest", "rejected_forbidden").inc()
+        return problem(403, "Forbidden", f"order {body.order_id!r} is not waiting for an answer from {name!r}")
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
     envelope = Envelope(
         type="callback", source=name, protocol="rest", correlation_id=body.order_id,
@@ -196,7 +241,7 @@ async def _submit(request: web.Request, runtime: Services, doc: dict[str, Any], 
     if state.get("status") != "running" or not waiting:
         return problem(409, "Conflict", f"order {order_id} is not waiting for {node!r} "
                        f"(current stage {doc.get('current_stage')!r}, {doc.get('status')})")
-    who = body.submitted_by or f"operator:{request[PRINCIPAL].name}"
+    who = f"operator:{request[PRINCIPAL].name}"  # the authenticated identity, whatever the body says
     scope = {"data": state.get("data", {}), "now": 0.0, "order_id": order_id, "user": {"id": who}}
     _, errors = check_submission(list(getattr(spec, "fields", [])), dict(body.data), scope)
     if errors:
@@ -206,8 +251,10 @@ async def _submit(request: web.Request, runtime: Services, doc: dict[str, Any], 
     envelope = Envelope(
         type="stage.submit", source="hub", protocol="rest", correlation_id=order_id,
         idempotency_key=f"submit:{order_id}:{node}#{visit}", product=doc.get("product"),
-        scenario=doc.get("scenario"), payload={"stage": node, "visit": visit, "data": body.data, "submitted_by": who})
-    outcome = await _emit(runtime, envelope)
+        scenario=doc.get("scenario"),
+        payload={"stage": node, "visit": visit, "data": body.data, "submitted_by": who,
+                 **({"on_behalf_of": body.submitted_by} if body.submitted_by else {})})
+    outcome = await _emit(runtime, envelope, content={"data": body.data, "submitted_by": who})
     if isinstance(outcome, web.Response):
         return outcome
     return web.json_response({"order_id": order_id, "stage": node, "accepted": True, "duplicate": outcome},
