@@ -50,13 +50,14 @@ def config_copy(settings: Settings, tmp_path: Path, *, scenarios: tuple[str, ...
     config = tmp_path / "config"
     shutil.copytree(settings.config_dir, config)
     flows = config / "flows"
-    if no_flows:
-        for f in flows.glob("*.yaml"):
+    if no_flows:  # blueprints, fragments and templates, in every folder
+        for f in flows.rglob("*.yaml"):
             f.unlink()
-    for scenario in scenarios:
-        text = (flows / "internet_line_open.yaml").read_text(encoding="utf-8")
-        (flows / f"internet_line_{scenario}.yaml").write_text(
-            text.replace("scenario: open", f"scenario: {scenario}", 1), encoding="utf-8")
+    for scenario in scenarios:  # a blueprint's name is unique in the library: the copy gets its own
+        text = (flows / "internet_line" / "open.yaml").read_text(encoding="utf-8")
+        text = text.replace("\nscenario: open\n", f"\nscenario: {scenario}\n", 1)
+        text = text.replace("\nname: p02-1-internet-line-open\n", f"\nname: p02-1-internet-line-{scenario}\n", 1)
+        (flows / "internet_line" / f"{scenario}.yaml").write_text(text, encoding="utf-8")
     return settings.model_copy(update={"config_dir": config})
 
 

@@ -13,6 +13,7 @@ import pytest
 from app.runtime import Runtime
 from app.web import build_web_app
 from tests.integration.flow_harness import FlowEnv, flow_env  # noqa: F401  (fixture)
+from tests.integration.line_orders import LINE_STAGES, all_completed, stuck
 from tests.integration.test_intake import ESOP_KEY, URL, order
 from tests.support import eventually
 
@@ -36,12 +37,11 @@ async def test_accepted_orders_survive_a_wiped_broker_before_the_engine_saw_them
     env.hub.env["HUB_TOPIC_PREFIX"] = f"w{uuid.uuid4().hex[:8]}"  # same MongoDB, brand-new empty topics
     await env.hub.start()
 
-    async def all_completed() -> bool:
-        return await env.db.orders.count_documents({"_id": {"$in": ids}, "status": "completed"}) == len(ids)
-
     try:
-        await eventually(all_completed, timeout=90, interval=0.5)
+        await eventually(lambda: all_completed(env, ids), timeout=90, interval=0.5)
     except AssertionError:
-        raise AssertionError(env.hub.log_tail()) from None
+        raise AssertionError(f"{await stuck(env, ids)}\n{env.hub.log_tail()}") from None
     closes = [c.body["hubOrderId"] for c in env.sim.calls("esop", "notifyOrderResult")]
     assert sorted(closes) == sorted(ids)  # each recovered order closed exactly once
+    async for doc in env.db.orders.find({"_id": {"$in": ids}}):
+        assert [s["stage"] for s in doc["stages"]] == LINE_STAGES  # the whole flow, from its start
