@@ -10,11 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class FlowSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_FLOW_", extra="ignore")
 
-    gate_retry_s: float = Field(default=10.0, gt=0, description="re-send a failed gated progress report after")
-    stale_after_s: float = Field(
-        default=300.0, gt=0, description="re-send a call with no result after (the startup scan re-sends at once)"
-    )
-    recovery_interval_s: float = Field(default=5.0, gt=0, description="how often the recovery scan runs")
+    recovery_interval_s: float = Field(
+        default=5.0, gt=0,
+        description="how often the worker checks for a broker that lost its topics (then re-sends what is open)")
     intake_recovery_hours: float = Field(
         default=24.0, gt=0, description="at start, re-send orders accepted this recently that the engine never saw"
     )

@@ -106,7 +106,7 @@ def test_the_scan_finds_each_kind_of_source() -> None:
     """Guards the scanner itself: if a regex or the model discovery broke, the tests above would
     pass vacuously."""
     assert {"HUB_HOME", "HUB_KAFKA_URL"} <= set(settings_env_names())
-    assert "HUB_FLOW_GATE_RETRY_S" in settings_env_names()
+    assert "HUB_FLOW_LEASE_S" in settings_env_names()
     assert "HUB_AMQP_URL" in settings_env_names()
     assert {"HUB_SIM_URL", "HUB_ESOP_API_KEY"} <= set(config_env_names())
     assert {"HUB_TANSU_BIN", "HUB_SFTP_ROOT"} <= set(code_env_names())
