@@ -24,6 +24,7 @@ from Crypto.Signature import pss
 from app.delivery import build_sink
 from app.runtime import Runtime
 from app.web import build_web_app
+from connectors.base import Outcome
 from connectors.context import ConnectorContext
 from hub import topics
 from hub.envelope import Envelope
@@ -64,7 +65,9 @@ def _crypto_block(partner_pub: str, fields: str) -> str:
 {fields}"""
 
 
-async def test_rest_sink_encrypts_request_fields_and_decrypts_the_answer(settings: Settings, tmp_path: Path) -> None:
+async def _call_partner(settings: Settings, tmp_path: Path, answer_key: str) -> tuple[Outcome, list[dict[str, Any]]]:
+    """One resource_entry call through the partner's REST sink; the partner answers with its ID number
+    sealed under the request's data key (``answer_key="request"``) or under another key."""
     seen: list[dict[str, Any]] = []
 
     async def entry(request: web.Request) -> web.Response:  # the partner, without our code
@@ -72,7 +75,8 @@ async def test_rest_sink_encrypts_request_fields_and_decrypts_the_answer(setting
         key = _oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(request.headers["X-Encrypted-Key"]))
         seen.append({"key_id": request.headers["X-Key-Id"], "body": body,
                      "clear": {p: _open(key, body["customer"][p.split(".")[1]]) for p in FIELDS}})
-        return web.json_response({"code": "0", "customer": {"id_number": _seal(key, "110101199003077777")}})
+        sealing = key if answer_key == "request" else os.urandom(32)
+        return web.json_response({"code": "0", "customer": {"id_number": _seal(sealing, "110101199003077777")}})
 
     app = web.Application()
     app.router.add_post("/resource/api/entry", entry)
@@ -106,6 +110,11 @@ outbound:
             await sink.stop()
     finally:
         await server.close()
+    return outcome, seen
+
+
+async def test_rest_sink_encrypts_request_fields_and_decrypts_the_answer(settings: Settings, tmp_path: Path) -> None:
+    outcome, seen = await _call_partner(settings, tmp_path, "request")
     assert outcome.ok, outcome.error
     (call,) = seen
     assert call["key_id"] == "partner-2026a" and call["body"]["orderId"] == "ord-c1"  # mapped, then encrypted
@@ -114,6 +123,15 @@ outbound:
     assert "张三" not in json.dumps(call["body"], ensure_ascii=False) + json.dumps(outcome.details, ensure_ascii=False)
     assert outcome.response is not None
     assert outcome.response["body"] == {"code": "0", "customer": {"id_number": "110101199003077777"}}
+
+
+
+
+async def test_an_answer_that_does_not_decrypt_is_a_rejected_call_not_retried(settings: Settings,
+                                                                               tmp_path: Path) -> None:
+    outcome, seen = await _call_partner(settings, tmp_path, "another")
+    assert len(seen) == 1 and not outcome.ok and not outcome.retryable
+    assert "answer does not decrypt" in (outcome.error or "") and "customer.id_number" in (outcome.error or "")
 
 
 @pytest.mark.parametrize("route", ["route file", "implied"])
