@@ -171,3 +171,20 @@ async def test_rest_intake_decrypts_declared_fields_before_validation(
     resp = await client.post("/api/v1/partners/esop/orders", json=tampered, headers=headers)
     problem = await resp.json()
     assert resp.status == 400 and problem["errors"][0]["field"] == "customer.contact_phone", problem
+
+
+async def test_a_missing_key_fails_the_intake_at_start_not_at_the_first_order(settings: Settings) -> None:
+    from connectors.rest.config import RestSourceConfig
+    from connectors.rest.source import RestOrderSource
+    from hub.errors import ConfigError
+
+    config = RestSourceConfig.model_validate({
+        "partner": "acme", "auth": {"keys": ["acme-key-0001"]},
+        "crypto": {"our_keys": [{"id": "gone", "env": "TEST_S1_NO_SUCH_KEY"}], "inbound_fields": ["customer.name"]}})
+    source = RestOrderSource(config, ConnectorContext(settings))
+
+    async def emit(envelope: Envelope) -> Any:
+        raise AssertionError("nothing is emitted")
+
+    with pytest.raises(ConfigError, match="TEST_S1_NO_SUCH_KEY is not set"):
+        await source.start(emit)
