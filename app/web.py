@@ -2,13 +2,16 @@
 
 Routes, by who calls them:
   partners   POST /api/v1/partners/{partner}/orders        (connectors/rest/source.py)
-  probes     GET  /healthz (process up) · GET /readyz (Kafka and MongoDB answer)
+  probes     GET  /healthz (process up) · GET /readyz (Kafka and MongoDB answer; no addresses or paths)
+  operators  GET  /admin/v1/readiness (/readyz in full: addresses, route files, problems; viewer token)
   Prometheus GET  /metrics
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app import plugins
 from app.runtime import Runtime
 from connectors.rest import source as rest_source
+from hub.auth import requires
 from hub.services import SERVICES
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
@@ -27,9 +31,40 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Unauthenticated (load balancers, orchestrators): whether each dependency answers, the routes'
+    names and states — no server addresses, config paths or error texts (those name hosts and
+    files); the full picture is ``GET /admin/v1/readiness`` (viewer token)."""
+    runtime = request.app[RUNTIME]
+    checks = await runtime.readiness()
+    ok = all(c["ok"] for c in checks.values())
+    return web.json_response({"status": "ready" if ok else "not ready", "checks": public_checks(checks)},
+                             status=200 if ok else 503)
+
+
+def public_checks(checks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``checks`` without what only operators may see: ``url`` and ``error`` of each dependency, a
+    route's ``file`` and ``error``, a rejected file's path and problem texts (their count is kept)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, check in checks.items():
+        if name == "routes":
+            out[name] = {
+                "ok": check.get("ok"), "degraded": check.get("degraded", []),
+                "routes": {r: {k: v for k, v in info.items() if k in ("state", "source", "restarts")}
+                           for r, info in (check.get("routes") or {}).items()},
+                "rejected": [{"file": Path(str(r.get("file", ""))).name, "problems": len(r.get("problems") or [])}
+                             for r in check.get("rejected") or []],
+            }
+        else:
+            out[name] = {k: v for k, v in check.items() if k not in ("url", "error")}
+    return out
+
+
+@requires("viewer", lambda request: request.app[RUNTIME].settings.admin_tokens)
+async def readiness(request: web.Request) -> web.Response:
+    """``/readyz`` in full, for operators: addresses, config files, every problem text."""
     checks = await request.app[RUNTIME].readiness()
     ok = all(c["ok"] for c in checks.values())
-    return web.json_response({"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503)
+    return web.json_response({"status": "ready" if ok else "not ready", "checks": checks})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -39,14 +74,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``Server: hub`` instead of aiohttp's ``Python/3.x aiohttp/3.y`` (set before aiohttp's default):
+    a probe learns no versions to match against advisories."""
+    response.headers["Server"] = "hub"
+
+
 def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
     """The aiohttp application. ``manage_runtime``: start/stop the runtime with the app."""
     app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536)
+    app.on_response_prepare.append(_server_header)
     app[RUNTIME] = runtime
     app[SERVICES] = runtime
     app[rest_source.ENDPOINTS] = runtime.connector_tables.setdefault("rest", {})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/admin/v1/readiness", readiness)
     app.router.add_get("/metrics", metrics)
     for module in plugins.load(plugins.ROUTE_MODULES):
         module.add_routes(app)

@@ -175,10 +175,12 @@ async def callback(request: web.Request) -> web.Response:
     auth = partner.outbound.callback_auth if partner and partner.outbound else None
     if auth is None and partner and partner.inbound and partner.inbound.rest:
         auth = partner.inbound.rest.auth
-    if partner is None or auth is None:
-        return problem(404, "Not Found", f"partner {name!r} has no callback endpoint")
-    if not auth.check(request.headers.get(auth.header)):
-        return problem(401, "Unauthorized", f"missing or invalid {auth.header} header")
+    if partner is None or auth is None or not auth.check(request.headers.get(auth.header)):
+        # an unknown partner is answered like a wrong key: nothing here names which partners exist
+        header = auth.header if auth is not None else "X-Api-Key"
+        INTAKE_REQUESTS.labels(name if auth is not None else "unknown", "rest", "rejected_auth").inc()
+        return problem(401, "Unauthorized", f"missing or invalid {header} header",
+                       headers={"WWW-Authenticate": f'ApiKey header="{header}"'})
     parsed = await _parse(request, CallbackBody, "callback")
     if isinstance(parsed, web.Response):
         return parsed

@@ -226,6 +226,12 @@ class Settings(BaseSettings):
         return self.home / "data"
 
 
+def _secret(key: str) -> bool:
+    """Settings whose value must never appear in an error: tokens, keys, passwords, URLs that may
+    carry credentials (``mongodb://user:pass@…``)."""
+    return key == "admin_tokens" or any(w in key for w in ("token", "secret", "password", "key", "url"))
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings; turn pydantic's error into a ConfigError naming the env var or YAML line."""
     try:
@@ -241,7 +247,9 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             key = str(err["loc"][0]) if err["loc"] else "?"
             env = f"HUB_{key.upper()}"
-            if env in os.environ:
+            if env in os.environ and _secret(key):  # its value is a credential: name the variable only
+                problems.append(f"environment {env} (value not shown): {err['msg']}")
+            elif env in os.environ:
                 problems.append(f"environment {env}={os.environ[env]!r}: {err['msg']}")
             elif os.environ.get(f"{env}_FILE"):  # the value is a secret: name the file, never print it
                 problems.append(f"environment {env}_FILE={os.environ[env + '_FILE']}: {err['msg']}")
@@ -250,4 +258,4 @@ def load_settings(**overrides: Any) -> Settings:
                 problems.append(f"{yaml_path}:{line}: {format_loc(tuple(err['loc']))}: {err['msg']}")
             else:
                 problems.append(f"{key}: {err['msg']}")
-        raise ConfigError("invalid hub settings", problems) from exc
+        raise ConfigError("invalid hub settings", problems) from None  # pydantic's error quotes every input value

@@ -1,11 +1,12 @@
 """REST order intake: ``POST /api/v1/partners/{partner}/orders``.
 
-Checks in the order a partner would want to hear about them: unknown partner (404), credentials
-(401), content type (415), size (413), nesting deeper than ``HUB_INTAKE_MAX_DEPTH`` (400, checked
-before ``json.loads`` recurses: ``hub/jsonlimits.py``), JSON syntax and every schema violation at
-once (400), then admission in the intake (400: an envelope that would not survive the router, or an
-order no blueprint runs). Then the envelope is emitted (Kafka acks=all, idempotent) and only then
-answered 202; broker or store down ⇒ 503 with Retry-After and nothing written.
+Checks in the order a partner would want to hear about them: credentials (401; an unknown partner
+is answered the same, so partner names cannot be probed), content type (415), size (413), nesting
+deeper than ``HUB_INTAKE_MAX_DEPTH`` (400, checked before ``json.loads`` recurses:
+``hub/jsonlimits.py``), JSON syntax and every schema violation at once (400), then admission in
+the intake (400: an envelope that would not survive the router, or an order no blueprint runs).
+Then the envelope is emitted (Kafka acks=all, idempotent) and only then answered 202; broker or
+store down ⇒ 503 with Retry-After and nothing written.
 """
 
 from __future__ import annotations
@@ -203,9 +204,10 @@ async def dispatch(request: web.Request) -> web.Response:
     """The single aiohttp route; finds the partner's source (so sources can come and go at run time)."""
     partner = request.match_info["partner"]
     source = request.app[ENDPOINTS].get(partner)
-    if source is None:
+    if source is None:  # answered like a wrong key, before anything names partners (no enumeration)
         INTAKE_REQUESTS.labels("unknown", "rest", "rejected_unknown_partner").inc()
-        return problem(404, "Not Found", f"no REST intake for partner {partner!r}")
+        return problem(401, "Unauthorized", "missing or invalid X-Api-Key header",
+                       headers={"WWW-Authenticate": 'ApiKey header="X-Api-Key"'})
     return await source.handle(request)
 
 

@@ -31,7 +31,7 @@ from connectors.sftp.config import SftpSinkConfig
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 
-SAFE_VALUE = re.compile(r"^[\w\-.@+\u4e00-\u9fff]{1,128}$")
+SAFE_VALUE = re.compile(r"\A[\w\-.@+\u4e00-\u9fff]{1,128}\Z")  # \Z: '$' also matched before a final newline
 UPLOADS, SEQ = "sftp_uploads", "sftp_seq"
 
 

@@ -184,10 +184,13 @@ async def test_body_over_the_limit_is_413_with_or_without_content_length(client:
     assert (await resp.json())["title"] == "Payload Too Large"
 
 
-async def test_unknown_partner_is_404(client: TestClient) -> None:
+async def test_unknown_partner_is_401_like_a_bad_key(client: TestClient) -> None:
+    """Answered before anything names partners (issue 17): the same 401 as a wrong key."""
     resp = await client.post("/api/v1/partners/nobody/orders", json=order(), headers=ESOP_KEY)
-    assert resp.status == 404
+    bad_key = await client.post(URL, json=order(), headers={"X-Api-Key": "not-the-key-0000"})
+    assert resp.status == bad_key.status == 401
     assert resp.content_type == "application/problem+json"
+    assert await resp.json() == await bad_key.json()
 
 
 async def test_health_and_readiness(client: TestClient) -> None:

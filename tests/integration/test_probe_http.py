@@ -71,3 +71,37 @@ async def test_an_absurd_since_is_400(client: TestClient, since: str) -> None:
         resp = await client.get(f"{path}?since={since}", headers={"Authorization": f"Bearer {VIEWER}"})
         assert resp.status == 400, (path, await resp.text())
         assert resp.content_type == "application/problem+json"
+
+
+async def test_no_answer_names_the_server_software(client: TestClient) -> None:
+    for resp in (await client.get("/healthz"), await client.get("/readyz"), await client.get("/nowhere"),
+                 await client.post("/api/v1/partners/esop/orders", json={})):
+        assert resp.headers.get("Server") == "hub", (resp.url, resp.headers.get("Server"))
+
+
+async def test_readyz_shows_no_addresses_or_paths_the_admin_api_does(client: TestClient,
+                                                                    settings: Settings) -> None:
+    """/readyz is unauthenticated: it showed the Kafka and MongoDB addresses and absolute config
+    paths. Now whether each answers; the full picture is GET /admin/v1/readiness (viewer)."""
+    resp = await client.get("/readyz")
+    text = await resp.text()
+    assert resp.status == 200, text
+    assert "127.0.0.1" not in text and settings.kafka_bootstrap not in text and str(settings.config_dir) not in text
+    assert '"/' not in text  # no absolute path anywhere
+    body = json.loads(text)
+    assert body["checks"]["kafka"]["ok"] is True and body["checks"]["mongo"]["ok"] is True
+    assert (await client.get("/admin/v1/readiness")).status == 401
+    full = await (await client.get("/admin/v1/readiness", headers={"Authorization": f"Bearer {VIEWER}"})).json()
+    assert full["checks"]["kafka"]["url"] == settings.kafka_bootstrap
+
+
+@pytest.mark.parametrize("path", ["/api/v1/partners/nobody/orders", "/api/v1/partners/nobody/callbacks"])
+async def test_an_unknown_partner_is_answered_like_a_bad_key(client: TestClient, path: str) -> None:
+    """It was a 404 before any auth check ('no REST intake for partner …'): partner names could be
+    probed without a key. Now the same 401 as a known partner with a wrong key."""
+    known = path.replace("nobody", "esop" if path.endswith("orders") else "resource")
+    unknown = await client.post(path, json={"order_id": "x"}, headers={"X-Api-Key": "guess-0000-0000"})
+    wrong = await client.post(known, json={"order_id": "x"}, headers={"X-Api-Key": "guess-0000-0000"})
+    assert unknown.status == wrong.status == 401
+    assert await unknown.json() == await wrong.json()
+    assert "nobody" not in await unknown.text()

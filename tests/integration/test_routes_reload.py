@@ -18,6 +18,9 @@ URL = "/api/v1/partners/acme/orders"
 ORDER = {"external_order_id": "A-1", "product": "internet_line", "scenario": "open", "customer": {"name": "甲"}}
 
 
+VIEWER = {"Authorization": "Bearer dev-viewer-token-0001"}  # config/hub.yaml's dev token
+
+
 def rest_route(key: str) -> str:
     return ("source:\n  connector: rest\n  partner: acme\n  auth:\n    header: X-Api-Key\n"
             f"    keys: [\"{key}\"]\ntarget:\n  topic: inbound\n")
@@ -48,7 +51,7 @@ async def test_changed_route_file_is_reloaded_without_restart(client: TestClient
     path.write_text(rest_route("second-key-0002").replace("connector: rest", "connector: rest\n  colour: red"))
     await runtime.routes.reload()
     assert await status(client, "second-key-0002") == 202  # the old route keeps running
-    ready = await (await client.get("/readyz")).json()
+    ready = await (await client.get("/admin/v1/readiness", headers=VIEWER)).json()  # /readyz names no files
     (rejected,) = ready["checks"]["routes"]["rejected"]
     assert rejected["file"] == str(path) and any(f"{path}:3: source.rest.colour: Extra inputs are not permitted"
                                                  in p for p in rejected["problems"])
@@ -67,13 +70,13 @@ async def test_changed_route_file_is_reloaded_without_restart(client: TestClient
 
     path.unlink()
     await runtime.routes.reload()
-    assert await status(client, "third-key-00003") == 404
+    assert await status(client, "third-key-00003") == 401  # no such partner any more: answered like a bad key
 
     # a new file that is invalid is reported and not started; once fixed, it starts
     fresh = tmp_path / "routes" / "acme-new.yaml"
     fresh.write_text(rest_route("short"))
     assert await runtime.routes.reload() == []
-    ready = (await (await client.get("/readyz")).json())["checks"]["routes"]
+    ready = (await (await client.get("/admin/v1/readiness", headers=VIEWER)).json())["checks"]["routes"]
     assert "acme-new" not in ready["routes"] and "at least 8 characters" in str(ready["rejected"])
     fresh.write_text(rest_route("fourth-key-0004"))
     assert await runtime.routes.reload() == ["added acme-new"]
