@@ -105,3 +105,11 @@ async def test_an_unknown_partner_is_answered_like_a_bad_key(client: TestClient,
     assert unknown.status == wrong.status == 401
     assert await unknown.json() == await wrong.json()
     assert "nobody" not in await unknown.text()
+
+
+async def test_a_500000_deep_array_on_a_callback_is_400(client: TestClient) -> None:
+    deep = b'{"order_id": "ord-1", "result": ' + b"[" * 500_000 + b"]" * 500_000 + b"}"
+    status, headers, body = await raw(client, b"POST /api/v1/partners/resource/callbacks HTTP/1.1\r\n"
+                                      b"Content-Type: application/json\r\nX-Api-Key: dev-resource-key-0001\r\n", deep)
+    assert status == 400, body[:300]
+    assert headers["content-type"].startswith("application/problem+json") and b"limit of 64 levels" in body
