@@ -17,17 +17,22 @@ from motor.motor_asyncio import AsyncIOMotorClient
 
 from app.infra.process import wait_until
 from app.infra.servers import KafkaServer
+from hub import topics
 from hub.settings import PROJECT_ROOT, Settings
 from simulators import serve
 from tests.conftest import free_port
 from tests.integration.flow_harness import ESOP_KEY, FlowEnv, Hub, Sim, fast_config
-from tests.support import eventually
+from tests.integration.line_orders import LINE_STAGES, all_completed, stuck
+from tests.support import envelopes, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 N = 4
 DOWN_S = 6.0  # how long the broker stays away
-# a call unanswered for 3 s is due again: the recovery timer has work to send while the broker is away
-# (before the fix its BrokerUnavailable crashed the Faust app)
+# the sweeps tick every 0.3 / 0.5 s, so they run while the broker is away (before the fix a broker
+# error escaping a Faust timer crashed the app); a short delivery lease lets a claim of a call the
+# broker outage interrupted be taken over quickly
+SWEEPS = {"HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5",
+          "HUB_FLOW_OUTBOX_STALE_S": "1", "HUB_FLOW_LEASE_S": "5", "HUB_DELIVERY_LEASE_S": "5"}
 
 
 def restart(server: KafkaServer) -> None:
@@ -50,8 +55,7 @@ async def broker_env(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[
            "HUB_KAFKA_URL": mine.kafka_bootstrap, "HUB_KAFKA_REQUEST_TIMEOUT_MS": "2000",
            "HUB_TOPIC_PREFIX": settings.topic_prefix, "HUB_MONGO_DB": settings.mongo_db,
            "HUB_HTTP_PORT": str(free_port()), "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
-           "HUB_FLOW_GATE_RETRY_S": "1", "HUB_FLOW_STALE_AFTER_S": "3", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5",
-           "HUB_LOG_LEVEL": "INFO", "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
+           **SWEEPS, "HUB_LOG_LEVEL": "INFO", "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
     hub = Hub(settings=settings, env=env, log_dir=tmp_path)
     client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
     try:
@@ -78,15 +82,15 @@ async def test_worker_survives_a_broker_restart_and_completes_every_accepted_ord
     broker_env: tuple[FlowEnv, KafkaServer],
 ) -> None:
     env, server = broker_env
-    # construction answers after 1.5 s (inside the 2 s call timeout): at the restart every order has
-    # its call on the wire, and the answers come back while the broker is away
-    await env.sim.mode("construction", "slow", delay_s=1.5)
+    # construction answers after 1.5 s (inside the 2 s call timeout) and calls back 8 s later: at the
+    # restart every order has its call on the wire, and the answers come back while the broker is away
+    await env.sim.mode("construction", "slow", delay_s=1.5, callback_delay_s=8)
     ids = [await env.post_order("esop", f"ESOP-BR-{i}", "internet_line") for i in range(N)]
     pid = env.hub.proc.pid if env.hub.proc else None
 
-    async def all_in_construction() -> bool:
+    async def all_in_construction() -> bool:  # the construction call sent, no answer yet
         return await env.db.orders.count_documents({"_id": {"$in": ids}, "current_stage": "construction",
-                                                    "calls.operation": "construction_order"}) == N
+                                                    "outbox": [], "open_calls": {"$ne": {}}}) == N
 
     await eventually(all_in_construction, timeout=30)  # every order mid-flow, its call on the wire
     errors_before = len(error_lines(env))
@@ -106,15 +110,11 @@ async def test_worker_survives_a_broker_restart_and_completes_every_accepted_ord
     # accepted during the wiped-broker phase too: it must complete like the others
     ids.append(await eventually(lambda: _post_when_accepted(env, "ESOP-BR-AFTER"), timeout=60, interval=0.5))
 
-    async def all_completed() -> bool:
-        return await env.db.orders.count_documents({"_id": {"$in": ids}, "status": "completed"}) == len(ids)
-
-    try:
-        await eventually(all_completed, timeout=120, interval=0.5)
+    try:  # the field user submits each order's verification stage as it comes up
+        await eventually(lambda: all_completed(env, ids), timeout=120, interval=0.5)
     except AssertionError:
-        stuck = [(d["_id"], d["current_stage"], d.get("waiting_for"))
-                 async for d in env.db.orders.find({"_id": {"$in": ids}, "status": {"$ne": "completed"}})]
-        raise AssertionError(f"not completed: {stuck}\n{env.hub.log_tail()}") from None
+        raise AssertionError(f"not completed: {await stuck(env, ids)}\n{await _calls_of_stuck(env, ids)}\n"
+                             f"{env.hub.log_tail()}") from None
 
     assert env.hub.proc is not None and env.hub.proc.poll() is None, "the worker died"
     assert env.hub.proc.pid == pid and env.hub.starts == 1, "the worker was restarted"
@@ -122,6 +122,8 @@ async def test_worker_survives_a_broker_restart_and_completes_every_accepted_ord
     assert status == 200, body
     closes = [c.body["hubOrderId"] for c in env.sim.calls("esop", "notifyOrderResult")]
     assert sorted(closes) == sorted(ids)  # one close-report per order, none twice
+    async for doc in env.db.orders.find({"_id": {"$in": ids}}):
+        assert [s["stage"] for s in doc["stages"]] == LINE_STAGES
     # ~48 ERROR lines a second before the fix; a bounded rate allows a few per distinct error
     assert len(error_lines(env)) - errors_before <= 40, "\n".join(error_lines(env)[-60:])
 
@@ -143,3 +145,25 @@ async def _post_when_accepted(env: FlowEnv, external_id: str) -> str | None:
     async with aiohttp.ClientSession() as s, s.post(
             f"{env.hub.url}/api/v1/partners/esop/orders", json=body, headers=ESOP_KEY) as r:
         return str((await r.json())["order_id"]) if r.status == 202 else None
+
+
+async def _calls_of_stuck(env: FlowEnv, ids: list[str]) -> list[dict[str, object]]:
+    """For the failure message: where each unanswered call of an order that did not complete is (its
+    delivery record, whether the partner saw it), and which events of the orders are on the re-created
+    orders topic (an order missing there never reached the engine)."""
+    out: list[dict[str, object]] = []
+    async for doc in env.db.orders.find({"_id": {"$in": ids}, "status": {"$ne": "completed"}}, {"open_calls": 1}):
+        for cid, call in (doc.get("open_calls") or {}).items():
+            record = await env.db.deliveries.find_one({"_id": f"v2:{cid}"}, {"state": 1, "owner": 1, "lease_until": 1})
+            seen = [c.answered for c in env.sim.calls(str(call.get("partner"))) if c.idempotency_key == f"v2:{cid}"]
+            out.append({"call": cid, "operation": call.get("operation"), "sent_at": call.get("sent_at"),
+                        "delivery": record, "partner_saw": seen})
+    mine = env.settings.model_copy(update={"kafka_url": env.hub.env["HUB_KAFKA_URL"]})
+    recs = await read_topic(mine, topics.orders(env.settings.topic_prefix), wait=3)
+    on_topic = [(r.partition, r.offset, e.type, e.payload.get("call_id") or e.payload.get("callback_ref"))
+                for r, e in zip(recs, envelopes(recs), strict=True) if e.correlation_id in ids]
+    out.append({"orders_topic": on_topic})
+    recs = await read_topic(mine, topics.inbound(env.settings.topic_prefix, "esop"), wait=3)
+    out.append({"in.esop": [(r.partition, r.offset, e.correlation_id)
+                            for r, e in zip(recs, envelopes(recs), strict=True) if e.correlation_id in ids]})
+    return out
