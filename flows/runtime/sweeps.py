@@ -38,6 +38,7 @@ class Sweeps:
         self._generation: int | None = None  # runtime.broker.generation at the last full scan
         self._started_at = datetime.now(UTC)
         self._outage = False
+        self._again_at: float | None = None  # a second full scan after a broker loss (monotonic time)
 
     @property
     def runtime(self) -> Any:
@@ -103,8 +104,12 @@ class Sweeps:
             return
         generation = self.runtime.broker.generation
         first = self._generation is None
-        if not first and generation == self._generation and not self._outage:
+        again = self._again_at is not None and time.monotonic() >= self._again_at
+        if not first and generation == self._generation and not self._outage and not again:
             return
+        # after a broker loss, once more a little later: records produced around the wipe can land on
+        # the old topics or behind offsets committed just before it was noticed; re-sending is idempotent
+        self._again_at = None if (first or again) else time.monotonic() + 2 * self.fs.lease_s
         before = self._started_at if first else None
         started = time.monotonic()
         orders = await self.runner.store.open_orders(before)

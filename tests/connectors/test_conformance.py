@@ -415,7 +415,11 @@ def _route_up(h: Harness) -> float | None:
 
 
 async def _readyz(hub: Hub) -> dict[str, Any]:
-    async with ClientSession() as http, http.get(f"{hub.h.url}/readyz") as r:
+    """The routes' readiness in full (with error texts): ``GET /admin/v1/readiness`` with a viewer
+    token — the unauthenticated ``/readyz`` shows states only (issue 17: no error texts or paths)."""
+    token = next(t for t in hub.runtime.settings.admin_tokens if t.role in ("viewer", "operator"))
+    headers = {"Authorization": f"Bearer {token.token.get_secret_value()}"}
+    async with ClientSession() as http, http.get(f"{hub.h.url}/admin/v1/readiness", headers=headers) as r:
         body: dict[str, Any] = await r.json()
         return body["checks"]["routes"]
 

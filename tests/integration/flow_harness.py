@@ -160,8 +160,9 @@ async def flow_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]
     config_dir = fast_config(tmp_path / "config")
     env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
            "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_GATE_RETRY_S": "1",
-           "HUB_FLOW_STALE_AFTER_S": "30", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_LOG_LEVEL": "INFO",
+           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5",
+           "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5", "HUB_FLOW_OUTBOX_STALE_S": "2",
+           "HUB_FLOW_LEASE_S": "5", "HUB_DELIVERY_LEASE_S": "5", "HUB_LOG_LEVEL": "INFO",
            "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
     hub = Hub(settings=settings, env=env, log_dir=tmp_path)
     client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)

@@ -53,6 +53,8 @@ async def broker_env(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
     env = {**os.environ, "HUB_CONFIG_DIR": str(fast_config(tmp_path / "config")),
            "HUB_KAFKA_URL": mine.kafka_bootstrap, "HUB_KAFKA_REQUEST_TIMEOUT_MS": "2000",
+           # an in-memory tansu behind a URL: the hub cannot tell it is not durable (docs/flows.md)
+           "HUB_EVENT_JOURNAL": "on",
            "HUB_TOPIC_PREFIX": settings.topic_prefix, "HUB_MONGO_DB": settings.mongo_db,
            "HUB_HTTP_PORT": str(free_port()), "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
            **SWEEPS, "HUB_LOG_LEVEL": "INFO", "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
