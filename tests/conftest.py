@@ -5,6 +5,8 @@ developer's running hub never collide. Each test gets its own topic prefix and d
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -100,10 +102,41 @@ def infra_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
 
 @pytest.fixture
-def settings(infra_settings: Settings) -> Settings:
-    """Per-test isolation on the shared servers: own topic prefix, own database."""
+def settings(infra_settings: Settings) -> Iterator[Settings]:
+    """Per-test isolation on the shared servers: own topic prefix, own database; the test's topics
+    are deleted afterwards. Why: every Kafka client of every later test fetches the metadata of
+    every topic in the cluster, on its event loop — after a few hundred tests' topics (≈ 40 each)
+    that parsing alone crossed the loop check's 100 ms and failed unrelated tests at teardown."""
     tag = uuid.uuid4().hex[:10]
-    return infra_settings.model_copy(update={"topic_prefix": f"t{tag}", "mongo_db": f"t_{tag}"})
+    mine = infra_settings.model_copy(update={"topic_prefix": f"t{tag}", "mongo_db": f"t_{tag}"})
+    yield mine
+    _drop_topics(mine)
+
+
+def _drop_topics(settings: Settings) -> None:
+    """Best effort, in its own thread and loop (never the test's): a failure only leaves topics behind."""
+
+    async def drop() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix + ".")]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(drop(), 15))
+        except Exception:  # cleanup must never fail a test
+            pass
+
+    worker = threading.Thread(target=run, name="drop-test-topics", daemon=True)
+    worker.start()
+    worker.join(20)
 
 
 @pytest.fixture
