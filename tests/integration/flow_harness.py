@@ -10,7 +10,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,19 +154,30 @@ class FlowEnv:
             raise AssertionError(f"order {order_id} never matched; now {summary}\n{self.hub.log_tail()}") from None
 
 
-@pytest.fixture
-async def flow_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
+def hub_env(settings: Settings, config_dir: Path, sim_port: int, worker: str | None = None,
+            **extra: str) -> dict[str, str]:
+    """The environment of a test's ``hub run``: the suite's servers, this test's prefix and database,
+    the simulators, and short v2 sweep and lease intervals (takeover in seconds, not minutes)."""
+    return {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
+            "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
+            "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5",
+            "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5", "HUB_FLOW_OUTBOX_STALE_S": "2",
+            "HUB_FLOW_LEASE_S": "5", "HUB_DELIVERY_LEASE_S": "5", "HUB_LOG_LEVEL": "INFO",
+            "HUB_WORKER_ID": worker or f"w-{settings.topic_prefix}", **extra}
+
+
+@asynccontextmanager
+async def running_flow_env(settings: Settings, tmp_path: Path,
+                           add_flows: Callable[[Path], None] | None = None) -> AsyncIterator[FlowEnv]:
+    """Simulators in-process, a fast copy of config/ (``add_flows`` may put blueprints in its flows/),
+    a real ``hub run`` started on it; everything stopped afterwards."""
     sim_port = free_port()
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
     config_dir = fast_config(tmp_path / "config")
-    env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
-           "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5",
-           "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5", "HUB_FLOW_OUTBOX_STALE_S": "2",
-           "HUB_FLOW_LEASE_S": "5", "HUB_DELIVERY_LEASE_S": "5", "HUB_LOG_LEVEL": "INFO",
-           "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
-    hub = Hub(settings=settings, env=env, log_dir=tmp_path)
-    client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
+    if add_flows is not None:
+        add_flows(config_dir / "flows")
+    hub = Hub(settings=settings, env=hub_env(settings, config_dir, sim_port), log_dir=tmp_path)
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
     try:
         await hub.start()
         yield FlowEnv(hub=hub, sim=Sim(f"http://127.0.0.1:{sim_port}", state), db=client[settings.mongo_db],
@@ -174,6 +186,12 @@ async def flow_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]
         await asyncio.to_thread(hub.stop)
         await runner.cleanup()
         client.close()
+
+
+@pytest.fixture
+async def flow_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
+    async with running_flow_env(settings, tmp_path) as env:
+        yield env
 
 
 def wait_seconds(deadline: float) -> float:

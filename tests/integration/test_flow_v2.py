@@ -6,7 +6,6 @@ holds the state, the outbox and the timeline."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections import Counter
@@ -14,41 +13,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
 
 from hub.settings import PROJECT_ROOT, Settings
-from simulators import serve
-from tests.conftest import free_port
-from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config
+from tests.integration.flow_harness import FlowEnv, running_flow_env
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "flows" / "runtime"
 
 
+def _copy_fixtures(flows: Path) -> None:
+    for fixture in FIXTURES.glob("*.yaml"):
+        shutil.copy(fixture, flows / fixture.name)
+
+
 @pytest.fixture
 async def v2_env(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
-    sim_port = free_port()
-    runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
-    config_dir = fast_config(tmp_path / "config")
-    for fixture in FIXTURES.glob("*.yaml"):
-        shutil.copy(fixture, config_dir / "flows" / fixture.name)
-    env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
-           "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
-           "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5", "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5",
-           "HUB_FLOW_OUTBOX_STALE_S": "1", "HUB_FLOW_LEASE_S": "5",
-           "HUB_LOG_LEVEL": "INFO", "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
-    hub = Hub(settings=settings, env=env, log_dir=tmp_path)
-    client = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
-    try:
-        await hub.start()
-        yield FlowEnv(hub=hub, sim=Sim(f"http://127.0.0.1:{sim_port}", state), db=client[settings.mongo_db],
-                      settings=settings)
-    finally:
-        await asyncio.to_thread(hub.stop)
-        await runner.cleanup()
-        client.close()
+    async with running_flow_env(settings, tmp_path, _copy_fixtures) as env:
+        yield env
 
 
 async def test_a_v2_order_runs_callback_manual_stage_and_close_report(v2_env: FlowEnv) -> None:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections import Counter
@@ -24,21 +23,12 @@ from app.infra.servers import MongoServer
 from hub.settings import PROJECT_ROOT, Settings
 from simulators import serve
 from tests.conftest import free_port
-from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config
+from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config, hub_env
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "flows" / "runtime"
 N = 24
-
-
-def hub_env(settings: Settings, config_dir: Path, sim_port: int, worker: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
-            "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-            "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_FLOW_RECOVERY_INTERVAL_S": "0.5",
-            "HUB_FLOW_TIMER_SWEEP_S": "0.3", "HUB_FLOW_OUTBOX_SWEEP_S": "0.5", "HUB_FLOW_OUTBOX_STALE_S": "1",
-            "HUB_FLOW_LEASE_S": "5", "HUB_DELIVERY_LEASE_S": "5", "HUB_LOG_LEVEL": "INFO",
-            "HUB_WORKER_ID": worker, **extra}
 
 
 def config_with_fixtures(tmp_path: Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import SecretStr
 from pymongo import MongoClient
 from typer.testing import CliRunner
@@ -32,13 +30,11 @@ from hub import topics
 from hub.deadletter import ACTIONS, DeadLetters
 from hub.envelope import Envelope
 from hub.order import order_id_for
-from hub.settings import PROJECT_ROOT, AdminToken, Settings
+from hub.settings import AdminToken, Settings
 from routes.loader import load_route_file
 from routes.pipeline import RouteEmit
-from simulators import serve
-from tests.conftest import free_port
 from tests.integration.flow_harness import OPERATOR as HARNESS_OPERATOR
-from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config
+from tests.integration.flow_harness import FlowEnv, running_flow_env
 from tests.integration.test_intake import ESOP_KEY, URL, order
 from tests.support import envelopes, eventually, read_topic
 
@@ -238,24 +234,12 @@ nodes:
 @pytest.fixture
 async def worker(settings: Settings, tmp_path: Path) -> AsyncIterator[FlowEnv]:
     """A real ``hub run`` on a config with the blueprint above, the partner simulators in-process."""
-    sim_port = free_port()
-    runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
-    config_dir = fast_config(tmp_path / "config")
-    (config_dir / "flows" / "test_withdraw.yaml").write_text(WITHDRAW_BLUEPRINT, encoding="utf-8")
-    env = {**os.environ, "HUB_CONFIG_DIR": str(config_dir), "HUB_TOPIC_PREFIX": settings.topic_prefix,
-           "HUB_MONGO_DB": settings.mongo_db, "HUB_HTTP_PORT": str(free_port()),
-           "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}", "HUB_LOG_LEVEL": "INFO",
-           "HUB_WORKER_ID": f"w-{settings.topic_prefix}"}
-    hub = Hub(settings=settings, env=env, log_dir=tmp_path)
-    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
-    try:
-        await hub.start()
-        yield FlowEnv(hub=hub, sim=Sim(f"http://127.0.0.1:{sim_port}", state), db=client[settings.mongo_db],
-                      settings=settings)
-    finally:
-        await asyncio.to_thread(hub.stop)
-        await runner.cleanup()
-        client.close()
+
+    def add(flows: Path) -> None:
+        (flows / "test_withdraw.yaml").write_text(WITHDRAW_BLUEPRINT, encoding="utf-8")
+
+    async with running_flow_env(settings, tmp_path, add) as env:
+        yield env
 
 
 async def post(env: FlowEnv, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
