@@ -35,7 +35,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -393,9 +393,11 @@ class ReplayService:
                     results[letter_id] = await on_wire
                     raise
 
+        tasks = [asyncio.ensure_future(send(i, env)) for i, env in staged.ready.items()]
         try:
-            await asyncio.gather(*(send(i, env) for i, env in staged.ready.items()))
+            await asyncio.gather(*tasks)
         finally:  # also when interrupted: what was not sent is pending again, what was sent is recorded
+            await _all_done(tasks)
             await self._unclaim(staged)
             ordered = [results[i] for i in staged.ids if i in results]
             await self._record([r for r in ordered if r.result != "dry_run"], who=who, patch=patch, reason=reason,
@@ -532,6 +534,21 @@ class _GroupMark:
                      "$unset": _UNCLAIM, "$inc": {"replay_count": 1}})
             except Exception as exc:  # sent but not marked: the lease lapses and a later replay re-sends (deduped)
                 log.warning("%d dead letters sent but not marked replayed: %s", len(ids), exc)
+
+
+async def _all_done(tasks: Sequence[asyncio.Future[None]]) -> None:
+    """Until every task has finished, whatever interrupts the wait.
+
+    ``gather`` does not give this on cancellation: it raises as soon as the *first* child ends
+    cancelled, while the others are still waiting for the broker's answer to a send already on
+    the wire. Giving their claims back then made a letter that was sent ``dead`` again, and its
+    ``replayed`` mark (written under the claim) found nothing — sent, but shown as pending
+    (seen once in CI: test_dlq_replay_interrupted)."""
+    while pending := [t for t in tasks if not t.done()]:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:  # a second Ctrl-C: the sends on the wire still decide
+            continue
 
 
 def _aware(at: datetime) -> datetime:
