@@ -23,7 +23,7 @@ from hub.kafka import faust_config, shorten_faust_fetch_wait
 def create_app(runtime: Runtime) -> faust.App:
     """Build the Faust app for this configuration (topics depend on the declared partners)."""
     shorten_faust_fetch_wait()  # tansu: see hub/kafka.py
-    app = faust.App("hub", **faust_config(runtime.settings))
+    app = faust.App(runtime.settings.group_id, **faust_config(runtime.settings))
     for module in plugins.load(plugins.AGENT_MODULES):
         module.register_agents(app, runtime)
     return app

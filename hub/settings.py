@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     )
     topic_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
     topic_partitions: int = Field(default=4, ge=1, le=256)
+    consumer_group: str | None = Field(
+        default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$",
+        description="Kafka consumer group of the workers (default: the topic prefix, one group per deployment).",
+    )
     kafka_request_timeout_ms: int = Field(default=5000, ge=500)
 
     # MongoDB: external when mongo_url is set, else embedded SecantusDB on mongo_port
@@ -195,6 +199,13 @@ class Settings(BaseSettings):
     def journal_events(self) -> bool:
         """Keep accepted envelopes in MongoDB (``event_journal``; auto: when the broker is not durable)."""
         return self.event_journal == "on" or (self.event_journal == "auto" and self.kafka_embedded)
+
+    @property
+    def group_id(self) -> str:
+        """The workers' consumer group (and faust app id). Per deployment, not a constant: two hubs on
+        one cluster sharing a group rebalanced each other forever (seen with the test suite's hubs,
+        each on its own prefix: a worker re-joined every 4 s for a minute and never became ready)."""
+        return self.consumer_group or self.topic_prefix
 
     @property
     def mongo_embedded(self) -> bool:
