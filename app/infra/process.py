@@ -120,17 +120,21 @@ class ManagedProcess:
     def wait_stopped(self, pid: int, deadline: float) -> None:
         """Wait until ``pid`` exited (SIGKILL at ``deadline``), and reap it if it is our child.
 
-        Why the final reap: a child that exited is a zombie until its parent waits for it, and
+        Why the reap: a child that exited is a zombie until its parent waits for it, and
         :func:`pid_alive` counts a zombie as dead — so without it ``hub run`` left every server it
-        started as a zombie until it exited itself."""
-        while time.monotonic() < deadline and pid_alive(pid):
-            _reap(pid)
+        started as a zombie until it exited itself. Why wait for the reap itself, not for "looks
+        dead": a multi-threaded server (SecantusDB's storage threads) shows its leader as ``Z``
+        while its other threads are still being torn down, and cannot be reaped yet; a stop that
+        returned then left a zombie no one reaps once ``hub run`` exited (PID 1 here does not)."""
+        def gone() -> bool:
+            return _reap(pid) and not pid_alive(pid)
+
+        while time.monotonic() < deadline and not gone():
             time.sleep(0.05)
-        if pid_alive(pid):
+        if not gone():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not pid_alive(pid), 2.0, 0.05)
-        _reap(pid)
+            wait_until(gone, 5.0, 0.05)
         self.pid_file.unlink(missing_ok=True)
 
     def tail(self, lines: int = 20) -> str:
@@ -140,10 +144,14 @@ class ManagedProcess:
             return ""
 
 
-def _reap(pid: int) -> None:
-    """Collect ``pid``'s exit status if it is a child of this process (no-op otherwise)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int) -> bool:
+    """Collect ``pid``'s exit status if it is a child of this process. True when there is nothing
+    left for us to wait for: reaped now, or not our child (then :func:`pid_alive` decides)."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        return True
+    return done == pid
 
 
 def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
