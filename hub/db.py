@@ -52,7 +52,23 @@ def connect(settings: Settings, *, server_selection_ms: int | None = None) -> As
         # SecantusDB prunes its retryable-write registry with a scan on every write (a third of its CPU
         # under the flow benchmark); real MongoDB keeps retryable writes.
         retryWrites=not settings.mongo_embedded,
+        **durable_writes(settings.mongo_uri),
     )
+
+
+def durable_writes(uri: str) -> dict[str, Any]:
+    """Acknowledged means journaled (``j: true``), unless the URI chooses its own write concern.
+
+    Why: an acknowledgement without the journal is a promise the server can break — a ``kill -9``
+    of the embedded SecantusDB lost the last ~12 % of 300 acknowledged inserts (0 of 300 with
+    ``j``), and with them orders the engine had committed on Kafka: found by
+    tests/integration/test_flow_v2_faults.py (an order document gone after the outage, its
+    partner's callback refused as "not waiting"). Real MongoDB defaults to journaled majority
+    writes; the embedded one does not. Cost measured with single inserts: 1.05 → 1.36 ms; the
+    hub's batched writes pay it once per batch."""
+    query = uri.partition("?")[2].lower()
+    options = {part.partition("=")[0] for part in query.split("&") if part}
+    return {} if options & {"journal", "w", "wtimeoutms"} else {"journal": True}
 
 
 def database(client: AsyncIOMotorClient[Any], settings: Settings) -> AsyncIOMotorDatabase[Any]:

@@ -52,7 +52,8 @@ async def wait_all(env: FlowEnv, ids: list[str], timeout: float) -> float:
     try:
         await eventually(done, timeout=timeout, interval=0.3)
     except AssertionError:
-        stuck = [{k: d.get(k) for k in ("_id", "status", "current_nodes", "blocked_reason", "timers", "outbox")}
+        stuck = [{k: d.get(k) for k in ("_id", "status", "current_nodes", "blocked_reason", "timers", "outbox",
+                                                         "open_calls", "applied")}
                  async for d in env.db.orders.find({"_id": {"$in": ids}, "status": {"$ne": "completed"}})]
         raise AssertionError(f"{len(stuck)} order(s) not completed: {stuck[:3]}\n{env.hub.log_tail()}") from None
     return time.monotonic() - started
