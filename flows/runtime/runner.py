@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -284,13 +284,18 @@ class FlowRunner:
             return
         p = env.payload
         cid = str(p.get("call_id") or "")
-        finished = p.get("finished_at")
+        finished_text = p.get("finished_at")
+        finished = datetime.fromisoformat(finished_text) if finished_text else ts(self.clock())
+        # when the delivery began (its first attempt): the admin API's time filters and sorting
+        # (`/admin/v1/calls?since=`, the call statistics) go by started_at — without it no call of a
+        # v2 order was ever in a time-filtered list
+        started = finished - timedelta(milliseconds=float(p.get("duration_ms") or 0))
         await self._calls.upsert(cid, {
             "call_id": cid, "order_id": doc["_id"], "partner": p.get("partner"), "operation": p.get("operation"),
             "stage": (doc["open_calls"].get(cid) or {}).get("node"), "idempotency_key": f"v2:{cid}",
             "response": p.get("response"), "outcome": "ok" if p.get("ok") else p.get("outcome", "dead_lettered"),
             "error": p.get("error"), "attempts": p.get("attempts", []), "duration_ms": p.get("duration_ms"),
-            "finished_at": datetime.fromisoformat(finished) if finished else ts(self.clock()),
+            "started_at": started, "finished_at": finished,
             "dead_letter_id": p.get("dead_letter_id"), "kind": what(cid)})
 
 

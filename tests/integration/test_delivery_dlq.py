@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import pytest
 
 from hub import topics
 from hub.envelope import Envelope
 from hub.kafka import EnvelopeProducer
-from tests.integration.flow_harness import FAST_POLICY, FlowEnv, flow_env  # noqa: F401  (fixture)
+from tests.integration.flow_harness import FAST_POLICY, OPERATOR, FlowEnv, flow_env  # noqa: F401  (fixture)
 from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,11 @@ async def test_partner_down_past_retry_budget_goes_to_dead_letter_and_replay_com
     call = await env.db.calls.find_one({"_id": open_call["id"]})  # the flat call log
     assert call is not None and call["outcome"] == "dead_lettered"
     assert call["dead_letter_id"] == open_call["dead_letter_id"]
+    assert call["started_at"] < call["finished_at"]  # the admin API filters and sorts calls by started_at
+    async with aiohttp.ClientSession() as s, s.get(f"{env.hub.url}/admin/v1/calls?outcome=failures&since=1h",
+                                                   headers=OPERATOR) as r:
+        assert r.status == 200, await r.text()
+        assert open_call["id"] in {c["call_id"] for c in await r.json()}  # the operator's failed-call list
     assert len(call["attempts"]) == FAST_POLICY["max_attempts"]
     assert all(a["outcome"] == "error" for a in call["attempts"])
     assert env.sim.calls("ip_workbench") == []  # the partner never answered anything
