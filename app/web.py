@@ -16,11 +16,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import plugins
+from app import plugins, slowclients
 from app.runtime import Runtime
 from connectors.rest import source as rest_source
 from hub.auth import requires
 from hub.services import SERVICES
+from hub.settings import Settings
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 """The runtime itself, for the root's own handlers; every other layer reads ``hub.services.SERVICES``."""
@@ -82,7 +83,8 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 
 def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
     """The aiohttp application. ``manage_runtime``: start/stop the runtime with the app."""
-    app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536)
+    app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536,
+                          middlewares=[slowclients.body_deadline(runtime.settings.http_body_timeout_s)])
     app.on_response_prepare.append(_server_header)
     app[RUNTIME] = runtime
     app[SERVICES] = runtime
@@ -104,3 +106,16 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def serve(app: web.Application, settings: Settings, port: int | None = None) -> web.AppRunner:
+    """Start ``app`` on ``settings.http_host`` and ``port`` (default ``settings.http_port``) with the
+    slow-client bounds (app/slowclients.py); the caller stops it with ``runner.cleanup()``."""
+    runner = web.AppRunner(app, access_log=None, **slowclients.server_options(settings))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.http_port if port is None else port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

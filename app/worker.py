@@ -26,7 +26,7 @@ from mode.utils.futures import maybe_cancel
 
 from app.agents import create_app
 from app.runtime import Runtime
-from app.web import build_web_app
+from app.web import build_web_app, serve
 from hub import memory
 from hub.settings import Settings
 
@@ -50,10 +50,8 @@ class HubService(Service):
     async def on_start(self) -> None:
         await self.runtime.start()
         app = build_web_app(self.runtime, manage_runtime=False)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
         s = self.runtime.settings
-        await web.TCPSite(self._runner, s.http_host, s.http_port).start()
+        self._runner = await serve(app, s)
         log.info("HTTP server listening on http://%s:%s", s.http_host, s.http_port)
         print(f"hub: HTTP on http://{s.http_host}:{s.http_port}  (intake, /healthz, /readyz, /metrics)", flush=True)
 

@@ -76,3 +76,8 @@ DELIVERY_LATENCY = Histogram(
     "hub_delivery_attempt_seconds", "Duration of one outbound call attempt", ["partner"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+HTTP_BODY_TIMEOUTS = Counter(
+    "hub_http_body_timeouts_total",
+    "Requests answered 408 because their body did not arrive within HUB_HTTP_BODY_TIMEOUT_S, by route",
+    ["route"],
+)

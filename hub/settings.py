@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         "default http://{http_host}:{http_port}. Never taken from a request's Host header.",
     )
     intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # slow clients (app/slowclients.py): a connection must deliver a complete request head within
+    # this long of opening or of its previous answer (aiohttp's keep-alive timer, so it also closes
+    # idle keep-alive connections); a request's whole body must arrive within the body bound
+    http_header_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+    http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # JSON/XML nesting limit on every ingress (hub/jsonlimits.py); capped below BSON's 100 levels,
     # since an accepted body is stored inside the order and intake documents
     intake_max_depth: int = Field(default=64, ge=4, le=90)
