@@ -6,24 +6,30 @@ A :class:`Masker` is a *classification* of field names, each with the :data:`Rul
 * ``fields``: dotted paths (``customer.name``, ``addresses.detail``), relative — applied at every
   object of a document, because an order can sit anywhere (an envelope's ``payload``, an order
   document's ``order``, a call's ``request``); a list on the way is walked (every address);
-* ``keys``: key names masked wherever they occur, case-insensitively (``password``, ``token``).
+* ``keys``: key names masked wherever they occur, case-insensitively (``password``, ``token``);
+* ``classify``: the classification by field *name* (:mod:`hub.field_classes`, D.2.1): a scalar
+  under ``phone``, ``designer_phone``, ``联系电话``, ``idCard``, ``customer.name`` … is masked wherever
+  it sits, whatever path it came by (the probe found phones outside ``customer.*`` in clear).
+  An explicit ``fields`` rule wins over the classification for the value it reaches.
 
 The value at a sensitive path is masked whole: a scalar by its rule, a list or object by masking
 every scalar inside it (so classifying ``customer`` hides all of it, rather than nothing).
 :func:`hint` keeps the first and last character so an operator can tell two values apart without
-seeing them; :func:`redact` keeps nothing. A new classification (issue 17: by field class) is a
-new mapping of names to rules, not a new walker. The input is never modified.
+seeing them; :func:`redact` keeps nothing (credentials). :meth:`Masker.at` masks one value by the
+path it would be written at (a replay patch's ``/payload/addresses/0/detail``: indexes do not
+matter). The input is never modified.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.paths import copy_json, split, targets
+from hub.field_classes import FieldClass, classify
+from hub.paths import copy_json, get, nest, split, targets
 
-__all__ = ["SECRET_KEYS", "Masker", "Rule", "hint", "mask", "redact"]
+__all__ = ["CLASS_RULES", "SECRET_KEYS", "Masker", "Rule", "by_class", "hint", "mask", "redact"]
 
 Rule = Callable[[Any], Any]
 """Masks one scalar value (never called with a dict or a list)."""
@@ -51,6 +57,24 @@ SECRET_KEYS: Mapping[str, Rule] = {
 """Keys redacted wherever they occur, whatever a partner declares."""
 
 
+CLASS_RULES: Mapping[FieldClass, Rule] = {"credential": redact}
+"""The rule of each field class that is not :func:`hint`."""
+
+Classifier = Callable[[str, "str | None"], "Rule | None"]
+"""``(key, parent key)`` → the rule masking a scalar under that key, or ``None``."""
+
+
+def by_class(key: str, parent: str | None) -> Rule | None:
+    """The default classification (:func:`hub.field_classes.classify`): credentials redacted, the rest hinted."""
+    cls = classify(key, parent)
+    return None if cls is None else CLASS_RULES.get(cls, hint)
+
+
+def _maskable(value: Any) -> bool:
+    """A classified scalar worth masking: text or a number (``None`` and booleans say nothing)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
 def _mask_whole(value: Any, rule: Rule) -> Any:
     """``value`` masked by ``rule``; containers are copies already, masked in place."""
     if not isinstance(value, dict | list):
@@ -69,10 +93,12 @@ def _mask_whole(value: Any, rule: Rule) -> Any:
 
 @dataclass(frozen=True)
 class Masker:
-    """Masks a copy of a document: every classified path at every object, every secret key anywhere."""
+    """Masks a copy of a document: every classified path at every object, every secret key and every
+    field classified by its name anywhere."""
 
     fields: Mapping[str, Rule] = field(default_factory=dict)
     keys: Mapping[str, Rule] = field(default_factory=lambda: dict(SECRET_KEYS))
+    classify: Classifier | None = by_class
 
     @classmethod
     def of(cls, paths: Iterable[str], rule: Rule = hint, *, keys: Mapping[str, Rule] | None = None) -> Masker:
@@ -83,28 +109,48 @@ class Masker:
         out = copy_json(data)
         keys = {k.lower(): rule for k, rule in self.keys.items()}
         fields = [(path, split(path)[0], rule) for path, rule in self.fields.items()]
-        stack: list[Any] = [out]
+        by_path: set[tuple[int, Any]] = set()  # (id(container), key) an explicit path masked: its rule wins
+        stack: list[tuple[Any, str | None]] = [(out, None)]  # (node, the key it is held under)
         while stack:  # iterative: stored payloads may nest deep, recursion must not be what fails
-            node = stack.pop()
+            node, held = stack.pop()
             if isinstance(node, list):
-                stack.extend(node)
+                stack.extend((item, held) for item in node)
                 continue
             if not isinstance(node, dict):
                 continue
-            for key, value in node.items():
-                rule = keys.get(key.lower()) if isinstance(key, str) else None
-                if rule is not None and not isinstance(value, dict | list):
-                    node[key] = rule(value)
-            for path, first, rule in fields:
+            for path, first, path_rule in fields:
                 if first not in node:  # the cheap test first: most objects hold none of the paths
                     continue
                 for container, at in list(targets(node, path)):
                     holder: Any = container  # a dict with a str key, or a list with an int index
-                    holder[at] = _mask_whole(holder[at], rule)
-            stack.extend(node.values())
+                    holder[at] = _mask_whole(holder[at], path_rule)
+                    by_path.add((id(container), at))
+            for key, value in node.items():
+                if isinstance(value, dict | list):
+                    stack.append((value, key if isinstance(key, str) else held))
+                    continue
+                if not isinstance(key, str) or (id(node), key) in by_path:
+                    continue
+                rule: Rule | None = keys.get(key.lower())
+                if rule is None and self.classify is not None and _maskable(value):
+                    rule = self.classify(key, held)
+                if rule is not None:
+                    node[key] = rule(value)
         return out
+
+    def at(self, segments: Sequence[str], value: Any) -> Any:
+        """``value`` masked as if it sat at ``segments`` (a JSON pointer's parts) of a document.
+
+        Array indexes and ``-`` (append) are dropped: ``/payload/addresses/0/detail`` is masked like
+        every address's ``detail`` (the replay history stored such patch values in clear)."""
+        names = [s for s in segments if s and not s.isdigit() and s != "-"]
+        if not names:
+            return self(value)
+        dotted = ".".join(names)
+        return get(self(nest(dotted, value)), dotted)
 
 
 def mask(data: Any, paths: Iterable[str] = ()) -> Any:
-    """A masked copy of ``data``: ``paths`` hinted wherever they occur, secret keys redacted."""
+    """A masked copy of ``data``: ``paths`` hinted wherever they occur, secret keys redacted,
+    classified field names hinted."""
     return Masker.of(paths)(data)

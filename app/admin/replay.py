@@ -49,7 +49,7 @@ from app.admin.patch import MAX_RESULT_BYTES, PatchOp, PatchTooLarge, apply_patc
 from app.admin.queries import ACTIONS, CallFilter, DeadLetterFilter, masker
 from app.admin.reconcile import REPLAY_CLAIM, Lapsed, already_sent
 from flows.documents import CALLS, ORDERS
-from hub import paths, topics
+from hub import topics
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.deadletter import pending_query
 from hub.envelope import Envelope, new_id
@@ -420,14 +420,16 @@ class ReplayService:
         await self.actions.insert_many(docs, ordered=False)
 
     def _masked_patch(self, patch: list[PatchOp] | None) -> list[dict[str, Any]] | None:
-        """The patch as recorded: values at sensitive paths are masked like every listing."""
+        """The patch as recorded: values at sensitive paths are masked like every listing, array
+        indexes included (``/payload/addresses/0/detail`` was stored in clear: the dotted path
+        ``addresses.0.detail`` matched no classified path)."""
         if not patch:
             return None
         out = []
         for op in dump_patch(patch):
             if "value" in op:
-                dotted = op["path"].lstrip("/").replace("/", ".")
-                op["value"] = paths.get(self.mask(paths.nest(dotted, op["value"])), dotted)
+                segments = [s.replace("~1", "/").replace("~0", "~") for s in op["path"].split("/")]
+                op["value"] = self.mask.at(segments, op["value"])
             out.append(op)
         return out
 
