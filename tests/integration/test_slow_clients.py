@@ -199,3 +199,12 @@ async def test_a_body_sent_in_pieces_within_the_bound_is_accepted(port: int) -> 
     finally:
         writer.close()
     assert answer.startswith(b"HTTP/1.1 202"), answer
+
+
+async def test_a_soap_body_trickled_a_byte_a_second_gets_408(port: int) -> None:
+    body = b'<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/>'
+    head = (f"POST /soap/esop HTTP/1.1\r\nHost: hub\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            f"Content-Length: {len(body) + 20}\r\n\r\n").encode()
+    result = await trickle(port, body, prefix=head)
+    assert result.answer.startswith(b"HTTP/1.1 408"), result
+    assert result.closed_after is not None and result.closed_after <= 2 * BODY_S + SLACK_S, result
