@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["FieldClass", "classify", "words"]
+__all__ = ["FieldClass", "classify", "depends_on_parent", "words"]
 
 FieldClass = str
 """``person_name``, ``phone``, ``id_number``, ``address``, ``account`` or ``credential``."""
@@ -59,6 +59,13 @@ CHINESE: tuple[tuple[str, FieldClass], ...] = (
 def words(key: str) -> tuple[str, ...]:
     """``constructionManagerPhone`` / ``CONSTRUCTION_MANAGER_PHONE`` → ``('construction', 'manager', 'phone')``."""
     return tuple(w.lower() for w in _WORD.findall(key))
+
+
+@lru_cache(maxsize=8192)
+def depends_on_parent(key: str) -> bool:
+    """Whether :func:`classify` of ``key`` reads the parent (``name``, an address's ``detail``)."""
+    ws = words(key)
+    return ws == ("name",) or "".join(ws) in PLACE_PARTS
 
 
 @lru_cache(maxsize=8192)

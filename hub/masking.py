@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.field_classes import FieldClass, classify
+from hub.field_classes import FieldClass, classify, depends_on_parent
 from hub.paths import copy_json, get, nest, split, targets
 
 __all__ = ["CLASS_RULES", "SECRET_KEYS", "Masker", "Rule", "by_class", "hint", "mask", "redact"]
@@ -71,7 +71,7 @@ def by_class(key: str, parent: str | None) -> Rule | None:
 
 
 def _maskable(value: Any) -> bool:
-    """A classified scalar worth masking: text or a number (``None`` and booleans say nothing)."""
+    """A scalar worth masking: text or a number (``None`` and booleans say nothing, under any key)."""
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
@@ -107,9 +107,9 @@ class Masker:
 
     def __call__(self, data: Any) -> Any:
         out = copy_json(data)
-        keys = {k.lower(): rule for k, rule in self.keys.items()}
         fields = [(path, split(path)[0], rule) for path, rule in self.fields.items()]
-        by_path: set[tuple[int, Any]] = set()  # (id(container), key) an explicit path masked: its rule wins
+        by_path: dict[int, set[Any]] = {}  # id(container) → keys an explicit path masked there: its rule wins
+        rule_of = self._rules()
         stack: list[tuple[Any, str | None]] = [(out, None)]  # (node, the key it is held under)
         while stack:  # iterative: stored payloads may nest deep, recursion must not be what fails
             node, held = stack.pop()
@@ -124,19 +124,36 @@ class Masker:
                 for container, at in list(targets(node, path)):
                     holder: Any = container  # a dict with a str key, or a list with an int index
                     holder[at] = _mask_whole(holder[at], path_rule)
-                    by_path.add((id(container), at))
+                    by_path.setdefault(id(container), set()).add(at)
+            done = by_path.get(id(node), ())
             for key, value in node.items():
                 if isinstance(value, dict | list):
                     stack.append((value, key if isinstance(key, str) else held))
-                    continue
-                if not isinstance(key, str) or (id(node), key) in by_path:
-                    continue
-                rule: Rule | None = keys.get(key.lower())
-                if rule is None and self.classify is not None and _maskable(value):
-                    rule = self.classify(key, held)
-                if rule is not None:
-                    node[key] = rule(value)
+                elif isinstance(key, str) and value is not None and key not in done:
+                    rule = rule_of(key, held)
+                    if rule is not None and _maskable(value):
+                        node[key] = rule(value)
         return out
+
+    def _rules(self) -> Callable[[str, str | None], Rule | None]:
+        """``(key, parent)`` → the rule for a scalar there, memoised for one document (a listing's
+        documents repeat the same few hundred keys; classification is the costly part)."""
+        keys = {k.lower(): rule for k, rule in self.keys.items()}
+        classify_ = self.classify
+        memo: dict[tuple[str, str | None], Rule | None] = {}
+
+        def rule_of(key: str, parent: str | None) -> Rule | None:
+            at = (key, parent if depends_on_parent(key) else None)
+            try:
+                return memo[at]
+            except KeyError:
+                rule = keys.get(key.lower())
+                if rule is None and classify_ is not None:
+                    rule = classify_(*at)
+                memo[at] = rule
+                return rule
+
+        return rule_of
 
     def at(self, segments: Sequence[str], value: Any) -> Any:
         """``value`` masked as if it sat at ``segments`` (a JSON pointer's parts) of a document.

@@ -19,7 +19,7 @@ import subprocess
 import aiohttp
 import pytest
 
-from tests.integration.flow_harness import HUB, OPERATOR, FlowEnv, flow_env  # noqa: F401  (fixture)
+from tests.integration.flow_harness import ESOP_KEY, HUB, OPERATOR, FlowEnv, flow_env  # noqa: F401  (fixture)
 from tests.integration.line_orders import all_completed, stuck
 from tests.support import eventually
 
@@ -77,6 +77,12 @@ async def test_no_sensitive_value_in_clear_in_logs_listings_or_cli(flow_env: Flo
         return await env.db.dead_letters.count_documents({"order_id": letter_order}) > 0
 
     await eventually(dead_lettered, timeout=60, interval=0.3)
+    # a rejected order (the phone fails the pattern): its 400 is logged, the value must not be
+    bad = {"external_order_id": "ESOP-MASK-3", "product": "internet_line", "scenario": "open",
+           "customer": {**CUSTOMER, "contact_phone": f"tel:{PHONE}", "id_number": ID_NUMBER * 2}}
+    async with aiohttp.ClientSession() as s, s.post(f"{env.hub.url}/api/v1/partners/esop/orders", json=bad,
+                                                    headers=ESOP_KEY) as r:
+        assert r.status == 400, await r.text()
     stored = json.dumps(await env.order(order_id), default=str, ensure_ascii=False)
     assert NAME in stored and PHONE in stored and MANAGER_PHONE in stored, "the values must be there to be masked"
     letter = await env.db.dead_letters.find_one({"order_id": letter_order})
