@@ -9,6 +9,7 @@ declared in hub/deadletter.py and flows/documents.py; nothing here scans Kafka.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -165,6 +166,13 @@ class Queries:
         self.db = db
         self.mask = masker(partners)
 
+    async def _masked(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``docs`` masked in a thread: masking walks every value (classification by field name), ~0.7 ms
+        for a 7 KB order, so a 1000-row page on the loop held every intake and callback for most of a second."""
+        if not docs:
+            return []
+        return await asyncio.to_thread(lambda: [self.mask(d) for d in docs])
+
     @staticmethod
     def _out(doc: dict[str, Any]) -> dict[str, Any]:
         doc = dict(doc)
@@ -190,7 +198,7 @@ class Queries:
         cursor = (self.db[DEAD_LETTERS]
                   .find(flt.query(now), {"envelope": 0, "raw_value_b64": 0})
                   .sort("created_at", DESCENDING).skip(skip).limit(limit))
-        return [self.mask(self._letter(d, now)) async for d in cursor]
+        return await self._masked([self._letter(d, now) async for d in cursor])
 
     async def count_dead_letters(self, flt: DeadLetterFilter) -> int:
         return int(await self.db[DEAD_LETTERS].count_documents(flt.query()))
@@ -202,7 +210,7 @@ class Queries:
             return None
         out = self._letter(doc, datetime.now(UTC))
         out["history"] = await self.history(dead_letter_id=letter_id, limit=100)
-        return self.mask(out)
+        return (await self._masked([out]))[0]
 
     async def history(self, *, dead_letter_id: str | None = None, who: str | None = None,
                       since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -213,13 +221,13 @@ class Queries:
             q["who"] = who
         q.update(_time_range("at", since, None))
         cursor = self.db[ACTIONS].find(q).sort("at", DESCENDING).limit(limit)
-        return [self.mask(self._out(d)) async for d in cursor]
+        return await self._masked([self._out(d) async for d in cursor])
 
     # --- orders -----------------------------------------------------------------------------
     async def orders(self, flt: OrderFilter, limit: int = 50, skip: int = 0) -> list[dict[str, Any]]:
         fields = {"order": 0, "stages": 0, "calls": 0}
         cursor = self.db[ORDERS].find(flt.query(), fields).sort("created_at", DESCENDING).skip(skip).limit(limit)
-        return [self.mask(self._out(d)) async for d in cursor]
+        return await self._masked([self._out(d) async for d in cursor])
 
     async def order(self, order_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """The order with stage durations, calls (flat ``calls`` collection), current wait and SLA."""
@@ -245,12 +253,12 @@ class Queries:
         }
         deadline = out.get("sla_deadline")
         out["overdue"] = bool(deadline and out.get("status") in ("in_flight", "waiting") and deadline < now)
-        return self.mask(out)
+        return (await self._masked([out]))[0]
 
     # --- calls ------------------------------------------------------------------------------
     async def calls(self, flt: CallFilter, limit: int = 50) -> list[dict[str, Any]]:
         cursor = self.db[CALLS].find(flt.query()).sort("started_at", DESCENDING).limit(limit)
-        return [self.mask(self._out(d)) async for d in cursor]
+        return await self._masked([self._out(d) async for d in cursor])
 
     async def call_stats(self, flt: CallFilter) -> list[dict[str, Any]]:
         """Per partner operation: total, succeeded, failed, success rate, p50/p99 duration (ms)."""
