@@ -43,9 +43,10 @@ CREDENTIALS = frozenset({"ki", "opc", "password", "passwd", "pwd", "secret", "to
                          "privatekey"})
 #: "address" words that name a network address, not a place
 NOT_PLACES = frozenset({"ip", "mac", "email", "mail", "host", "server", "url", "web", "bind", "listen", "remote",
-                        "local", "peer", "broker", "socket"})
+                        "local", "peer", "broker", "socket", "callback", "reply", "endpoint", "service", "public"})
 #: the parts of an address object that say where someone lives (``addresses[0].detail``)
 PLACE_PARTS = frozenset({"detail", "street", "line1", "line2", "room", "building"})
+_SINGULARS = PHONE | ROLES | {"address", "name"}
 #: Chinese spellings (the seeds' field labels), matched as substrings: first match wins
 CHINESE: tuple[tuple[str, FieldClass], ...] = (
     ("密码", "credential"), ("证件", "id_number"), ("身份证", "id_number"), ("电话", "phone"), ("手机", "phone"),
@@ -65,7 +66,7 @@ def words(key: str) -> tuple[str, ...]:
 def depends_on_parent(key: str) -> bool:
     """Whether :func:`classify` of ``key`` reads the parent (``name``, an address's ``detail``)."""
     ws = words(key)
-    return ws == ("name",) or "".join(ws) in PLACE_PARTS
+    return ws in (("name",), ("names",)) or "".join(ws) in PLACE_PARTS
 
 
 @lru_cache(maxsize=8192)
@@ -77,6 +78,11 @@ def classify(key: str, parent: str | None = None) -> FieldClass | None:
     ws = words(key)
     if not ws:
         return None
+    for plural in ("s", "es"):  # a list of them: contact_phones, managers, addresses
+        stem = ws[-1][: -len(plural)]
+        if ws[-1].endswith(plural) and stem in _SINGULARS:
+            ws = (*ws[:-1], stem)
+            break
     joined = "".join(ws)
     if joined in CREDENTIALS or ws[-1] in CREDENTIALS - {"ki", "opc", "token"}:
         return "credential"

@@ -75,6 +75,14 @@ def _maskable(value: Any) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
+def _mask_items(items: list[Any], rule: Rule | None) -> None:
+    """The scalars of a list held under a classified key, masked in place (objects are walked later)."""
+    if rule is not None:
+        for i, item in enumerate(items):
+            if _maskable(item):
+                items[i] = rule(item)
+
+
 def _mask_whole(value: Any, rule: Rule) -> Any:
     """``value`` masked by ``rule``; containers are copies already, masked in place."""
     if not isinstance(value, dict | list):
@@ -129,6 +137,8 @@ class Masker:
             for key, value in node.items():
                 if isinstance(value, dict | list):
                     stack.append((value, key if isinstance(key, str) else held))
+                    if isinstance(value, list) and isinstance(key, str) and key not in done:
+                        _mask_items(value, rule_of(key, held))  # contact_phones: ["…", "…"]
                 elif isinstance(key, str) and value is not None and key not in done:
                     rule = rule_of(key, held)
                     if rule is not None and _maskable(value):

@@ -113,6 +113,11 @@ def test_listing_masker_unions_every_partners_paths_with_the_defaults() -> None:
           "ip_address": "10.0.0.1", "bank_account": "6222020200112233", "user_password": "hunter2", "KI": "00ff"},
          {"addresses": [{"detail": "文******号", "city": "杭州"}], "install_address": "文*****号",
           "ip_address": "10.0.0.1", "bank_account": "6********3", "user_password": "***", "KI": "***"}),
+        # a list under a classified key: its scalars; plural names; a URL "address" is no place
+        ({"contact_phones": ["13800005555", "13800006666"], "managers": ["Zhao Liu"], "addresses": ["文三路 8 号"],
+          "callback_address": "http://127.0.0.1:9/cb", "order_ids": ["ord-1"]},
+         {"contact_phones": ["1********5", "1********6"], "managers": ["Z******u"], "addresses": ["文*****号"],
+          "callback_address": "http://127.0.0.1:9/cb", "order_ids": ["ord-1"]}),
         # None and booleans say nothing and stay
         ({"phone": None, "is_mobile": True}, {"phone": None, "is_mobile": True}),
     ],
