@@ -19,6 +19,7 @@ import subprocess
 import aiohttp
 import pytest
 
+from hub.settings import PROJECT_ROOT
 from tests.integration.flow_harness import ESOP_KEY, HUB, OPERATOR, FlowEnv, flow_env  # noqa: F401  (fixture)
 from tests.integration.line_orders import all_completed, stuck
 from tests.support import eventually
@@ -83,6 +84,14 @@ async def test_no_sensitive_value_in_clear_in_logs_listings_or_cli(flow_env: Flo
     async with aiohttp.ClientSession() as s, s.post(f"{env.hub.url}/api/v1/partners/esop/orders", json=bad,
                                                     headers=ESOP_KEY) as r:
         assert r.status == 400, await r.text()
+    # and over SOAP: the fault is logged (its text must not quote the phone either)
+    soap = (PROJECT_ROOT / "config/routes/samples/esop-soap-order.xml").read_text(encoding="utf-8")
+    soap = soap.replace("S-1001", "S-MASK-3").replace("宁波某某贸易公司", NAME).replace("13900000000", f"tel:{PHONE}")
+    async with aiohttp.ClientSession() as s, s.post(f"{env.hub.url}/soap/esop", data=soap.encode(),
+                                                    headers={**ESOP_KEY, "Content-Type": "text/xml; charset=utf-8",
+                                                             "SOAPAction": "receiveWorkOrder"}) as r:
+        answer = await r.text()
+        assert r.status == 500 and "Fault" in answer, (r.status, answer)
     stored = json.dumps(await env.order(order_id), default=str, ensure_ascii=False)
     assert NAME in stored and PHONE in stored and MANAGER_PHONE in stored, "the values must be there to be masked"
     letter = await env.db.dead_letters.find_one({"order_id": letter_order})
