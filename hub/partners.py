@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator
 
 from hub.configfile import load_dir
 from hub.cryptocontract import CryptoContract
 from hub.errors import ConfigError
 from hub.order import Scenario
+from hub.partner_auth import HmacAuth, RateLimit
 from hub.retry import Outbound
 
 
@@ -24,6 +25,7 @@ class ApiKeyAuth(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["api_key"] = "api_key"
     header: str = Field(default="X-Api-Key", min_length=1, max_length=64)
     keys: list[SecretStr] = Field(min_length=1, description="accepted keys; several allow rotation")
 
@@ -52,6 +54,20 @@ def _raw(text: str) -> bytes:
 Outbound.model_rebuild(_types_namespace={"ApiKeyAuth": ApiKeyAuth})
 
 
+def _auth_kind(value: Any) -> str:
+    """``kind`` of an auth block; absent = ``api_key`` (every partner file before HMAC existed)."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "api_key"))
+    return str(getattr(value, "kind", "api_key"))
+
+
+#: a partner's REST auth: ``kind: api_key`` (default) or ``kind: hmac`` (hub/partner_auth.py)
+PartnerAuth = Annotated[
+    Annotated[ApiKeyAuth, Tag("api_key")] | Annotated[HmacAuth, Tag("hmac")],
+    Discriminator(_auth_kind),
+]
+
+
 class OrderSchema(BaseModel):
     """What a partner may send over REST: allowed products and scenarios (admission, not mapping —
     a partner's field names and codes are mapped by a route ``transform``, see ``Inbound.transform``)."""
@@ -66,7 +82,8 @@ class RestInbound(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    auth: ApiKeyAuth
+    auth: PartnerAuth
+    rate_limit: RateLimit | None = Field(default=None, description="per-partner limit; over it ⇒ 429 + Retry-After")
     max_body_bytes: int | None = Field(default=None, ge=1024, description="defaults to HUB_INTAKE_MAX_BODY_BYTES")
 
 

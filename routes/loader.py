@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from hub.configfile import format_loc, read_yaml
 from hub.errors import ConfigError
+from hub.partner_auth import HmacAuth
 from hub.partners import Partner
 from routes.models import RouteSpec, validate_route
 
@@ -96,6 +97,7 @@ def implied_rest_routes(partners: dict[str, Partner], declared: list[RouteSpec],
                 "connector": "rest",
                 "partner": partner.name,
                 "auth": rest.auth.model_dump(mode="python"),
+                "rate_limit": rest.rate_limit.model_dump(mode="python") if rest.rate_limit else None,
                 "order_schema": partner.inbound.order_schema.model_dump(mode="python"),
                 "max_body_bytes": rest.max_body_bytes or max_body,
                 "sensitive_fields": partner.sensitive_fields,
@@ -103,7 +105,10 @@ def implied_rest_routes(partners: dict[str, Partner], declared: list[RouteSpec],
             "transform": partner.inbound.transform,
             "target": {"topic": "inbound"},
         }
-        data["source"]["auth"]["keys"] = [k.get_secret_value() for k in rest.auth.keys]
+        if isinstance(rest.auth, HmacAuth):
+            data["source"]["auth"]["secret"] = rest.auth.secret.get_secret_value()
+        else:
+            data["source"]["auth"]["keys"] = [k.get_secret_value() for k in rest.auth.keys]
         try:
             route = validate_route(data)
         except ValidationError as exc:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.cryptocontract import CryptoContract
-from hub.partners import ApiKeyAuth, OrderSchema
+from hub.partner_auth import RateLimit
+from hub.partners import OrderSchema, PartnerAuth
 
 
 class RestSourceConfig(BaseModel):
@@ -14,7 +15,9 @@ class RestSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     partner: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$", examples=["esop", "group"])
-    auth: ApiKeyAuth
+    auth: PartnerAuth
+    rate_limit: RateLimit | None = Field(
+        default=None, description="requests/s and burst for this partner; over it ⇒ 429 with Retry-After")
     order_schema: OrderSchema = Field(default_factory=OrderSchema)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     sensitive_fields: list[str] = Field(default_factory=list)

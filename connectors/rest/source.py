@@ -30,6 +30,7 @@ from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
+from hub.partner_auth import HmacAuth, HmacVerifier, PartnerRateLimiter
 from hub.problem import problem
 from transforms.crypto import decrypt_inbound, keys_for
 from transforms.mapping import apply_transform
@@ -63,6 +64,9 @@ class RestOrderSource:
         # the route's transform: the partner's field names and codes → canonical, before validation
         self._transform = context.transform
         self._emit: Emit | None = None
+        # runtime state of the partner's auth and limit: the nonces seen, the bucket's level
+        self._verifier = HmacVerifier(config.auth) if isinstance(config.auth, HmacAuth) else None
+        self._limiter = PartnerRateLimiter(config.rate_limit) if config.rate_limit else None
 
     async def start(self, emit: Emit) -> None:
         if self.config.crypto is not None:  # our private keys' checks take ~50 ms CPU: a thread; missing = not started
@@ -134,6 +138,16 @@ class RestOrderSource:
         log.info("rejected %s order: %s %s (%s)", self.config.partner, status, title, detail)
         return problem(status, title, detail, **kw)
 
+    async def _over_rate(self) -> web.Response | None:
+        """429 with Retry-After when the partner is over its ``rate_limit`` (checked once the
+        request is authenticated: strangers cannot spend a partner's budget)."""
+        if self._limiter is None or await self._limiter.admit():
+            return None
+        limit = self._limiter.limit
+        return self._reject("rejected_rate", 429, "Too Many Requests",
+                            f"over {limit.per_second:g} requests/s (burst {limit.burst}) for {self.config.partner}",
+                            headers={"Retry-After": str(self._limiter.retry_after)})
+
     async def _read_body(self, request: web.Request) -> bytes | None:
         """Read at most ``max_body_bytes``; None when the body is larger (never buffered whole)."""
         limit = self.config.max_body_bytes
@@ -151,11 +165,13 @@ class RestOrderSource:
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         cfg = self.config
-        if not cfg.auth.check(request.headers.get(cfg.auth.header)):
+        if not isinstance(cfg.auth, HmacAuth) and not cfg.auth.check(request.headers.get(cfg.auth.header)):
             return self._reject(
                 "rejected_auth", 401, "Unauthorized", f"missing or invalid {cfg.auth.header} header",
                 headers={"WWW-Authenticate": f'ApiKey header="{cfg.auth.header}"'},
             )
+        if self._verifier is None and (limited := await self._over_rate()) is not None:
+            return limited
         if request.content_type != "application/json":
             return self._reject(
                 "rejected_media_type", 415, "Unsupported Media Type",
@@ -169,6 +185,16 @@ class RestOrderSource:
             return self._reject(
                 "rejected_too_large", 413, "Payload Too Large", f"body exceeds {cfg.max_body_bytes} bytes"
             )
+        if self._verifier is not None:  # a signature covers the body: checked once it is read
+            refused = self._verifier.verify(request.method, request.rel_url.raw_path, request.headers, body)
+            if refused is not None and refused.status == 429:
+                return self._reject("rejected_rate", 429, "Too Many Requests", refused.detail,
+                                    headers={"Retry-After": str(2 * self._verifier.auth.max_skew_s)})
+            if refused is not None:
+                return self._reject("rejected_auth", 401, "Unauthorized", refused.detail,
+                                    headers={"WWW-Authenticate": 'HMAC-SHA256 header="X-Hub-Signature"'})
+            if (limited := await self._over_rate()) is not None:
+                return limited
         try:
             envelope = self.parse(body, request.headers.get("X-Request-Id"), request.headers)
         except jsonlimits.TooDeep as exc:

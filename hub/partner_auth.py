@@ -1,0 +1,184 @@
+"""Partner request signatures (HMAC-SHA256) and per-partner rate limits (issue 17 §5).
+
+Why a signature on top of an API key: a key travels in every request, so anyone who sees one
+request can send any other; a signature binds the secret to *this* method, path, body and
+moment, and the nonce makes each signature usable once.
+
+Canonical string (UTF-8, lines joined by ``\\n``, no trailing newline)::
+
+    METHOD            upper case, e.g. POST
+    PATH              the request path as sent, without query string, e.g. /api/v1/partners/esop/orders
+    TIMESTAMP         X-Hub-Timestamp: Unix seconds, decimal
+    NONCE             X-Hub-Nonce: 16-64 characters of [A-Za-z0-9_-], new for every request
+    BODY-SHA256       lower-case hex SHA-256 of the raw body (of b"" when there is none)
+
+``X-Hub-Signature`` = lower-case hex HMAC-SHA256(secret, canonical string), optionally prefixed
+``sha256=``. A timestamp further than ``max_skew_s`` from our clock, a nonce already seen within
+the window, a wrong signature, or a missing header: 401.
+
+Memory bound of the nonce cache: at most ``max_nonces`` entries (nonce ≤ 64 chars + a float,
+≈ 200 bytes each: 100,000 entries ≈ 20 MB worst case). A nonce is remembered ``2 × max_skew_s``
+from when it was seen (≥ its timestamp + skew, so it cannot be replayed while still fresh); only
+requests with a *valid* signature enter the cache, so filling it needs the secret. When full of
+unexpired nonces the request is refused (fail closed, 429) rather than forgetting a nonce early.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+TIMESTAMP_HEADER = "X-Hub-Timestamp"
+NONCE_HEADER = "X-Hub-Nonce"
+SIGNATURE_HEADER = "X-Hub-Signature"
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class HmacAuth(BaseModel):
+    """``kind: hmac`` — the partner signs each request with a shared secret (see module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["hmac"]
+    secret: SecretStr = Field(description="shared secret, ≥ 32 characters; from the environment "
+                                          "(``${HUB_<PARTNER>_HMAC_SECRET}``), dev- values refused in production")
+    max_skew_s: int = Field(default=300, ge=5, le=3600, description="accepted clock difference, seconds")
+    max_nonces: int = Field(default=100_000, ge=100, le=10_000_000,
+                            description="nonce cache bound (entries); full of unexpired nonces ⇒ 429")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < 32:
+            raise ValueError("an HMAC secret must be at least 32 characters")
+        return secret
+
+    @property
+    def header(self) -> str:
+        """The header a 401 names (the same attribute api-key auth has)."""
+        return SIGNATURE_HEADER
+
+
+class RateLimit(BaseModel):
+    """Requests per second and burst for one partner (a leaky bucket, ``aiolimiter``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_second: float = Field(gt=0, le=100_000, description="sustained requests per second")
+    burst: int = Field(default=1, ge=1, le=100_000, description="requests accepted at once above the rate")
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def canonical_string(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    """What is signed: method, path, timestamp, nonce, SHA-256 of the body (module docstring)."""
+    return "\n".join((method.upper(), path, timestamp, nonce, body_digest(body)))
+
+
+def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    """The ``X-Hub-Signature`` value a partner sends (also used by tests and partner docs)."""
+    message = canonical_string(method, path, timestamp, nonce, body).encode("utf-8", "surrogateescape")
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class NonceCache:
+    """Nonces seen, each until ``ttl`` after it was seen; at most ``size`` entries.
+
+    Entries are kept in insertion order with expiry = seen + ttl, so expiries are monotonic and
+    the expired ones are always at the front: purging is O(expired)."""
+
+    def __init__(self, ttl: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, nonce: str) -> Literal["new", "replay", "full"]:
+        now = self._clock()
+        while self._seen:
+            oldest, expiry = next(iter(self._seen.items()))
+            if expiry > now:
+                break
+            del self._seen[oldest]
+        if nonce in self._seen:
+            return "replay"
+        if len(self._seen) >= self._size:
+            return "full"
+        self._seen[nonce] = now + self._ttl
+        return "new"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is refused: HTTP status and a detail safe to send back."""
+
+    status: int
+    detail: str
+
+
+class HmacVerifier:
+    """One partner's signature check with its nonce cache (runtime state next to the config)."""
+
+    def __init__(self, auth: HmacAuth, wall_clock: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.auth = auth
+        self._wall = wall_clock
+        self.nonces = NonceCache(2 * auth.max_skew_s, auth.max_nonces, clock)
+
+    def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Refusal | None:
+        """None when the request is signed, fresh and not replayed; else why not."""
+        timestamp = headers.get(TIMESTAMP_HEADER, "")
+        nonce = headers.get(NONCE_HEADER, "")
+        presented = headers.get(SIGNATURE_HEADER, "")
+        if not (timestamp and nonce and presented):
+            return Refusal(401, f"{TIMESTAMP_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} headers are required")
+        if not timestamp.isdigit() or len(timestamp) > 12:
+            return Refusal(401, f"{TIMESTAMP_HEADER} must be Unix seconds")
+        if abs(self._wall() - int(timestamp)) > self.auth.max_skew_s:
+            return Refusal(401, f"{TIMESTAMP_HEADER} is more than {self.auth.max_skew_s} s from the hub's clock")
+        if not _NONCE.match(nonce):
+            return Refusal(401, f"{NONCE_HEADER} must be 16-64 characters of A-Z a-z 0-9 _ -")
+        presented = presented.removeprefix("sha256=")
+        expected = sign(self.auth.secret.get_secret_value(), method, path, timestamp, nonce, body)
+        if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), expected.encode()):
+            return Refusal(401, f"invalid {SIGNATURE_HEADER}")
+        seen = self.nonces.add(nonce)
+        if seen == "replay":
+            return Refusal(401, f"{NONCE_HEADER} already used (replay)")
+        if seen == "full":
+            return Refusal(429, "too many signed requests in the replay window")
+        return None
+
+
+class PartnerRateLimiter:
+    """Non-blocking per-partner limit: a request over the rate is refused now (429), never queued."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._bucket = AsyncLimiter(limit.burst, limit.burst / limit.per_second)
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until one more request fits (Retry-After has second resolution)."""
+        return max(1, math.ceil(1 / self.limit.per_second))
+
+    async def admit(self) -> bool:
+        if not self._bucket.has_capacity():
+            return False
+        await self._bucket.acquire()  # has capacity: returns without waiting
+        return True
