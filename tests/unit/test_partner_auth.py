@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from hub.partner_auth import HmacAuth, HmacVerifier, NonceCache, canonical_string, sign
 from hub.partners import RestInbound
+from hub.profiles import dev_secret_problems
 
 SECRET = "s" * 40
 PATH = "/api/v1/partners/esop/orders"
@@ -80,3 +82,16 @@ def test_short_secret_and_unknown_kind_are_config_errors() -> None:
     with pytest.raises(ValidationError):
         RestInbound.model_validate({"auth": {"kind": "cert"}})
     assert RestInbound.model_validate({"auth": {"keys": ["12345678"]}}).auth.kind == "api_key"
+
+
+def test_production_refuses_a_dev_hmac_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUB_ESOP_HMAC_SECRET", raising=False)
+    partner = tmp_path / "esop.yaml"
+    partner.write_text("inbound:\n  rest:\n    auth:\n      kind: hmac\n"
+                       "      secret: \"${HUB_ESOP_HMAC_SECRET:-dev-esop-hmac-secret-0000000000000000}\"\n")
+    (problem,) = dev_secret_problems(partner)
+    assert "HUB_ESOP_HMAC_SECRET is not set" in problem
+    partner.write_text("inbound:\n  rest:\n    auth:\n      kind: hmac\n"
+                       "      secret: dev-esop-hmac-secret-0000000000000000\n")
+    (literal,) = dev_secret_problems(partner)
+    assert "dev- secret written in the file" in literal
