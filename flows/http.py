@@ -40,6 +40,7 @@ from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
 from hub.intake import MAX_RECORD_BYTES, check_envelope
 from hub.metrics import INTAKE_REQUESTS
+from hub.partner_auth import HmacAuth, Verifiers
 from hub.partners import ApiKeyAuth
 from hub.problem import problem
 from hub.services import SERVICES, Services
@@ -49,6 +50,8 @@ M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/api/v1/partners/{partner}/callbacks"
+#: signed callbacks' nonce caches, one per partner with ``kind: hmac`` (hub/partner_auth.py)
+CALLBACK_VERIFIERS = Verifiers()
 SUBMIT_PATH = "/api/v1/orders/{order_id}/stages/{stage}/submit"
 RETRY_PATH = "/api/v1/orders/{order_id}/stages/{stage}/retry"
 
@@ -173,12 +176,23 @@ async def callback(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     name = request.match_info["partner"]
     partner = runtime.partners.get(name)
-    auth = partner.outbound.callback_auth if partner and partner.outbound else None
+    auth: ApiKeyAuth | HmacAuth | None = partner.outbound.callback_auth if partner and partner.outbound else None
     if auth is None and partner and partner.inbound and partner.inbound.rest:
-        # an hmac partner's callbacks need outbound.callback_auth (api key) until they are signed too
-        rest_auth = partner.inbound.rest.auth
-        auth = rest_auth if isinstance(rest_auth, ApiKeyAuth) else None
-    if partner is None or auth is None or not auth.check(request.headers.get(auth.header)):
+        auth = partner.inbound.rest.auth
+    if isinstance(auth, HmacAuth):  # signed like the partner's REST intake
+        signed_body = await request.read()  # bounded by the app's client_max_size; _parse reads it again from memory
+        refused = CALLBACK_VERIFIERS.get(name, auth).verify(request.method, request.rel_url.raw_path,
+                                                            request.headers, signed_body)
+        if refused is not None:
+            rejected = "rejected_rate" if refused.status == 429 else "rejected_auth"
+            INTAKE_REQUESTS.labels(name, "rest", rejected).inc()
+            log.info("callback from %s refused: %s", name, refused.detail)
+            if refused.status == 429:
+                return problem(429, "Too Many Requests", refused.detail,
+                               headers={"Retry-After": str(2 * auth.max_skew_s)})
+            return problem(401, "Unauthorized", refused.detail,
+                           headers={"WWW-Authenticate": 'HMAC-SHA256 header="X-Hub-Signature"'})
+    elif partner is None or auth is None or not auth.check(request.headers.get(auth.header)):
         # an unknown partner is answered like a wrong key: nothing here names which partners exist
         header = auth.header if auth is not None else "X-Api-Key"
         INTAKE_REQUESTS.labels(name if auth is not None else "unknown", "rest", "rejected_auth").inc()

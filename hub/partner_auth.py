@@ -165,6 +165,21 @@ class HmacVerifier:
         return None
 
 
+class Verifiers:
+    """One :class:`HmacVerifier` per partner, kept across requests (its nonce cache is the replay
+    memory); a reloaded partner file is a new auth block and gets a fresh verifier. Bounded by the
+    number of partners."""
+
+    def __init__(self) -> None:
+        self._by_partner: dict[str, HmacVerifier] = {}
+
+    def get(self, partner: str, auth: HmacAuth) -> HmacVerifier:
+        verifier = self._by_partner.get(partner)
+        if verifier is None or verifier.auth is not auth:
+            verifier = self._by_partner[partner] = HmacVerifier(auth)
+        return verifier
+
+
 class PartnerRateLimiter:
     """Non-blocking per-partner limit: a request over the rate is refused now (429), never queued."""
 

@@ -116,3 +116,18 @@ async def test_rate_limit_applies_to_signed_requests_after_the_signature(
     second = json.dumps(order("E-S2")).encode()
     over = await client.post(URL, data=second, headers=signed(second))
     assert over.status == 429 and over.headers["Retry-After"] == "2"
+
+
+async def test_callbacks_of_an_hmac_partner_are_signed_too(hmac_client: TestClient) -> None:
+    path = "/api/v1/partners/esop/callbacks"
+    body = json.dumps({"order_id": "ord-nobody", "status": "ok"}).encode()
+    stamp, nonce = str(int(time.time())), secrets.token_hex(16)
+    good = {"Content-Type": "application/json", "X-Hub-Timestamp": stamp, "X-Hub-Nonce": nonce,
+            "X-Hub-Signature": sign(SECRET, "POST", path, stamp, nonce, body)}
+    passed = await hmac_client.post(path, data=body, headers=good)
+    assert passed.status == 403, await passed.text()  # past authentication: the order is not waiting for esop
+    replay = await hmac_client.post(path, data=body, headers=good)
+    assert replay.status == 401 and "replay" in (await replay.json())["detail"]
+    unsigned = await hmac_client.post(path, data=body, headers={"Content-Type": "application/json",
+                                                                "X-Api-Key": "dev-esop-key-0001"})
+    assert unsigned.status == 401
