@@ -124,10 +124,37 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
+def without_union_tags(node: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the tags pydantic inserts for a tagged union (``auth.api_key.keys`` for the
+    YAML's ``auth.keys``): a key the mapping does not have that is its ``kind``, or is followed by one
+    it has, is a tag. The engineer sees the path they wrote, at the line they wrote it (the partner
+    auth union made ``esop.yaml:6: inbound.rest.auth.keys`` read ``:4: …auth.api_key.keys``)."""
+    out: list[Any] = []
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if isinstance(node, yaml.MappingNode):
+            keys = {k.value: v for k, v in node.value}
+            kind = keys.get("kind")
+            named = isinstance(kind, yaml.ScalarNode) and kind.value == str(part)
+            if str(part) not in keys and (named or (i + 1 < len(parts) and str(parts[i + 1]) in keys)):
+                i += 1  # a union tag: skip it
+                continue
+            node = keys.get(str(part))
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+        out.append(part)
+        i += 1
+    return tuple(out)
+
+
 def validation_problems(path: Path | str, node: yaml.Node | None, exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = without_union_tags(node, tuple(err["loc"]))
         line = line_of(node, loc)
         where = f"{path}:{line}" if line else str(path)
         problems.append(f"{where}: {format_loc(loc)}: {err['msg']}")
