@@ -184,14 +184,9 @@ async def callback(request: web.Request) -> web.Response:
         refused = CALLBACK_VERIFIERS.get(name, auth).verify(request.method, request.rel_url.raw_path,
                                                             request.headers, signed_body)
         if refused is not None:
-            rejected = "rejected_rate" if refused.status == 429 else "rejected_auth"
-            INTAKE_REQUESTS.labels(name, "rest", rejected).inc()
+            INTAKE_REQUESTS.labels(name, "rest", refused.outcome).inc()
             log.info("callback from %s refused: %s", name, refused.detail)
-            if refused.status == 429:
-                return problem(429, "Too Many Requests", refused.detail,
-                               headers={"Retry-After": str(2 * auth.max_skew_s)})
-            return problem(401, "Unauthorized", refused.detail,
-                           headers={"WWW-Authenticate": 'HMAC-SHA256 header="X-Hub-Signature"'})
+            return problem(refused.status, refused.title, refused.detail, headers=refused.headers)
     elif partner is None or auth is None or not auth.check(request.headers.get(auth.header)):
         # an unknown partner is answered like a wrong key: nothing here names which partners exist
         header = auth.header if auth is not None else "X-Api-Key"

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import math
 import re
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -93,6 +94,16 @@ def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: 
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def signed_headers(secret: str, method: str, path: str, body: bytes, *, timestamp: int | None = None,
+                   nonce: str | None = None) -> dict[str, str]:
+    """The three headers a partner sends with a request (its client side: the demo, the tests, the
+    benchmark and the partner docs' example), now and with a fresh nonce unless given."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or secrets.token_hex(16)
+    return {TIMESTAMP_HEADER: stamp, NONCE_HEADER: nonce,
+            SIGNATURE_HEADER: sign(secret, method, path, stamp, nonce, body)}
+
+
 class NonceCache:
     """Nonces seen, each until ``ttl`` after it was seen; at most ``size`` entries.
 
@@ -125,10 +136,27 @@ class NonceCache:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a request is refused: HTTP status and a detail safe to send back."""
+    """Why a request is refused: HTTP status and a detail safe to send back, and the rest of the
+    answer (one place for it: the REST intake and the callbacks answer alike)."""
 
     status: int
     detail: str
+    retry_after: int = 1
+
+    @property
+    def outcome(self) -> str:
+        """The ``hub_intake_requests_total`` outcome."""
+        return "rejected_rate" if self.status == 429 else "rejected_auth"
+
+    @property
+    def title(self) -> str:
+        return "Too Many Requests" if self.status == 429 else "Unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.status == 429:
+            return {"Retry-After": str(self.retry_after)}
+        return {"WWW-Authenticate": f'HMAC-SHA256 header="{SIGNATURE_HEADER}"'}
 
 
 class HmacVerifier:
@@ -161,7 +189,7 @@ class HmacVerifier:
         if seen == "replay":
             return Refusal(401, f"{NONCE_HEADER} already used (replay)")
         if seen == "full":
-            return Refusal(429, "too many signed requests in the replay window")
+            return Refusal(429, "too many signed requests in the replay window", retry_after=2 * self.auth.max_skew_s)
         return None
 
 

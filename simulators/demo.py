@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import typer
 
-from hub.partner_auth import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, HmacAuth, sign
+from hub.partner_auth import HmacAuth, signed_headers
 from hub.settings import Settings, load_settings
 
 SAMPLE_CITIES = ["杭州", "宁波", "温州"]
@@ -99,9 +99,7 @@ class Demo:
         p = self.partners[partner]
         auth = p.inbound.rest.auth if p.inbound and p.inbound.rest else None
         if isinstance(auth, HmacAuth):
-            stamp, nonce = str(int(time.time())), uuid.uuid4().hex
-            return {TIMESTAMP_HEADER: stamp, NONCE_HEADER: nonce,
-                    SIGNATURE_HEADER: sign(auth.secret.get_secret_value(), "POST", path, stamp, nonce, body)}
+            return signed_headers(auth.secret.get_secret_value(), "POST", path, body)
         return {auth.header: auth.keys[0].get_secret_value()} if auth else {}
 
     async def post_orders(self, http: aiohttp.ClientSession) -> None:

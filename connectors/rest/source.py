@@ -187,12 +187,9 @@ class RestOrderSource:
             )
         if self._verifier is not None:  # a signature covers the body: checked once it is read
             refused = self._verifier.verify(request.method, request.rel_url.raw_path, request.headers, body)
-            if refused is not None and refused.status == 429:
-                return self._reject("rejected_rate", 429, "Too Many Requests", refused.detail,
-                                    headers={"Retry-After": str(2 * self._verifier.auth.max_skew_s)})
             if refused is not None:
-                return self._reject("rejected_auth", 401, "Unauthorized", refused.detail,
-                                    headers={"WWW-Authenticate": 'HMAC-SHA256 header="X-Hub-Signature"'})
+                return self._reject(refused.outcome, refused.status, refused.title, refused.detail,
+                                    headers=refused.headers)
             if (limited := await self._over_rate()) is not None:
                 return limited
         try:

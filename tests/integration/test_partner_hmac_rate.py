@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import re
-import secrets
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from app.runtime import Runtime
 from app.web import build_web_app
-from hub.partner_auth import sign
+from hub.partner_auth import signed_headers
 from hub.settings import Settings
 from tests.integration.test_intake import URL, order
 
@@ -47,10 +46,8 @@ async def hmac_client(settings: Settings, tmp_path: Path, aiohttp_client: Any) -
 
 
 def signed(body: bytes, *, ts: int | None = None, nonce: str | None = None, secret: str = SECRET) -> dict[str, str]:
-    stamp = str(int(time.time()) if ts is None else ts)
-    nonce = nonce or secrets.token_hex(16)
-    return {"Content-Type": "application/json", "X-Hub-Timestamp": stamp, "X-Hub-Nonce": nonce,
-            "X-Hub-Signature": sign(secret, "POST", URL, stamp, nonce, body)}
+    return {"Content-Type": "application/json",
+            **signed_headers(secret, "POST", URL, body, timestamp=ts, nonce=nonce)}
 
 
 def _rejected(outcome: str) -> float:
@@ -121,9 +118,7 @@ async def test_rate_limit_applies_to_signed_requests_after_the_signature(
 async def test_callbacks_of_an_hmac_partner_are_signed_too(hmac_client: TestClient) -> None:
     path = "/api/v1/partners/esop/callbacks"
     body = json.dumps({"order_id": "ord-nobody", "status": "ok"}).encode()
-    stamp, nonce = str(int(time.time())), secrets.token_hex(16)
-    good = {"Content-Type": "application/json", "X-Hub-Timestamp": stamp, "X-Hub-Nonce": nonce,
-            "X-Hub-Signature": sign(SECRET, "POST", path, stamp, nonce, body)}
+    good = {"Content-Type": "application/json", **signed_headers(SECRET, "POST", path, body)}
     passed = await hmac_client.post(path, data=body, headers=good)
     assert passed.status == 403, await passed.text()  # past authentication: the order is not waiting for esop
     replay = await hmac_client.post(path, data=body, headers=good)
