@@ -17,6 +17,11 @@ Three bounds, with aiohttp's own knobs where it has one:
   ``lingering_time`` (10 s) before closing, so a client still sending reads the answer instead of
   a reset; :func:`server_options` caps that at the body bound, so a 408'd trickler is gone by then.
 
+* **TLS handshake** (HTTPS, ``HUB_HTTP_TLS_CERT``): asyncio gives a handshake 60 s and aiohttp's
+  ``TCPSite`` has no knob for it; :class:`HandshakeBoundedSite` passes ``HUB_HTTP_HEADER_TIMEOUT_S``
+  instead, so a client that connects and never finishes its handshake is closed at the head bound
+  (aiohttp's head timer starts only once the handshake is done: a head then has its own bound).
+
 No cap on concurrent connections: aiohttp has none (``backlog`` is only the listen queue), and a
 per-address cap needs a protocol factory of our own. A reverse proxy or the firewall does that.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +51,35 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "keepalive_timeout": settings.http_header_timeout_s,
         "lingering_time": min(AIOHTTP_LINGERING_S, settings.http_body_timeout_s),
     }
+
+
+class HandshakeBoundedSite(web.TCPSite):
+    """``web.TCPSite`` whose TLS handshakes must finish within ``handshake_timeout_s`` (asyncio's
+    ``ssl_handshake_timeout``, which ``TCPSite`` does not pass on; its ``start`` otherwise as aiohttp's)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, ssl_context: ssl.SSLContext,
+                 handshake_timeout_s: float) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self.handshake_timeout_s = handshake_timeout_s
+
+    async def start(self) -> None:
+        self._runner._reg_site(self)  # what BaseSite.start does
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            ssl_handshake_timeout=self.handshake_timeout_s, ssl_shutdown_timeout=self.handshake_timeout_s)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+def site(runner: web.BaseRunner, settings: Settings, host: str, port: int,
+         ssl_context: ssl.SSLContext | None) -> web.TCPSite:
+    """The listening site: plain HTTP, or HTTPS with the handshake bounded like a request head."""
+    if ssl_context is None:
+        return web.TCPSite(runner, host, port)
+    return HandshakeBoundedSite(runner, host, port, ssl_context=ssl_context,
+                                handshake_timeout_s=settings.http_header_timeout_s)
 
 
 def body_deadline(timeout_s: float) -> Middleware:

@@ -9,6 +9,8 @@ Routes, by who calls them:
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import plugins, slowclients
 from app.runtime import Runtime
+from connectors import tls
 from connectors.rest import source as rest_source
 from hub.auth import requires
 from hub.services import SERVICES
@@ -108,13 +111,25 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     return app
 
 
+async def listener_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS context when ``HUB_HTTP_TLS_CERT``/``_KEY`` are set (connectors/tls.py), else None:
+    plain HTTP, the embedded default. Built in a thread (it reads files and parses the key)."""
+    if settings.http_tls_cert is None or settings.http_tls_key is None:
+        return None
+    return await asyncio.to_thread(tls.server_context, settings.http_tls_cert, settings.http_tls_key,
+                                   settings.http_tls_client_ca)
+
+
 async def serve(app: web.Application, settings: Settings, port: int | None = None) -> web.AppRunner:
     """Start ``app`` on ``settings.http_host`` and ``port`` (default ``settings.http_port``) with the
-    slow-client bounds (app/slowclients.py); the caller stops it with ``runner.cleanup()``."""
+    slow-client bounds (app/slowclients.py), over TLS when configured (:func:`listener_tls`); the
+    caller stops it with ``runner.cleanup()``."""
+    context = await listener_tls(settings)  # a bad certificate stops the start before anything listens
     runner = web.AppRunner(app, access_log=None, **slowclients.server_options(settings))
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.http_host, settings.http_port if port is None else port).start()
+        await slowclients.site(runner, settings, settings.http_host, settings.http_port if port is None else port,
+                               context).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -2,8 +2,10 @@
 
 * ``POST /api/v1/partners/{partner}/callbacks`` — a partner's asynchronous answer (design reply,
   activation result, construction progress…). Authenticated with the partner's
-  ``outbound.callback_auth`` key; put on ``{p}.orders`` through the idempotent intake (the same
-  callback twice ⇒ one envelope) and matched there to the waiting call.
+  ``outbound.callback_auth`` key, else like its REST intake (API key, HMAC signature or TLS client
+  certificate) and held to its intake's ``rate_limit`` (a bucket of its own: callbacks do not spend
+  the orders' budget; over it ⇒ 429 + Retry-After); put on ``{p}.orders`` through the idempotent
+  intake (the same callback twice ⇒ one envelope) and matched there to the waiting call.
 * ``POST /api/v1/orders/{order_id}/stages/{stage}/submit`` — a person or the field app submits a
   manual stage (admin bearer token, role ``operator``). Checked against the order's current stage
   and the stage's ``required_fields`` before anything is written; 202 once durable on Kafka.
@@ -40,8 +42,8 @@ from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
 from hub.intake import MAX_RECORD_BYTES, check_envelope
 from hub.metrics import INTAKE_REQUESTS
-from hub.partner_auth import HmacAuth, Verifiers
-from hub.partners import ApiKeyAuth
+from hub.partner_auth import ClientCertAuth, HmacAuth, Refusal, Verifiers
+from hub.partners import PartnerAuth
 from hub.problem import problem
 from hub.services import SERVICES, Services
 from hub.settings import AdminToken
@@ -176,23 +178,32 @@ async def callback(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     name = request.match_info["partner"]
     partner = runtime.partners.get(name)
-    auth: ApiKeyAuth | HmacAuth | None = partner.outbound.callback_auth if partner and partner.outbound else None
+    auth: PartnerAuth | None = partner.outbound.callback_auth if partner and partner.outbound else None
     if auth is None and partner and partner.inbound and partner.inbound.rest:
         auth = partner.inbound.rest.auth
+    refused: Refusal | None = None
     if isinstance(auth, HmacAuth):  # signed like the partner's REST intake
         signed_body = await request.read()  # bounded by the app's client_max_size; _parse reads it again from memory
         refused = CALLBACK_VERIFIERS.get(name, auth).verify(request.method, request.rel_url.raw_path,
                                                             request.headers, signed_body)
-        if refused is not None:
-            INTAKE_REQUESTS.labels(name, "rest", refused.outcome).inc()
-            log.info("callback from %s refused: %s", name, refused.detail)
-            return problem(refused.status, refused.title, refused.detail, headers=refused.headers)
+    elif isinstance(auth, ClientCertAuth):  # its TLS client certificate, like its REST intake
+        refused = CALLBACK_VERIFIERS.client_cert(name, auth).verify(
+            request.transport.get_extra_info("ssl_object") if request.transport else None)
     elif partner is None or auth is None or not auth.check(request.headers.get(auth.header)):
         # an unknown partner is answered like a wrong key: nothing here names which partners exist
         header = auth.header if auth is not None else "X-Api-Key"
         INTAKE_REQUESTS.labels(name if auth is not None else "unknown", "rest", "rejected_auth").inc()
         return problem(401, "Unauthorized", f"missing or invalid {header} header",
                        headers={"WWW-Authenticate": f'ApiKey header="{header}"'})
+    limit = partner.inbound.rest.rate_limit if partner and partner.inbound and partner.inbound.rest else None
+    if refused is None and limit is not None and not await CALLBACK_VERIFIERS.limiter(name, limit).admit():
+        # after authentication, like the intake: a stranger cannot spend the partner's budget
+        refused = Refusal(429, f"over {limit.per_second:g} callbacks/s (burst {limit.burst}) for {name}",
+                          retry_after=CALLBACK_VERIFIERS.limiter(name, limit).retry_after)
+    if refused is not None:
+        INTAKE_REQUESTS.labels(name, "rest", refused.outcome).inc()
+        log.info("callback from %s refused: %s %s", name, refused.status, refused.logged)
+        return problem(refused.status, refused.title, refused.detail, headers=refused.headers)
     parsed = await _parse(request, CallbackBody, "callback")
     if isinstance(parsed, web.Response):
         return parsed

@@ -16,6 +16,13 @@ Canonical string (UTF-8, lines joined by ``\\n``, no trailing newline)::
 ``sha256=``. A timestamp further than ``max_skew_s`` from our clock, a nonce already seen within
 the window, a wrong signature, or a missing header: 401.
 
+``kind: client_cert`` (issue 17 §4-5): the partner is the TLS client certificate it presented on
+the hub's HTTPS listener. The handshake has already checked that the certificate chains to
+``HUB_HTTP_TLS_CLIENT_CA`` (an unverifiable one never gets that far); here it must also be the
+partner's: its SHA-256 fingerprint among ``fingerprints`` and/or a name (subject CN or a SAN: DNS,
+URI, e-mail) among ``subjects`` — each list given must match — and, with ``ca_file``, issued by
+that CA (the listener's bundle may hold several partners' CAs, each able to issue any name).
+
 Memory bound of the nonce cache: at most ``max_nonces`` entries (nonce ≤ 64 chars + a float,
 ≈ 200 bytes each: 100,000 entries ≈ 20 MB worst case). A nonce is remembered ``2 × max_skew_s``
 from when it was seen (≥ its timestamp + skew, so it cannot be replayed while still fresh); only
@@ -34,10 +41,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from aiolimiter import AsyncLimiter
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from hub.errors import ConfigError
 
 TIMESTAMP_HEADER = "X-Hub-Timestamp"
 NONCE_HEADER = "X-Hub-Nonce"
@@ -68,6 +81,106 @@ class HmacAuth(BaseModel):
     def header(self) -> str:
         """The header a 401 names (the same attribute api-key auth has)."""
         return SIGNATURE_HEADER
+
+
+CLIENT_CERT_CHALLENGE = 'TLS-Client-Certificate realm="hub"'
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ClientCertAuth(BaseModel):
+    """``kind: client_cert`` — the partner is the TLS client certificate it presents (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["client_cert"]
+    subjects: list[str] = Field(
+        default_factory=list, description="accepted names: the certificate's subject CN or one of its SANs "
+                                          "(DNS, URI, e-mail), exact, DNS names case-insensitive")
+    fingerprints: list[str] = Field(
+        default_factory=list, description="accepted SHA-256 fingerprints of the certificate (hex, colons allowed)")
+    ca_file: Path | None = Field(
+        default=None, description="PEM file of the CA(s) that must have issued the certificate directly "
+                                  "(HUB_HTTP_TLS_CLIENT_CA may trust other partners' CAs too)")
+
+    @field_validator("fingerprints")
+    @classmethod
+    def _hex(cls, fingerprints: list[str]) -> list[str]:
+        out = [f.replace(":", "").strip().lower() for f in fingerprints]
+        if any(not _FINGERPRINT.match(f) for f in out):
+            raise ValueError("a fingerprint is the certificate's SHA-256: 64 hex digits (colons allowed)")
+        return out
+
+    @model_validator(mode="after")
+    def _something(self) -> ClientCertAuth:
+        if not self.subjects and not self.fingerprints:
+            raise ValueError("client_cert needs subjects or fingerprints (a CA alone would admit all it signs)")
+        return self
+
+    @property
+    def header(self) -> str:
+        """What a 401 names (the attribute the other kinds have)."""
+        return "client certificate"
+
+
+class ClientCertVerifier:
+    """One partner's certificate check: ``verify(ssl_object)`` on each request. The ``ca_file`` is
+    read once (a few KB), when the verifier is made."""
+
+    def __init__(self, auth: ClientCertAuth) -> None:
+        self.auth = auth
+        self._subjects = {s.lower() for s in auth.subjects}
+        self._issuers: list[x509.Certificate] = []
+        if auth.ca_file is not None:
+            try:
+                self._issuers = x509.load_pem_x509_certificates(auth.ca_file.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ConfigError("client_cert: cannot read the partner's CA",
+                                  [f"ca_file={auth.ca_file}: {exc}"]) from None
+
+    def verify(self, ssl_object: Any) -> Refusal | None:
+        """None when the connection's verified peer certificate is the partner's; else why not.
+        ``ssl_object``: the connection's ``ssl.SSLObject`` (None over plain HTTP)."""
+        if ssl_object is None:
+            return Refusal(401, "a client certificate is required: connect over HTTPS and present it",
+                           challenge=CLIENT_CERT_CHALLENGE)
+        if not ssl_object.getpeercert():  # None: none presented (or none asked for); {}: not verified
+            return Refusal(401, "no verified client certificate presented", challenge=CLIENT_CERT_CHALLENGE)
+        der: bytes = ssl_object.getpeercert(binary_form=True)
+        cert = x509.load_der_x509_certificate(der)
+        fingerprint = hashlib.sha256(der).hexdigest()
+        names = certificate_names(cert)
+        problem = None
+        if self.auth.fingerprints and fingerprint not in self.auth.fingerprints:
+            problem = "its fingerprint is not among the partner's"
+        elif self.auth.subjects and not self._subjects.intersection(n.lower() for n in names):
+            problem = "no subject name of it is among the partner's"
+        elif self._issuers and not any(_issued_by(cert, ca) for ca in self._issuers):
+            problem = "it was not issued by the partner's CA"
+        if problem is None:
+            return None
+        return Refusal(401, f"client certificate not accepted: {problem}", challenge=CLIENT_CERT_CHALLENGE,
+                       log_detail=f"subject {cert.subject.rfc4514_string()!r}, names {sorted(names)}, "
+                                  f"sha256 {fingerprint}")
+
+
+def certificate_names(cert: x509.Certificate) -> set[str]:
+    """The names a certificate carries: subject CN(s) and SAN DNS names, URIs and e-mail addresses."""
+    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    for kind in (x509.DNSName, x509.UniformResourceIdentifier, x509.RFC822Name):
+        names.update(san.get_values_for_type(kind))
+    return names
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 class RateLimit(BaseModel):
@@ -142,6 +255,8 @@ class Refusal:
     status: int
     detail: str
     retry_after: int = 1
+    challenge: str = f'HMAC-SHA256 header="{SIGNATURE_HEADER}"'  # WWW-Authenticate of a 401
+    log_detail: str = ""  # for the log line only (what the certificate was): not sent back
 
     @property
     def outcome(self) -> str:
@@ -156,7 +271,12 @@ class Refusal:
     def headers(self) -> dict[str, str]:
         if self.status == 429:
             return {"Retry-After": str(self.retry_after)}
-        return {"WWW-Authenticate": f'HMAC-SHA256 header="{SIGNATURE_HEADER}"'}
+        return {"WWW-Authenticate": self.challenge}
+
+    @property
+    def logged(self) -> str:
+        """The log line's text: the detail, and what was presented where that helps an operator."""
+        return f"{self.detail} ({self.log_detail})" if self.log_detail else self.detail
 
 
 class HmacVerifier:
@@ -195,17 +315,32 @@ class HmacVerifier:
 
 class Verifiers:
     """One :class:`HmacVerifier` per partner, kept across requests (its nonce cache is the replay
-    memory); a reloaded partner file is a new auth block and gets a fresh verifier. Bounded by the
-    number of partners."""
+    memory); a reloaded partner file is a new auth block and gets a fresh verifier. Likewise one
+    :class:`ClientCertVerifier` and one :class:`PartnerRateLimiter` (its bucket) per partner.
+    Bounded by the number of partners."""
 
     def __init__(self) -> None:
         self._by_partner: dict[str, HmacVerifier] = {}
+        self._certs: dict[str, ClientCertVerifier] = {}
+        self._limits: dict[str, PartnerRateLimiter] = {}
 
     def get(self, partner: str, auth: HmacAuth) -> HmacVerifier:
         verifier = self._by_partner.get(partner)
         if verifier is None or verifier.auth is not auth:
             verifier = self._by_partner[partner] = HmacVerifier(auth)
         return verifier
+
+    def client_cert(self, partner: str, auth: ClientCertAuth) -> ClientCertVerifier:
+        verifier = self._certs.get(partner)
+        if verifier is None or verifier.auth is not auth:
+            verifier = self._certs[partner] = ClientCertVerifier(auth)
+        return verifier
+
+    def limiter(self, partner: str, limit: RateLimit) -> PartnerRateLimiter:
+        limiter = self._limits.get(partner)
+        if limiter is None or limiter.limit is not limit:
+            limiter = self._limits[partner] = PartnerRateLimiter(limit)
+        return limiter
 
 
 class PartnerRateLimiter:
@@ -225,3 +360,8 @@ class PartnerRateLimiter:
             return False
         await self._bucket.acquire()  # has capacity: returns without waiting
         return True
+
+    async def wait(self) -> None:
+        """Wait until one more request fits: for an intake that can slow down instead of refusing
+        (an AMQP consumer: what does not fit yet stays in the partner's queue)."""
+        await self._bucket.acquire()

@@ -16,7 +16,7 @@ from hub.configfile import load_dir
 from hub.cryptocontract import CryptoContract
 from hub.errors import ConfigError
 from hub.order import Scenario
-from hub.partner_auth import HmacAuth, RateLimit
+from hub.partner_auth import ClientCertAuth, HmacAuth, RateLimit
 from hub.retry import Outbound
 
 
@@ -61,9 +61,10 @@ def _auth_kind(value: Any) -> str:
     return str(getattr(value, "kind", "api_key"))
 
 
-#: a partner's REST auth: ``kind: api_key`` (default) or ``kind: hmac`` (hub/partner_auth.py)
+#: a partner's REST auth: ``kind: api_key`` (default), ``kind: hmac`` or ``kind: client_cert`` (hub/partner_auth.py)
 PartnerAuth = Annotated[
-    Annotated[ApiKeyAuth, Tag("api_key")] | Annotated[HmacAuth, Tag("hmac")],
+    Annotated[ApiKeyAuth, Tag("api_key")] | Annotated[HmacAuth, Tag("hmac")]
+    | Annotated[ClientCertAuth, Tag("client_cert")],
     Discriminator(_auth_kind),
 ]
 

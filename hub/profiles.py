@@ -47,6 +47,32 @@ def embedded_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def tls_problems(settings: Settings) -> list[str]:
+    """Production answers partners over HTTPS (issue 17 §4), unless TLS ends at a proxy in front of
+    the hub and the operator says so (``HUB_HTTP_TLS_REQUIRED=false``)."""
+    if settings.http_tls or not settings.http_tls_required:
+        return []
+    return ["HUB_HTTP_TLS_CERT / HUB_HTTP_TLS_KEY: not set; production serves HTTPS only — set both (PEM files; "
+            "HUB_HTTP_TLS_CLIENT_CA too for client certificates), or HUB_HTTP_TLS_REQUIRED=false when TLS ends "
+            "at a proxy in front of the hub"]
+
+
+def insecure_tls_problems(path: Path) -> list[str]:
+    """``file:line: key: …`` for every ``insecure_skip_verify: true`` (connectors/tls.py): outside
+    production it is allowed with a WARNING at start; production never calls a partner unverified."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return []
+    if node is None:
+        return []
+    return [f"{path}:{scalar.start_mark.line + 1}: {format_loc(loc)}: production never skips TLS verification — "
+            "remove it and give the partner's CA as tls.ca_file"
+            for loc, scalar in _scalars(node)
+            if _key(loc) == "insecure_skip_verify" and scalar.tag == "tag:yaml.org,2002:bool"
+            and scalar.value.lower() in ("true", "yes", "on")]
+
+
 def _scalars(node: yaml.Node, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], yaml.ScalarNode]]:
     """Every scalar value of a composed YAML tree with its key path."""
     if isinstance(node, yaml.MappingNode):
@@ -102,10 +128,10 @@ def settings_secret_problems(settings: Settings) -> list[str]:
 
 def production_problems(settings: Settings) -> list[str]:
     """Everything that stops a production start, all at once (one fix-and-retry round, not ten)."""
-    problems = embedded_problems(settings) + settings_secret_problems(settings)
+    problems = embedded_problems(settings) + tls_problems(settings) + settings_secret_problems(settings)
     for pattern in SECRET_FILES:
         for path in sorted(settings.config_dir.glob(pattern)):
-            problems += dev_secret_problems(path)
+            problems += dev_secret_problems(path) + insecure_tls_problems(path)
     return problems
 
 
@@ -118,4 +144,5 @@ def check_profile(settings: Settings) -> None:
         raise ConfigError("HUB_PROFILE=production refuses to start", problems)
 
 
-__all__ = ["check_profile", "dev_secret_problems", "embedded_problems", "production_problems"]
+__all__ = ["check_profile", "dev_secret_problems", "embedded_problems", "insecure_tls_problems",
+           "production_problems", "tls_problems"]

@@ -13,7 +13,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -141,6 +141,15 @@ class Settings(BaseSettings):
         "default http://{http_host}:{http_port}. Never taken from a request's Host header.",
     )
     intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # HTTPS (connectors/tls.py, app/web.py serve): TLS when a certificate and its key are given
+    http_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) of the HTTPS listener")
+    http_tls_key: Path | None = Field(default=None, description="PEM private key of http_tls_cert")
+    http_tls_client_ca: Path | None = Field(
+        default=None, description="PEM bundle client certificates must chain to; set: clients are asked for one "
+        "(partners with auth kind: client_cert must present it)")
+    http_tls_required: bool = Field(
+        default=True, description="production refuses to start without http_tls_cert/key unless this is false "
+        "(TLS ends at a proxy in front of the hub)")
     # slow clients (app/slowclients.py): a connection must deliver a complete request head within
     # this long of opening or of its previous answer (aiohttp's keep-alive timer, so it also closes
     # idle keep-alive connections); a request's whole body must arrive within the body bound
@@ -182,6 +191,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("http_tls_cert and http_tls_key go together (HUB_HTTP_TLS_CERT, HUB_HTTP_TLS_KEY)")
+        if self.http_tls_client_ca is not None and self.http_tls_cert is None:
+            raise ValueError("http_tls_client_ca needs TLS: set HUB_HTTP_TLS_CERT and HUB_HTTP_TLS_KEY")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -225,9 +242,15 @@ class Settings(BaseSettings):
         return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
 
     @property
+    def http_tls(self) -> bool:
+        """The listener serves HTTPS (a certificate and key are configured)."""
+        return self.http_tls_cert is not None
+
+    @property
     def public_base_url(self) -> str:
         """Where partners reach this hub, without a trailing slash (``public_url`` or the listener)."""
-        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+        scheme = "https" if self.http_tls else "http"
+        return (self.public_url or f"{scheme}://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def run_dir(self) -> Path:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from hub.configfile import format_loc, read_yaml
 from hub.errors import ConfigError
 from hub.partner_auth import HmacAuth
-from hub.partners import Partner
+from hub.partners import ApiKeyAuth, Partner
 from routes.models import RouteSpec, validate_route
 
 
@@ -107,7 +107,7 @@ def implied_rest_routes(partners: dict[str, Partner], declared: list[RouteSpec],
         }
         if isinstance(rest.auth, HmacAuth):
             data["source"]["auth"]["secret"] = rest.auth.secret.get_secret_value()
-        else:
+        elif isinstance(rest.auth, ApiKeyAuth):  # kind: client_cert has no secret
             data["source"]["auth"]["keys"] = [k.get_secret_value() for k in rest.auth.keys]
         try:
             route = validate_route(data)

@@ -21,6 +21,7 @@ import aiohttp
 import typer
 
 from hub.partner_auth import HmacAuth, signed_headers
+from hub.partners import ApiKeyAuth
 from hub.settings import Settings, load_settings
 
 SAMPLE_CITIES = ["杭州", "宁波", "温州"]
@@ -100,7 +101,7 @@ class Demo:
         auth = p.inbound.rest.auth if p.inbound and p.inbound.rest else None
         if isinstance(auth, HmacAuth):
             return signed_headers(auth.secret.get_secret_value(), "POST", path, body)
-        return {auth.header: auth.keys[0].get_secret_value()} if auth else {}
+        return {auth.header: auth.keys[0].get_secret_value()} if isinstance(auth, ApiKeyAuth) else {}
 
     async def post_orders(self, http: aiohttp.ClientSession) -> None:
         tag = uuid.uuid4().hex[:6]

@@ -2,22 +2,27 @@
 the partner's success rule. Registered as sink ``rest``.
 
 The sink makes exactly one attempt and classifies the answer (``Outcome``); retry, backoff,
-dead-lettering and dedupe wrap it in ``app/delivery.py``.
+dead-lettering and dedupe wrap it in ``app/delivery.py``. Over HTTPS it trusts the partner's
+``tls.ca_file`` only and may present a client certificate (``connectors/tls.py``); a call TLS
+refuses (certificate not trusted, wrong name, our certificate refused) is ``status: tls``, not
+retried: it is configuration, and fails the same way until someone changes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from typing import Any, ClassVar, Literal
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from connectors.base import Outcome
 from connectors.context import ConnectorContext
 from connectors.registry import registry
+from connectors.tls import OutboundTls, client_context, is_tls_refusal
 from hub.cryptocontract import CryptoContract
 from hub.envelope import Envelope
 from hub.errors import ConfigError, ValidationFailed
@@ -57,6 +62,15 @@ class RestSinkConfig(BaseModel):
     operations: dict[str, RestOperation] = Field(min_length=1)
     crypto: CryptoContract | None = Field(
         default=None, description="set from the partner's crypto: block (app/delivery.py), not written here")
+    tls: OutboundTls | None = Field(
+        default=None, description="the partner's CA bundle, the hub's client certificate (mTLS), the server "
+                                  "name to check (connectors/tls.py); unset: the system store")
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> RestSinkConfig:
+        if self.tls is not None and not self.base_url.startswith("https://"):
+            raise ValueError("tls is given but base_url is not https://: nothing would use it")
+        return self
 
 
 def _retryable_status(status: int) -> bool:
@@ -71,14 +85,29 @@ class RestSink:
         self.config = config
         self.timeout_s = context.timeout_s
         self.concurrency = context.concurrency
+        self._production = context.settings.profile == "production"
+        self._name = context.route or config.base_url
         self._session: aiohttp.ClientSession | None = None
+
+    async def _tls(self) -> ssl.SSLContext | bool:
+        """The connection's TLS context (connectors/tls.py), built in a thread at start: a missing CA
+        or key fails the start, not a call. ``True``: aiohttp's default (plain HTTP, or system CAs)."""
+        tls = self.config.tls
+        if tls is None:
+            return True
+        if tls.insecure_skip_verify and self._production:  # hub/profiles.py refuses it first; never silently
+            raise ConfigError(f"{self._name}: tls.insecure_skip_verify is refused in production")
+        return await asyncio.to_thread(client_context, tls, self._name)
 
     async def start(self) -> None:
         if self._session is None:
             if self.config.crypto is not None:  # the keys' checks take ~50 ms CPU: a thread, and fail at start
                 await asyncio.to_thread(keys_for(self.config.crypto).warm)
+            tls = await self._tls()
+            if self._session is not None:  # another delivery started it meanwhile
+                return
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                connector=aiohttp.TCPConnector(limit=self.concurrency, ssl=tls),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 json_serialize=lambda o: json.dumps(o, ensure_ascii=False, default=str),
             )
@@ -109,15 +138,20 @@ class RestSink:
                 return Outcome(ok=False, status="rejected", error=f"cannot encrypt the request: {exc}")
             headers.update(sealed)
         url = self.config.base_url.rstrip("/") + op.path
+        hostname = self.config.tls.server_hostname if self.config.tls is not None else None
         started = time.perf_counter()
         try:
-            async with self._session.request(op.method, url, json=body, headers=headers) as resp:
+            async with self._session.request(op.method, url, json=body, headers=headers,
+                                             server_hostname=hostname) as resp:
                 text = await resp.text()
                 status = resp.status
         except TimeoutError:
             return Outcome(ok=False, retryable=True, status="timeout", error=f"no answer within {self.timeout_s}s",
                            duration_ms=_ms(started))
         except aiohttp.ClientError as exc:
+            if is_tls_refusal(exc):  # configuration (CA, name, our certificate), not the network: not retried
+                return Outcome(ok=False, retryable=False, status="tls", error=f"TLS refused with {url}: {exc}",
+                               duration_ms=_ms(started))
             return Outcome(ok=False, retryable=True, status="error", error=f"{type(exc).__name__}: {exc}",
                            duration_ms=_ms(started))
         try:

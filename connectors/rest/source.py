@@ -30,7 +30,8 @@ from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
-from hub.partner_auth import HmacAuth, HmacVerifier, PartnerRateLimiter
+from hub.partner_auth import ClientCertAuth, ClientCertVerifier, HmacAuth, HmacVerifier, PartnerRateLimiter
+from hub.partners import ApiKeyAuth
 from hub.problem import problem
 from transforms.crypto import decrypt_inbound, keys_for
 from transforms.mapping import apply_transform
@@ -66,6 +67,7 @@ class RestOrderSource:
         self._emit: Emit | None = None
         # runtime state of the partner's auth and limit: the nonces seen, the bucket's level
         self._verifier = HmacVerifier(config.auth) if isinstance(config.auth, HmacAuth) else None
+        self._certs = ClientCertVerifier(config.auth) if isinstance(config.auth, ClientCertAuth) else None
         self._limiter = PartnerRateLimiter(config.rate_limit) if config.rate_limit else None
 
     async def start(self, emit: Emit) -> None:
@@ -165,7 +167,13 @@ class RestOrderSource:
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         cfg = self.config
-        if not isinstance(cfg.auth, HmacAuth) and not cfg.auth.check(request.headers.get(cfg.auth.header)):
+        if self._certs is not None:  # the TLS peer certificate, verified by the handshake (app/web.py)
+            refused = self._certs.verify(request.transport.get_extra_info("ssl_object") if request.transport else None)
+            if refused is not None:
+                self._count(refused.outcome)
+                log.info("rejected %s order: %s %s (%s)", cfg.partner, refused.status, refused.title, refused.logged)
+                return problem(refused.status, refused.title, refused.detail, headers=refused.headers)
+        elif isinstance(cfg.auth, ApiKeyAuth) and not cfg.auth.check(request.headers.get(cfg.auth.header)):
             return self._reject(
                 "rejected_auth", 401, "Unauthorized", f"missing or invalid {cfg.auth.header} header",
                 headers={"WWW-Authenticate": f'ApiKey header="{cfg.auth.header}"'},
