@@ -2,11 +2,16 @@
 
 asyncssh errors become hub errors here (the only place): connection problems are
 :class:`~hub.errors.RetryableError`, so a route keeps polling and recovers when the server is back.
+Host keys are always pinned: the embedded server's ``known_hosts`` or the connection's own (a
+connection without one is refused when the route is loaded); a server whose key is not the pinned
+one is refused with an error log line naming the file — it could be someone in the middle, or a
+partner that rotated its key, and only an operator who checked the new fingerprint may tell.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 from typing import Any
 
@@ -17,9 +22,16 @@ from hub.embedded import EmbeddedSftp
 from hub.errors import RetryableError
 from hub.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class SftpUnavailable(RetryableError):
     """The SFTP server could not be reached or dropped the session."""
+
+
+class SftpHostKeyMismatch(SftpUnavailable):
+    """The server's host key is not the pinned one. Retried like an unreachable server (the fix
+    is an operator's edit of ``known_hosts``, read again on every connect), never accepted."""
 
 
 class SftpSession:
@@ -30,6 +42,7 @@ class SftpSession:
         self._sftp: asyncssh.SFTPClient | None = None
         self._lock = asyncio.Lock()
         self._root: str | None = None
+        self._mismatch_logged = False
         if conn.embedded:
             server = EmbeddedSftp(settings)
             self._kw: dict[str, Any] = {
@@ -60,6 +73,18 @@ class SftpSession:
                         self.conn.connect_timeout_s,
                     )
                     self._sftp = await self._ssh.start_sftp_client()
+                    self._mismatch_logged = False
+                except asyncssh.HostKeyNotVerifiable as exc:
+                    await self._close()
+                    where = f"{self._kw['host']}:{self._kw['port']}"
+                    if not self._mismatch_logged:  # once per run of failures, not every poll
+                        self._mismatch_logged = True
+                        log.error("SFTP %s: host key verification failed against %s (%s): connection refused. "
+                                  "Not the pinned key — a changed server key or someone in between; check the "
+                                  "new fingerprint with the partner before updating known_hosts",
+                                  where, self._kw["known_hosts"], exc.reason)
+                    raise SftpHostKeyMismatch(f"SFTP {where}: host key does not match {self._kw['known_hosts']}: "
+                                              f"{exc.reason}") from exc
                 except (OSError, asyncssh.Error, TimeoutError) as exc:
                     await self._close()
                     raise SftpUnavailable(f"SFTP {self._kw['host']}:{self._kw['port']} unreachable: {exc}") from exc

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from hub.cryptocontract import CryptoContract, KeyRef, KeyWrap
+from hub.errors import ConfigError
+
 
 class SftpConnection(BaseModel):
     """Where and how to log in. ``embedded: true`` uses the hub's own OpenSSH (``hub infra``):
@@ -77,6 +80,40 @@ class Completion(BaseModel):
                     "(and the hub's own claims) are always skipped")
 
 
+class FileEncryption(BaseModel):
+    """Whole-file encryption of a route's files (CATALOGUE D.2.2: "encrypt the whole file that
+    contains sensitive data"; the documents fix no format). The format is one documented choice,
+    chunked GCM with the RSA-wrapped data key in the file's header
+    (``transforms/crypto/filestream.py``); what a partner may differ in is a setting here. Keys and
+    ``key_wrap`` default to the partner's ``crypto:`` contract, so they are declared once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cipher: Literal["aes", "sm4"] = Field(default="aes", description="GCM with AES or SM4; a file in the "
+                                          "other one is refused inbound")
+    key_bits: Literal[128, 192, 256] = Field(default=256, description="outbound AES data key; SM4 is 128")
+    chunk_bytes: int = Field(default=64 * 1024, ge=1024, le=8 * 1024 * 1024,
+                             description="outbound plaintext bytes per authenticated chunk (inbound: the header's)")
+    key_wrap: KeyWrap | None = Field(default=None, description="RSA wrapping of the data key; default: the "
+                                     "partner's crypto.key_wrap, else OAEP SHA-256 / MGF1 SHA-1")
+    our_keys: list[KeyRef] = Field(default_factory=list, description="inbound: our private keys, newest first; "
+                                   "default: the partner's crypto.our_keys")
+    partner_keys: list[KeyRef] = Field(default_factory=list, description="outbound: the partner's public keys, the "
+                                       "first wraps; default: the partner's crypto.partner_keys")
+
+    def contract(self, partner: CryptoContract | None, need: Literal["our_keys", "partner_keys"],
+                 where: str) -> CryptoContract:
+        """The keys and wrapping in force, as a contract (what the key provider reads); a missing
+        side is a :class:`ConfigError` that fails the route's start (shown on ``/readyz``)."""
+        ours = self.our_keys or (partner.our_keys if partner else [])
+        theirs = self.partner_keys or (partner.partner_keys if partner else [])
+        if not (ours if need == "our_keys" else theirs):
+            raise ConfigError(f"{where}: encryption needs {need}: none in the route's encryption block "
+                              "nor in the partner's crypto: block")
+        wrap = self.key_wrap or (partner.key_wrap if partner else KeyWrap())
+        return CryptoContract(our_keys=ours, partner_keys=theirs, key_wrap=wrap)
+
+
 class SftpSourceConfig(BaseModel):
     """Inbound file drop: poll ``dir`` for finished files matching ``pattern``, one envelope per record.
 
@@ -115,6 +152,15 @@ class SftpSourceConfig(BaseModel):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     claim_stale_after_s: float = Field(default=900.0, gt=0, description="re-take a claim a dead worker left")
     max_errors_reported: int = Field(default=50, ge=1)
+    max_file_bytes: int | None = Field(
+        default=1024 * 1024 * 1024, ge=1,
+        description="largest file taken, in bytes as listed on the server (encrypted: the encrypted size); a "
+                    "bigger finished file is moved to failed_dir with its size and the limit, unread; null: no limit")
+    encryption: FileEncryption | None = Field(
+        default=None, description="the route's files are encrypted as a whole (D.2.2): decrypted streamed, "
+                                  "authenticated before any record is emitted; a clear file is rejected")
+    crypto: CryptoContract | None = Field(
+        default=None, description="set from the partner's crypto: block (routes/manager.py), not written here")
 
     @model_validator(mode="after")
     def _encoding(self) -> SftpSourceConfig:
@@ -165,5 +211,10 @@ class SftpSinkConfig(BaseModel):
     )
     content_field: str = "content_b64"
     default_ext: str = "json"
-    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="seeds/003 §12.2: ≤ 10 MB")
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="seeds/003 §12.2: ≤ 10 MB (the content "
+                           "before encryption)")
     timezone: str = "Asia/Shanghai"
+    encryption: FileEncryption | None = Field(
+        default=None, description="write every file encrypted as a whole (D.2.2) with the partner's public key")
+    crypto: CryptoContract | None = Field(
+        default=None, description="set from the partner's crypto: block (app/delivery.py), not written here")

@@ -19,7 +19,7 @@ import csv
 import hashlib
 import json
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -46,22 +46,36 @@ class Record(NamedTuple):
 
 
 CHECK_EVERY = 512  # records between two looks at the stop flag
+Opener = Callable[[], IO[bytes]]
 
 
 def read_records(path: Path, cfg: SftpSourceConfig, seed: bytes = b"",
-                 stop: threading.Event | None = None) -> Generator[Record, None, None]:
-    """Yield every record of the file; raise :class:`ReadStopped` soon after ``stop`` is set."""
+                 stop: threading.Event | None = None, opener: Opener | None = None) -> Generator[Record, None, None]:
+    """Yield every record of the file; raise :class:`ReadStopped` soon after ``stop`` is set.
+
+    ``opener`` gives the bytes to parse (an encrypted route: the authenticated plaintext of
+    ``transforms.crypto.filestream.open_decrypted``); default: the file itself. A stream that
+    raises :class:`~hub.errors.ValidationFailed` (a chunk that does not authenticate) rejects the
+    file with that reason."""
+    def plain() -> IO[bytes]:
+        return path.open("rb")
+
+    open_ = opener or plain
     if cfg.format == "csv":
-        records = _csv(path, cfg, seed)
+        records = _csv(open_, cfg, seed)
     elif cfg.format == "jsonl":
-        records = _jsonl(path, cfg, seed)
+        records = _jsonl(open_, cfg, seed)
     else:
-        records = _xml(path, cfg, seed)
+        records = _xml(open_, cfg, seed)
     try:
         for n, record in enumerate(records, 1):
             if stop is not None and n % CHECK_EVERY == 0 and stop.is_set():
                 raise ReadStopped("source stopping")
             yield record
+    except FileRejected:
+        raise
+    except ValidationFailed as exc:  # from the opened stream itself (decryption)
+        raise FileRejected(str(exc)) from exc
     finally:  # close the file now: a traceback kept for a log line must not keep it open
         records.close()
 
@@ -105,9 +119,9 @@ class _Lines:
         return self.hash.copy().hexdigest()
 
 
-def _csv(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
+def _csv(open_: Opener, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
     opts = cfg.csv
-    with path.open("rb") as fh:
+    with open_() as fh:
         lines = _Lines(fh, cfg.encoding, seed)
         reader = csv.reader(lines, delimiter=opts.delimiter, quotechar=opts.quotechar, strict=True)
         columns = opts.columns
@@ -127,8 +141,8 @@ def _csv(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, No
             raise FileRejected(f"line {reader.line_num}: {exc}") from exc
 
 
-def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
-    with path.open("rb") as fh:
+def _jsonl(open_: Opener, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
+    with open_() as fh:
         lines = _Lines(fh, cfg.encoding, seed)
         for line in lines:
             if not line.strip():
@@ -145,15 +159,16 @@ def _jsonl(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, 
             yield Record(n, value, lines.digest())
 
 
-def _xml(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
-    with path.open("rb") as fh:
+def _xml(open_: Opener, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, None, None]:
+    with open_() as fh:
         head = fh.read(4096).lower()
     if b"<!doctype" in head or b"<!entity" in head:
         raise FileRejected("DTDs and entity declarations are not allowed")
     n = 0
     chain = hashlib.sha256(seed)
+    source = open_()
     try:
-        for _, el in etree.iterparse(str(path), events=("end",), resolve_entities=False, no_network=True,
+        for _, el in etree.iterparse(source, events=("end",), resolve_entities=False, no_network=True,
                                      load_dtd=False, huge_tree=False, remove_comments=True):
             if not isinstance(el.tag, str) or etree.QName(el.tag).localname != cfg.xml_record:
                 continue
@@ -168,3 +183,5 @@ def _xml(path: Path, cfg: SftpSourceConfig, seed: bytes) -> Generator[Record, No
     except etree.XMLSyntaxError as exc:
         line, column = exc.position if exc.position else (exc.lineno, 0)
         raise FileRejected(f"line {line}, column {column}: malformed XML: {exc.msg}") from exc
+    finally:
+        source.close()

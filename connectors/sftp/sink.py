@@ -10,6 +10,7 @@ the first upload's path instead of writing a second file.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import posixpath
@@ -28,6 +29,7 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.sftp.client import SftpSession
 from connectors.sftp.config import SftpSinkConfig
+from connectors.sftp.filecrypto import FileSealer
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 
@@ -77,9 +79,13 @@ class SftpSink:
         self.ctx = context
         self.session = SftpSession(config.connection, context.settings)
         self._local_seq: dict[str, int] = {}
+        self.sealer = (FileSealer(config.encryption, config.crypto, f"partner {config.partner}: sftp sink")
+                       if config.encryption is not None else None)
 
     async def start(self) -> None:
-        pass  # connects lazily on the first delivery (and reconnects after a failure)
+        if self.sealer is not None:  # a missing or bad public key fails the start, not the first file
+            await asyncio.to_thread(self.sealer.warm)
+        # connects lazily on the first delivery (and reconnects after a failure)
 
     async def stop(self) -> None:
         await self.session.close()
@@ -134,18 +140,26 @@ class SftpSink:
                 path = render_path(cfg.path_template, values)
             except UnsafePath as exc:
                 return done(False, status="invalid_path", error=str(exc))
+            pieces = [body[i:i + 256 * 1024] for i in range(0, len(body), 256 * 1024)]
+            if self.sealer is not None:  # D.2.2: the whole file, a fresh data key each (AES on a thread)
+                sealer = self.sealer
+                pieces = await asyncio.to_thread(lambda: list(sealer.seal(body)))
             remote = self.session.path(path)
             sftp = await self.session.client()
             await sftp.makedirs(posixpath.dirname(remote), exist_ok=True)
             part = remote + ".part"
             async with sftp.open(part, "wb") as fh:
-                for i in range(0, len(body), 256 * 1024):
-                    await fh.write(body[i:i + 256 * 1024])
+                for piece in pieces:
+                    await fh.write(piece)
             await sftp.posix_rename(part, remote)
+            written = sum(len(p) for p in pieces)
             if db is not None:
                 await db[UPLOADS].update_one({"_id": envelope.idempotency_key}, {"$set": {
-                    "path": path, "bytes": len(body), "partner": cfg.partner, "at": datetime.now(UTC)}}, upsert=True)
-            return done(True, status="uploaded", response={"path": path, "bytes": len(body)})
+                    "path": path, "bytes": written, "partner": cfg.partner, "at": datetime.now(UTC)}}, upsert=True)
+            response = {"path": path, "bytes": written}
+            if self.sealer is not None:
+                response.update(encrypted=True, plaintext_bytes=len(body))
+            return done(True, status="uploaded", response=response)
         except (asyncssh.Error, OSError, RetryableError) as exc:
             await self.session.reset()
             return done(False, retryable=True, status="unavailable", error=f"SFTP upload failed: {exc}")

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 import asyncssh
 from pymongo import DESCENDING, IndexModel
@@ -53,6 +53,7 @@ from connectors.registry import registry
 from connectors.sftp.client import SftpSession, SftpUnavailable
 from connectors.sftp.completion import CompletionWatch, Verdict, state
 from connectors.sftp.config import SftpSourceConfig
+from connectors.sftp.filecrypto import FileDecryption
 from connectors.sftp.records import FileRejected, ReadStopped, Record, read_records
 from connectors.supervision import Supervised
 from hub.db import declare_indexes
@@ -134,12 +135,16 @@ class SftpSource:
         self.current: str | None = None  # the file being handled, and how far (for tools and tests)
         self.phase = "idle"
         self.spool = context.settings.data_dir / "spool" / (context.route or config.partner)
+        self.decryption = (FileDecryption(config.encryption, config.crypto, f"route {context.route}")
+                           if config.encryption is not None else None)
         self.stats: dict[str, int] = {"polls": 0, "processed": 0, "failed": 0, "duplicates": 0, "records": 0,
                                       "retries": 0, "changed": 0, "empty": 0, "released": 0,
                                       "held_unterminated": 0}  # polls that left a quiet file ending mid-line
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, emit: Emit) -> None:
+        if self.decryption is not None:  # our private keys' checks take ~50 ms CPU: a thread; bad = not started
+            await asyncio.to_thread(self.decryption.warm)
         self._emit = emit
         self.spool.mkdir(parents=True, exist_ok=True)
         self._task = self.ctx.supervise("sftp-poll", self._run)
@@ -201,6 +206,10 @@ class SftpSource:
             if verdict is Verdict.EMPTY:
                 await self._empty(sftp, fname)
                 continue
+            limit = self.config.max_file_bytes
+            if verdict is Verdict.READY and limit is not None and state(attrs)[0] > limit:
+                await self._too_large(sftp, fname, state(attrs)[0], limit)
+                continue
             if verdict is not Verdict.READY or await self._cut_mid_line(sftp, fname, attrs):
                 continue
             mine = claim_name(self.worker, fname)
@@ -216,8 +225,8 @@ class SftpSource:
         upload stalled in the middle of a record — taking it would send that record cut short. Wait
         ``UNTERMINATED_PATIENCE`` quiet windows before believing the partner omits the final newline."""
         rule = self.config.completion
-        if rule.rule != "quiescence" or self.config.format == "xml":
-            return False
+        if rule.rule != "quiescence" or self.config.format == "xml" or self.decryption is not None:
+            return False  # an encrypted file ends with a tag, not a newline: a cut one fails authentication
         if self.watch.quiet_for(name) >= UNTERMINATED_PATIENCE * rule.quiet_s:
             return False
         try:
@@ -310,6 +319,17 @@ class SftpSource:
                         "stalled longer than the completion rule allows; put back, it is read again",
                         self.ctx.route, name, size, current[0])
 
+    async def _too_large(self, sftp: asyncssh.SFTPClient, name: str, size: int, limit: int) -> None:
+        """A finished file over ``max_file_bytes``: claimed and moved to ``failed/`` unread, with
+        its size and the limit as the reason (and an error envelope, a log line, a metric)."""
+        mine = claim_name(self.worker, name)
+        if not await self._rename(sftp, name, mine):
+            return
+        ref = hashlib.sha256(f"{name}\0{size}\0{time.time_ns()}".encode()).hexdigest()
+        await self._fail(sftp, mine, name, f"not read ({ref[:16]})",
+                         [f"file too large: {size} bytes, limit {limit} bytes (max_file_bytes); not read"],
+                         outcome="rejected_too_large", ref=ref)
+
     async def _empty(self, sftp: asyncssh.SFTPClient, name: str) -> None:
         """A finished 0-byte file: never processed content (its checksum would make the next empty
         file a "duplicate", and a stalled upload that resumes would write into processed/)."""
@@ -348,7 +368,13 @@ class SftpSource:
             await self._check_unchanged(sftp, claim, local.stat().st_size)
             if claim.size == 0:
                 raise FileChanged("empty when read")
-            digest = await self._in_thread(stop, sha256_file, local, stop)
+            if self.decryption is not None:  # authenticated as a whole before anything else happens
+                digest, refused = await self._in_thread(stop, self.decryption.authenticate, local, stop)
+                if refused is not None:
+                    await self._fail(sftp, claimed, name, digest, [refused])
+                    return
+            else:
+                digest = await self._in_thread(stop, sha256_file, local, stop)
             await self._process(sftp, claimed, name, local, digest, claim, stop)
         except FileChanged as exc:
             self.stats["changed"] += 1
@@ -453,6 +479,11 @@ class SftpSource:
         INTAKE_REQUESTS.labels(self.config.partner, "sftp", "accepted").inc()
         log.info("route %s: %s processed, %d records", self.ctx.route, name, count)
 
+    def _opener(self, local: Path) -> Callable[[], IO[bytes]] | None:
+        """What the record readers parse: the file, or its authenticated plaintext (encrypted route)."""
+        decryption = self.decryption
+        return None if decryption is None else (lambda: decryption.open(local))
+
     def _seed(self, name: str) -> bytes:
         """What every record digest of a file starts from: same route and name, same leading bytes
         ⇒ same keys (a file read again after it grew); anything else ⇒ different keys."""
@@ -474,7 +505,7 @@ class SftpSource:
             path.write_bytes(raw)
             digest = hashlib.sha256(raw).hexdigest()
             out = []
-            for rec in read_records(path, self.config, self._seed("sample")):
+            for rec in read_records(path, self.config, self._seed("sample"), opener=self._opener(path)):
                 out.append(self.envelope(rec, digest, "sample"))
                 if len(out) >= limit:
                     break
@@ -487,7 +518,7 @@ class SftpSource:
         prepare = emit.prepare if emit is not None and emit.can_reject else None
         problems: list[str] = []
         try:
-            for rec in read_records(local, self.config, self._seed(name), stop):
+            for rec in read_records(local, self.config, self._seed(name), stop, self._opener(local)):
                 if prepare is None:
                     continue
                 try:
@@ -519,7 +550,7 @@ class SftpSource:
         emit = self._emit
         if emit is None:
             raise RetryableError("source stopping")
-        records = read_records(local, self.config, self._seed(name), stop)
+        records = read_records(local, self.config, self._seed(name), stop, self._opener(local))
         count = 0
         pending = asyncio.ensure_future(asyncio.to_thread(self._take, records, digest, name))
         try:
@@ -540,7 +571,7 @@ class SftpSource:
         return count
 
     async def _fail(self, sftp: asyncssh.SFTPClient, claimed: str, name: str, digest: str,
-                    problems: list[str], outcome: str = "rejected_invalid") -> None:
+                    problems: list[str], outcome: str = "rejected_invalid", ref: str | None = None) -> None:
         reason = (f"file: {name}\nsha256: {digest}\nroute: {self.ctx.route}\nrejected_at: "
                   f"{datetime.now(UTC).isoformat()}\nreason:\n" + "\n".join(f"  {p}" for p in problems) + "\n")
         failed_dir = posixpath.join(self.dir, self.config.failed_dir)
@@ -557,7 +588,7 @@ class SftpSource:
         if self._emit is not None:
             try:
                 await self._emit.reject(f"file {name} rejected: " + "; ".join(problems[:5]), protocol="sftp",
-                                        ref=digest, file=name, prefix=self.ctx.settings.topic_prefix)
+                                        ref=ref or digest, file=name, prefix=self.ctx.settings.topic_prefix)
             except Exception as exc:
                 log.warning("route %s: error envelope for %s not published: %s", self.ctx.route, name, exc)
 
