@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import plugins, slowclients
+from app import openapi, plugins, slowclients
 from app.runtime import Runtime
 from connectors import tls
 from connectors.rest import source as rest_source
@@ -96,6 +96,7 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/admin/v1/readiness", readiness)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get(openapi.OPENAPI_PATH, openapi.endpoint())  # unauthenticated: app/openapi.py says why
     for module in plugins.load(plugins.ROUTE_MODULES):
         module.add_routes(app)
 

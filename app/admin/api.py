@@ -41,6 +41,11 @@ from hub.settings import AdminToken
 
 PREFIX = "/admin/v1"
 M = TypeVar("M", bound=BaseModel)
+#: bounds of a replay's ``rate`` and ``lease_s``: far above any real use, and finite — the chunk size is
+#: ``int(rate * lease_s / 3)``, which was an OverflowError (a 500) for ``rate: 1e308`` (found by schemathesis)
+MAX_RATE = 100_000.0
+MAX_LEASE_S = 86_400.0
+MAX_SKIP = 1_000_000_000
 
 
 class ReplayRequest(BaseModel):
@@ -59,9 +64,10 @@ class BulkReplayRequest(ReplayRequest):
     ids: list[str] | None = Field(default=None, max_length=100_000)
     filter: DeadLetterFilter | None = None
     all: bool = Field(default=False, description="required to replay with neither ids nor a filter")
-    rate: float | None = Field(default=None, gt=0, description="max envelopes per second")
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE, description="max envelopes per second")
     limit: int | None = Field(default=None, ge=1)
-    lease_s: float | None = Field(default=None, gt=0, description="how long a claim holds if the replay dies")
+    lease_s: float | None = Field(default=None, gt=0, le=MAX_LEASE_S,
+                                  description="how long a claim holds if the replay dies")
 
 
 class DiscardRequest(BaseModel):
@@ -76,7 +82,7 @@ class RecallRequest(BaseModel):
     call_ids: list[str] | None = Field(default=None, max_length=100_000)
     filter: CallFilter | None = None
     dry_run: bool = False
-    rate: float | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE)
     limit: int | None = Field(default=None, ge=1)
 
 
@@ -126,6 +132,9 @@ def _paging(request: web.Request) -> tuple[int, int]:
         skip = max(int(request.query.get("skip", 0)), 0)
     except ValueError as exc:
         raise ValidationFailed("limit and skip must be integers") from exc
+    if skip > MAX_SKIP:  # past BSON's int64 the driver raised OverflowError (a 500; found by schemathesis)
+        raise ValidationFailed(f"skip must be at most {MAX_SKIP}",
+                               [{"field": "skip", "message": f"at most {MAX_SKIP}"}])
     return limit, skip
 
 
