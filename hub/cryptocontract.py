@@ -12,6 +12,7 @@ The model lives in the core so ``hub/partners.py`` can declare it; keys are name
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = ["Carrier", "CryptoContract", "FieldSet", "KeyRef", "KeyWrap"]
 
 Hash = Literal["sha1", "sha256", "sha384", "sha512"]
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")  # an XML element name without a prefix (ASCII)
 
 
 class KeyRef(BaseModel):
@@ -50,16 +52,39 @@ class KeyWrap(BaseModel):
 
 
 class Carrier(BaseModel):
-    """Where the wrapped key, its key id and (``iv: message``) the IV travel: HTTP headers or
-    top-level fields of the body (dotted paths, removed from the body on the way in)."""
+    """Where the wrapped key, its key id and (``iv: message``) the IV travel: the transport's headers
+    (HTTP headers; AMQP properties headers), top-level fields of the body (dotted paths, removed from
+    the body on the way in), or — for SOAP — elements of the SOAP ``Header``.
+
+    Why ``soap_header`` of its own: a SOAP partner's stack (JAX-WS, CXF, .NET) reads and writes SOAP
+    header blocks as part of the message its WSDL describes, while custom HTTP headers need transport
+    hooks; and body fields would have to be declared in the request's XSD. The header block is where
+    WS-Security puts its own ``EncryptedKey`` for the same reason. Its elements are the direct
+    children of ``soap:Header`` with the local names ``key`` / ``iv`` / ``key_id`` (in ``namespace``
+    when it is set, any namespace otherwise). Over a transport without a SOAP envelope (REST, AMQP)
+    ``soap_header`` reads as ``header``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    via: Literal["header", "field"] = "header"
+    via: Literal["header", "field", "soap_header"] = "header"
     key: str = Field(default="X-Encrypted-Key", min_length=1, max_length=64)
     iv: str = Field(default="X-Encryption-IV", min_length=1, max_length=64)
     key_id: str | None = Field(default="X-Key-Id", max_length=64,
                                description="names the RSA key used (rotation); none = try every key")
+    namespace: str | None = Field(
+        default=None, max_length=255, examples=["http://esop.example.com/ws/crypto"],
+        description="via: soap_header — namespace of the header elements (outbound: they are written in it; "
+                    "inbound: only elements in it are read); none = unqualified out, any namespace in")
+
+    @model_validator(mode="after")
+    def _xml_names(self) -> Carrier:
+        if self.via == "soap_header":
+            for name in (self.key, self.iv, self.key_id):
+                if name is not None and not _NCNAME.match(name):
+                    raise ValueError(f"via: soap_header: {name!r} is not an XML element name")
+        elif self.namespace is not None:
+            raise ValueError("namespace is only read with via: soap_header")
+        return self
 
 
 class FieldSet(BaseModel):
@@ -91,7 +116,8 @@ class CryptoContract(BaseModel):
         default_factory=list, description="our RSA private keys by id; all of them unwrap (rotation), newest first")
     fields: dict[str, FieldSet] = Field(default_factory=dict, description="operation → encrypted field paths")
     inbound_fields: list[str] = Field(
-        default_factory=list, description="fields of inbound orders (REST intake) decrypted before validation")
+        default_factory=list,
+        description="fields of inbound orders (REST and SOAP intake, AMQP messages) decrypted before validation")
 
     @model_validator(mode="after")
     def _consistent(self) -> CryptoContract:

@@ -46,14 +46,21 @@ ROUTE_UP = Gauge("hub_route_up", "1 while the route runs, 0 when failed/stopped/
 ROUTE_RELOADS = Counter("hub_route_reloads_total", "route file changes applied or rejected", ["outcome"])
 
 
-def _with_partner_crypto(source: Any, partners: dict[str, Any]) -> Any:
-    """A source config that takes a crypto contract (REST) gets its partner's ``crypto:`` block, so
-    the partner file is the one place it is declared, for a route file and an implied route alike."""
-    if "crypto" not in type(source).model_fields or source.crypto is not None:
-        return source
+def _with_partner_settings(source: Any, partners: dict[str, Any]) -> Any:
+    """A source config that takes a crypto contract (REST, SOAP, AMQP) gets its partner's ``crypto:``
+    block, and one that takes a ``rate_limit`` the partner's ``inbound.rest.rate_limit`` when the
+    route sets none — so the partner file is the one place they are declared, for a route file and
+    an implied route alike."""
+    fields = type(source).model_fields
     partner = partners.get(getattr(source, "partner", ""))
     crypto = getattr(partner, "crypto", None)
-    return source if crypto is None else source.model_copy(update={"crypto": crypto})
+    limit = getattr(getattr(getattr(partner, "inbound", None), "rest", None), "rate_limit", None)
+    update: dict[str, Any] = {}
+    if "crypto" in fields and source.crypto is None and crypto is not None:
+        update["crypto"] = crypto
+    if "rate_limit" in fields and source.rate_limit is None and limit is not None:
+        update["rate_limit"] = limit
+    return source.model_copy(update=update) if update else source
 
 
 @dataclass
@@ -206,7 +213,7 @@ class RouteManager:
                 runner.replays_task = ctx.supervise("route-replays", runner.replays.run)
             if runner.emit.topic:
                 await rt.ensure_topic(runner.emit.topic)
-            source = registry.new_source(route.source.connector, _with_partner_crypto(route.source, rt.partners), ctx)
+            source = registry.new_source(route.source.connector, _with_partner_settings(route.source, rt.partners), ctx)
             await source.start(runner.emit)
             runner.source = source
             runner.set_state("running")

@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from hub.cryptocontract import CryptoContract
+from hub.partner_auth import RateLimit
+
 
 class AmqpConnection(BaseModel):
     """``url`` unset ⇒ the hub's embedded RabbitMQ (``HUB_AMQP_URL`` / ``HUB_AMQP_PORT``)."""
@@ -20,7 +23,9 @@ class AmqpSourceConfig(BaseModel):
     """Consume one queue. A message is acked only after its envelope is on Kafka; a message that can
     never be accepted is dead-lettered — published to ``dead_letter_exchange`` with the reason in
     the ``x-hub-reject-reason`` header (publisher-confirmed), then acked; Kafka/MongoDB down ⇒ nack
-    and requeue after ``retry_delay_s``."""
+    and requeue after ``retry_delay_s``. A message over ``max_message_bytes`` or one whose encrypted
+    fields (the partner's crypto contract) do not decrypt is dead-lettered with the reason;
+    ``rate_limit`` makes the consumer wait (the rest stays in the queue), never drop."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,6 +37,16 @@ class AmqpSourceConfig(BaseModel):
     prefetch: int = Field(default=100, ge=1, le=10_000)
     encoding: str = "utf-8"
     retry_delay_s: float = Field(default=2.0, ge=0)
+    max_message_bytes: int | None = Field(
+        default=None, ge=1024, description="largest message body accepted; over it the message is dead-lettered "
+        "'too large' with its size and the limit; default HUB_INTAKE_MAX_BODY_BYTES")
+    rate_limit: RateLimit | None = Field(
+        default=None, description="messages/s and burst from this queue: the consumer waits for the bucket (at most "
+        "prefetch messages unacked in the hub, the rest stays in the queue); default the partner's "
+        "inbound.rest.rate_limit")
+    crypto: CryptoContract | None = Field(
+        default=None, description="the partner's crypto contract (set from its crypto: block): inbound_fields are "
+        "decrypted before mapping, the key in the message's headers")
 
     @property
     def dlx(self) -> str:
@@ -50,3 +65,6 @@ class AmqpSinkConfig(BaseModel):
     declare_queue: str | None = Field(default=None, description="declare this durable queue (tests, simple setups)")
     body: Literal["payload", "envelope"] = "payload"
     timeout_s: float = Field(default=10.0, gt=0)
+    crypto: CryptoContract | None = Field(
+        default=None, description="set from the partner's crypto: block (app/delivery.py): the operation's request "
+        "fields of the published body encrypted, the key in the message's headers")

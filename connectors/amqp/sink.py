@@ -2,6 +2,12 @@
 
 ``ok`` only when the broker confirmed the message (it is on disk for durable queues); an
 unroutable message (returned) or a nack is a permanent failure; a lost connection is retryable.
+
+With the partner's crypto contract the declared request fields of the operation
+(``payload.operation``, else the envelope's type) are encrypted in the body as published (paths
+into that JSON body) and the wrapped key, IV and key id travel as message headers (``via: field``:
+in the body). A publish has no answer, so nothing is decrypted here: a partner's replies arrive
+through an AMQP source, whose ``inbound_fields`` are decrypted with the key each message carries.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from connectors.base import Outcome
 from connectors.context import ConnectorContext
 from connectors.registry import registry
 from hub.envelope import Envelope
+from hub.errors import ConfigError, ValidationFailed
+from transforms.crypto import encrypt_request, keys_for
 
 
 @registry.sink("amqp", AmqpSinkConfig, "AMQP 0-9-1 publish (RabbitMQ): persistent, mandatory, publisher confirms")
@@ -35,6 +43,8 @@ class AmqpSink:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
+        if self.config.crypto is not None:  # the keys' checks take ~50 ms CPU: a thread, and fail at start
+            await asyncio.to_thread(keys_for(self.config.crypto).warm)
         await self._ensure()
 
     async def _ensure(self) -> AbstractChannel:
@@ -60,6 +70,16 @@ class AmqpSink:
             return envelope.kafka_value()
         return json.dumps(envelope.payload, ensure_ascii=False).encode()
 
+    def sealed(self, envelope: Envelope) -> tuple[bytes, dict[str, str]]:
+        """The body as published and the headers the crypto contract adds (none without one)."""
+        crypto = self.config.crypto
+        if crypto is None:
+            return self.body(envelope), {}
+        document = json.loads(self.body(envelope))
+        operation = str(envelope.payload.get("operation") or envelope.type)
+        document, headers, _session = encrypt_request(crypto, operation, document)
+        return json.dumps(document, ensure_ascii=False).encode(), headers
+
     async def deliver(self, envelope: Envelope) -> Outcome:
         started = time.perf_counter()
         cfg = self.config
@@ -73,10 +93,14 @@ class AmqpSink:
             routing_key = cfg.routing_key.format_map(fields)
         except KeyError as exc:
             return done(False, status="invalid", error=f"routing_key needs {exc}")
+        try:
+            body, sealed = self.sealed(envelope)
+        except (ConfigError, ValidationFailed) as exc:  # a bad contract or body: the same next time
+            return done(False, status="rejected", error=f"cannot encrypt the message: {exc}")
         message = aio_pika.Message(
-            self.body(envelope), content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=envelope.idempotency_key[:255], correlation_id=envelope.correlation_id,
-            headers={"hub-envelope-id": envelope.id, "traceparent": envelope.trace.traceparent},
+            headers={**sealed, "hub-envelope-id": envelope.id, "traceparent": envelope.trace.traceparent},
         )
         try:
             channel = await self._ensure()

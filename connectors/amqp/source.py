@@ -2,8 +2,16 @@
 
 * ok            → ``ack`` (only after ``emit`` returned: the envelope is on Kafka, acks=all)
 * never valid   → copy to the queue's dead-letter exchange with ``x-hub-reject-reason`` (confirmed),
-                  then ``ack``; plus an error envelope (dead letter in MongoDB / ``.dlq`` topic)
+                  then ``ack``; plus an error envelope (dead letter in MongoDB / ``.dlq`` topic). So is a
+                  body over ``max_message_bytes`` ("too large", its size and the limit) and one whose
+                  encrypted fields do not decrypt (the partner's crypto contract; the field is named):
+                  neither would ever succeed, so neither is requeued
 * Kafka/Mongo down → ``nack(requeue=True)`` after ``retry_delay_s`` (``hub.retrying.AMQP_REQUEUE``): the broker keeps it
+
+A ``rate_limit`` slows the consumer down instead of refusing: each message waits for the
+partner's bucket (``hub.partner_auth.PartnerRateLimiter``, the REST and SOAP intake's) before it is
+emitted; at most ``prefetch`` unacked messages are in the hub meanwhile, the rest waits in the
+queue, so nothing is dropped or dead-lettered for being too fast.
 
 The idempotency key is the AMQP ``message_id`` when the partner sets one (a redelivery after a
 lost ack is then answered from the intake record), else the SHA-256 of the body.
@@ -30,7 +38,9 @@ from hub import jsonlimits
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_REQUESTS
+from hub.partner_auth import PartnerRateLimiter
 from hub.retrying import AMQP_REQUEUE, Sleep
+from transforms.crypto import decrypt_inbound, keys_for
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +62,18 @@ class AmqpSource:
         self._task: Supervised | None = None
         self.stats = {"acked": 0, "rejected": 0, "requeued": 0}
         self.sleep: Sleep = asyncio.sleep  # the requeue wait (tests inject one that does not sleep)
+        self.max_message_bytes = config.max_message_bytes or context.settings.intake_max_body_bytes
+        self._limiter = PartnerRateLimiter(config.rate_limit) if config.rate_limit else None
+        crypto = config.crypto
+        # the carrier's header names: not copied onto the envelope (they mean nothing past the decryption)
+        self._carrier = {n.lower() for n in (crypto.carry.key, crypto.carry.iv, crypto.carry.key_id) if n} \
+            if crypto is not None and crypto.carry.via != "field" else set()
 
     async def start(self, emit: Emit) -> None:
         """Connect and consume now (a broker that is down fails the route's start, retried by the
         manager); then a supervised task watches the connection (``_run``)."""
+        if self.config.crypto is not None:  # our private keys' checks take ~50 ms CPU: a thread; missing = not started
+            await asyncio.to_thread(keys_for(self.config.crypto).warm)
         self._emit = emit
         await self._open()
         self._task = self.ctx.supervise("amqp-consumer", self._run)
@@ -125,8 +143,11 @@ class AmqpSource:
             raise ValidationFailed(f"message body is not JSON in {self.config.encoding}: {exc}") from exc
         if not isinstance(data, dict):
             raise ValidationFailed("message body must be a JSON object")
+        carried = _text_headers(amqp_headers)
+        if self.config.crypto is not None:  # the partner's encrypted fields, before its mapping and validation
+            data, _session = decrypt_inbound(self.config.crypto, data, carried)
         ref = message_id or hashlib.sha256(body).hexdigest()
-        headers = {k: str(v) for k, v in (amqp_headers or {}).items() if isinstance(v, str | int | float)}
+        headers = {k: v for k, v in carried.items() if k.lower() not in self._carrier}
         if message_id:
             headers["amqp-message-id"] = message_id
         return Envelope(
@@ -144,6 +165,13 @@ class AmqpSource:
         if emit is None:
             await message.nack(requeue=True)
             return
+        size = len(message.body)
+        if size > self.max_message_bytes:  # checked before anything parses it; it would be too large next time too
+            await self._dead_letter(message, f"too large: {size} bytes, over the limit of {self.max_message_bytes} "
+                                    "bytes (max_message_bytes)", outcome="rejected_too_large")
+            return
+        if self._limiter is not None:  # slower, never dropped: the rest waits in the queue (prefetch bounds us)
+            await self._limiter.wait()
         try:
             await emit(self.envelope(message))
         except (ValidationFailed, PermanentError) as exc:
@@ -169,12 +197,13 @@ class AmqpSource:
         await AMQP_REQUEUE.with_delay(self.config.retry_delay_s).pause(sleep=self.sleep)
         await message.nack(requeue=True)
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str,
+                           outcome: str = "rejected_invalid") -> None:
         """Republish to the DLX with the reason (confirmed), then ack; if that fails, plain reject
         (the broker dead-letters it through the queue's ``x-dead-letter-exchange``)."""
         log.error("route %s: message %s rejected: %s", self.ctx.route, message.message_id or "-", reason)
         self.stats["rejected"] += 1
-        INTAKE_REQUESTS.labels(self.config.partner, "amqp", "rejected_invalid").inc()
+        INTAKE_REQUESTS.labels(self.config.partner, "amqp", outcome).inc()
         headers: dict[str, Any] = dict(message.headers or {})
         headers.update({"x-hub-reject-reason": reason[:1000], "x-hub-route": self.ctx.route,
                         "x-hub-original-queue": self.config.queue})
@@ -194,3 +223,18 @@ class AmqpSource:
                                         queue=self.config.queue, prefix=self.ctx.settings.topic_prefix)
             except Exception as exc:
                 log.warning("route %s: error envelope not published: %s", self.ctx.route, exc)
+
+
+def _text_headers(amqp_headers: dict[str, Any] | None) -> dict[str, str]:
+    """The message's scalar headers as text. A client that sends a header as a byte array (AMQP
+    field type ``x``: a Java ``byte[]``) hands us bytes: decoded as UTF-8, else left out."""
+    out: dict[str, str] = {}
+    for name, value in (amqp_headers or {}).items():
+        if isinstance(value, bytes | bytearray):
+            try:
+                out[name] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        elif isinstance(value, str | int | float):
+            out[name] = str(value)
+    return out

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from hub.cryptocontract import CryptoContract
+from hub.partner_auth import RateLimit
 from hub.partners import ApiKeyAuth
 
 
@@ -64,7 +66,15 @@ class SoapSourceConfig(BaseModel):
     list_elements: list[str] = Field(
         default_factory=lambda: ["address"], description="element names that are always lists (maxOccurs > 1)"
     )
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int | None = Field(
+        default=None, ge=1024, description="largest request accepted (over it: 413 and a fault); "
+        "default HUB_INTAKE_MAX_BODY_BYTES")
+    rate_limit: RateLimit | None = Field(
+        default=None, description="requests/s and burst for this partner's SOAP calls; over it ⇒ 429 with "
+        "Retry-After and a soap:Server fault; default the partner's inbound.rest.rate_limit")
+    crypto: CryptoContract | None = Field(
+        default=None, description="the partner's crypto contract (set from its crypto: block): inbound_fields are "
+        "decrypted before the XSD validates the request")
     public_url: str | None = Field(
         default=None, pattern=r"^https?://[^?#]+$", examples=["https://hub.example.com/soap/esop"],
         description="service address the WSDL publishes (partners POST there); default "

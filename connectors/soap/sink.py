@@ -4,6 +4,12 @@ The WSDL ships as a file under ``config/`` and is loaded once, in a thread (zeep
 synchronously; a WSDL URL served by the same event loop would hang). The service address comes
 from config so one WSDL serves test, staging and production. The idempotency key travels as the
 ``Idempotency-Key`` HTTP header (set per call through a context variable read by an httpx hook).
+
+With the partner's crypto contract the declared request fields are encrypted *after* the
+operation's template (paths are the WSDL's parameter names), the wrapped key / IV / key id go as
+HTTP headers (``via: header``), SOAP header elements (``via: soap_header``) or parameters
+(``via: field``), and the declared answer fields are decrypted with the request's key before the
+success rule reads them — as the REST sink does; an answer that does not decrypt is a rejected call.
 """
 
 from __future__ import annotations
@@ -27,9 +33,13 @@ from zeep.transports import AsyncTransport
 from connectors.base import Outcome
 from connectors.context import ConnectorContext
 from connectors.registry import registry
+from connectors.soap.crypto import header_elements
+from hub.cryptocontract import CryptoContract
 from hub.envelope import Envelope
+from hub.errors import ConfigError, ValidationFailed
 from hub.retry import SuccessRule
 from hub.templates import render
+from transforms.crypto import decrypt_response, encrypt_request, keys_for
 
 # zeep's transport logs every SOAP body at DEBUG — customer fields included (SPEC §7) and, measured,
 # 13 % of the worker's CPU under load even when nothing is printed. Keep it at INFO.
@@ -57,6 +67,8 @@ class SoapSinkConfig(BaseModel):
     address: str | None = Field(default=None, pattern=r"^https?://", description="overrides the WSDL's address")
     binding: str | None = Field(default=None, examples=["{http://esop.example.com/ws}EsopBinding"])
     operations: dict[str, SoapOperation] = Field(min_length=1)
+    crypto: CryptoContract | None = Field(
+        default=None, description="set from the partner's crypto: block (app/delivery.py), not written here")
 
 
 async def _add_headers(request: httpx.Request) -> None:
@@ -81,6 +93,8 @@ class SoapSink:
         async with self._lock:
             if self._client is not None:
                 return
+            if self.config.crypto is not None:  # the keys' checks take ~50 ms CPU: a thread, and fail at start
+                await asyncio.to_thread(keys_for(self.config.crypto).warm)
             self._client, self._service = await asyncio.to_thread(self._build)
 
     def _build(self) -> tuple[AsyncClient, Any]:
@@ -112,12 +126,24 @@ class SoapSink:
         await self.start()
         request = envelope.payload.get("request", {})
         params = render(op.template, request) if op.template is not None else request
-        token = _CALL_HEADERS.set({"Idempotency-Key": envelope.idempotency_key,
-                                   "X-Hub-Order-Id": envelope.correlation_id,
-                                   "traceparent": envelope.trace.traceparent})
+        http_headers = {"Idempotency-Key": envelope.idempotency_key, "X-Hub-Order-Id": envelope.correlation_id,
+                        "traceparent": envelope.trace.traceparent}
+        extra: dict[str, Any] = {}
+        session = None
+        crypto = self.config.crypto
+        if crypto is not None:  # after mapping: the declared fields of the operation's parameters
+            try:
+                params, sealed, session = encrypt_request(crypto, operation, params)
+            except (ConfigError, ValidationFailed) as exc:
+                return Outcome(ok=False, status="rejected", error=f"cannot encrypt the request: {exc}")
+            if crypto.carry.via == "soap_header" and sealed:
+                extra["_soapheaders"] = header_elements(crypto, sealed)
+            else:
+                http_headers.update(sealed)
+        token = _CALL_HEADERS.set(http_headers)
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(self._service[op.operation](**params), self.timeout_s)
+            result = await asyncio.wait_for(self._service[op.operation](**params, **extra), self.timeout_s)
         except TimeoutError:
             return Outcome(ok=False, retryable=True, status="timeout", error=f"no answer within {self.timeout_s}s",
                            duration_ms=_ms(started))
@@ -136,10 +162,16 @@ class SoapSink:
                            duration_ms=_ms(started))
         finally:
             _CALL_HEADERS.reset(token)
-        answer = serialize_object(result, dict)
+        answer = _plain(serialize_object(result, dict))
+        if session is not None and crypto is not None and answer is not None:
+            try:
+                answer = decrypt_response(crypto, session, answer)
+            except ValidationFailed as exc:  # the partner's answer, not ours: it will not decrypt next time either
+                return Outcome(ok=False, status="rejected", error=f"answer does not decrypt: {exc}",
+                               duration_ms=_ms(started), details={"request": params})
         ok, error = op.success.judge(None, answer)
         return Outcome(ok=ok, retryable=not ok and op.success.reject_retryable, status="ok" if ok else "rejected",
-                       error=error, response=_plain(answer), duration_ms=_ms(started), details={"request": params})
+                       error=error, response=answer, duration_ms=_ms(started), details={"request": params})
 
 
 def _plain(value: Any) -> Any:

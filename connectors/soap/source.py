@@ -5,17 +5,22 @@ start with the configured service address (the route's ``public_url``, default
 ``{HUB_PUBLIC_URL}/soap/{partner}``) — never the Host a caller sent; ``POST /soap/{partner}``
 handles one call:
 
-1. size limit and ``text/xml`` content type;
+1. ``text/xml`` content type and size limit (``max_body_bytes``, default ``HUB_INTAKE_MAX_BODY_BYTES``:
+   over it HTTP 413 with a fault);
 2. safe parse (no DTD, no entities, no network — ``xmlsafe.py``);
-3. authentication: WS-Security UsernameToken (PasswordText or PasswordDigest) or the API key header;
-4. the Body's request element is validated against the XSD with lxml (zeep alone is lenient);
+3. authentication: WS-Security UsernameToken (PasswordText or PasswordDigest) or the API key header,
+   then the partner's ``rate_limit`` (over it HTTP 429, ``Retry-After`` and a ``soap:Server`` fault);
+4. the partner's crypto contract: the request element's ``inbound_fields`` decrypted in place
+   (``connectors/soap/crypto.py``), then the element is validated against the XSD with lxml (zeep
+   alone is lenient);
 5. the operation runs: ``order`` emits a work order, ``withdraw`` (撤单) the ``order.cancel`` of the
    partner's running order (hub/cancel.py; the route pipeline finds that order by its external id,
    the answer names it, no running order is a Fault naming the external id) — both answered only
    after Kafka has them; ``status`` reads MongoDB ``orders``.
 
-Every failure is a SOAP 1.1 Fault (HTTP 500) whose faultstring says what to fix; ``soap:Client``
-for the caller's mistakes, ``soap:Server`` for "try again later" (Kafka/MongoDB down).
+Every failure is a SOAP 1.1 Fault (HTTP 500; 413 too large, 429 over the rate) whose faultstring says
+what to fix; ``soap:Client`` for the caller's mistakes, ``soap:Server`` for "try again later"
+(Kafka/MongoDB down, over the rate limit: SOAP 1.1 §4.4.1, not the message's contents).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -40,11 +46,14 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.soap import xmlsafe
 from connectors.soap.config import SoapSourceConfig
+from connectors.soap.crypto import decrypt_request, redact_errors
 from hub.cancel import CANCEL, withdraw_request
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
+from hub.partner_auth import PartnerRateLimiter
 from hub.services import SERVICES
+from transforms.crypto import keys_for
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +67,13 @@ TABLE = "soap"
 
 
 class SoapFault(Exception):
+    """A refusal as a SOAP 1.1 Fault; ``status``/``headers`` for the few that HTTP names (413, 429)."""
+
     def __init__(self, code: str, message: str, errors: list[dict[str, Any]] | None = None,
-                 outcome: str = "rejected_invalid") -> None:
+                 outcome: str = "rejected_invalid", status: int = 500, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.errors, self.outcome = code, message, errors or [], outcome
+        self.status, self.headers = status, headers or {}
 
 
 def fault_response(fault: SoapFault) -> web.Response:
@@ -77,7 +89,8 @@ def fault_response(fault: SoapFault) -> web.Response:
         f"<faultcode>soap:{fault.code}</faultcode><faultstring>{escape(fault.message)}</faultstring>{detail}"
         f"</soap:Fault></soap:Body></soap:Envelope>"
     )
-    return web.Response(status=500, body=body.encode(), content_type="text/xml", charset="utf-8")
+    return web.Response(status=fault.status, body=body.encode(), content_type="text/xml", charset="utf-8",
+                        headers=fault.headers or None)
 
 
 def response_xml(ns: str, name: str, fields: dict[str, Any]) -> bytes:
@@ -122,10 +135,14 @@ class SoapSource:
         self._emit: Emit | None = None
         self._lists = frozenset(config.list_elements)
         self._nonces: dict[bytes, float] = {}
+        self.max_body_bytes = config.max_body_bytes or context.settings.intake_max_body_bytes
+        self._limiter = PartnerRateLimiter(config.rate_limit) if config.rate_limit else None
 
     async def start(self, emit: Emit) -> None:
         if self._files is None:  # XSD and WSDL parsing is blocking XML work: off the loop
             self._files = await asyncio.to_thread(self._load)
+        if self.config.crypto is not None:  # our private keys' checks take ~50 ms CPU: a thread; missing = not started
+            await asyncio.to_thread(keys_for(self.config.crypto).warm)
         self._emit = emit
         self._table[self.config.partner] = self
 
@@ -234,16 +251,30 @@ class SoapSource:
         return response
 
     async def _read(self, request: web.Request) -> bytes:
-        limit = self.config.max_body_bytes
+        """The body, at most ``max_body_bytes`` (never buffered whole beyond it): over it 413 + fault."""
+        limit = self.max_body_bytes
+        too_large = SoapFault("Client", f"request exceeds the limit of {limit} bytes",
+                              [{"field": "(body)", "message": f"larger than {limit} bytes"}],
+                              outcome="rejected_too_large", status=413)
         if request.content_length is not None and request.content_length > limit:
-            raise SoapFault("Client", f"request exceeds {limit} bytes", outcome="rejected_too_large")
+            raise too_large
         chunks, size = [], 0
         async for chunk in request.content.iter_chunked(65536):
             size += len(chunk)
             if size > limit:
-                raise SoapFault("Client", f"request exceeds {limit} bytes", outcome="rejected_too_large")
+                raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def _admit(self) -> None:
+        """The partner's ``rate_limit`` (``hub.partner_auth.PartnerRateLimiter``, as the REST intake):
+        checked once the caller is authenticated, so a stranger cannot spend a partner's budget."""
+        if self._limiter is None or await self._limiter.admit():
+            return
+        limit, retry = self._limiter.limit, self._limiter.retry_after
+        raise SoapFault("Server", f"over {limit.per_second:g} requests/s (burst {limit.burst}) for "
+                        f"{self.config.partner}; retry after {retry} s", outcome="rejected_rate", status=429,
+                        headers={"Retry-After": str(retry)})
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.content_type not in ("text/xml", "application/soap+xml"):
@@ -260,8 +291,8 @@ class SoapSource:
             raise SoapFault("VersionMismatch" if xmlsafe.local(root.tag) == "Envelope" else "Client",
                             "not a SOAP 1.1 Envelope (namespace http://schemas.xmlsoap.org/soap/envelope/)")
         self._authenticate(request, root)
-        op, kind, req = self._request(_body_element(root))
-        data = xmlsafe.to_dict(req, self._lists)
+        await self._admit()
+        op, kind, req, data = self._request(_body_element(root), root, request.headers)
         ns = etree.QName(req.tag).namespace or self.namespace
         if kind == "status":
             return await self._status(ns, op, data)
@@ -271,9 +302,12 @@ class SoapSource:
             envelope = self._order_envelope(op, data)
         return await self._emit_and_answer(ns, op, envelope)
 
-    def _request(self, req: etree._Element | None) -> tuple[str, str, etree._Element]:
-        """The Body's request element → (operation, kind, element), checked against the XSD — the
-        one path live calls and ``sample`` share. SoapFault (``Client``) names what is wrong."""
+    def _request(self, req: etree._Element | None, root: etree._Element | None = None,
+                 http_headers: Mapping[str, str] | None = None) -> tuple[str, str, etree._Element, dict[str, Any]]:
+        """The Body's request element → (operation, kind, element, the partner's dict): the declared
+        encrypted fields decrypted (the partner's crypto contract), then checked against the XSD —
+        the one path live calls and ``sample`` share. SoapFault (``Client``) names what is wrong:
+        for an encrypted field its name, never its value."""
         if req is None:
             raise SoapFault("Client", "empty SOAP Body")
         op = xmlsafe.local(req.tag)
@@ -281,11 +315,21 @@ class SoapSource:
         if kind is None:
             raise SoapFault("Client", f"unknown operation {op!r} (known: {', '.join(self.config.operations)})")
         fragment = etree.fromstring(etree.tostring(req))
+        xpaths: dict[str, str] = {}
+        if self.config.crypto is not None:
+            try:
+                decrypted = decrypt_request(self.config.crypto, fragment, root, http_headers or {}, self._lists)
+            except ValidationFailed as exc:
+                raise SoapFault("Client", f"{op}: {exc}", exc.errors) from exc
+            data, xpaths = decrypted.data, decrypted.xpaths
+        else:
+            data = xmlsafe.to_dict(fragment, self._lists)
         if not self.schema.validate(fragment):
-            errors = [{"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log]
+            errors = redact_errors([{"field": f"line {e.line}", "message": e.message} for e in self.schema.error_log],
+                                   self.schema.error_log, xpaths)
             first = errors[0]["message"] if errors else "invalid"
             raise SoapFault("Client", f"{op}: request does not match the schema: {first}", errors)
-        return op, kind, req
+        return op, kind, req, data
 
     def _order_envelope(self, op: str, data: dict[str, Any]) -> Envelope:
         return Envelope(
@@ -343,12 +387,13 @@ class SoapSource:
         order store, so they emit nothing here."""
         root = xmlsafe.parse(raw, self.ctx.settings.intake_max_depth)
         try:
-            op, kind, req = self._request(_body_element(root) if root.tag == f"{{{SOAP_ENV}}}Envelope" else root)
+            envelope = root.tag == f"{{{SOAP_ENV}}}Envelope"
+            op, kind, _req, data = self._request(_body_element(root) if envelope else root, root if envelope else None)
         except SoapFault as fault:
             raise ValidationFailed(fault.message, fault.errors) from fault
         if kind != "order":
             return []
-        return [self._order_envelope(op, xmlsafe.to_dict(req, self._lists))]
+        return [self._order_envelope(op, data)]
 
     async def _status(self, ns: str, op: str, data: dict[str, Any]) -> web.Response:
         doc = await self._find_order(data["orderNo"])

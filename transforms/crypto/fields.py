@@ -111,7 +111,8 @@ def _apply(contract: CryptoContract, payload: Any, fields: list[str], key: bytes
 def encrypt_request(contract: CryptoContract, operation: str, payload: Any, keys: KeyProvider | None = None
                     ) -> tuple[Any, dict[str, str], Session | None]:
     """``(payload with the request fields encrypted, headers to send, session)``; an operation the
-    contract lists no fields for is sent as it is (``session`` None)."""
+    contract lists no fields for is sent as it is (``session`` None). With ``via: soap_header`` the
+    carried values come back as the headers too: the SOAP sink writes them as SOAP header elements."""
     spec = contract.fields.get(operation)
     if spec is None or not (spec.request or spec.response):
         return payload, {}, None
@@ -126,7 +127,7 @@ def encrypt_request(contract: CryptoContract, operation: str, payload: Any, keys
     if contract.carry.key_id:
         carried[contract.carry.key_id] = key_id
     headers: dict[str, str] = {}
-    if contract.carry.via == "header":
+    if contract.carry.via != "field":  # header / soap_header: the connector puts them where its transport says
         headers = carried
     else:
         if not isinstance(out, dict):
@@ -160,7 +161,9 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def decrypt_inbound(contract: CryptoContract, payload: Any, headers: Mapping[str, str],
                     keys: KeyProvider | None = None, operation: str = "inbound") -> tuple[Any, Session | None]:
     """``(payload with contract.inbound_fields decrypted, session)``. A declared field present without a
-    wrapped key is refused: the contract says it travels encrypted, a clear one is a sender's bug."""
+    wrapped key is refused: the contract says it travels encrypted, a clear one is a sender's bug.
+    ``headers`` is what the transport carried beside the body: HTTP or AMQP headers, or (SOAP,
+    ``via: soap_header``) the SOAP header elements by local name."""
     fields = contract.inbound_fields
     if not fields:
         return payload, None
@@ -170,7 +173,7 @@ def decrypt_inbound(contract: CryptoContract, payload: Any, headers: Mapping[str
     def take(name: str | None) -> Any:
         if name is None:
             return None
-        if carry.via == "header":
+        if carry.via != "field":  # header / soap_header: the connector hands over what its transport carried
             return _header(headers, name)
         if not isinstance(out, dict):
             return None
