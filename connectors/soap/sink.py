@@ -34,6 +34,7 @@ from connectors.base import Outcome
 from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.soap.crypto import header_elements
+from connectors.tls import OutboundTls, client_context, is_tls_refusal
 from hub.cryptocontract import CryptoContract
 from hub.envelope import Envelope
 from hub.errors import ConfigError, ValidationFailed
@@ -69,6 +70,8 @@ class SoapSinkConfig(BaseModel):
     operations: dict[str, SoapOperation] = Field(min_length=1)
     crypto: CryptoContract | None = Field(
         default=None, description="set from the partner's crypto: block (app/delivery.py), not written here")
+    tls: OutboundTls | None = Field(
+        default=None, description="the partner's CA bundle and the hub's client certificate (connectors/tls.py)")
 
 
 async def _add_headers(request: httpx.Request) -> None:
@@ -106,7 +109,10 @@ class SoapSink:
         http = httpx.AsyncClient(
             timeout=self.timeout_s, event_hooks={"request": [_add_headers]},
             limits=httpx.Limits(max_connections=self.concurrency),
+            verify=client_context(self.config.tls, self.config.address or "") if self.config.tls else True,
         )
+        if self.config.tls is not None and self.config.tls.server_hostname:  # never ignored silently
+            raise ConfigError("SOAP sink: tls.server_hostname is not supported; address the partner by that name")
         client = AsyncClient(str(self.wsdl_path), transport=AsyncTransport(client=http), settings=Settings(strict=True))
         if self.config.address:
             binding = client.wsdl.bindings[self.config.binding or next(iter(client.wsdl.bindings))]
@@ -155,6 +161,8 @@ class SoapSink:
             return Outcome(ok=False, retryable=exc.status_code >= 500 or exc.status_code == 429, status="error",
                            error=f"HTTP {exc.status_code}", duration_ms=_ms(started))
         except (httpx.HTTPError, OSError) as exc:
+            if is_tls_refusal(exc):  # configuration (CA, name, our certificate), not the network (connectors/tls.py)
+                return Outcome(ok=False, status="tls", error=f"TLS refused: {exc}", duration_ms=_ms(started))
             return Outcome(ok=False, retryable=True, status="error", error=f"{type(exc).__name__}: {exc}",
                            duration_ms=_ms(started))
         except (ZeepError, TypeError, ValueError) as exc:  # bad parameters / unparsable answer: will not improve
