@@ -52,8 +52,9 @@ class HubService(Service):
         app = build_web_app(self.runtime, manage_runtime=False)
         s = self.runtime.settings
         self._runner = await serve(app, s)
-        log.info("HTTP server listening on http://%s:%s", s.http_host, s.http_port)
-        print(f"hub: HTTP on http://{s.http_host}:{s.http_port}  (intake, /healthz, /readyz, /metrics)", flush=True)
+        scheme = "https" if s.http_tls else "http"  # HUB_HTTP_TLS_CERT (app/web.py serve)
+        log.info("HTTP server listening on %s://%s:%s", scheme, s.http_host, s.http_port)
+        print(f"hub: HTTP on {scheme}://{s.http_host}:{s.http_port}  (intake, /healthz, /readyz, /metrics)", flush=True)
 
     @Service.timer(MEMORY_RELEASE_S)
     async def _release_memory(self) -> None:

@@ -17,7 +17,7 @@ from connectors.tls import OutboundTls, client_context, is_tls_refusal, server_c
 from hub.errors import ConfigError
 from hub.partner_auth import ClientCertAuth, ClientCertVerifier
 from hub.partners import RestInbound
-from hub.profiles import insecure_tls_problems, tls_problems
+from hub.profiles import insecure_tls_problems, production_problems, tls_problems
 from hub.settings import Settings
 from tests.tlscerts import Pki, handshake
 
@@ -142,6 +142,7 @@ def test_production_needs_tls_unless_told_it_ends_at_a_proxy(pki: Pki, monkeypat
     (problem,) = tls_problems(plain)
     assert problem.startswith("HUB_HTTP_TLS_CERT / HUB_HTTP_TLS_KEY: not set")
     assert "HUB_HTTP_TLS_REQUIRED=false" in problem
+    assert any(p.startswith("HUB_HTTP_TLS_CERT") for p in production_problems(plain))  # what hub run checks
     assert tls_problems(Settings(profile="production", http_tls_required=False)) == []
     server = pki.server()
     secure = Settings(profile="production", http_tls_cert=server.cert, http_tls_key=server.key)
