@@ -285,7 +285,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/soap/{partner}", "soap_call", "A SOAP 1.1 call (order, status, withdraw)", "soap",
               "partner_or_wss",
               {200: Answer("the operation's response element", media_type="text/xml", schema=SOAP_XML),
-               408: P408, 500: SOAP_FAULT},
+               408: P408, 500: SOAP_FAULT,
+               413: Answer("a `soap:Client` Fault: the request is over `max_body_bytes` (default "
+                           "`HUB_INTAKE_MAX_BODY_BYTES`)", media_type="text/xml", schema=SOAP_XML),
+               429: Answer("a `soap:Server` Fault: over the partner's rate limit", media_type="text/xml",
+                           schema=SOAP_XML, headers={"Retry-After": "seconds"})},
               body_media_type="text/xml", body_schema=SOAP_XML, path_params={"partner": NAME_PARAM},
               description="WS-Security UsernameToken (PasswordText or PasswordDigest with a strict base64 nonce) "
                           "in the envelope's header, or the partner's API key header. The Body's request element "
