@@ -113,8 +113,8 @@ async def test_an_encrypted_upload_taken_too_early_fails_then_is_read_once_compl
         await rt.stop()
 
 
-async def test_done_file_rule_with_an_encrypted_file(settings: Settings, drop: dict[str, Any],
-                                                     server: SftpServer) -> None:  # noqa: F811
+async def test_done_file_rule_with_an_encrypted_file(
+        settings: Settings, drop: dict[str, Any], server: SftpServer) -> None:  # noqa: F811
     route = encrypted_route(drop["remote"], completion={"rule": "done_file", "done_suffix": ".ok"})
     rt = await start_hub(settings, drop["tmp"], {"boss-enc": route})
     try:
@@ -173,7 +173,7 @@ async def test_the_sink_writes_encrypted_files_the_partner_decrypts_with_pycrypt
                                           idempotency_key=f"k{tag}", payload=payload))
         assert out.ok and out.response["encrypted"] is True, out
         written = server.local_path(server.remote_path(server.root) + out.response["path"]).read_bytes()
-        assert "110101199003077777".encode() not in written and len(written) == out.response["bytes"]
+        assert b"110101199003077777" not in written and len(written) == out.response["bytes"]
         key_id, plain = partner.decrypt(written, KEYS / "test-partner-2026a.key.pem")
         assert key_id == "partner-2026a" and json.loads(plain) == payload
     finally:
