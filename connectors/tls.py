@@ -115,6 +115,8 @@ def is_tls_refusal(exc: BaseException) -> bool:
     for _ in range(5):  # aiohttp wraps the ssl error (ClientConnectorCertificateError, ClientOSError)
         if seen is None:
             return False
+        if isinstance(seen, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
+            return False  # the connection ended mid-handshake: a network fault (or an overloaded peer)
         if isinstance(seen, ssl.SSLError | ssl.CertificateError):
             return True
         certificate_error = getattr(seen, "certificate_error", None)
