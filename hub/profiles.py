@@ -9,7 +9,9 @@ setting to provide (the environment variable, or the ``file:line: key`` that res
 ``dev-`` value), so an operator fixes the deployment instead of discovering it later.
 
 The embedded servers are refused again where they are started (``app/infra/manager.py``), so
-``hub infra up`` in production refuses too.
+``hub infra up`` in production refuses too. Production also answers partners over HTTPS only
+(:func:`tls_problems`, unless ``HUB_HTTP_TLS_REQUIRED=false``: TLS ends at a proxy) and never calls
+one without verifying its certificate (:func:`insecure_tls_problems`).
 """
 
 from __future__ import annotations
