@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,19 @@ def test_production_needs_tls_unless_told_it_ends_at_a_proxy(pki: Pki, monkeypat
         Settings(http_tls_cert=server.cert)
     with pytest.raises(ValidationError, match="needs TLS"):
         Settings(http_tls_client_ca=pki.ca_file)
+
+
+def test_hub_run_in_production_refuses_plain_http(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("HUB_"):
+            monkeypatch.delenv(name)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "config", tmp_path / "config")
+    env = {**os.environ, "HUB_CONFIG_DIR": str(tmp_path / "config"), "HUB_HOME": str(tmp_path / "home"),
+           "HUB_PROFILE": "production", "HUB_KAFKA_URL": "kafka1:9092", "HUB_MONGO_URL": "mongodb://db1:27017/",
+           "HUB_SFTP_ENABLED": "false"}
+    hub = str(Path(sys.executable).parent / "hub")
+    done = subprocess.run([hub, "run"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "HUB_HTTP_TLS_CERT / HUB_HTTP_TLS_KEY: not set" in done.stderr, done.stderr
+    allowed = subprocess.run([hub, "run"], capture_output=True, text=True, timeout=60,
+                             env={**env, "HUB_HTTP_TLS_REQUIRED": "false"})
+    assert allowed.returncode == 2 and "HUB_HTTP_TLS" not in allowed.stderr  # refused for its dev- secrets only
