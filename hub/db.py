@@ -24,6 +24,7 @@ from pymongo.errors import ConnectionFailure
 
 from hub.errors import BrokerUnavailable, RetryableError
 from hub.metrics import DEPENDENCY_UP
+from hub.mongostats import CommandStats
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,20 @@ INTAKE_SERVER_SELECTION_MS = 1000  # a partner waits for the answer: fail within
 PROBE_INTERVAL_S = 0.5  # background ping while the circuit is open
 
 INDEXES: dict[str, list[IndexModel]] = {}
+COMMAND_STATS = CommandStats()  # one listener for every client of the process (hub_mongo_* counters)
+
+
+RETIRED: dict[str, set[str]] = {}
 
 
 def declare_indexes(collection: str, *indexes: IndexModel) -> None:
     INDEXES.setdefault(collection, []).extend(indexes)
+
+
+def retire_indexes(collection: str, *names: str) -> None:
+    """Indexes an earlier version created and nothing needs any more: dropped by :func:`ensure_indexes`
+    (every index costs every write of its collection)."""
+    RETIRED.setdefault(collection, set()).update(names)
 
 
 def connect(settings: Settings, *, server_selection_ms: int | None = None) -> AsyncIOMotorClient[Any]:
@@ -52,6 +63,7 @@ def connect(settings: Settings, *, server_selection_ms: int | None = None) -> As
         # SecantusDB prunes its retryable-write registry with a scan on every write (a third of its CPU
         # under the flow benchmark); real MongoDB keeps retryable writes.
         retryWrites=not settings.mongo_embedded,
+        event_listeners=[COMMAND_STATS],
         **durable_writes(settings.mongo_uri),
     )
 
@@ -76,10 +88,14 @@ def database(client: AsyncIOMotorClient[Any], settings: Settings) -> AsyncIOMoto
 
 
 async def ensure_indexes(db: AsyncIOMotorDatabase[Any]) -> None:
-    """Create every declared index (idempotent)."""
+    """Create every declared index and drop the retired ones (idempotent)."""
     for name, indexes in INDEXES.items():
         if indexes:
             await db[name].create_indexes(indexes)
+    for name, retired in RETIRED.items():
+        existing = {i["name"] async for i in db[name].list_indexes()}
+        for index in sorted(retired & existing):
+            await db[name].drop_index(index)
 
 
 declare_indexes(

@@ -72,6 +72,20 @@ FLOW_EVENT_SECONDS = Histogram(
     ["phase"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+MONGO_COMMANDS = Counter(
+    "hub_mongo_commands_total", "MongoDB commands this process sent, by collection and command (hub/db.py)",
+    ["collection", "command"],
+)
+MONGO_DOCUMENTS = Counter(
+    "hub_mongo_command_documents_total",
+    "Documents (inserts, update/replace statements, deletes) in this process's MongoDB write commands",
+    ["collection", "command"],
+)
+MONGO_SECONDS = Counter(
+    "hub_mongo_command_seconds_total",
+    "Round-trip seconds of this process's MongoDB commands (server queueing included)",
+    ["collection", "command"],
+)
 DELIVERY_LATENCY = Histogram(
     "hub_delivery_attempt_seconds", "Duration of one outbound call attempt", ["partner"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
