@@ -11,12 +11,26 @@ is sent ``max_delay_s`` after its first item arrived (``0``: as soon as the prev
 returned, so at low load a single request goes straight through), or at once when ``max_batch``
 items are waiting. :class:`BulkWriter` (15 ms) and :class:`BulkReader` (10 ms) are batchers over
 one collection.
+
+**Group commit** (:class:`BulkWriter`, when the collection's write concern is the hub's default
+``{j: true}``, hub/db.py ``durable_writes``): the batch is written with ``w: 1`` and then *one*
+journaled write to ``journal_sync`` makes it durable. Why: SecantusDB honours ``j: true`` per
+*statement* — every update of a bulk is its own WiredTiger commit with ``sync=on`` (an fsync), while
+an ``insert_many`` shares one commit. The log is one sequential stream, so the journaled commit of
+the marker, sent after the batch was answered, syncs every record before it: callers are answered
+only after it, so "acknowledged means journaled" still holds (tests/integration/test_mongo_durability.py
+kills the database after batched writes). Measured with 60 replaces of a 4 KB document, 3 indexes,
+2-core VM at load ≈ 8: 10.9 ms per document journaled one by one, 2.9 ms with the group commit,
+2.6 ms not journaled at all. Real MongoDB: a ``j: true`` write waits for the journal up to its own
+position too, so the same holds there (and a URI that chooses its own write concern is left alone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -24,11 +38,13 @@ from typing import Any, Generic, Literal, TypeVar
 from motor.motor_asyncio import AsyncIOMotorCollection
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.write_concern import WriteConcern
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 WRITE_DELAY_S = 0.015  # the engine's order saves and call upserts
+JOURNAL_SYNC = "journal_sync"  # one tiny document per writer: its journaled write makes a batch durable
 READ_DELAY_S = 0.01  # the delivery agent's "already delivered?" lookups
 
 
@@ -138,6 +154,12 @@ class BulkWriter:
                  max_delay_s: float = WRITE_DELAY_S) -> None:
         self.collection = collection
         self._batcher: MicroBatcher[WriteOp, bool] = MicroBatcher(self._write, max_ops, max_delay_s)
+        self._target, self._journal = _group_commit(collection)
+
+    async def _sync(self) -> None:
+        """Make the batch just written durable (group commit; nothing to do without one)."""
+        if self._journal is not None:
+            await self._journal.sync()
 
     async def replace_versioned(self, doc: dict[str, Any], expected_version: int) -> bool:
         """Replace ``doc`` if its stored ``version`` is ``expected_version``; False on a conflict."""
@@ -169,19 +191,28 @@ class BulkWriter:
         doc.setdefault("rev", new_rev())
         return await self._batcher.submit((InsertOne(doc), _Check("insert", doc["_id"])))
 
+    async def insert_or_set(self, _id: Any, fields: dict[str, Any]) -> None:
+        """Write a record that is usually new as an insert, and ``$set`` it only when it exists (a
+        redelivered answer). Why not always the upsert: on SecantusDB an insert shares its batch's one
+        commit and skips the update path (query planning over every index, decode, diff), ≈ 3× cheaper
+        per document (bench note in docs/flows.md, "Throughput")."""
+        if not await self._batcher.submit((InsertOne({"_id": _id, **fields}), _Check("insert", _id))):
+            await self.upsert(_id, fields)
+
     async def upsert(self, _id: Any, fields: dict[str, Any]) -> None:
         await self._batcher.submit((UpdateOne({"_id": _id}, {"$set": fields}, upsert=True), None))
 
     async def _write(self, batch: Sequence[WriteOp]) -> list[bool | BaseException]:
         errors: dict[int, dict[str, Any]] = {}
         try:
-            result = await self.collection.bulk_write([op for op, _ in batch], ordered=False)
+            result = await self._target.bulk_write([op for op, _ in batch], ordered=False)
             applied = result.matched_count + result.upserted_count + result.inserted_count
         except BulkWriteError as exc:  # unordered: the other writes were applied
             if exc.details.get("writeConcernErrors"):
                 raise
             errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
             applied = -1
+        await self._sync()  # before anyone is told: what a caller learns it won is journaled
         answers: list[bool | BaseException | None] = []
         for i, (_, check) in enumerate(batch):
             error = errors.get(i)
@@ -204,6 +235,41 @@ class BulkWriter:
             else:
                 out.append(stored.get(check._id, {}).get(check.kind) == check.token)
         return out
+
+
+class JournalSync:
+    """One journaled write that makes every batch written before it durable. The writers of one
+    database share it: batches that finished while a sync was on its way wait for the next one,
+    which covers them all (a sync sent after a batch was answered is behind it in the log)."""
+
+    def __init__(self, database: Any) -> None:
+        self._marker = database[JOURNAL_SYNC]
+        self._id = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._batcher: MicroBatcher[None, None] = MicroBatcher(self._write)
+
+    async def sync(self) -> None:
+        await self._batcher.submit(None)
+
+    async def _write(self, waiting: Sequence[None]) -> list[None]:
+        await self._marker.update_one({"_id": self._id}, {"$inc": {"syncs": 1}}, upsert=True)
+        return [None] * len(waiting)
+
+
+_JOURNALS: weakref.WeakKeyDictionary[Any, dict[str, JournalSync]] = weakref.WeakKeyDictionary()
+
+
+def _group_commit(collection: Any) -> tuple[Any, JournalSync | None]:
+    """(where the batch is written, the database's journal sync or None). Only for the hub's own
+    default ``{j: true}``: a write concern the URI chose (``w: majority``…) is used as it is."""
+    concern = getattr(collection, "write_concern", None)
+    if concern is None or concern.document != {"j": True}:
+        return collection, None
+    database = collection.database
+    per_db = _JOURNALS.setdefault(database.client, {})
+    journal = per_db.get(database.name)
+    if journal is None:
+        journal = per_db[database.name] = JournalSync(database)
+    return collection.with_options(write_concern=WriteConcern(w=1)), journal
 
 
 class BulkReader:
