@@ -10,7 +10,10 @@ back.
 
 A delivery that succeeds resolves the pending letters of its idempotency key (e.g. a gated
 report's failed round): nobody has to act on those any more (housekeeping; never fails the
-delivery).
+delivery). Whether a key has any is asked for the deliveries of one moment together (one
+``idempotency_key $in`` query, :class:`PendingKeys`): it runs after every successful delivery and
+almost always finds nothing — one query per call was 6.2 of the ~26 MongoDB commands of an
+internet-line order in bench.flow (193 ms of round trips per order at 6 orders/s).
 
 Where it came from differs per message (the Kafka partition and offset the agent read it at): the
 caller sets that around ``deliver`` with :func:`origin` (a context variable, so the Sink contract
@@ -21,14 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from connectors.base import Outcome, Sink
 from connectors.delivery import trail
 from connectors.delivery.wrapper import Wrapper
-from hub.deadletter import DeadLetter, DeadLetters
+from hub.batching import READ_DELAY_S, MicroBatcher
+from hub.deadletter import DeadLetter, DeadLetters, pending_query
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 
@@ -46,6 +51,22 @@ def origin(**where: Any) -> Iterator[None]:
         _ORIGIN.reset(token)
 
 
+class PendingKeys:
+    """``await pending.any(key)``: has ``key`` pending dead letters? Concurrent questions → one query."""
+
+    def __init__(self, dead_letters: DeadLetters) -> None:
+        self.dead_letters = dead_letters
+        self._batcher: MicroBatcher[str, bool] = MicroBatcher(self._find, 256, READ_DELAY_S)
+
+    async def any(self, key: str) -> bool:
+        return await self._batcher.submit(key)
+
+    async def _find(self, keys: Sequence[str]) -> list[bool]:
+        query = {"idempotency_key": {"$in": list(dict.fromkeys(keys))}, **pending_query(datetime.now(UTC))}
+        found = {d["idempotency_key"] async for d in self.dead_letters.collection.find(query, {"idempotency_key": 1})}
+        return [k in found for k in keys]
+
+
 class DeadLetterOnFailure(Wrapper):
     name: ClassVar[str] = "dead_letter"
 
@@ -56,6 +77,7 @@ class DeadLetterOnFailure(Wrapper):
         self.source_topic = source_topic
         self.partner = partner
         self.describe = describe or (lambda env: {})
+        self.pending = PendingKeys(dead_letters)
 
     async def deliver(self, envelope: Envelope) -> Outcome:
         outcome = await self.next.deliver(envelope)
@@ -76,6 +98,8 @@ class DeadLetterOnFailure(Wrapper):
 
     async def _resolve_earlier(self, envelope: Envelope) -> None:
         try:
+            if not await self.pending.any(envelope.idempotency_key):
+                return
             await self.dead_letters.resolve(
                 envelope.idempotency_key, who=f"system:delivery-{self.partner}",
                 detail=f"delivered by envelope {envelope.id} (round {envelope.payload.get('round', 1)})")
