@@ -279,3 +279,20 @@ async def test_soap_body_over_the_limit_is_413_with_a_fault(settings: Settings, 
         assert resp.status == 413 and "<faultcode>soap:Client</faultcode>" in text
         assert "request exceeds the limit of 4096 bytes" in text
     assert _count("rejected_too_large") == before + 2
+
+
+async def test_a_rest_route_file_gets_the_partners_rate_limit_too(settings: Settings, tmp_path: Path,
+                                                                  aiohttp_client: Any) -> None:
+    """The same hand-over as the SOAP route's: the shipped esop-rest-orders.yaml sets no rate_limit, so
+    the partner's ``inbound.rest.rate_limit`` applies (before, it applied only to an implied route and
+    was silently ignored once a route file existed)."""
+    config = _config(settings, tmp_path, rest_extra="    rate_limit: {per_second: 0.2, burst: 1}\n")
+    assert (config / "routes" / "esop-rest-orders.yaml").exists()
+    client = await _client(settings, aiohttp_client, config)
+    order = {"external_order_id": "E-R1", "product": "internet_line", "scenario": "open",
+             "customer": {"name": "某公司"}, "addresses": [{"city": "杭州", "detail": "文三路1号"}]}
+    first = await client.post("/api/v1/partners/esop/orders", json=order, headers=API_KEY)
+    assert first.status == 202, await first.text()
+    second = await client.post("/api/v1/partners/esop/orders", json={**order, "external_order_id": "E-R2"},
+                               headers=API_KEY)
+    assert second.status == 429 and second.headers["Retry-After"] == "5"
