@@ -178,6 +178,7 @@ class Operation:
     body_required: bool = True
     body_media_type: str = "application/json"
     body_schema: Mapping[str, Any] | None = None
+    body_example: Any = None  # a valid request: for readers, and the fuzzer's first (explicit) example
     query: Query | None = None
     path: str | None = None
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -211,6 +212,11 @@ LIMIT = {"limit": PAGING["limit"]}
 ID_PARAM = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9_.:-]+$"}
 NAME_PARAM = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.-]+$"}
 SOAP_XML = {"type": "string", "description": "a SOAP 1.1 envelope; no DTDs or entities"}
+ORDER_EXAMPLE = {"external_order_id": "E-1", "product": "internet_line", "scenario": "open",
+                 "customer": {"name": "Acme"}, "addresses": [{"city": "Hangzhou", "detail": "1 Wensan Rd"}]}
+SOAP_EXAMPLE = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+                '<o:queryOrderStatus xmlns:o="http://hub.example.com/ws/orders"><o:orderNo>E-1</o:orderNo>'
+                "</o:queryOrderStatus></s:Body></s:Envelope>")
 SOAP_FAULT = Answer("a SOAP 1.1 Fault (`soap:Client`: the caller's mistake, `soap:Server`: retry later); "
                     "SOAP 1.1 answers every fault with HTTP 500", media_type="text/xml", schema=SOAP_XML)
 
@@ -238,7 +244,7 @@ OPERATIONS: tuple[Operation, ...] = (
                   400: P400, 401: P401_PARTNER, 408: P408, 413: P413,
                   415: _problem("not `application/json` in UTF-8"),
                   429: _problem("over the partner's rate limit", **{"Retry-After": "seconds"}), 503: P503},
-              body=WorkOrder, path_params={"partner": NAME_PARAM},
+              body=WorkOrder, body_example=ORDER_EXAMPLE, path_params={"partner": NAME_PARAM},
               description="The canonical order; a partner whose route has a `transform` sends its own field names, "
                           "and a partner with a `crypto` contract sends its `inbound_fields` encrypted."),
     Operation("POST", "/api/v1/partners/{partner}/callbacks", "partner_callback",
@@ -290,7 +296,8 @@ OPERATIONS: tuple[Operation, ...] = (
                            "`HUB_INTAKE_MAX_BODY_BYTES`)", media_type="text/xml", schema=SOAP_XML),
                429: Answer("a `soap:Server` Fault: over the partner's rate limit", media_type="text/xml",
                            schema=SOAP_XML, headers={"Retry-After": "seconds"})},
-              body_media_type="text/xml", body_schema=SOAP_XML, path_params={"partner": NAME_PARAM},
+              body_media_type="text/xml", body_schema=SOAP_XML, body_example=SOAP_EXAMPLE,
+              path_params={"partner": NAME_PARAM},
               description="WS-Security UsernameToken (PasswordText or PasswordDigest with a strict base64 nonce) "
                           "in the envelope's header, or the partner's API key header. The Body's request element "
                           "is validated against the route's XSD (`?xsd`)."),
@@ -449,8 +456,8 @@ def _query_parameters(query: Query) -> list[dict[str, Any]]:
     return params
 
 
-def _content(media_type: str, schema: Any) -> dict[str, Any]:
-    return {media_type: {"schema": schema}}
+def _content(media_type: str, schema: Any, example: Any = None) -> dict[str, Any]:
+    return {media_type: {"schema": schema, **({"example": example} if example is not None else {})}}
 
 
 def _operation(op: Operation, refs: Mapping[tuple[Any, str], Any]) -> dict[str, Any]:
@@ -465,9 +472,10 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, str], Any]) -> dict[str, 
         out["parameters"] = params
     if op.body is not None:
         out["requestBody"] = {"required": op.body_required,
-                              "content": _content(op.body_media_type, refs[(op.body, "validation")])}
+                              "content": _content(op.body_media_type, refs[(op.body, "validation")], op.body_example)}
     elif op.body_schema is not None:
-        out["requestBody"] = {"required": True, "content": _content(op.body_media_type, dict(op.body_schema))}
+        out["requestBody"] = {"required": True,
+                              "content": _content(op.body_media_type, dict(op.body_schema), op.body_example)}
     responses: dict[str, Any] = {}
     for status in sorted(op.answers):
         answer = op.answers[status]

@@ -45,12 +45,16 @@ async def test_the_live_hub_answers_every_generated_request_as_its_document_says
     assert len(report.examples) == len([op for path in document["paths"].values() for op in path]), \
         "an operation was not fuzzed"
     assert not report.failures, report.table()
+    # the happy paths were reached too, not only refusals: the document's examples are valid requests
+    assert report.statuses["POST /api/v1/partners/{partner}/orders"][202] >= 1, report.table()
+    assert report.statuses["POST /soap/{partner}"][200] >= 1, report.table()
 
 
 async def test_the_fuzzer_reports_an_answer_the_document_does_not_describe() -> None:
     """The harness itself: a server that answers ``/healthz`` with a body off its schema, ``/readyz``
-    with an undocumented status and ``/metrics`` with a 500 is reported three times — so a clean
-    run above means the checks ran, not that they were skipped."""
+    with an undocumented status, ``/metrics`` with a 500 and ``/admin/v1/readiness`` without its
+    bearer token checked is reported four times — so a clean run above means the checks ran, not
+    that they were skipped."""
 
     async def wrong_body(request: web.Request) -> web.Response:
         return web.json_response({"status": "fine"})
@@ -61,12 +65,17 @@ async def test_the_fuzzer_reports_an_answer_the_document_does_not_describe() -> 
     async def crash(request: web.Request) -> web.Response:
         return web.Response(status=500, text="boom")
 
+    async def open_door(request: web.Request) -> web.Response:  # declares a bearer token, never checks it
+        return web.json_response({"status": "ready", "checks": {}})
+
     app = web.Application()
     app.router.add_get("/healthz", wrong_body)
     app.router.add_get("/readyz", wrong_status)
     app.router.add_get("/metrics", crash)
+    app.router.add_get("/admin/v1/readiness", open_door)
     shipped = json.loads(SHIPPED.read_text(encoding="utf-8"))
-    document = {**shipped, "paths": {p: shipped["paths"][p] for p in ("/healthz", "/readyz", "/metrics")}}
+    document = {**shipped, "paths": {p: shipped["paths"][p] for p in ("/healthz", "/readyz", "/metrics",
+                                                                          "/admin/v1/readiness")}}
     port = free_port()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -79,3 +88,4 @@ async def test_the_fuzzer_reports_an_answer_the_document_does_not_describe() -> 
     assert ("GET /healthz", "Response violates schema") in found, report.table()
     assert ("GET /readyz", "Undocumented status code") in found, report.table()
     assert ("GET /metrics", "HTTP 500") in found, report.table()
+    assert any(op == "GET /admin/v1/readiness" and "auth" in title.lower() for op, title in found), report.table()
