@@ -105,9 +105,6 @@ def test_an_xml_file_never_yields_an_expanded_entity(case: str, data: bytes) -> 
     assert MARKER not in repr(records) and "localhost" not in repr(records), (case, records)
 
 
-@pytest.mark.xfail(strict=True, reason="connectors/sftp/records.py looks for <!DOCTYPE in the first 4096 bytes only: "
-                                       "a DTD after 5 KB of comment is parsed (entities left unexpanded, the "
-                                       "record's value silently becomes {}); reported to the SFTP owner")
 def test_an_xml_file_with_a_dtd_anywhere_is_rejected() -> None:
     data = dict(_entity_files())["internal entity after 5 KB of comment"]
     with pytest.raises(FileRejected):
