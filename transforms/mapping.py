@@ -66,6 +66,20 @@ class Transform(BaseModel):
         return v
 
 
+def _prune_emptied(out: dict[str, Any], moved: str) -> None:
+    """Drop the objects on ``moved``'s path that the move left empty (``custInfo.name →
+    customer.name`` must not leave ``custInfo: {}`` behind: the canonical order refuses it as an
+    unknown field). Only objects the move emptied: an object the partner sent empty stays, since
+    it is never on the path of a value that was there. Lists are left alone (indexes would shift)."""
+    parts = paths.split(moved)
+    for depth in range(len(parts) - 1, 0, -1):
+        parent = paths.get(out, ".".join(parts[: depth - 1])) if depth > 1 else out
+        key = parts[depth - 1]
+        if not (isinstance(parent, dict) and parent.get(key) == {}):
+            return
+        del parent[key]
+
+
 def apply_mapping(
     payload: dict[str, Any], field_map: dict[str, str], value_map: dict[str, dict[str, str]]
 ) -> dict[str, Any]:
@@ -74,6 +88,7 @@ def apply_mapping(
     for src, dst in field_map.items():
         value = paths.pop(out, src)
         if value is not paths.MISSING:
+            _prune_emptied(out, src)
             paths.set(out, dst, value)
     for path, codes in value_map.items():
         value = paths.get(out, path)

@@ -68,7 +68,7 @@ def test_to_partner_undoes_to_canonical(payload: dict[str, Any], codes: list[str
     assume(not ({"ORDER_TYPE", "custName", "scenario", "customer"} & payload.keys()))
     value_map = {"scenario": {code: f"canon-{code}" for code in codes}}
     # renames whose source and target share their parent, as every shipped route's do (a rename out
-    # of a nested object leaves it empty: the xfail below)
+    # of a nested object drops the emptied object, so it would not come back on the way out)
     field_map = {"ORDER_TYPE": "scenario", "customer.custName": "customer.name"}
     partner = {**payload, "ORDER_TYPE": sent, "customer": {"custName": "n", "level": 1}}
     canonical = apply_transform(partner, Transform(field_map=field_map, value_map=value_map))
@@ -110,10 +110,6 @@ def _nest(levels: int, kind: str) -> Any:
 
 
 
-@pytest.mark.xfail(strict=True, reason="transforms/mapping.py leaves the object a rename emptied: custInfo.name → "
-                                       "customer.name keeps custInfo: {} (WorkOrder refuses it as an extra field "
-                                       "unless the route also says drop: [custInfo]); tests/unit/test_routes.py "
-                                       "asserts that leftover today, so it is reported, not changed here")
 def test_a_nested_partner_object_mapped_away_leaves_nothing_behind() -> None:
     out = apply_transform({"custInfo": {"name": "x"}, "orderNo": "1"},
                           Transform(field_map={"custInfo.name": "customer.name", "orderNo": "external_order_id"}))

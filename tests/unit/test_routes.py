@@ -59,7 +59,7 @@ def test_transform_maps_fields_codes_defaults_and_named_python_hook() -> None:
     out = apply_transform({"orderNo": "A-1", "cust": {"nm": "甲"}, "scenario": "01", "internal": "x",
                            "product": "5g_lan", "blank": "  "}, route.transform)  # type: ignore[attr-defined]
     assert out == {"external_order_id": "A-1", "customer": {"name": "甲"}, "scenario": "open",
-                   "product": "5g_lan", "access_type": "PON", "cust": {}}
+                   "product": "5g_lan", "access_type": "PON"}  # cust emptied by the move: gone
     with pytest.raises(ValidationFailed) as info:
         apply_transform({"scenario": "99"}, route.transform)  # type: ignore[attr-defined]
     assert info.value.errors[0]["field"] == "scenario" and "unknown code '99'" in info.value.errors[0]["message"]
