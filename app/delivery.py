@@ -16,6 +16,7 @@ sink (``routes/manager.py``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -32,6 +33,7 @@ from connectors.base import Sink
 from connectors.context import ConnectorContext
 from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain
 from connectors.registry import registry
+from flows.runtime.calls import CallLog
 from hub import topics
 from hub.configfile import validation_problems
 from hub.deadletter import Attempt, DeadLetters
@@ -82,6 +84,7 @@ class Deliverer:
         self.orders_topic = topics.orders(runtime.settings.topic_prefix)
         self._inflight: set[str] = set()
         self._chain: Sink | None = None  # built on first use: the database is connected by then
+        self._calls: CallLog | None = None
 
     @property
     def chain(self) -> Sink:
@@ -114,7 +117,8 @@ class Deliverer:
         done = delivery.trail.recorded(outcome)
         if done is not None:  # delivered before: the partner is not called again, the result is re-emitted
             await self._emit_result(env, ok=True, response=done.get("response"), attempts=[],
-                                    duration_ms=done.get("duration_ms"), finished_at=done["delivered_at"])
+                                    duration_ms=done.get("duration_ms"), finished_at=done["delivered_at"],
+                                    made_now=False)
             return
         total_ms = round((time.perf_counter() - started) * 1000, 2)
         attempts = delivery.trail.attempts(outcome)
@@ -130,7 +134,11 @@ class Deliverer:
 
     async def _emit_result(self, env: Envelope, *, ok: bool, response: Any, attempts: list[Attempt],
                            duration_ms: float | None, finished_at: datetime, error: str | None = None,
-                           dead_letter_id: str | None = None, rejected: bool = False) -> None:
+                           dead_letter_id: str | None = None, rejected: bool = False, made_now: bool = True) -> None:
+        """Write the call's flat ``calls`` row (flows/runtime/calls.py) and tell the order how it went
+        — except the "accepted" of a step answered by callback (``answer: callback``): the engine
+        consumes it without a change, so it is not produced (3 of an internet-line order's ~18 Kafka
+        records, each a consumed event and an order load). Both before the envelope is acked."""
         rnd = env.payload.get("round", 1)
         result = env.caused(
             type="call.result", source=self.partner, protocol=env.protocol,
@@ -142,7 +150,14 @@ class Deliverer:
                      "rejected": rejected,  # the partner answered "no" (not: it could not be reached)
                      "operation": env.payload.get("operation"), "partner": self.partner},
         )
-        await self.runtime.producer.send(self.orders_topic, result)
+        if self._calls is None:
+            assert self.runtime.db is not None
+            self._calls = CallLog(self.runtime.db)
+        row = self._calls.record(env, result.payload, made_now=made_now)
+        if ok and env.payload.get("answer") == "callback":
+            await row
+            return
+        await asyncio.gather(row, self.runtime.producer.send(self.orders_topic, result))
 
 
 DELIVERERS: ServiceKey[dict[str, Deliverer]] = ServiceKey("deliverers")

@@ -199,6 +199,10 @@ class BulkWriter:
         if not await self._batcher.submit((InsertOne({"_id": _id, **fields}), _Check("insert", _id))):
             await self.upsert(_id, fields)
 
+    async def insert_if_missing(self, _id: Any, fields: dict[str, Any]) -> bool:
+        """Insert the record unless one exists (which is kept as it is); True if this one was."""
+        return await self._batcher.submit((InsertOne({"_id": _id, **fields}), _Check("insert", _id)))
+
     async def upsert(self, _id: Any, fields: dict[str, Any]) -> None:
         await self._batcher.submit((UpdateOne({"_id": _id}, {"$set": fields}, upsert=True), None))
 

@@ -9,7 +9,8 @@ What each command becomes:
 
 * ``send_call`` / ``send_report`` → a ``call.request`` envelope on ``{p}.out.{partner}`` (idempotency
   key ``v2:<engine id>``); a step in ``callback`` or ``poll`` mode also carries ``callback_ref`` (the
-  engine's call id), ``hub_order_id`` and ``callback_url``.
+  engine's call id), ``hub_order_id`` and ``callback_url``, and ``answer`` (``sync`` | ``callback`` |
+  ``poll``) tells the delivery agent whether the engine needs the synchronous answer at all.
 * ``publish`` (a ``receive`` node's correlation message) → a row in ``correlations`` (key, order),
   then an ``order.message`` to every other order under the key with this message, and to this
   order with each of theirs. Correlation is in MongoDB, so it does not depend on Kafka partitions
@@ -102,9 +103,11 @@ class Relay:
         protocol = partner.outbound.protocol if partner is not None and partner.outbound is not None else "rest"
         request = dict(c.get("payload") or {})
         is_report = c["type"] == "send_report"
+        answer = "sync"  # how the engine learns the call's result: its answer, a callback, or polling
         if not is_report and bp is not None:
             step = call_step(bp, doc["state"] or {}, c["call_id"])
             if step is not None and step.mode in ("callback", "poll") and c.get("purpose") == "call":
+                answer = step.mode
                 request.update(callback_ref=c["call_id"], hub_order_id=doc["_id"],
                                callback_url=f"{self.callback_base_url}/api/v1/partners/{c['partner']}/callbacks")
         return Envelope(
@@ -113,7 +116,7 @@ class Relay:
             scenario=doc.get("scenario") or None, trace=self._trace(doc),
             payload={"call_id": c["id"], "operation": c["operation"], "stage": c.get("node"), "round": 1,
                      "partner": c["partner"], "request": request, "kind": "report" if is_report else "call",
-                     "purpose": c.get("purpose") or c.get("on")},
+                     "purpose": c.get("purpose") or c.get("on"), "answer": answer},
             headers={"partner": c["partner"]})
 
     async def _publish(self, doc: dict[str, Any], c: dict[str, Any]) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 from tenacity import RetryCallState, retry_if_exception_type, retry_if_not_exception_type
 
-from flows.documents import CALLS
 from flows.graph import step
 from flows.graph.model import Blueprint
 from flows.runtime.document import MAX_APPLIED, apply_commands, new_document, project, ts, unrunnable_document
@@ -29,7 +28,6 @@ from flows.runtime.store import OrderStoreV2
 from flows.runtime.translate import call_step, to_event, what
 from flows.settings import FlowSettings
 from hub import topics
-from hub.batching import BulkWriter
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
@@ -61,7 +59,6 @@ class FlowRunner:
         self.relay = Relay(runtime, callback_base_url)
         self.orders_topic = topics.orders(runtime.settings.topic_prefix)
         self._store: OrderStoreV2 | None = None
-        self._calls: BulkWriter | None = None
         self._pinned: dict[str, Blueprint] = {}
         self._kept: set[str] = set()  # digests stored in blueprint_versions by this process
         self.clock = time.time  # the engine's `now` comes from here (tests may inject one)
@@ -74,7 +71,6 @@ class FlowRunner:
         if self._store is None:
             assert self.runtime.db is not None, "runtime not started"
             self._store = OrderStoreV2(self.runtime.db, outbox_stale_s=self.fs.outbox_stale_s)
-            self._calls = BulkWriter(self.runtime.db[CALLS])
         return self._store
 
     # ---- the event loop --------------------------------------------------------------------
@@ -201,12 +197,7 @@ class FlowRunner:
         if doc is None:
             return await self._create(env, now)
         bp = await self.blueprint(doc)
-        # the flat call record (whatever the engine makes of the answer: a late one, a race with its
-        # callback) goes to MongoDB alongside the order's write, not before it: both batched writes in
-        # a row were two batch waits per call result (the handler returns, and its offset may be
-        # committed, only when both are stored)
-        _, applied = await asyncio.gather(self._record_call(doc, env), self._apply_to(doc, bp, env, now))
-        return applied
+        return await self._apply_to(doc, bp, env, now)
 
     async def _apply_to(self, doc: dict[str, Any], bp: Blueprint | None, env: Envelope, now: float
                         ) -> Saved | _Lost | None:
@@ -308,28 +299,6 @@ class FlowRunner:
             letters = DeadLetters(self.runtime.db, self.runtime.producer)
             for key, detail in keys:
                 await letters.resolve(key, who="system:flow-engine", detail=detail)
-
-    async def _record_call(self, doc: dict[str, Any], env: Envelope) -> None:
-        """A settled call in the flat ``calls`` collection (API statistics, failed-call lists)."""
-        if env.type != "call.result" or self._calls is None:
-            return
-        p = env.payload
-        cid = str(p.get("call_id") or "")
-        finished_text = p.get("finished_at")
-        finished = datetime.fromisoformat(finished_text) if finished_text else ts(self.clock())
-        # when the delivery began (its first attempt): the admin API's time filters and sorting
-        # (`/admin/v1/calls?since=`, the call statistics) go by started_at — without it no call of a
-        # v2 order was ever in a time-filtered list
-        started = finished - timedelta(milliseconds=float(p.get("duration_ms") or 0))
-        await self._calls.insert_or_set(cid, {
-            "call_id": cid, "order_id": doc["_id"], "partner": p.get("partner"), "operation": p.get("operation"),
-            "stage": (doc["open_calls"].get(cid) or {}).get("node"), "idempotency_key": f"v2:{cid}",
-            "response": p.get("response"), "outcome": "ok" if p.get("ok") else p.get("outcome", "dead_lettered"),
-            "error": p.get("error"), "attempts": p.get("attempts", []), "duration_ms": p.get("duration_ms"),
-            "started_at": started, "finished_at": finished,
-            "dead_letter_id": p.get("dead_letter_id"), "kind": what(cid)})
-
-
 
 
 def _working(doc: dict[str, Any]) -> dict[str, Any]:
