@@ -23,6 +23,7 @@ from app.runtime import Runtime
 from connectors import tls
 from connectors.rest import source as rest_source
 from hub.auth import requires
+from hub.problem import problem
 from hub.services import SERVICES
 from hub.settings import Settings
 
@@ -84,10 +85,30 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
     response.headers["Server"] = "hub"
 
 
+@web.middleware
+async def _problem_answers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own refusals as problem+json, like every other error the hub answers.
+
+    aiohttp answers an unknown path (404), a wrong method (405) and a body over
+    ``client_max_size`` (413, raised inside whichever handler reads the body) with a ``text/plain``
+    line; a client that parses problem+json for every 4xx got no ``title``/``status`` (found by
+    schemathesis on the admin endpoints). Only those plain-text exceptions are rewritten: a handler
+    that answers with a body of its own (problem+json, a SOAP fault) is left as it is."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type != "text/plain":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return problem(exc.status, exc.reason, exc.text if exc.text and not exc.text.startswith(f"{exc.status}:")
+                       else None, headers=headers or None)
+
+
 def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
     """The aiohttp application. ``manage_runtime``: start/stop the runtime with the app."""
+    deadline = slowclients.body_deadline(runtime.settings.http_body_timeout_s)
     app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536,
-                          middlewares=[slowclients.body_deadline(runtime.settings.http_body_timeout_s)])
+                          middlewares=[_problem_answers, deadline])
     app.on_response_prepare.append(_server_header)
     app[RUNTIME] = runtime
     app[SERVICES] = runtime

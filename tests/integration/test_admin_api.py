@@ -265,3 +265,18 @@ async def test_bad_queries_and_bodies_are_problem_documents(client: TestClient) 
     assert resp.status == 400 and "JSON patch" in (await resp.json())["detail"]
     shown = await (await client.get(f"/admin/v1/dlq/{letter.id}", headers=VIEWER)).json()
     assert shown["status"] == "dead"
+
+
+async def test_aiohttps_own_refusals_are_problem_json(client: TestClient) -> None:
+    """An unknown path, a wrong method and an admin body over the size limit are answered by aiohttp
+    itself; they were text/plain lines, now problem+json like every other 4xx (the 405 keeps Allow)."""
+    unknown = await client.get("/admin/v1/no-such-thing", headers=VIEWER)
+    assert unknown.status == 404 and unknown.content_type == "application/problem+json"
+    assert (await unknown.json())["status"] == 404
+    wrong = await client.delete("/healthz")
+    assert wrong.status == 405 and wrong.content_type == "application/problem+json" and "GET" in wrong.headers["Allow"]
+    limit = rt(client).settings.intake_max_body_bytes + 65536
+    big = await client.post("/admin/v1/dlq/replay", headers=OPERATOR, data=b"{" + b" " * (limit + 10) + b"}")
+    assert big.status == 413 and big.content_type == "application/problem+json"
+    body = await big.json()
+    assert body["status"] == 413 and str(limit) in body["detail"]
