@@ -90,7 +90,8 @@ def decrypt_request(contract: CryptoContract, request: etree._Element, root: etr
         return out
     tree = request.getroottree()
     for path in contract.inbound_fields:
-        values = [holder[key] for holder, key in paths.targets(clear, path)]  # type: ignore[index]
+        # targets pairs a list with an int key and a dict with a str key; its union type cannot say so
+        values = [holder[key] for holder, key in paths.targets(clear, path)]  # type: ignore[index]  # see above
         elements = _leaves(request, path)
         if len(values) != len(elements):  # a path that reaches an element with children: nothing was decrypted
             raise ValidationFailed(f"{path} is not a text element", [
