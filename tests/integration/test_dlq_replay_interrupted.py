@@ -78,7 +78,15 @@ async def interrupt_mid_way(runtime: Runtime, proc: asyncio.subprocess.Process, 
 
     await eventually(enough, timeout=60, interval=0.05)
     proc.send_signal(sig)
-    await asyncio.wait_for(proc.communicate(), 15)
+    # The interrupted replay waits for every send already on the wire (up to the producer's timeout) before
+    # it gives its claims back; 15 s was too short twice in full runs on the shared 2-core machine (it passes
+    # in ~1 s alone). What it printed is kept for the failure message rather than lost in a bare TimeoutError.
+    try:
+        await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        _, err = await proc.communicate()
+        raise AssertionError(f"replay still running 60 s after signal {sig}: {err.decode()[-3000:]}") from None
 
 
 async def settled(runtime: Runtime) -> set[str]:
