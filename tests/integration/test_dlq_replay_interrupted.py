@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -84,9 +86,23 @@ async def interrupt_mid_way(runtime: Runtime, proc: asyncio.subprocess.Process, 
     try:
         await asyncio.wait_for(proc.communicate(), 60)
     except TimeoutError:
+        stacks = await _stacks(proc.pid)
         proc.kill()
         _, err = await proc.communicate()
-        raise AssertionError(f"replay still running 60 s after signal {sig}: {err.decode()[-3000:]}") from None
+        raise AssertionError(f"replay still running 60 s after signal {sig}: {err.decode()[-3000:]}\n"
+                             f"its threads then:\n{stacks}") from None
+
+
+async def _stacks(pid: int) -> str:
+    """The process's thread stacks by py-spy when it is installed (a hung MongoDB or Kafka call shows in a
+    worker thread; an idle loop means an asyncio-level wait), else a note saying it is not."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return "(py-spy not installed)"
+    dump = await asyncio.create_subprocess_exec(spy, "dump", "--pid", str(pid), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(dump.communicate(), 30)
+    return out.decode()[-6000:]
 
 
 async def settled(runtime: Runtime) -> set[str]:
