@@ -59,7 +59,16 @@ def hub_env(runtime: Runtime) -> dict[str, str]:
 async def start_replay(runtime: Runtime, topic: str, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub", "dlq", "replay", "--all", "--topic", topic, "--yes", "--json", *args,
-        env=hub_env(runtime), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env=hub_env(runtime), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_interruptible)
+
+
+def _interruptible() -> None:
+    """Ctrl-C reaches the replay as it would in a terminal. A suite started in the background
+    (``./scripts/dev test &``) runs with SIGINT ignored, every child inherits that, and Python then
+    installs no KeyboardInterrupt handler: the replay ignored the signal and sent all 10,000 (the
+    failures of 2026-12-02, "assert 10000 < 10000", "still running 60 s after signal 2")."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def replayed(runtime: Runtime) -> set[str]:
