@@ -6,8 +6,12 @@
 ``--flows`` starts the real ``hub run`` (router, flow engine with the shipped blueprints, delivery
 agents, HTTP) as a subprocess, drops the file on the shipped ``boss-sftp-orders`` route (every row
 a valid internet-line *open* order, so the flows really run) and samples the hub's RSS from
-``/proc``: before the drop, peak during the ingest, and after it settles. Then it sends SIGTERM
-and reports how long ``hub run`` took to exit. The per-MB growth is what item 5 of issue 8 is about.
+``/proc``: before the drop, peak during the ingest (a line every ``--sample`` seconds: the curve
+tells a bound from a leak), and after it settles. Then it sends SIGTERM and reports how long ``hub
+run`` took to exit. The per-MB growth is what item 5 of issue 8 is about. The partner simulators
+(``hub simulate``) run beside it unless ``--no-simulators``: without them every call of every flow
+fails, is retried and dead-lettered, which doubled the database's load (2026-12-02: 90–190
+records/s, 360 k records of the 200 MB file in 65 min on the embedded SecantusDB).
 
 A private tansu + SecantusDB + OpenSSH; the CSV is written into the SFTP drop folder, then a
 separate worker process (so its peak RSS is the connector's alone) runs the real route pipeline —
@@ -104,7 +108,8 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def hub_run_flows(megabytes: int, settle_s: float, timeout_s: float, stop_after_s: float | None = None) -> None:
+def hub_run_flows(megabytes: int, settle_s: float, timeout_s: float, stop_after_s: float | None = None, *,
+                  simulators: bool = True, sample_s: float = 60.0) -> None:
     """The whole hub with the flows running: RSS before / peak / settled, records/s, exit time.
     ``stop_after_s``: SIGTERM that long after the file was claimed instead (shutdown during an ingest)."""
     import signal
@@ -123,8 +128,14 @@ def hub_run_flows(megabytes: int, settle_s: float, timeout_s: float, stop_after_
     size = part.stat().st_size
     print(f"wrote {size / 1048576:.1f} MB, {rows} orders (GBK CSV, internet_line/open) in "
           f"{time.perf_counter() - t0:.1f} s")
-    port = free_port()
+    port, sim_port = free_port(), free_port()
     env = {**os.environ, "HUB_HTTP_PORT": str(port), "HUB_LOG_LEVEL": "WARNING"}
+    sim = None
+    if simulators:
+        env["HUB_SIM_URL"] = f"http://127.0.0.1:{sim_port}"
+        with (Path(settings.home) / "bench-sim.log").open("wb") as slog:
+            sim = subprocess.Popen([sys.executable, "-m", "hub", "simulate", "--port", str(sim_port)], env=env,
+                                   stdout=slog, stderr=subprocess.STDOUT)
     log_path = Path(settings.home) / "bench-hub-run.log"
     with log_path.open("wb") as log:
         hub = subprocess.Popen([sys.executable, "-m", "hub", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -144,7 +155,12 @@ def hub_run_flows(megabytes: int, settle_s: float, timeout_s: float, stop_after_
             print(f"SIGTERM {stop_after_s:.0f} s after the claim, during the ingest (hub RSS "
                   f"{proc_rss_mb(hub.pid):.0f} MB)")
             return
+        next_sample = time.perf_counter() + sample_s
         while not done.exists():
+            if time.perf_counter() >= next_sample:
+                next_sample += sample_s
+                print(f"  {time.perf_counter() - dropped:7.0f} s: hub RSS {proc_rss_mb(hub.pid):.0f} MB "
+                      f"(peak so far {peak:.0f} MB)", flush=True)
             if hub.poll() is not None:
                 raise SystemExit(f"hub run exited ({hub.returncode}); log: {log_path}")
             if time.perf_counter() - dropped > timeout_s:
@@ -177,6 +193,9 @@ def hub_run_flows(megabytes: int, settle_s: float, timeout_s: float, stop_after_
             hub.kill()
             hub.wait()
             print("hub run did not exit within 60 s of SIGTERM (killed)")
+        if sim is not None:
+            sim.terminate()
+            sim.wait(timeout=30)
 
 
 def main() -> None:
@@ -187,6 +206,8 @@ def main() -> None:
     parser.add_argument("--flows", action="store_true", help="a whole `hub run` with the flows running")
     parser.add_argument("--settle", type=float, default=30.0, help="--flows: seconds to watch RSS after the ingest")
     parser.add_argument("--timeout", type=float, default=3600.0, help="--flows: give up after this many seconds")
+    parser.add_argument("--no-simulators", action="store_true", help="--flows: no partner simulators")
+    parser.add_argument("--sample", type=float, default=60.0, help="--flows: print RSS every this many seconds")
     parser.add_argument("--stop-after", type=float, default=None,
                         help="--flows: SIGTERM this many seconds after the file is claimed, report the exit time")
     args = parser.parse_args()
@@ -195,7 +216,8 @@ def main() -> None:
         return
     if args.flows:
         with private_infra(sftp=True):
-            hub_run_flows(args.mb, args.settle, args.timeout, args.stop_after)
+            hub_run_flows(args.mb, args.settle, args.timeout, args.stop_after, simulators=not args.no_simulators,
+                          sample_s=args.sample)
         return
     with private_infra(sftp=True):
         from app.infra.servers import SftpServer
