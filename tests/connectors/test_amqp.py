@@ -19,7 +19,7 @@ from connectors.context import ConnectorContext
 from hub.envelope import Envelope
 from hub.settings import Settings
 from tests.conftest import free_port
-from tests.support import envelopes, eventually, read_topic
+from tests.support import eventually, topic_envelopes
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ async def test_work_orders_from_a_queue_land_on_kafka_and_are_acked(hub: tuple[R
     await eventually(lambda: _const(source.stats["acked"] == 2))
     await publish(rabbit, queue, [(wo("Q-1"), "m-1")])  # the partner re-sends: acked, not emitted again
     await eventually(lambda: _const(source.stats["acked"] == 3))
-    envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.in.mq", expect=2))
+    envs = await topic_envelopes(settings, f"{settings.topic_prefix}.in.mq", expect=2)
     assert sorted(e.idempotency_key for e in envs) == ["order:mq:Q-1:open", "order:mq:Q-2:open"]
     assert {e.protocol for e in envs} == {"amqp"}
     assert await queue_depth(rabbit, queue) == 0

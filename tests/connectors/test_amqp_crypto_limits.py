@@ -30,7 +30,7 @@ from connectors.context import ConnectorContext
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.settings import Settings
-from tests.support import envelopes, eventually, read_topic
+from tests.support import eventually, read_topic, topic_envelopes
 
 KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
 FIELDS = ["customerName", "contactPhone"]  # the partner's names, before the route's mapping
@@ -167,7 +167,7 @@ async def test_amqp_source_decrypts_declared_fields_and_dead_letters_what_does_n
     ])
     source = _source(rt)
     await eventually(lambda: _const(source.stats["acked"] + source.stats["rejected"] == 4))
-    envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.in.mq", expect=2))
+    envs = await topic_envelopes(settings, f"{settings.topic_prefix}.in.mq", expect=2)
     assert sorted((e.payload["external_order_id"], e.payload["customer"]["name"],
                    e.payload["customer"]["contact_phone"]) for e in envs) == [
         ("A-1", "温州某某公司", "13700000001"), ("A-2", "温州某某公司", "13700000002")]

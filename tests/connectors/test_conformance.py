@@ -45,7 +45,7 @@ from hub.order import idempotency_key
 from hub.settings import Settings
 from routes.dryrun import dry_run
 from tests.conftest import free_port
-from tests.support import envelopes, eventually, read_topic
+from tests.support import eventually, topic_envelopes
 
 PARTNER = "acme"
 
@@ -314,7 +314,7 @@ class Hub:
 
 
 async def inbound(settings: Settings, expect: int | None = 1, wait: float = 5.0) -> list[Any]:
-    return envelopes(await read_topic(settings, f"{settings.topic_prefix}.in.{PARTNER}", expect=expect, wait=wait))
+    return await topic_envelopes(settings, f"{settings.topic_prefix}.in.{PARTNER}", expect=expect, wait=wait)
 
 
 @pytest.fixture(params=CONNECTORS)

@@ -16,7 +16,7 @@ from flows.documents import CALLS, ORDERS, CallOutcome, CallRecord, OrderStatus,
 from hub.deadletter import Attempt, DeadLetter
 from hub.settings import AdminToken, Settings
 from tests.integration.test_dlq import seed
-from tests.support import envelopes, read_topic
+from tests.support import topic_envelopes
 
 pytestmark = pytest.mark.integration
 VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
@@ -128,7 +128,7 @@ async def test_operator_replays_and_discards_listings_are_masked(client: TestCli
                              headers=OPERATOR)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["result"] == "ok"
-    (env,) = envelopes(await read_topic(settings, a.source_topic, expect=1, wait=8))
+    (env,) = await topic_envelopes(settings, a.source_topic, expect=1, wait=8)
     assert env.payload["order"]["customer"]["contact_phone"] == "13999999999"
     assert env.headers["replay-count"] == "1"
 
@@ -159,7 +159,7 @@ async def test_bulk_replay_by_filter_with_dry_run(client: TestClient, settings: 
     done = await (await client.post("/admin/v1/dlq/replay", json={"filter": {"partner": "esop"}, "rate": 50},
                                     headers=OPERATOR)).json()
     assert (done["matched"], done["ok"]) == (3, 3)
-    out = envelopes(await read_topic(settings, f"{settings.topic_prefix}.out.esop", expect=3, wait=8))
+    out = await topic_envelopes(settings, f"{settings.topic_prefix}.out.esop", expect=3, wait=8)
     assert sorted(e.correlation_id for e in out) == ["ord-0", "ord-1", "ord-2"]
 
 
@@ -186,7 +186,7 @@ async def test_orders_show_retry_and_call_statistics(client: TestClient, setting
     retry = await client.post("/admin/v1/orders/ord-o/retry", json={}, headers=OPERATOR)
     assert retry.status == 200, await retry.text()
     assert (await retry.json())["dead_letter_id"] == letter.id
-    (env,) = envelopes(await read_topic(settings, letter.source_topic, expect=1, wait=8))
+    (env,) = await topic_envelopes(settings, letter.source_topic, expect=1, wait=8)
     assert env.correlation_id == "ord-o"
     assert (await client.post("/admin/v1/orders/ord-fine/retry", json={}, headers=OPERATOR)).status == 409
     assert (await client.post("/admin/v1/orders/nope/retry", json={}, headers=OPERATOR)).status == 404

@@ -30,7 +30,7 @@ from hub import topics
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.settings import Settings
-from tests.support import envelopes, read_topic
+from tests.support import topic_envelopes
 
 pytestmark = pytest.mark.integration
 KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
@@ -159,7 +159,7 @@ async def test_rest_intake_decrypts_declared_fields_before_validation(
                "X-Key-Id": "hub-2026a"}
     resp = await client.post("/api/v1/partners/esop/orders", json=order, headers=headers)
     assert resp.status == 202, await resp.text()
-    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
+    (env,) = await topic_envelopes(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1)
     assert env.payload["customer"] == {"name": "杭州某某科技有限公司", "contact_phone": "13800000000",
                                        "id_number": "110101199003077777"}
     clear = {**order, "external_order_id": "E-C2",

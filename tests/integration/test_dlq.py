@@ -21,7 +21,7 @@ from hub.deadletter import Attempt, DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.kafka import EnvelopeProducer
 from hub.settings import Settings
-from tests.support import envelopes, read_topic, records_before_marker
+from tests.support import records_before_marker, topic_envelopes
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ async def test_replay_sends_the_original_envelope_once_with_its_idempotency_key(
     result = await svc.replay_one(letter.id, who="test:alice")
     assert result.result == "ok" and result.replay_count == 1
 
-    out = envelopes(await read_topic(runtime.settings, letter.source_topic, expect=1, wait=8))
+    out = await topic_envelopes(runtime.settings, letter.source_topic, expect=1, wait=8)
     assert len(out) == 1  # only the replayed one; the other letter stays dead
     (env,) = out
     original = Envelope.model_validate(letter.envelope)
@@ -95,7 +95,7 @@ async def test_replay_with_patch_edits_payload_and_history_masks_the_value(runti
 
     result = await svc.replay_one(letter.id, who="test:bob", patch=patch, reason="phone fixed by CRM")
     assert result.result == "ok"
-    (env,) = envelopes(await read_topic(runtime.settings, letter.source_topic, expect=1, wait=8))
+    (env,) = await topic_envelopes(runtime.settings, letter.source_topic, expect=1, wait=8)
     assert env.payload["order"]["customer"]["contact_phone"] == "13912345678"
     assert env.idempotency_key == letter.envelope["idempotency_key"]  # type: ignore[index]
 
@@ -164,7 +164,7 @@ async def test_concurrent_bulk_replays_send_each_letter_exactly_once(runtime: Ru
     s1, s2 = service(runtime, chunk=7), service(runtime, chunk=11)
     r1, r2 = await asyncio.gather(s1.replay(ids, who="op1", rate=500), s2.replay(ids, who="op2"))
     assert r1.ok + r2.ok == 30 and r1.refused + r2.refused == 30
-    out = envelopes(await read_topic(runtime.settings, letters[0].source_topic, expect=30, wait=10))
+    out = await topic_envelopes(runtime.settings, letters[0].source_topic, expect=30, wait=10)
     assert sorted(e.correlation_id for e in out) == sorted(f"ord-{i}" for i in range(30))
 
 
@@ -188,7 +188,7 @@ async def test_force_resends_a_replayed_letter_with_the_same_key_and_counts_it(r
     assert (await svc.replay_one(letter.id, who="t")).result == "ok"
     again = await svc.replay_one(letter.id, who="t", force=True)
     assert again.result == "ok" and again.replay_count == 2
-    out = envelopes(await read_topic(runtime.settings, letter.source_topic, expect=2, wait=8))
+    out = await topic_envelopes(runtime.settings, letter.source_topic, expect=2, wait=8)
     assert [e.headers["replay-count"] for e in out] == ["1", "2"]
     assert len({e.idempotency_key for e in out}) == 1  # the partner side dedupes on this key
 
@@ -217,7 +217,7 @@ async def test_letters_of_a_dead_replay_are_pending_after_the_lease_and_never_se
 
     summary = await svc.replay([sent_before.id, never_sent.id, holding.id], who="t")
     assert (summary.ok, summary.refused) == (2, 1)  # the letter whose lease is held is not taken over
-    out = envelopes(await read_topic(runtime.settings, sent_before.source_topic, expect=2, wait=8))
+    out = await topic_envelopes(runtime.settings, sent_before.source_topic, expect=2, wait=8)
     assert sorted(e.headers["replay-of"] for e in out) == sorted([sent_before.id, never_sent.id])  # once each
     docs = {d["_id"]: d async for d in runtime.db["dead_letters"].find({})}
     assert [docs[x.id]["status"] for x in (sent_before, never_sent, holding)] == ["replayed", "replayed", "replaying"]

@@ -16,7 +16,7 @@ from app.web import build_web_app
 from hub import topics
 from hub.order import order_id_for
 from hub.settings import Settings
-from tests.support import envelopes, read_topic, records_before_marker
+from tests.support import envelopes, read_topic, records_before_marker, topic_envelopes
 
 ESOP_KEY = {"X-Api-Key": "dev-esop-key-0001"}
 URL = "/api/v1/partners/esop/orders"
@@ -90,7 +90,7 @@ async def test_group_orchestrator_has_its_own_endpoint_and_topic(client: TestCli
         headers={"X-Api-Key": "dev-group-key-0001"},
     )
     assert resp.status == 202
-    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "group"), expect=1))
+    (env,) = await topic_envelopes(settings, topics.inbound(settings.topic_prefix, "group"), expect=1)
     assert env.source == "group" and env.product == "5g_lan"
     # keys are per partner: ESOP's key does not open the group endpoint
     resp = await client.post("/api/v1/partners/group/orders", json=order("G-2"), headers=ESOP_KEY)

@@ -20,7 +20,7 @@ from hub.order import order_id_for
 from hub.settings import Settings
 from tests.integration.test_broker_down import own_broker  # noqa: F401  (fixture)
 from tests.integration.test_intake import ESOP_KEY, URL, order
-from tests.support import envelopes, read_topic, records_before_marker
+from tests.support import envelopes, read_topic, records_before_marker, topic_envelopes
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ async def test_a_claim_whose_holder_died_is_taken_over(client: TestClient, setti
     assert resp.headers.get("Hub-Duplicate") is None
     answer = await resp.json()
     assert answer["envelope_id"] != "never-produced"
-    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
+    (env,) = await topic_envelopes(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1)
     assert env.id == answer["envelope_id"]
     record = await runtime.db["intake_keys"].find_one({"_id": key})
     assert record["state"] == "accepted" and record["envelope"]["id"] == env.id

@@ -14,7 +14,7 @@ from app.runtime import Runtime
 from hub.envelope import Envelope
 from hub.kafka import ensure_topics
 from hub.settings import Settings
-from tests.support import envelopes, eventually, read_topic
+from tests.support import eventually, read_topic, topic_envelopes
 
 FAST = {"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000}  # quicker group join on the test broker
 
@@ -53,7 +53,7 @@ async def test_partner_topic_in_and_hub_topic_out_through_routes(settings: Setti
         finally:
             await producer.stop()
 
-        (env,) = envelopes(await read_topic(settings, f"{settings.topic_prefix}.in.grid", expect=1))
+        (env,) = await topic_envelopes(settings, f"{settings.topic_prefix}.in.grid", expect=1)
         assert env.payload == {"id": "G-1", "state": "ok"} and env.protocol == "kafka"
         assert env.correlation_id == "G-1" and env.idempotency_key.startswith(f"kafka:grid-in:{partner_in}:0:")
 

@@ -36,7 +36,7 @@ from routes.pipeline import RouteEmit
 from tests.integration.flow_harness import OPERATOR as HARNESS_OPERATOR
 from tests.integration.flow_harness import FlowEnv, running_flow_env
 from tests.integration.test_intake import ESOP_KEY, URL, order
-from tests.support import envelopes, eventually, read_topic
+from tests.support import eventually, read_topic, topic_envelopes
 
 pytestmark = pytest.mark.integration
 VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
@@ -72,7 +72,7 @@ async def seed(runtime: Runtime, ext: str, *, status: str = "in_flight", partner
 
 
 async def orders_topic(settings: Settings, expect: int | None = None, wait: float = 5.0) -> list[Envelope]:
-    return envelopes(await read_topic(settings, topics.orders(settings.topic_prefix), expect=expect, wait=wait))
+    return await topic_envelopes(settings, topics.orders(settings.topic_prefix), expect=expect, wait=wait)
 
 
 def assert_cancel(env: Envelope, oid: str, *, reason: str, by: str) -> None:

@@ -19,7 +19,7 @@ from flows.store import EVENTS
 from hub import topics
 from hub.settings import AdminToken, Settings
 from simulators.fieldapp import sample_fields
-from tests.support import envelopes, read_topic
+from tests.support import topic_envelopes
 
 pytestmark = pytest.mark.integration
 OPERATOR = {"Authorization": "Bearer operator-token-for-tests-01"}
@@ -88,7 +88,7 @@ async def test_a_callback_for_an_order_not_waiting_for_that_partner_is_403(clien
     ok = await client.post("/api/v1/partners/resource/callbacks", headers=RESOURCE,
                            json={"order_id": "ord-res", "callback_ref": "ord-res:3:call", "status": "ok"})
     assert ok.status == 202, await ok.text()
-    (env,) = envelopes(await read_topic(settings, topics.orders(settings.topic_prefix), expect=1))
+    (env,) = await topic_envelopes(settings, topics.orders(settings.topic_prefix), expect=1)
     assert (env.type, env.source, env.correlation_id) == ("callback", "resource", "ord-res")
 
 
@@ -105,7 +105,7 @@ async def test_a_submission_records_the_token_identity_not_the_body(client: Test
     resp = await client.post("/api/v1/orders/ord-who/stages/verification/submit", headers=OPERATOR,
                              json={"data": verification_data(rt(client)), "submitted_by": "admin:ceo"})
     assert resp.status == 202, await resp.text()
-    (env,) = envelopes(await read_topic(settings, topics.orders(settings.topic_prefix), expect=1))
+    (env,) = await topic_envelopes(settings, topics.orders(settings.topic_prefix), expect=1)
     assert env.payload["submitted_by"] == "operator:otto" and env.payload["on_behalf_of"] == "admin:ceo"
 
 

@@ -23,7 +23,7 @@ from connectors.sftp.sink import SftpSink, UnsafePath, render_path
 from hub.envelope import Envelope
 from hub.intake import unconsumed
 from hub.settings import Settings
-from tests.support import envelopes, eventually, read_topic, records_before_marker
+from tests.support import envelopes, eventually, read_topic, records_before_marker, topic_envelopes
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ async def test_work_order_route_validates_every_record_before_emitting_any(
         await eventually(lambda: processed(drop, "ORD_2.csv"), timeout=15)
         reason = (drop["local"] / "failed" / "ORD_1.csv.reason.txt").read_text()
         assert "line 3" in reason and "unknown code '99'" in reason
-        (env,) = envelopes(await read_topic(settings, f"{settings.topic_prefix}.in.boss", expect=1))
+        (env,) = await topic_envelopes(settings, f"{settings.topic_prefix}.in.boss", expect=1)
         assert env.idempotency_key == "order:boss:B-1:open" and env.type == "order.received"
         assert env.payload["addresses"][0]["city"] == "杭州" and env.payload["bandwidth_mbps"] == 100
         # journaled for recovery: a broker wiped before the engine consumed it would not lose the order
@@ -253,7 +253,7 @@ async def test_done_file_mode_waits_for_the_done_file(
         (drop["local"] / "REPORT_1.csv.ok").write_text("")
         await eventually(lambda: processed(drop, "REPORT_1.csv"), timeout=15)
         assert not (drop["local"] / "REPORT_1.csv.ok").exists()
-        (env,) = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=1))
+        (env,) = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=1)
         assert env.payload == {"机房": "杭州", "利用率": "0.7"}
         assert source.stats["processed"] == 1 and source.stats["failed"] == 0
     finally:

@@ -28,7 +28,7 @@ from hub.settings import Settings
 from tests import filecrypto_partner as partner
 from tests.integration.test_sftp import drop, server, sftp_batch, sftp_route, start_hub  # noqa: F401
 from tests.integration.test_sftp_uploads import exists, source_of, writer
-from tests.support import envelopes, eventually, read_topic, records_before_marker
+from tests.support import eventually, read_topic, records_before_marker, topic_envelopes
 
 KEYS = partner.KEYS
 OUR_PUB = KEYS / "test-hub-2026b.pub.pem"
@@ -53,7 +53,7 @@ async def test_a_partner_encrypted_file_dropped_with_sftp_reaches_kafka_in_clear
         src.write_bytes(partner.encrypt(CSV, OUR_PUB, "hub-2026b", chunk=1024))  # ~12 chunks
         sftp_batch(server, f"put {src} {drop['server_path']}/orders.csv\n")
         await eventually(lambda: exists(drop["local"] / "processed" / "orders.csv"), timeout=15)
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=300))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=300)
         assert len(envs) == 300
         assert envs[0].payload == {"客户名称": "杭州客户0", "联系电话": "13800130000", "带宽": "0"}
         source = source_of(rt)
@@ -107,7 +107,7 @@ async def test_an_encrypted_upload_taken_too_early_fails_then_is_read_once_compl
             assert "not authentic" in reason, reason
             await fh.write(enc[len(enc) // 2:])
         await eventually(lambda: exists(drop["local"] / "processed" / "slow.csv"), timeout=15)
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=300))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=300)
         assert len(envs) == 300 and source_of(rt).stats["processed"] == 1
     finally:
         await rt.stop()
@@ -151,7 +151,7 @@ async def test_a_file_over_the_size_limit_is_rejected_unread_with_size_and_limit
         letter = await eventually(lambda: rt.db["dead_letters"].find_one(  # type: ignore[index]  # checked above
             {"origin.file": "big.csv"}))
         assert "limit 1000" in letter["error"]
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", wait=1.0))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", wait=1.0)
         assert {e.headers["file"] for e in envs} == {"small.csv"}
     finally:
         await rt.stop()

@@ -24,7 +24,7 @@ from app.runtime import Runtime
 from connectors.sftp.source import EMPTY_SHA256, SftpSource, claim_name
 from hub.settings import Settings
 from tests.integration.test_sftp import drop, server, sftp_batch, sftp_route, start_hub  # noqa: F401
-from tests.support import envelopes, eventually, read_topic
+from tests.support import eventually, read_topic, topic_envelopes
 
 HEADER = "客户名称,城市,带宽\n".encode("gbk")
 
@@ -78,7 +78,7 @@ async def test_slow_client_that_stalls_mid_file_is_read_only_once_complete(
             await trickle(fh, body[300:], chunk=61, pause=0.5)
             assert await exists(drop["local"] / "slow.csv"), "taken while the client was still writing"
         await eventually(lambda: exists(drop["local"] / "processed" / "slow.csv"), timeout=20)
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=40))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=40)
         assert sorted(int(e.payload["带宽"]) for e in envs) == list(range(40))
         assert source_of(rt).stats["processed"] == 1
     finally:
@@ -100,7 +100,7 @@ async def test_upload_stalled_mid_record_is_not_taken_cut_short(
             assert await exists(drop["local"] / "cut.csv"), "taken while cut in the middle of a record"
             await fh.write("23\n".encode("gbk"))
         await eventually(lambda: exists(drop["local"] / "processed" / "cut.csv"), timeout=15)
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=2))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=2)
         assert [e.payload["带宽"] for e in envs] == ["100", "123"]
         # a partner that never writes a final newline still gets its file read, just later
         (drop["local"] / "nonl.csv").write_bytes(HEADER + "客户2,杭州,7".encode("gbk"))
@@ -121,7 +121,7 @@ async def test_stalled_empty_upload_is_left_and_never_recorded_as_processed(
             assert await exists(drop["local"] / "stall.csv")
             await fh.write(HEADER + rows(5))
         await eventually(lambda: exists(drop["local"] / "processed" / "stall.csv"), timeout=15)
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=5))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=5)
         assert len(envs) == 5
         # an empty file dropped later is no "duplicate" of anything, and no checksum of nothing is kept
         empty = drop["tmp"] / "empty.csv"
@@ -166,7 +166,7 @@ async def test_file_still_written_after_the_claim_is_put_back_and_read_again(
             await fh.write(rows(extra, start=n))                                  # … and we carry on
         await eventually(lambda: exists(drop["local"] / "processed" / "late.csv"), timeout=30)
         assert (drop["local"] / "processed" / "late.csv").stat().st_size == len(HEADER + rows(n + extra))
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", wait=6.0))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", wait=6.0)
         by_key: dict[str, set[str]] = {}
         for e in envs:
             by_key.setdefault(e.idempotency_key, set()).add(e.payload["带宽"])
@@ -189,7 +189,7 @@ async def test_writer_that_resumes_after_the_file_was_processed_gets_it_read_aga
             await eventually(lambda: exists(drop["local"] / "processed" / "stall.csv"), timeout=10)
             await fh.write(rows(5, start=5))                     # the stalled client carries on
         await eventually(lambda: asyncio.sleep(0, source.stats["processed"] == 2), timeout=15)
-        envs = envelopes(await read_topic(settings, f"{settings.topic_prefix}.reports.boss", expect=15))
+        envs = await topic_envelopes(settings, f"{settings.topic_prefix}.reports.boss", expect=15)
         by_key: dict[str, set[str]] = {}
         for e in envs:
             by_key.setdefault(e.idempotency_key, set()).add(e.payload["带宽"])

@@ -30,7 +30,7 @@ from hub import topics
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.settings import Settings
-from tests.support import envelopes, read_topic
+from tests.support import read_topic, topic_envelopes
 
 pytestmark = pytest.mark.integration
 KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
@@ -131,7 +131,7 @@ async def test_soap_intake_decrypts_declared_fields_before_the_xsd_validates(
     resp = await client.post(URL, data=_envelope(sealed, header),
                              headers={"Content-Type": "text/xml", **API_KEY, **carried_http})
     assert resp.status == 200, await resp.text()
-    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
+    (env,) = await topic_envelopes(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1)
     assert env.payload["customer"] == {"name": "宁波某某贸易公司", "contact_phone": "13900000001"}
     assert env.payload["bandwidth_mbps"] == 300
     assert not any(h.lower() in ("x-encrypted-key", "encryptedkey") for h in env.headers)

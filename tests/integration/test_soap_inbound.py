@@ -19,7 +19,7 @@ from hub import topics
 from hub.order import order_id_for
 from hub.settings import Settings
 from tests.conftest import free_port
-from tests.support import envelopes, read_topic
+from tests.support import read_topic, topic_envelopes
 
 URL = "/soap/esop"
 USER, PASSWORD = "esop", "dev-esop-soap-pass"
@@ -64,7 +64,7 @@ async def test_zeep_client_reads_the_wsdl_and_a_work_order_lands_on_kafka(client
     assert answer.resultCode == "0" and answer.duplicate is False
     assert answer.orderId == order_id_for("esop", "S-1001", "open")
 
-    (env,) = envelopes(await read_topic(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1))
+    (env,) = await topic_envelopes(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1)
     assert (env.protocol, env.type, env.scenario, env.product) == ("soap", "order.received", "open", "internet_line")
     assert env.id == answer.envelopeId
     assert env.payload["addresses"] == [{"role": "install", "city": "宁波", "detail": "中山路8号"}]
@@ -121,7 +121,7 @@ async def test_withdraw_and_status_query_use_the_order_store(client: TestClient,
 
     withdrawn = await call(zc, "withdrawOrder", orderNo="S-4001", reason="customer cancelled")
     assert withdrawn.resultCode == "0" and withdrawn.orderId == oid and oid in withdrawn.resultDesc
-    (env,) = envelopes(await read_topic(settings, topics.orders(settings.topic_prefix), expect=1))
+    (env,) = await topic_envelopes(settings, topics.orders(settings.topic_prefix), expect=1)
     assert (env.type, env.correlation_id, env.idempotency_key) == ("order.cancel", oid, f"cancel:{oid}")
     assert env.payload == {"reason": "customer cancelled", "by": "esop"} and env.protocol == "soap"
     assert env.id == withdrawn.envelopeId
