@@ -16,6 +16,7 @@ import pytest
 
 from app.infra.ephemeral import ephemeral_infra, free_port
 from hub.settings import Settings
+from tests import crashlog
 from tests.loopcheck import LoopMonitor
 
 __all__ = ["free_port"]
@@ -27,6 +28,22 @@ TIERS = {"unit": "unit", "integration": "integration", "connectors": "connectors
 
 #: Fixtures that start the session's servers; a unit test may not request them, even indirectly.
 SERVER_FIXTURES = frozenset({"infra_settings", "rabbit_server"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    crashlog.configure(config)  # why a worker died, when one does (tests/crashlog.py)
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    crashlog.test_started(nodeid)
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    crashlog.test_ended(nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    crashlog.report(terminalreporter)
 
 
 def tier_of(path: Path) -> str | None:
