@@ -24,6 +24,7 @@ CLI_MODULES = (
     "app.cli.dlq",
     "app.cli.orders",
     "app.cli.calls",
+    "app.cli.jobs",
 )
 ROUTE_MODULES = (
     "connectors.rest.source",
@@ -36,6 +37,7 @@ AGENT_MODULES = (
     "app.router",
     "flows.agents",
     "app.delivery",
+    "app.jobs.agent",  # issue 16: the job scheduler (app/jobs)
 )
 
 ADMISSION_MODULES = ("flows.admission",)
