@@ -32,11 +32,13 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
+    "flows.tasks.intake",  # P36.1 wireless task batches (REST)
 )
 AGENT_MODULES = (
     "app.router",
     "flows.agents",
     "app.delivery",
+    "flows.tasks.intake",  # P36.1 wireless task file drop + pipeline
     "app.jobs.agent",  # issue 16: the job scheduler (app/jobs)
 )
 

@@ -1,0 +1,271 @@
+"""The bulk path of wireless parameter tasks (P36.1 push, P36.2 watch): batches, chunks, pushes.
+
+One ``task_batches`` document per batch (an ARAN file or a REST batch) with its counters, and one
+``task_chunks`` document per ``chunk_size`` tasks, which is what is written (one insert), pushed (one
+NMS call) and judged (one alarm query) — about six MongoDB operations per 500 tasks instead of a
+dozen per order on the per-order engine (docs/network-tasks.md has the figures). A chunk's life:
+
+    pending ──push──▶ watching ──(watch_s later) alarm query + P36.2 judgement──▶ done
+       └─ NMS refused it, or unreachable max_attempts times ──▶ failed
+
+Durable at each arrow: a chunk is in MongoDB before ``add`` returns (so the SFTP file may be moved to
+processed/, the REST batch answered 202); a restart pushes ``pending`` chunks again (the chunk id is
+the NMS's idempotency key) and the watcher finds ``watching`` chunks by ``watch_at``. The in-memory
+queue is bounded: a file is read no faster than the NMS takes it, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from flows.tasks.anomaly import judge
+from flows.tasks.model import TASKS, WirelessTaskSettings
+from flows.tasks.nms import NmsClient
+from hub.db import declare_indexes
+from hub.errors import PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+BATCHES = "task_batches"
+CHUNKS = "task_chunks"
+declare_indexes(CHUNKS, IndexModel([("status", ASCENDING), ("watch_at", ASCENDING)], name="by_status_watch"),
+                IndexModel([("batch", ASCENDING)], name="by_batch"))
+declare_indexes(BATCHES, IndexModel([("created_at", ASCENDING)], name="by_created"))
+BACKOFF_MAX_S = 30.0
+
+
+class TaskPipeline:
+    """Takes batches of tasks in and pushes them out; one per process (``start`` / ``stop``)."""
+
+    def __init__(self, db: Any, nms: NmsClient, settings: WirelessTaskSettings, *, max_attempts: int = 5,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.nms = nms
+        self.settings = settings
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=settings.window * 4)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queued: set[str] = set()
+        self.idle = asyncio.Event()
+        self._watching = 0  # chunks pushed and not judged yet: the watch loop sleeps while there are none
+        self._wake = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks = [asyncio.create_task(self._worker(), name=f"wireless-push-{i}")
+                       for i in range(self.settings.window)]
+        self._tasks.append(asyncio.create_task(self._watch_loop(), name="wireless-watch"))
+        self._tasks.append(asyncio.create_task(self._recover(), name="wireless-recover"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.nms.close()
+
+    # --- intake ------------------------------------------------------------------------------------
+    async def open_batch(self, batch_id: str, source: str, **info: Any) -> bool:
+        """Create the batch document; False when it exists (a batch sent again, a file read again)."""
+        now = self.clock()
+        doc = {"_id": batch_id, "source": source, "account": self.settings.account, "status": "running",
+               "closed": False, "received": 0, "ok": 0, "failed": 0, "anomalies": 0, "chunks": 0,
+               "chunks_done": 0, "created_at": now, "updated_at": now, **info}
+        try:
+            await self.db[BATCHES].insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def add(self, batch_id: str, tasks: list[dict[str, str]], first: int) -> int:
+        """Store ``tasks`` (the batch's tasks from position ``first``) as chunks and queue them; returns
+        how many were new. Chunk ids come from the position, so the same tasks sent again add nothing."""
+        size = self.settings.chunk_size
+        chunks: list[dict[str, Any]] = [
+            {"_id": f"{batch_id}:{first + i:09d}", "batch": batch_id, "status": "pending", "attempts": 0,
+             "tasks": tasks[i:i + size], "ok": 0, "failed": [], "anomalies": []}
+            for i in range(0, len(tasks), size)]
+        if not chunks:
+            return 0
+        new = chunks
+        try:
+            await self.db[CHUNKS].insert_many(chunks, ordered=False)
+        except BulkWriteError as exc:
+            dup = {chunks[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            if len(dup) != len(exc.details.get("writeErrors", [])):
+                raise RetryableError(f"task chunks not stored: {exc.details.get('writeErrors', [])[:1]}") from exc
+            new = [c for c in chunks if c["_id"] not in dup]
+        count = sum(len(c["tasks"]) for c in new)
+        if new:
+            await self.db[BATCHES].update_one({"_id": batch_id}, {
+                "$inc": {"received": count, "chunks": len(new)}, "$set": {"updated_at": self.clock()}})
+            TASKS.labels("received").inc(count)
+        for chunk in new:
+            await self._enqueue(chunk)
+        return count
+
+    async def close_batch(self, batch_id: str) -> None:
+        """No more tasks will come for this batch: it completes when its last chunk is done."""
+        doc = await self.db[BATCHES].find_one_and_update(
+            {"_id": batch_id}, {"$set": {"closed": True, "updated_at": self.clock()}},
+            return_document=ReturnDocument.AFTER)
+        await self._maybe_complete(doc)
+
+    async def _enqueue(self, chunk: dict[str, Any]) -> None:
+        if chunk["_id"] in self._queued:
+            return
+        self._queued.add(chunk["_id"])
+        self.idle.clear()
+        await self.queue.put(chunk)
+
+    # --- push ----------------------------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            chunk = await self.queue.get()
+            try:
+                await self._push(chunk)
+            except Exception:  # a MongoDB hiccup: the chunk stays pending, the recovery pass takes it again
+                log.exception("wireless chunk %s: push not recorded", chunk["_id"])
+            finally:
+                self._queued.discard(chunk["_id"])
+                self.queue.task_done()
+                if self.queue.empty() and not self._queued:
+                    self.idle.set()
+
+    async def _push(self, chunk: dict[str, Any]) -> None:
+        attempts = int(chunk.get("attempts", 0))
+        delay = 0.5
+        while True:
+            attempts += 1
+            try:
+                answer = await self.nms.push(chunk["batch"], chunk["_id"], chunk["tasks"])
+                break
+            except RetryableError as exc:
+                if attempts >= self.max_attempts:
+                    await self._give_up(chunk, f"{exc} (after {attempts} attempts)", attempts)
+                    return
+                log.warning("wireless chunk %s: %s; retrying in %.1f s", chunk["_id"], exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+            except PermanentError as exc:
+                await self._give_up(chunk, str(exc), attempts)
+                return
+        failed = [{"task_id": str(f.get("taskId", "")), "code": str(f.get("code", "")),
+                   "message": str(f.get("message", ""))} for f in answer.get("failed") or () if isinstance(f, dict)]
+        ok = len(chunk["tasks"]) - len(failed)
+        now = self.clock()
+        await self.db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {
+            "status": "watching", "attempts": attempts, "ok": ok, "failed": failed, "pushed_at": now,
+            "watch_at": now + self.settings.anomaly.watch_s}})
+        await self.db[BATCHES].update_one({"_id": chunk["batch"]}, {
+            "$inc": {"ok": ok, "failed": len(failed)}, "$set": {"updated_at": now}})
+        TASKS.labels("ok").inc(ok)
+        TASKS.labels("failed").inc(len(failed))
+        self._watching += 1
+        self._wake.set()
+
+    async def _give_up(self, chunk: dict[str, Any], error: str, attempts: int) -> None:
+        log.error("wireless chunk %s: %d tasks not pushed: %s", chunk["_id"], len(chunk["tasks"]), error)
+        failed = [{"task_id": t["task_id"], "code": "not_pushed", "message": error} for t in chunk["tasks"]]
+        await self.db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {
+            "status": "failed", "attempts": attempts, "error": error, "failed": failed}})
+        doc = await self.db[BATCHES].find_one_and_update({"_id": chunk["batch"]}, {
+            "$inc": {"failed": len(failed), "chunks_done": 1}, "$set": {"updated_at": self.clock()}},
+            return_document=ReturnDocument.AFTER)
+        TASKS.labels("failed").inc(len(failed))
+        await self._maybe_complete(doc)
+
+    # --- P36.2 watch -----------------------------------------------------------------------------------
+    async def _watch_loop(self) -> None:
+        """Look for due chunks every ``poll_s`` while some are being watched; idle (no query) otherwise."""
+        while True:
+            if self._watching <= 0:
+                self._watching = 0
+                self._wake.clear()
+                await self._wake.wait()
+            try:
+                busy = await self.watch_due()
+            except Exception:
+                log.exception("wireless alarm watch failed; trying again")
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.anomaly.poll_s)
+                self._wake.clear()
+
+    async def watch_due(self) -> bool:
+        """Judge the chunks whose watch time has come; True when there were some (look again now)."""
+        due = await self.db[CHUNKS].find(
+            {"status": "watching", "watch_at": {"$lte": self.clock()}}, {"tasks": 1, "batch": 1},
+        ).sort("watch_at", ASCENDING).limit(self.settings.window * 4).to_list(None)
+        if not due:
+            return False
+        await asyncio.gather(*(self._judge(chunk) for chunk in due))
+        return True
+
+    async def _judge(self, chunk: dict[str, Any]) -> None:
+        tasks = chunk["tasks"]
+        cells = sorted({t["cell"] for t in tasks})
+        try:
+            alarms = await self.nms.alarms(chunk["_id"], cells)
+        except (RetryableError, PermanentError) as exc:
+            log.warning("wireless chunk %s: alarm query failed (%s); asked again next pass", chunk["_id"], exc)
+            return
+        anomalies = judge(self.settings.anomaly.rules, tasks, alarms)
+        done = await self.db[CHUNKS].update_one({"_id": chunk["_id"], "status": "watching"}, {"$set": {
+            "status": "done", "anomalies": anomalies, "judged_at": self.clock()}})
+        self._watching -= 1
+        if done.modified_count == 0:  # another worker judged it first
+            return
+        doc = await self.db[BATCHES].find_one_and_update({"_id": chunk["batch"]}, {
+            "$inc": {"anomalies": len(anomalies), "chunks_done": 1}, "$set": {"updated_at": self.clock()}},
+            return_document=ReturnDocument.AFTER)
+        TASKS.labels("anomaly").inc(len(anomalies))
+        for a in anomalies:
+            log.warning("wireless task %s (order %s, %s) on cell %s: alarm %s, service affecting %s → %s",
+                        a["task_id"], a["order_no"], a["order_type"], a["cell"], a["alarm"],
+                        a["service_affecting"], a["verdict"])
+        await self._maybe_complete(doc)
+
+    async def _maybe_complete(self, doc: dict[str, Any] | None) -> None:
+        if doc and doc.get("closed") and doc["chunks_done"] >= doc["chunks"] and doc["status"] == "running":
+            await self.db[BATCHES].update_one({"_id": doc["_id"], "status": "running"}, {"$set": {
+                "status": "completed", "finished_at": self.clock()}})
+            log.info("wireless batch %s completed: %d tasks, %d ok, %d failed, %d anomalies", doc["_id"],
+                     doc["received"], doc["ok"], doc["failed"], doc["anomalies"])
+
+    # --- recovery ---------------------------------------------------------------------------------------
+    async def _recover(self) -> None:
+        """At start: chunks a previous run stored but did not push, and those it pushed but did not judge."""
+        self._watching += await self.db[CHUNKS].count_documents({"status": "watching"})
+        if self._watching:
+            self._wake.set()
+        async for chunk in self.db[CHUNKS].find({"status": "pending"}):
+            await self._enqueue(chunk)
+
+    # --- queries --------------------------------------------------------------------------------------
+    async def batch(self, batch_id: str, *, details: bool = False) -> dict[str, Any] | None:
+        doc: dict[str, Any] | None = await self.db[BATCHES].find_one({"_id": batch_id})
+        if doc is None or not details:
+            return doc
+        failed: list[dict[str, Any]] = []
+        anomalies: list[dict[str, Any]] = []
+        async for chunk in self.db[CHUNKS].find({"batch": batch_id, "$or": [
+                {"failed.0": {"$exists": True}}, {"anomalies.0": {"$exists": True}}]},
+                {"failed": 1, "anomalies": 1}):
+            failed += chunk.get("failed") or []
+            anomalies += chunk.get("anomalies") or []
+        return {**doc, "failed_tasks": failed[:1000], "anomaly_list": anomalies[:1000]}
