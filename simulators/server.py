@@ -3,13 +3,9 @@
 =====================  ==============================================================
 ``/esop/soap``         ESOP webservice (SOAP 1.1, the shipped ``config/wsdl/esop.wsdl``):
                        ``notifyOrderResult``, ``reportProgress``; ``?wsdl`` serves the WSDL
-``/group/api/…``       一编: ``stage-report``, ``notifyOrderResult5GSlice`` (HTTP 201)
-``/resource/api/…``    资管: ``design`` (async reply by callback), ``entry``, ``config``,
-                       ``allocation``, ``config-plan``, ``archive`` (``code:"0"``)
-``/ip_workbench/…``    IP workbench ``activation`` (result by callback)
-``/core_workbench/…``  core-network workbench ``createLanBusinessUpfConfig``
-``/transmission_workbench/…``  transmission workbench ``circuit-config`` (SPN/PTN circuits)
-``/construction/…``    construction platform ``construction-order`` (reply by callback)
+``/<partner>/…``       every REST partner declared in ``simulators/partners/<partner>.yaml``
+                       (simulators/spec.py, simulators/rest.py): 一编, 资管, the IP / core /
+                       transmission workbenches, the construction platform, and what the catalogues add
 ``/_control/{p}``      POST ``{"mode": …, "delay_s": …}``; ``/_calls`` GET counts and ``duplicates``
                        (keys a partner accepted more than once); ``/_reset``
 =====================  ==============================================================
@@ -17,11 +13,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import json
 import logging
-import uuid
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,53 +27,18 @@ from aiohttp import web
 from lxml import etree
 from pydantic import ValidationError
 
-from simulators.state import Answer, Control, SimulatorState
+from simulators.rest import STATE, RestPartners, gate, remember, replay
+from simulators.spec import SIM_DIR, load_sims
+from simulators.state import Control, SimulatorState
 
 log = logging.getLogger(__name__)
-STATE: web.AppKey[SimulatorState] = web.AppKey("sim_state", SimulatorState)
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
 
-# REST partners: partner → {path segment: (operation, async callback?)}
-REST_ROUTES: dict[str, dict[str, tuple[str, bool]]] = {
-    "group": {"stage-report": ("progress_report", False), "notifyOrderResult5GSlice": ("close_report", False)},
-    "resource": {"design": ("design_request", True), "entry": ("resource_entry", False),
-                 "config": ("resource_config", False), "allocation": ("resource_allocation", False),
-                 "config-plan": ("config_plan", False), "archive": ("archive", False)},
-    "ip_workbench": {"activation": ("activation", True)},
-    "core_workbench": {"createLanBusinessUpfConfig": ("upf_config", False)},
-    "transmission_workbench": {"circuit-config": ("circuit_config", False)},
-    "construction": {"construction-order": ("construction_order", True)},
-}
-
-
-def _drop(request: web.Request) -> web.Response:
-    """Partner 'down': the connection is cut without an answer."""
-    if request.transport is not None:
-        request.transport.close()
-    raise ConnectionResetError("simulated partner down")
-
-
-def _replay(answer: Answer) -> web.Response:
-    return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
-                        charset=answer.charset)
-
-
-def _accepted(state: SimulatorState, partner: str, key: str | None, resp: web.Response) -> web.Response:
-    """Remember the answer to a key accepted for the first time (a repeat gets it again)."""
-    body = resp.body
-    state.accept(partner, key, Answer(resp.status, body if isinstance(body, bytes) else b"", resp.content_type,
-                                      resp.charset))
-    return resp
-
-
-async def _gate(state: SimulatorState, partner: str, request: web.Request) -> Control:
-    ctl = state.partner(partner).control
-    if ctl.mode == "down":
-        _drop(request)
-    if ctl.mode == "slow":
-        await asyncio.sleep(ctl.delay_s)
-    return ctl
+#: the REST partners declared in simulators/partners/*.yaml (loaded at import: a bad file fails the start)
+REST = RestPartners(load_sims(SIM_DIR))
+#: partner → {path segment: (operation, answered later?)}: the declared operations, as before the files
+REST_ROUTES: dict[str, dict[str, tuple[str, bool]]] = REST.routes()
 
 
 # --- ESOP (SOAP) -----------------------------------------------------------------------------
@@ -92,7 +53,7 @@ class Esop:
 
     async def handle(self, request: web.Request) -> web.Response:
         state = request.app[STATE]
-        ctl = await _gate(state, "esop", request)
+        ctl = await gate(state, "esop", request)
         try:
             envelope = etree.fromstring(await request.read(), parser=_PARSER)
             body = envelope.find(f"{{{SOAP_NS}}}Body")
@@ -107,7 +68,7 @@ class Esop:
         first = state.repeated("esop", key)
         if first is not None:  # already accepted: the first answer, no second effect
             state.record("esop", name, key, data, "duplicate")
-            return _replay(first)
+            return replay(first)
         if ctl.mode == "http_error":
             state.record("esop", name, key, data, "fault")
             return self._fault("Server", "simulated ESOP failure")
@@ -119,7 +80,7 @@ class Esop:
             out = op.output.serialize(checkResult=1, parameterValue="success")
         resp = web.Response(body=etree.tostring(out.content, xml_declaration=True, encoding="utf-8"),
                             content_type="text/xml", charset="utf-8")
-        return _accepted(state, "esop", key, resp) if ctl.mode != "error" else resp
+        return remember(state, "esop", key, resp) if ctl.mode != "error" else resp
 
     @staticmethod
     def _fault(code: str, text: str) -> web.Response:
@@ -127,59 +88,6 @@ class Esop:
                f"<soap-env:Fault><faultcode>soap-env:{code}</faultcode><faultstring>{text}</faultstring>"
                "</soap-env:Fault></soap-env:Body></soap-env:Envelope>")
         return web.Response(status=500, body=xml.encode(), content_type="text/xml", charset="utf-8")
-
-
-# --- REST partners -----------------------------------------------------------------------------
-def _result_for(operation: str, request: dict[str, Any]) -> dict[str, Any]:
-    """What the partner's reply carries (design scheme, construction data, activation result…)."""
-    ref = uuid.uuid4().hex[:8]
-    if operation == "design_request":
-        return {"design_id": f"D-{ref}", "scheme": "PON access, OLT-HZ-01 port 3/1", "needs_construction": True}
-    if operation == "construction_order":
-        return {"manager": "王工", "phone": "13800000000", "status": "completed", "start_date": "2026-01-01",
-                "end_date": "2026-01-03", "cost": 1200}
-    if operation == "activation":
-        return {"config_result": "success", "ne": "PE-HZ-01", "vlan": 1001}
-    return {"ref": f"R-{ref}"}
-
-
-async def rest_partner(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    partner, segment = request.match_info["partner"], request.match_info["op"]
-    route = REST_ROUTES.get(partner, {}).get(segment)
-    if route is None:
-        return web.json_response({"code": "404", "msg": f"no operation {segment}"}, status=404)
-    operation, is_async = route
-    ctl = await _gate(state, partner, request)
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return web.json_response({"code": "400", "msg": "invalid JSON"}, status=400)
-    key = request.headers.get("Idempotency-Key")
-    first = state.repeated(partner, key)
-    if first is not None:  # already accepted: the first answer, no second callback
-        state.record(partner, operation, key, body, "duplicate")
-        return _replay(first)
-    if ctl.mode == "http_error":
-        state.record(partner, operation, key, body, "http_error")
-        return web.json_response({"code": "500", "msg": "simulated server error"}, status=500)
-    if ctl.mode == "error":
-        state.record(partner, operation, key, body, "rejected")
-        if partner == "group":
-            return web.json_response({"parameterValue": "一编模拟失败: simulated rejection"}, status=400)
-        field = "message" if partner.endswith("workbench") else "msg"
-        return web.json_response({"code": "1", field: f"{partner} 模拟失败: simulated rejection"})
-    state.record(partner, operation, key, body, "ok")
-    result = _result_for(operation, body if isinstance(body, dict) else {})
-    if is_async and isinstance(body, dict):
-        state.schedule_callback(partner, body, operation, result)
-    if partner == "group":
-        return _accepted(state, partner, key, web.json_response({"parameterValue": "accepted"}, status=201))
-    answer: dict[str, Any] = {"code": 0 if partner == "core_workbench" else "0", "msg": "accepted",
-                              "message": "accepted"}
-    if not is_async:
-        answer.update(result)
-    return _accepted(state, partner, key, web.json_response(answer))
 
 
 # --- control ---------------------------------------------------------------------------------
@@ -208,27 +116,41 @@ async def reset(request: web.Request) -> web.Response:
 
 
 def callback_keys(config_dir: Path) -> dict[str, tuple[str, str]]:
-    """The key each simulated partner presents on its callbacks (from the partners' config)."""
+    """The key each simulated partner presents on its callbacks (from the partners' config).
+
+    Cached by the partner files' stats and the HUB_* environment: parsing the two dozen partner files
+    costs ~200 ms of CPU, which a test building the app on its event loop must not pay each time."""
+    files = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((config_dir / "partners").glob("*")))
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("HUB_")))
+    return dict(_callback_keys(config_dir, files, env))
+
+
+@functools.lru_cache(maxsize=8)
+def _callback_keys(config_dir: Path, files: tuple[Any, ...],
+                   env: tuple[Any, ...]) -> tuple[tuple[str, tuple[str, str]], ...]:
     from hub.partners import load_partners
 
-    keys: dict[str, tuple[str, str]] = {}
+    keys: list[tuple[str, tuple[str, str]]] = []
     for name, p in load_partners(config_dir).items():
         auth = p.outbound.callback_auth if p.outbound else None
         if auth is not None:
-            keys[name] = (auth.header, auth.keys[0].get_secret_value())
-    return keys
+            keys.append((name, (auth.header, auth.keys[0].get_secret_value())))
+    return tuple(keys)
 
 
-def build_app(config_dir: Path, state: SimulatorState | None = None) -> web.Application:
+def build_app(config_dir: Path, state: SimulatorState | None = None,
+              rest: RestPartners | None = None) -> web.Application:
+    """The simulator server: ESOP's SOAP service, every partner of ``rest`` (default: the files in
+    simulators/partners/), the control endpoints."""
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app[STATE] = state or SimulatorState(callback_keys(config_dir))
     esop = Esop(config_dir / "wsdl" / "esop.wsdl")
     app.router.add_get("/esop/soap", esop.wsdl)
     app.router.add_post("/esop/soap", esop.handle)
-    app.router.add_post(r"/{partner:[a-z_]+}/api/{op}", rest_partner)
     app.router.add_post("/_control/{partner}", control)
     app.router.add_get("/_calls", calls)
     app.router.add_post("/_reset", reset)
+    app.router.add_post(r"/{partner:[a-z][a-z0-9_]*}/{tail:.+}", (rest or REST).handle)
 
     async def close(app: web.Application) -> None:
         await app[STATE].close()

@@ -59,6 +59,16 @@ class PartnerState:
     calls: list[Received] = field(default_factory=list)
 
 
+@dataclass
+class Job:
+    """A request accepted in poll mode: its result, handed out after ``processing`` 'not yet' answers."""
+
+    operation: str
+    result: dict[str, Any]
+    processing: int
+    queries: int = 0
+
+
 class SimulatorState:
     """One per simulator server. ``callback_keys``: partner → API key it presents to the hub."""
 
@@ -71,6 +81,7 @@ class SimulatorState:
         self.callbacks_failed = 0
         self.answers: dict[tuple[str, str], Answer] = {}  # (partner, key) → first accepted answer
         self.accepted: dict[tuple[str, str], int] = {}  # (partner, key) → requests since it was accepted
+        self.jobs: dict[tuple[str, str], Job] = {}  # (partner, ref) → a poll-mode request's pending result
 
     def partner(self, name: str) -> PartnerState:
         return self.partners.setdefault(name, PartnerState())
@@ -105,6 +116,7 @@ class SimulatorState:
             st.control = Control()
         self.answers.clear()
         self.accepted.clear()
+        self.jobs.clear()
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -117,18 +129,30 @@ class SimulatorState:
     def schedule_callback(self, partner: str, request: dict[str, Any], operation: str, result: dict[str, Any],
                           status: str = "ok") -> None:
         """Answer asynchronously, as the real partner does, honouring the callback failure modes."""
+        self.schedule_callbacks(partner, request, operation, [(status, result)])
+
+    def schedule_callbacks(self, partner: str, request: dict[str, Any], operation: str,
+                           stages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Several callbacks in order (a staged reply: accepted → surveyed → built → completed), each one
+        sent after the previous was delivered, ``callback_delay_s`` apart; ``late_callback`` delays the
+        first, ``duplicate_callback`` sends each twice."""
         url = request.get("callback_url")
         if not url:
             return
-        body = {"order_id": request.get("hub_order_id") or request.get("orderId"),
-                "callback_ref": request.get("callback_ref"), "operation": operation, "status": status,
-                "result": result}
+        bodies = [{"order_id": request.get("hub_order_id") or request.get("orderId"),
+                   "callback_ref": request.get("callback_ref"), "operation": operation, "status": status,
+                   "result": result} for status, result in stages]
         ctl = self.partner(partner).control
-        delay = ctl.delay_s if ctl.mode == "late_callback" else ctl.callback_delay_s
+        first = ctl.delay_s if ctl.mode == "late_callback" else ctl.callback_delay_s
         times = 2 if ctl.mode == "duplicate_callback" else 1
-        task = asyncio.ensure_future(self._send(partner, url, body, delay, times))
+        task = asyncio.ensure_future(self._send_all(partner, url, bodies, first, ctl.callback_delay_s, times))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _send_all(self, partner: str, url: str, bodies: list[dict[str, Any]], first: float, between: float,
+                        times: int) -> None:
+        for i, body in enumerate(bodies):
+            await self._send(partner, url, body, first if i == 0 else between, times)
 
     async def _send(self, partner: str, url: str, body: dict[str, Any], delay: float, times: int) -> None:
         if delay:
