@@ -32,6 +32,7 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
+    "app.console.routes",  # the operator web console at /console
     "flows.tasks.intake",  # P36.1 wireless task batches (REST)
 )
 AGENT_MODULES = (
