@@ -280,13 +280,15 @@ class BulkReader:
     """Concurrent ``find_one({"_id": x})`` lookups on one collection → one ``_id $in`` query."""
 
     def __init__(self, collection: AsyncIOMotorCollection[dict[str, Any]], max_ids: int = 256,
-                 max_delay_s: float = READ_DELAY_S) -> None:
+                 max_delay_s: float = READ_DELAY_S, projection: dict[str, Any] | None = None) -> None:
         self.collection = collection
+        self.projection = projection  # the fields every caller needs (an order document is large)
         self._batcher: MicroBatcher[Any, dict[str, Any] | None] = MicroBatcher(self._find, max_ids, max_delay_s)
 
     async def get(self, _id: Any) -> dict[str, Any] | None:
         return await self._batcher.submit(_id)
 
     async def _find(self, ids: Sequence[Any]) -> list[dict[str, Any] | None]:
-        found = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": list(dict.fromkeys(ids))}})}
+        found = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": list(dict.fromkeys(ids))}},
+                                                                 self.projection)}
         return [found.get(_id) for _id in ids]
