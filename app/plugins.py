@@ -43,7 +43,7 @@ AGENT_MODULES = (
     "app.jobs.agent",  # issue 16: the job scheduler (app/jobs)
 )
 
-ADMISSION_MODULES = ("flows.admission",)
+ADMISSION_MODULES = ("flows.admission", "flows.fusion.admission")
 
 
 def load(names: tuple[str, ...]) -> Iterator[ModuleType]:

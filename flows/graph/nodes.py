@@ -480,3 +480,7 @@ class End(Kind):
     def enter(self, run: Any, token: Token, spec: Any) -> None:
         run.finish(spec.status, token["node"], reply=evaluate_mapping(compile_mapping(spec.reply), run.scope()))
 
+
+
+# ---- fusion (issue 13): fusion_wait and fusion_plan live in flows/fusion/kinds.py ----------------
+from flows.fusion import kinds as _fusion_kinds  # noqa: E402,F401  (registers them in NODE_KINDS)

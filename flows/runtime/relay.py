@@ -14,7 +14,8 @@ What each command becomes:
 * ``publish`` (a ``receive`` node's correlation message) → a row in ``correlations`` (key, order),
   then an ``order.message`` to every other order under the key with this message, and to this
   order with each of theirs. Correlation is in MongoDB, so it does not depend on Kafka partitions
-  or workers; a message seen twice is ignored by the engine.
+  or workers; a message seen twice is ignored by the engine. A ``publish`` with ``withdrawn`` (a
+  fusion member that left the wait) deletes the row and tells the others.
 * ``start_subflow`` → an ``order.received`` for the child order (``blueprint`` and ``parent``
   headers); ``cancel_subflow`` → ``order.cancel`` to the child; ``notify_parent`` (a child
   finished) → ``subflow.finished`` to the parent with the child's data.
@@ -123,6 +124,13 @@ class Relay:
         db = self.runtime.db
         assert db is not None
         key, me, payload = str(c["key"]), doc["_id"], dict(c.get("payload") or {})
+        if c.get("withdrawn"):  # a fusion member left the wait (flows/fusion/kinds.py): take it back
+            await db[CORRELATIONS].delete_one({"_id": f"{key}|{me}"})
+            rest = [d["order_id"] async for d in db[CORRELATIONS].find({"key": key})]
+            await asyncio.gather(*(self._send(self._event(doc, them, "order.message", f"unmsg:{key}:{me}:{them}",
+                                                          {"key": key, "order_id": me, "payload": payload}))
+                                   for them in rest))
+            return
         await db[CORRELATIONS].update_one(
             {"_id": f"{key}|{me}"},
             {"$setOnInsert": {"key": key, "order_id": me, "payload": payload, "at": datetime.now(UTC)}},

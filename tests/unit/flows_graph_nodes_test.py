@@ -22,8 +22,8 @@ END = {"kind": "end"}
 
 
 def test_every_kind_is_registered_by_name() -> None:
-    assert sorted(NODE_KINDS) == ["auto", "call", "choice", "end", "join", "parallel", "receive", "subflow",
-                                  "timer", "user"]
+    assert sorted(NODE_KINDS) == ["auto", "call", "choice", "end", "fusion_plan", "fusion_wait", "join",
+                                  "parallel", "receive", "subflow", "timer", "user"]  # fusion_*: flows/fusion/kinds.py
 
 
 def test_adding_a_kind_is_one_registration() -> None:
