@@ -41,6 +41,7 @@ AGENT_MODULES = (
     "app.delivery",
     "flows.tasks.intake",  # P36.1 wireless task file drop + pipeline
     "app.jobs.agent",  # issue 16: the job scheduler (app/jobs)
+    "app.reports.agent",  # issue 16: real-time reports to 一编 (app/reports/realtime.py)
 )
 
 ADMISSION_MODULES = ("flows.admission", "flows.fusion.admission")

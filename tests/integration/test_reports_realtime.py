@@ -1,0 +1,134 @@
+"""Real-time reports to 一编 (app/reports/realtime.py) against a real MongoDB and an HTTP double of
+the group's endpoint: one report per configured stage event with the product's C.6 fields, never
+twice; a failure is recorded, counted, alerted and retried, and the retry's success resolves it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from app.reports.definitions import load_reports
+from app.reports.realtime import ALERTS, SENDS, SENT, RealtimeReporter
+from hub.db import connect, ensure_indexes
+from hub.partners import load_partners
+from hub.settings import Settings
+from tests.integration.test_jobs import Clock
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 4, 10, 2, 0, tzinfo=UTC)
+
+
+class Group:
+    """The group's real-time endpoint: 201 on success, 400 + parameterValue for refused orders."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+        self.refuse: set[str] = set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.got.append(body)
+        self.keys.append(request.headers.get("X-Api-Key", ""))
+        if body["crmOrderId"] in self.refuse:
+            return web.json_response({"parameterValue": "工单不存在"}, status=400)
+        return web.json_response({"parameterValue": "ok"}, status=201)
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[AsyncIOMotorDatabase[Any]]:
+    client = connect(settings)
+    database = client[f"rt_{uuid.uuid4().hex[:8]}"]
+    await ensure_indexes(database)
+    try:
+        yield database
+    finally:
+        await client.drop_database(database.name)
+        client.close()
+
+
+@pytest.fixture
+async def group() -> AsyncIterator[tuple[Group, str]]:
+    g = Group()
+    app = web.Application()
+    app.router.add_post("/group/api/realtimeReport", g.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield g, f"http://127.0.0.1:{server.port}/group"
+    finally:
+        await server.close()
+
+
+def internet_order(n: int, stages: list[dict[str, Any]], updated: datetime) -> dict[str, Any]:
+    return {"_id": f"R{n}", "order_id": f"R{n}", "product": "internet_line", "scenario": "open", "status": "in_flight",
+            "external_order_id": f"CRM-{n}", "current_stage": stages[-1]["stage"], "stages": stages,
+            "order": {"customer": {"name": "杭州某公司"}, "extensions": {"build_type": "新建", "new_onu_sn": "SN1"}},
+            "created_at": T0, "updated_at": updated, "submitted_by": "partner:esop"}
+
+
+def stage(name: str, entered: datetime, finished: datetime | None = None) -> dict[str, Any]:
+    return {"stage": name, "title": name, "kind": "auto", "entered_at": entered, "finished_at": finished}
+
+
+async def test_stage_events_are_reported_once_and_failures_are_recorded_alerted_and_retried(
+        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:
+    g, url = group
+    partners = load_partners(ROOT / "config")
+    out = partners["group"].outbound
+    assert out is not None
+    out.config = {**out.config, "base_url": url}
+    clock = Clock(T0 + timedelta(minutes=1))
+    reporter = RealtimeReporter(db, settings, partners, load_reports(ROOT / "config", partners), clock=clock)
+    failed_before = SENT.labels("internet_line", "failed")._value.get()
+    try:
+        await db["orders"].insert_many([
+            internet_order(1, [stage("accept", T0, T0 + timedelta(seconds=5)),
+                               stage("design", T0 + timedelta(seconds=5))], T0 + timedelta(seconds=5)),
+            internet_order(2, [stage("accept", T0)], T0 + timedelta(seconds=6)),
+            {**internet_order(3, [stage("accept", T0)], T0), "product": "cloud_pc"},  # no real-time report defined
+        ])
+        g.refuse = {"CRM-2"}
+        counts = await reporter.sweep()
+        assert counts["sent"] == 3 and counts["failed"] == 1  # R1: accept enter+exit, design enter; R2: refused
+        by_id = {b["reportId"]: b for b in g.got}
+        first = by_id["internet_line:R1:0:accept:enter"]
+        assert first["crmOrderId"] == "CRM-1" and first["stage"] == "accept" and first["stageEvent"] == "enter"
+        assert first["buildType"] == "新建" and first["newOnuSn"] == "SN1" and first["customerName"] == "杭州某公司"
+        assert first["stageTime"] == "2026-04-10T02:00:00+00:00"
+        assert set(g.keys) == {"dev-hub-to-group-0001"}
+
+        assert (await reporter.sweep())["sent"] == 0  # the same events again: nothing re-sent
+        assert len(g.got) == 4
+
+        failed = await db[SENDS].find_one({"_id": "internet_line:R2:0:accept:enter"})
+        assert failed is not None and failed["outcome"] == "failed" and failed["attempts"] == 1
+        assert failed["http_status"] == 400 and "工单不存在" in failed["error"]
+        alert = await db[ALERTS].find_one({"_id": "realtime:internet_line:R2:0:accept:enter"})
+        assert alert is not None and alert["status"] == "open" and alert["kind"] == "realtime_failed"
+        assert SENT.labels("internet_line", "failed")._value.get() == failed_before + 1
+
+        # R1 leaves design (a new event); the failed send's backoff passes and 一编 takes it now
+        await db["orders"].update_one({"_id": "R1"}, {"$set": {
+            "stages.1.finished_at": T0 + timedelta(seconds=90), "updated_at": T0 + timedelta(seconds=90)}})
+        g.refuse = set()
+        clock.advance(minutes=2)
+        counts = await reporter.sweep()
+        assert counts["sent"] == 1 and counts["retried"] == 1
+        assert [b["reportId"] for b in g.got[4:]].count("internet_line:R1:1:design:exit") == 1
+        retried = await db[SENDS].find_one({"_id": "internet_line:R2:0:accept:enter"})
+        assert retried is not None and retried["outcome"] == "ok" and retried["attempts"] == 2
+        alert = await db[ALERTS].find_one({"_id": "realtime:internet_line:R2:0:accept:enter"})
+        assert alert is not None and alert["status"] == "resolved"
+        assert not [b for b in g.got if b["crmOrderId"] == "CRM-3"]
+    finally:
+        await reporter.close()
