@@ -70,10 +70,12 @@ FAILURE = {"code": "1", "msg": "模拟失败", "message": "模拟失败", "resul
 class Script:
     """One recorded order: which blueprint, the order, and what the people and partners answer.
 
-    ``submissions``: node → the successive submissions of that stage (the field app's samples when
-    none is left); ``results``: ``partner.operation`` → result merged over the partner's default;
-    ``reject_calls`` / ``reject_reports``: ``partner.operation`` / ``partner.code`` answered with a
-    failure once each (a retry event follows for a gated report, G2)."""
+    ``submissions``: node → the successive submissions of that stage, each over the field app's
+    samples (a ``None`` value leaves the field out; only samples when none is left); ``results``:
+    ``partner.operation`` → result merged over the partner's default; ``reject_calls`` /
+    ``reject_reports``: ``partner.operation`` / ``partner.code`` answered with a failure once each (a
+    retry event follows for a gated report, G2).
+    """
 
     name: str
     blueprint: str
@@ -160,7 +162,9 @@ class Player:
             assert waiting, f"{self.s.name}: stuck at {self.d.nodes()}"
             node = sorted(t["node"] for t in waiting)[0]
             queue = self.subs.get(node) or []
-            fields = queue.pop(0) if queue else sample_fields(list(getattr(self.bp.nodes[node], "fields", [])))
+            fields = sample_fields(list(getattr(self.bp.nodes[node], "fields", [])))
+            if queue:  # the script's fields over the samples; None leaves a field out
+                fields = {k: v for k, v in {**fields, **queue.pop(0)}.items() if v is not None}
             cmds = self.d.send({"type": "submission", "node": node, "fields": fields, "user": SUBMITTER}, after=600)
             errors = [c for c in cmds if c["type"] == "reply" and c.get("errors")]
             if errors:
