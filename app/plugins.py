@@ -24,6 +24,9 @@ CLI_MODULES = (
     "app.cli.dlq",
     "app.cli.orders",
     "app.cli.calls",
+    "app.cli.overview",  # issue 14: hub overview, hub rules, hub alerts (app/ops)
+    "app.cli.rules",
+    "app.cli.alerts",
     "app.cli.jobs",
 )
 ROUTE_MODULES = (
@@ -32,6 +35,7 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
+    "app.ops.api",  # issue 14: /admin/v1/overview, /admin/v1/rules, /admin/v1/alerts
     "app.console.routes",  # the operator web console at /console
     "flows.tasks.intake",  # P36.1 wireless task batches (REST)
 )
@@ -39,6 +43,7 @@ AGENT_MODULES = (
     "app.router",
     "flows.agents",
     "app.delivery",
+    "app.ops.agent",  # issue 14: the periodic stuck-order rule evaluator
     "flows.tasks.intake",  # P36.1 wireless task file drop + pipeline
     "app.jobs.agent",  # issue 16: the job scheduler (app/jobs)
     "app.reports.agent",  # issue 16: real-time reports to 一编 (app/reports/realtime.py)
