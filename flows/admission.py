@@ -1,4 +1,6 @@
-"""Intake admission from the loaded blueprints: an order nothing can run is refused at intake.
+"""Intake admission from the loaded blueprints: an order nothing can run is refused at intake, and
+an order whose product-specific fields (config/products/<product>.yaml, hub/products.py) are missing or
+invalid for its scenario is refused with every such field named.
 
 Why here: ``hub/`` and ``connectors/`` must not import ``flows/`` (layering), yet the intake has to
 know whether a product/scenario has a flow before it answers 202 — otherwise the order is accepted
@@ -16,6 +18,7 @@ from typing import Any
 
 from hub.envelope import Envelope
 from hub.errors import ConfigError, ValidationFailed
+from hub.products import check_order
 from hub.services import ServiceKey, Services
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,9 @@ log = logging.getLogger(__name__)
 ORDER_TYPES = frozenset({"order.received"})
 #: why the blueprints did not load (set once: the files are not re-read on every request)
 LIBRARY_FAILED: ServiceKey[str] = ServiceKey("flow_library_failed")
+#: the product field files (hub/products.py), loaded once per process
+PRODUCTS: ServiceKey[dict[str, Any]] = ServiceKey("product_fields")
+PRODUCTS_FAILED: ServiceKey[str] = ServiceKey("product_fields_failed")
 
 
 def loaded_library(runtime: Any) -> Any:
@@ -40,10 +46,25 @@ def loaded_library(runtime: Any) -> Any:
     return runtime.get(LIBRARY)
 
 
+def loaded_products(runtime: Any) -> dict[str, Any]:
+    """The process's product field files (empty when there are none or they do not load: the error
+    is logged once and ``hub flows check`` reports it as ``file:line: key``)."""
+    products = runtime.get(PRODUCTS)
+    if products is None and runtime.get(PRODUCTS_FAILED) is None:
+        from hub.products import load_products
+
+        try:
+            products = runtime.put(PRODUCTS, load_products(runtime.settings.config_dir))
+        except ConfigError as exc:
+            runtime.put(PRODUCTS_FAILED, str(exc))
+            log.error("product field checks off: config/products does not load (%s)", exc)
+    return products or {}
+
+
 async def load_at_start(runtime: Services) -> None:
-    """Load the blueprints before the first request, in a thread: parsing every flow file is
-    blocking YAML and CEL work that must not run on the event loop inside a partner's request."""
-    await asyncio.to_thread(loaded_library, runtime)
+    """Load the blueprints and product files before the first request, in a thread: parsing every
+    flow file is blocking YAML and CEL work that must not run on the event loop inside a partner's request."""
+    await asyncio.to_thread(lambda: (loaded_library(runtime), loaded_products(runtime)))
 
 
 def available(library: Any) -> list[str]:
@@ -58,7 +79,10 @@ def admission(runtime: Any) -> Any:
             return  # raw records (a route without the canonical model) and events are not orders yet
         library = loaded_library(runtime)
         if library is None or not available(library) or library.get(envelope.product, envelope.scenario) is not None:
-            return  # no flows installed: admit everything
+            product = loaded_products(runtime).get(envelope.product)
+            if product is not None and isinstance(envelope.payload, dict):
+                check_order(product, str(envelope.scenario), envelope.payload)
+            return  # no flows installed (admit everything) or a flow runs it
         known = available(library)
         message = (f"no flow runs product {envelope.product!r} scenario {envelope.scenario!r}; "
                    f"available: {', '.join(known)}")

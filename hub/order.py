@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Scenario(StrEnum):
-    """Order scenarios named by ESOP and 一编 (开通、变更、暂停、恢复、移机、扩容、缩容、拆除、勘查、撤单、过户)."""
+    """Order scenarios named by ESOP and 一编 (开通、变更、暂停、恢复、移机、扩容、缩容、停闭、勘查、撤单、过户) and
+    every scenario the catalogue rows use (below: the Chinese and the rows). Values are English snake_case;
+    a blueprint's ``scenario`` must be one of them (hub/partners.py order_schema, the intake)."""
 
     open = "open"
     change = "change"
@@ -28,7 +30,44 @@ class Scenario(StrEnum):
     terminate = "terminate"
     survey = "survey"
     withdraw = "withdraw"
-    transfer_owner = "transfer_owner"
+    transfer_owner = "transfer_owner"  # 过户 (P23.4, P24.2)
+    # --- product catalogues I and II (CATALOGUE P01–P40, D.3, D.4; issues 11, 12) ---
+    remove = "remove"  # 拆除/拆机 (P07.5, P25.4, P26.3, P30.3–P32.3); terminate stays 停闭
+    unsubscribe = "unsubscribe"  # 退订 (P01.10, P23.7, P34.2, P35.7)
+    change_survey = "change_survey"  # 变更勘察 (P06.3, P08.4, P09.2, P10.2, P11.5)
+    password_change = "password_change"  # 密码变更 (P01.2)
+    concurrency_up = "concurrency_up"  # 并发数扩容 (P01.8)
+    concurrency_down = "concurrency_down"  # 并发数减容 (P01.9)
+    credit_suspend = "credit_suspend"  # 信控停机 (P11.1, P12)
+    credit_resume = "credit_resume"  # 信控复机 (P11.2, P12)
+    credit_cancel = "credit_cancel"  # 信控注销 (P11.3, P12)
+    cloud_network_merge = "cloud_network_merge"  # 云网融合 资源预占 + 配置下发, net / cloud / both sides (P16)
+    elastic_scale = "elastic_scale"  # 弹性扩缩容 (P17.2, P18.2)
+    upgrade = "upgrade"  # 规格升档 (P20.2)
+    downgrade = "downgrade"  # 规格减档 (P20.3)
+    change_approval = "change_approval"  # 变更工单审批 (P21.2)
+    bandwidth_change = "bandwidth_change"  # 带宽变更 (P21.3)
+    ip_change = "ip_change"  # IP变更 (P21.4)
+    site_delete = "site_delete"  # 站点删减 (P21.5)
+    site_add = "site_add"  # 站点新增 (P21.6)
+    install = "install"  # 装维 (P22.1 云电脑装维 from 云能)
+    duration_change = "duration_change"  # 变更时长 (P23.2)
+    ai_open = "ai_open"  # AI服务开通 (P23.9, P35.1)
+    ai_unsubscribe = "ai_unsubscribe"  # AI服务退订 (P23.10, P35.2)
+    camera_type = "camera_type"  # 摄像头应用类型 (P23.11, P35.4)
+    food_chain = "food_chain"  # 浙食链扩展信息 (P23.12, P35.5)
+    ne_data = "ne_data"  # 大区 SMF/UDM/PCF 网元数据 → 集团局管 (P25.5, P30.4)
+    order_return = "order_return"  # 退单 after network change, with approval and undo (P26.4)
+    wireless_params = "wireless_params"  # 无线参数下发 (P36.1)
+    anomaly_check = "anomaly_check"  # 无线结果异常识别 (P36.2)
+    cutover = "cutover"  # 集客PON割接 (P37)
+    network_join = "join"  # 家客驻地网 入网 (P38); not named join: that is str.join
+    adjust = "adjust"  # 家客驻地网 调整 (P38)
+    leave = "leave"  # 家客驻地网 退网 (P38)
+    hang_test = "hang_test"  # 家客驻地网 挂测 / ONU test (P39)
+    onu_replace = "onu_replace"  # ONU故障更换 (P40)
+    member_sync = "member_sync"  # IoT 配合省 receives the members from 一级BBOSS (D.3.2(2))
+    delivery_test = "delivery_test"  # 交付测试: 本地测试 → 本地竣工 → 全程测试 → 全程竣工 (D.4)
 
 
 class Customer(BaseModel):

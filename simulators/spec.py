@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.configfile import load_dir
 from hub.errors import ConfigError
 
 __all__ = ["SIM_DIR", "OperationSim", "PartnerSim", "Shape", "Stage", "load_sims", "render"]
@@ -133,37 +133,14 @@ class PartnerSim(BaseModel):
 
 
 def load_sims(directory: Path = SIM_DIR) -> dict[str, PartnerSim]:
-    """Every ``*.yaml`` in ``directory``, validated; a bad file is a ConfigError naming ``file:line: key``."""
+    """Every ``*.yaml`` in ``directory``, validated; bad files are ConfigErrors naming ``file:line: key``."""
     sims: dict[str, PartnerSim] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
-        try:
-            raw = yaml.safe_load(text)
-            sim = PartnerSim.model_validate(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"{path}:{_line(text, err['loc'])}: {key}: {err['msg']}") from exc
+    for path, sim in load_dir(directory, PartnerSim).items():
         if sim.partner != path.stem:
-            raise ConfigError(f"{path}:1: partner: {sim.partner!r} must match the file name {path.stem!r}")
+            raise ConfigError(f"{path} is invalid", [f"{path}:1: partner: {sim.partner!r} must match the file "
+                                                     f"name {path.stem!r}"])
         sims[sim.partner] = sim
     return sims
-
-
-def _line(text: str, loc: tuple[Any, ...]) -> int:
-    """The line of the deepest key of ``loc`` found in order in the file (1 when none is)."""
-    line, start = 1, 0
-    lines = text.splitlines()
-    for part in loc:
-        if not isinstance(part, str):
-            continue
-        for i in range(start, len(lines)):
-            if re.match(rf"\s*{re.escape(part)}\s*:", lines[i]):
-                line, start = i + 1, i + 1
-                break
-    return line
 
 
 def _lookup(request: Any, dotted: str) -> Any:

@@ -1,4 +1,5 @@
-"""``hub flows list|show|check|diff|schema`` — the v2 blueprint library, loaded exactly as a worker loads it.
+"""``hub flows list|show|check|diff|schema|products-schema`` — the v2 blueprint library, loaded exactly
+as a worker loads it.
 
 Every command reads ``config/flows/**/*.yaml`` through ``flows.graph.library.load_library`` with the
 partners' operations, so what ``check`` accepts is what ``hub run`` runs. ``--config DIR`` points at
@@ -172,7 +173,14 @@ def check(config: Path | None = CONFIG, directory: Path | None = DIR) -> None:
     """Validate every blueprint: model, expressions, partner operations, sub-flows, reachability (exit 2
     with every problem as file:line: key: message)."""
     lib = _load(config, directory)
-    typer.echo(f"{len(lib)} blueprint(s) OK ({len(lib.templates)} template(s), {len(lib.fragments)} fragment(s))")
+    from hub.products import load_products
+
+    try:
+        products = load_products(_config_dir(config))
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{len(lib)} blueprint(s) OK ({len(lib.templates)} template(s), {len(lib.fragments)} fragment(s)); "
+               f"{len(products)} product field file(s) OK")
 
 
 # ---- diff -------------------------------------------------------------------------------------
@@ -275,12 +283,24 @@ def schema(output: Path | None = typer.Option(None, "--output", "-o", help="writ
     """JSON Schema of a flow file (blueprint, template, fragment) for editors; docs/flows-schema.json."""
     from flows.graph.schema import flows_schema
 
-    text = json.dumps(flows_schema(), indent=2, ensure_ascii=False)
+    _write_json(flows_schema(), output)
+
+
+def _write_json(doc: Any, output: Path | None) -> None:
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
     if output:
         output.write_text(text + "\n", encoding="utf-8")
         typer.echo(f"wrote {output}")
     else:
         typer.echo(text)
+
+
+@flows_app.command("products-schema")
+def products_schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="write to this file")) -> None:
+    """JSON Schema of a product field file (config/products/<product>.yaml); docs/products.schema.json."""
+    from hub.products import products_schema
+
+    _write_json(products_schema(), output)
 
 
 def register_cli(root: typer.Typer) -> None:
