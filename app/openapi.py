@@ -45,6 +45,7 @@ from app.admin import api as admin_api
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter
 from app.admin.replay import ActionResult, Summary
 from app.ops.openapi_ops import operations as ops_operations
+from app.reports.openapi_reports import operations as report_operations
 from flows.cancel import CancelBody, ResumeBody
 from flows.http import CallbackBody, SubmitBody
 from hub.errors import ConfigError
@@ -363,6 +364,7 @@ OPERATIONS: tuple[Operation, ...] = (
                404: _problem("none of the calls has a dead letter"), **ADMIN_WRITE_ERRORS},
               body=admin_api.RecallRequest),
 )
+OPERATIONS = (*OPERATIONS, *report_operations())  # issue 16: described in app/reports/openapi_reports.py
 OPERATIONS = (*OPERATIONS, *ops_operations())  # issue 14: described beside their routes (app/ops/openapi_ops.py)
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {

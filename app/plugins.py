@@ -28,6 +28,7 @@ CLI_MODULES = (
     "app.cli.rules",
     "app.cli.alerts",
     "app.cli.jobs",
+    "app.cli.reports",  # issue 16: hub reports (app/reports)
 )
 ROUTE_MODULES = (
     "connectors.rest.source",
@@ -35,6 +36,9 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
+    "app.admin.jobs_api",  # issue 16: /admin/v1/jobs, /admin/v1/reports, the group's recollect / reconciliation
+    "app.admin.reports_api",
+    "app.reports.http",
     "app.ops.api",  # issue 14: /admin/v1/overview, /admin/v1/rules, /admin/v1/alerts
     "app.console.routes",  # the operator web console at /console
     "flows.tasks.intake",  # P36.1 wireless task batches (REST)

@@ -70,6 +70,7 @@ class ReportDef(BaseModel):
     products: list[str] = Field(min_length=1, description="hub product keys (blueprint `product`)")
     title: str = Field(description="the product as C.6 names it", examples=["互联网专线"])
     catalogue: str = Field(default="", description="CATALOGUE.md row", examples=["C.6.6"])
+    cross_province: bool = Field(default=False, description="counted as 跨省工单透明化 (C.5 (1))")
     fields: list[FieldDef] = Field(default_factory=list, description="added to the file's base_fields")
     realtime: Realtime | None = None
     files: Files | None = None

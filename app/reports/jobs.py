@@ -9,12 +9,15 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.jobs.registry import JobContext, job_kind
 from app.reports.definitions import load_reports
 from app.reports.files import generate, previous_period
+from app.reports.reconciliation import parse_csv, reconcile
+from connectors.sftp.client import SftpSession
 from hub.errors import ConfigError
 
 
@@ -38,3 +41,28 @@ async def report_file(ctx: JobContext) -> dict[str, Any]:
         counts["records"] += manifest["records"]
         ctx.counts.update(counts)  # kept in the history even if a later report fails
     return counts
+
+
+@job_kind("reconcile")
+async def reconcile_day(ctx: JobContext) -> dict[str, Any]:
+    """Fetch the group's figures for the day before the slot (``RECON_{yyyymmdd}.csv`` in
+    ``params.dir`` of the reports' SFTP connection) and reconcile them (app/reports/reconciliation.py).
+    A file not there yet fails the attempt, which is retried (the job's ``max_attempts``)."""
+    partner = str(ctx.params.get("partner", "group"))
+    reports = await asyncio.to_thread(load_reports, ctx.settings.config_dir, ctx.partners)
+    transport = next((r.transport for r in reports.by_name.values() if r.partner == partner and r.transport), None)
+    if transport is None:
+        raise ConfigError(f"job {ctx.job.name}: no report of partner {partner!r} has a files transport")
+    day = str(ctx.params.get("day") or previous_period("daily", ctx.when, ZoneInfo(ctx.job.timezone)))
+    name = f"RECON_{day.replace('-', '')}.csv"
+    path = posixpath.join(str(ctx.params.get("dir", f"/drop/{partner}/reconcile")), name)
+    session = SftpSession(transport.connection, ctx.settings)
+    try:
+        sftp = await session.client()
+        async with sftp.open(session.path(path), "rb") as fh:
+            data = await fh.read()
+    finally:
+        await session.close()
+    theirs = await asyncio.to_thread(parse_csv, data if isinstance(data, bytes) else data.encode())
+    doc = await reconcile(ctx.db, reports, partner, day, theirs, source=f"sftp:{path}")
+    return {"day": day, "products": len(doc["products"]), "differences": doc["differences"]}

@@ -69,13 +69,13 @@ def stage_events(report: Report, doc: dict[str, Any]) -> list[tuple[str, dict[st
     return out
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat(timespec="seconds")
     if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
@@ -132,7 +132,7 @@ class RealtimeReporter:
                 "attempts": tries, "http_status": status, "error": None if ok else (outcome.error or "failed"),
                 "sent_at": now, "next_at": None if ok else now + timedelta(seconds=delay)}
 
-    async def _record(self, report: Report, key: str, doc: dict[str, Any] | None, event: dict[str, Any] | None,
+    async def record(self, report: Report, key: str, doc: dict[str, Any] | None, event: dict[str, Any] | None,
                       payload: dict[str, Any], result: dict[str, Any]) -> None:
         base = {"report": report.name, "partner": report.partner, "payload": payload, **result}
         if doc is not None and event is not None:
@@ -173,10 +173,10 @@ class RealtimeReporter:
         known = {d["_id"] async for d in self.db[SENDS].find({"_id": {"$in": [k for _, k, _, _ in todo]}}, {"_id": 1})}
 
         async def one(report: Report, key: str, doc: dict[str, Any], ev: dict[str, Any]) -> None:
-            payload = _json_ready({"reportId": key, "reportType": report.name, **values(report, doc, ev)})
+            payload = json_ready({"reportId": key, "reportType": report.name, **values(report, doc, ev)})
             result = await self.send(report, key, doc["_id"], payload, 0)
             counts["sent" if result["outcome"] == "ok" else "failed"] += 1
-            await self._record(report, key, doc, ev, payload, result)
+            await self.record(report, key, doc, ev, payload, result)
 
         await asyncio.gather(*(one(*t) for t in todo if t[1] not in known))
         if docs:
@@ -204,5 +204,5 @@ class RealtimeReporter:
             raise ValueError(f"report {sent['report']!r} is no longer defined")
         result = await self.send(report, sent["_id"], sent.get("order_id") or "-", sent["payload"],
                                  int(sent.get("attempts") or 0))
-        await self._record(report, sent["_id"], None, None, sent["payload"], result)
+        await self.record(report, sent["_id"], None, None, sent["payload"], result)
         return result

@@ -4,7 +4,6 @@ twice; a failure is recorded, counted, alerted and retried, and the retry's succ
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +16,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from app.reports.definitions import load_reports
 from app.reports.realtime import ALERTS, SENDS, SENT, RealtimeReporter
-from hub.db import connect, ensure_indexes
 from hub.partners import load_partners
 from hub.settings import Settings
-from tests.integration.test_jobs import Clock
+from tests.integration.test_jobs import Clock, db  # noqa: F401  # db: a fixture
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,18 +40,6 @@ class Group:
         if body["crmOrderId"] in self.refuse:
             return web.json_response({"parameterValue": "工单不存在"}, status=400)
         return web.json_response({"parameterValue": "ok"}, status=201)
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[AsyncIOMotorDatabase[Any]]:
-    client = connect(settings)
-    database = client[f"rt_{uuid.uuid4().hex[:8]}"]
-    await ensure_indexes(database)
-    try:
-        yield database
-    finally:
-        await client.drop_database(database.name)
-        client.close()
 
 
 @pytest.fixture
@@ -81,7 +67,7 @@ def stage(name: str, entered: datetime, finished: datetime | None = None) -> dic
 
 
 async def test_stage_events_are_reported_once_and_failures_are_recorded_alerted_and_retried(
-        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:
+        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
     g, url = group
     partners = load_partners(ROOT / "config")
     out = partners["group"].outbound
