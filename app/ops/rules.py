@@ -188,17 +188,19 @@ def check_scope(rule: Rule, scopes: dict[str, set[str]] | None) -> None:
         if st not in nodes:
             errs.append({"field": "scope.stage", "message": f"no stage {st!r} in {p or 'any blueprint'}"})
     if errs:
-        raise ValidationFailed(f"rule {rule.id}: scope does not match any order", errs)
+        raise ValidationFailed(f"rule {rule.id}: " + "; ".join(f"{e['field']}: {e['message']}" for e in errs), errs)
 
 
 def parse_rule(data: dict[str, Any]) -> Rule:
-    """A rule from API / CLI input; pydantic errors become ValidationFailed (``field``, ``message``)."""
+    """A rule from API / CLI input; pydantic errors become ValidationFailed (``field``, ``message``),
+    the message naming each too (what the CLI prints)."""
     try:
         return Rule.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed("invalid rule", [
-            {"field": ".".join(map(str, e["loc"])) or "(rule)", "message": e["msg"].removeprefix("Value error, ")}
-            for e in exc.errors(include_url=False, include_input=False)]) from exc
+        errors = [{"field": ".".join(map(str, e["loc"])) or "(rule)", "message": e["msg"].removeprefix("Value error, ")}
+                  for e in exc.errors(include_url=False, include_input=False)]
+        raise ValidationFailed("invalid rule: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                               errors) from exc
 
 
 class RuleStore:

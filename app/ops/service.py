@@ -30,12 +30,20 @@ ALERT_COLUMNS = [("id", "alert"), ("kind", "kind"), ("rule_id", "rule"), ("rule_
                  ("cleared_at", "cleared (UTC)"), ("updated_at", "updated (UTC)"), ("summary", "summary")]
 
 
+_SCOPES: dict[Path, dict[str, set[str]]] = {}
+
+
 def scopes_of(config_dir: Path, partners: dict[str, Partner]) -> dict[str, set[str]]:
-    """``product -> node names`` of every blueprint the worker runs (what a rule scope may name)."""
+    """``product -> node names`` of every blueprint the worker runs (what a rule scope may name);
+    once per process and folder (the library's checks cost seconds; blueprints change with a deploy)."""
+    cached = _SCOPES.get(config_dir)
+    if cached is not None:
+        return cached
     scopes: dict[str, set[str]] = {}
     for bp in load_library(config_dir, partner_operations(partners)):
         if bp.product:
             scopes.setdefault(bp.product, set()).update(bp.nodes)
+    _SCOPES[config_dir] = scopes
     return scopes
 
 

@@ -1,0 +1,107 @@
+"""The operations center over HTTP (aiohttp test server, real MongoDB): roles, rule CRUD with clear
+errors and the audit log, the overview and its drill-down, alert handling, exports, /metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from openpyxl import load_workbook
+
+from app.ops.evaluator import Evaluator
+from app.ops.settings import OpsSettings
+from flows.documents import ORDERS
+from hub.deadletter import ACTIONS
+from tests.integration.test_admin_api import OPERATOR, VIEWER, client, rt
+from tests.unit.ops_rules_test import T0, order
+
+pytestmark = pytest.mark.integration
+__all__ = ["client"]  # the fixture, shared with test_admin_api
+RULE = {"id": "DESIGN-1H", "name": "internet line design over an hour",
+        "scope": {"product": "internet_line", "stage": "design"}, "when": "data.time_in_stage_s > 3600",
+        "severity": "major"}
+
+
+async def _rules_crud_roles_errors_and_audit(client: TestClient) -> None:
+    assert (await client.post("/admin/v1/rules", json=RULE, headers=VIEWER)).status == 403
+    assert (await client.get("/admin/v1/rules")).status == 401
+    bad = await client.post("/admin/v1/rules", headers=OPERATOR, json={
+        **RULE, "when": "data.time_in_stge_s > 1", "scope": {"product": "nope"}})
+    problem = await bad.json()
+    assert bad.status == 400 and bad.content_type == "application/problem+json"
+    assert [e["field"] for e in problem["errors"]] == ["when"] and "unknown fact" in problem["errors"][0]["message"]
+    scoped = await client.post("/admin/v1/rules", headers=OPERATOR, json={**RULE, "scope": {"product": "nope"}})
+    assert scoped.status == 400 and "no blueprint runs product 'nope'" in (await scoped.json())["errors"][0]["message"]
+    created = await client.post("/admin/v1/rules", json=RULE, headers=OPERATOR)
+    assert created.status == 201 and (await created.json())["version"] == 1
+    assert (await client.post("/admin/v1/rules", json=RULE, headers=OPERATOR)).status == 409
+    found = await (await client.get("/admin/v1/rules?q=line%20DESIGN", headers=VIEWER)).json()
+    assert [r["id"] for r in found] == ["DESIGN-1H"]
+    assert await (await client.get("/admin/v1/rules?q=nothing-like-it", headers=VIEWER)).json() == []
+    edited = await client.patch("/admin/v1/rules/DESIGN-1H", headers=OPERATOR,
+                                json={"when": "data.time_in_stage_s > 7200", "scope": {"stage": "archive"}})
+    body = await edited.json()
+    assert edited.status == 200 and body["version"] == 2 and body["scope"] == {
+        "product": "internet_line", "scenario": None, "stage": "archive"} and body["updated_by"] == "api:otto"
+    wrong = await client.patch("/admin/v1/rules/DESIGN-1H", headers=OPERATOR, json={"scope": {"stage": "nowhere"}})
+    assert wrong.status == 400
+    assert (await (await client.post("/admin/v1/rules/DESIGN-1H/disable", headers=OPERATOR)).json())["enabled"] is False
+    assert (await client.delete("/admin/v1/rules/DESIGN-1H", headers=OPERATOR)).status == 204
+    assert (await client.get("/admin/v1/rules/DESIGN-1H", headers=VIEWER)).status == 404
+    db = rt(client).db
+    assert db is not None
+    audit = [(d["who"], d["action"]) async for d in db[ACTIONS].find({}).sort("at", 1)]
+    assert audit == [("api:otto", "rule.add"), ("api:otto", "rule.edit"), ("api:otto", "rule.disable"),
+                     ("api:otto", "rule.delete")]
+
+
+async def _overview_alerts_handling_and_exports(client: TestClient) -> None:
+    db = rt(client).db
+    assert db is not None
+    assert (await client.post("/admin/v1/rules", json=RULE, headers=OPERATOR)).status == 201  # again: deleted
+    now = T0 + 7200
+    await db[ORDERS].insert_many([order("late", since=T0, deadline=now - 5), order("new", since=now - 10),
+                                  order("g", product="5g_lan", stage="accept")])
+    await Evaluator(db, settings=OpsSettings(), clock=lambda: now).cycle()
+    snap = await (await client.get("/admin/v1/overview", headers=VIEWER)).json()
+    cell = next(r for r in snap["rows"] if r["product"] == "internet_line")
+    assert (cell["in_flight"], cell["overdue"], cell["stuck"]) == (2, 1, 1) and snap["totals"]["in_flight"] == 3
+    drill = await (await client.get("/admin/v1/overview/orders?state=stuck&product=internet_line",
+                                    headers=VIEWER)).json()
+    assert [o["order_id"] for o in drill["items"]] == ["late"] and drill["items"][0]["alerts"][0]["rule_id"] == (
+        "DESIGN-1H")
+    assert (await client.get("/admin/v1/overview/orders?state=bogus", headers=VIEWER)).status == 400
+    listed = await (await client.get("/admin/v1/alerts?rule=DESIGN-1H", headers=VIEWER)).json()
+    assert listed["total"] == 1
+    aid = listed["items"][0]["id"]
+    assert (await client.post(f"/admin/v1/alerts/{aid}/ack", headers=VIEWER)).status == 403
+    acked = await client.post(f"/admin/v1/alerts/{aid}/ack", headers=OPERATOR, json={"note": "on it"})
+    assert acked.status == 200 and (await acked.json())["status"] == "tracking"
+    refused = await client.post(f"/admin/v1/alerts/{aid}/close", headers=OPERATOR)
+    assert refused.status == 409 and refused.content_type == "application/problem+json"
+    assert (await client.post("/admin/v1/alerts/AL-nope/ack", headers=OPERATOR)).status == 404
+    shown = await (await client.get(f"/admin/v1/alerts/{aid}", headers=VIEWER)).json()
+    assert [(r["who"], r["action"]) for r in shown["records"]] == [("system", "raised"), ("api:otto", "ack")]
+
+    resp = await client.get("/admin/v1/alerts/export?format=csv&status=any", headers=VIEWER)
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
+    assert [(r["alert"], r["status"], r["order"], r["assignee"]) for r in rows] == [(aid, "tracking", "late",
+                                                                                    "api:otto")]
+    resp = await client.get("/admin/v1/alerts/export?format=xlsx", headers=VIEWER)
+    ws = load_workbook(io.BytesIO(await resp.read()), read_only=True)["alerts"]
+    table: list[Any] = list(ws.iter_rows(values_only=True))
+    assert table[0][:3] == ("alert", "kind", "rule") and table[1][:3] == (aid, "order", "DESIGN-1H")
+    assert (await client.get("/admin/v1/alerts/export?format=pdf", headers=VIEWER)).status == 400
+    metrics = await (await client.get("/metrics")).text()
+    assert 'hub_ops_orders{product="internet_line",stage="design",state="stuck"} 1.0' in metrics
+
+
+async def test_rules_overview_and_alerts_over_http(client: TestClient) -> None:
+    """One hub for both parts (a runtime start costs seconds): the CRUD first, then the same rule
+    id added again after its deletion raises, is handled and exported."""
+    await _rules_crud_roles_errors_and_audit(client)
+    await _overview_alerts_handling_and_exports(client)
