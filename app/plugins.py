@@ -24,6 +24,7 @@ CLI_MODULES = (
     "app.cli.dlq",
     "app.cli.orders",
     "app.cli.calls",
+    "app.cli.fusion",  # issue 13: hub fusion list | show | release | wait | cancel
     "app.cli.overview",  # issue 14: hub overview, hub rules, hub alerts (app/ops)
     "app.cli.rules",
     "app.cli.alerts",
@@ -36,6 +37,7 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
+    "app.admin.fusion_api",  # issue 13: /admin/v1/fusion
     "app.admin.jobs_api",  # issue 16: /admin/v1/jobs, /admin/v1/reports, the group's recollect / reconciliation
     "app.admin.reports_api",
     "app.reports.http",
