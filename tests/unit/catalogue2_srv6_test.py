@@ -4,6 +4,8 @@ every stage and G7 reminders. Pure: the engine played by tests/unit/catalogue2_p
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from tests.unit.catalogue2_play_test import Player, Script, calls_made, library, order, reports_sent
@@ -12,7 +14,9 @@ from tests.unit.catalogue2_replay_test import SCRIPTS
 T = {"next_team": "城区装维班组"}
 
 
+@functools.cache
 def play(name: str) -> Player:
+    """A recorded script played once per test run (the tests only read the result)."""
     p = Player(SCRIPTS[name])
     p.run()
     return p
