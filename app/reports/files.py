@@ -38,6 +38,7 @@ from pymongo import ASCENDING
 from app.jobs.lease import StaleLease
 from app.reports.definitions import Report, values
 from connectors.sftp.client import SftpSession
+from flows.documents import ORDERS  # declares the orders' indexes (by_created) wherever this runs
 from hub.settings import Settings
 
 FILES = "report_files"
@@ -144,7 +145,7 @@ async def generate(db: AsyncIOMotorDatabase[Any], settings: Settings, report: Re
     query = {"product": {"$in": report.definition.products}, "created_at": {"$gte": start, "$lt": end}}
     # the by_created index (flows/documents.py) walked forward: ties in index order, the same every run,
     # and no in-memory sort of a day's orders
-    cursor = db["orders"].find(query, projection(report), batch_size=BATCH).sort("created_at", ASCENDING)
+    cursor = db[ORDERS].find(query, projection(report), batch_size=BATCH).sort("created_at", ASCENDING)
     cursor = cursor.hint("by_created")
     parts: list[Part] = []
     try:

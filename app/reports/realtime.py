@@ -27,7 +27,8 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from prometheus_client import Counter
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from app.reports.definitions import Report, Reports, values
 from connectors.context import ConnectorContext
@@ -133,23 +134,46 @@ class RealtimeReporter:
                 "sent_at": now, "next_at": None if ok else now + timedelta(seconds=delay)}
 
     async def record(self, report: Report, key: str, doc: dict[str, Any] | None, event: dict[str, Any] | None,
-                      payload: dict[str, Any], result: dict[str, Any]) -> None:
-        base = {"report": report.name, "partner": report.partner, "payload": payload, **result}
-        if doc is not None and event is not None:
-            base.update(order_id=doc["_id"], product=doc.get("product"), stage=event["stage"], on=event["on"],
-                        event_at=event["at"])
-        await self.db[SENDS].update_one({"_id": key}, {"$set": base, "$setOnInsert": {"first_at": result["sent_at"]}},
-                                        upsert=True)
-        alert = {"_id": f"realtime:{key}"}
-        if result["outcome"] == "ok":
-            await self.db[ALERTS].update_one({**alert, "status": "open"}, {"$set": {
-                "status": "resolved", "resolved_at": result["sent_at"], "resolution": "re-sent successfully"}})
-            return
-        await self.db[ALERTS].update_one(alert, {
-            "$set": {"kind": "realtime_failed", "status": "open", "report": report.name, "key": key,
-                     "order_id": base.get("order_id"), "stage": base.get("stage"), "error": result["error"],
-                     "last_at": result["sent_at"], "attempts": result["attempts"]},
-            "$setOnInsert": {"first_at": result["sent_at"]}}, upsert=True)
+                     payload: dict[str, Any], result: dict[str, Any]) -> None:
+        await self.record_many([(report, key, doc, event, payload, result)])
+
+    async def record_many(self, items: list[tuple[Report, str, dict[str, Any] | None, dict[str, Any] | None,
+                                                  dict[str, Any], dict[str, Any]]], *, fresh: bool = False) -> None:
+        """Record sends and their alerts in two bulk writes (one round trip each, not three per send):
+        a failure opens (or updates) the send's alert, a success after a failure resolves it.
+        ``fresh``: first sends, none recorded yet — inserted (SecantusDB's insert path is several times
+        cheaper than an upsert's update path; a key recorded meanwhile is a duplicate, skipped)."""
+        sends: list[UpdateOne | InsertOne[dict[str, Any]]] = []
+        alerts: list[UpdateOne] = []
+        for report, key, doc, event, payload, result in items:
+            base = {"report": report.name, "partner": report.partner, "payload": payload, **result}
+            if doc is not None and event is not None:
+                base.update(order_id=doc["_id"], product=doc.get("product"), stage=event["stage"], on=event["on"],
+                            event_at=event["at"])
+            if fresh:
+                sends.append(InsertOne({"_id": key, **base, "first_at": result["sent_at"]}))
+            else:
+                sends.append(UpdateOne({"_id": key}, {"$set": base, "$setOnInsert": {"first_at": result["sent_at"]}},
+                                       upsert=True))
+            alert = {"_id": f"realtime:{key}"}
+            if result["outcome"] == "ok":
+                if result["attempts"] > 1:  # a first try that succeeded has no alert to resolve
+                    alerts.append(UpdateOne({**alert, "status": "open"}, {"$set": {
+                        "status": "resolved", "resolved_at": result["sent_at"], "resolution": "re-sent successfully"}}))
+                continue
+            alerts.append(UpdateOne(alert, {
+                "$set": {"kind": "realtime_failed", "status": "open", "report": report.name, "key": key,
+                         "order_id": base.get("order_id"), "stage": base.get("stage"), "error": result["error"],
+                         "last_at": result["sent_at"], "attempts": result["attempts"]},
+                "$setOnInsert": {"first_at": result["sent_at"]}}, upsert=True))
+        if sends:
+            try:
+                await self.db[SENDS].bulk_write(sends, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        if alerts:
+            await self.db[ALERTS].bulk_write(alerts, ordered=False)
 
     # --- the sweep -------------------------------------------------------------------------
     async def sweep(self) -> dict[str, int]:
@@ -172,13 +196,16 @@ class RealtimeReporter:
                 todo += [(report, key, doc, ev) for key, ev in stage_events(report, doc)]
         known = {d["_id"] async for d in self.db[SENDS].find({"_id": {"$in": [k for _, k, _, _ in todo]}}, {"_id": 1})}
 
+        done: list[Any] = []
+
         async def one(report: Report, key: str, doc: dict[str, Any], ev: dict[str, Any]) -> None:
             payload = json_ready({"reportId": key, "reportType": report.name, **values(report, doc, ev)})
             result = await self.send(report, key, doc["_id"], payload, 0)
             counts["sent" if result["outcome"] == "ok" else "failed"] += 1
-            await self.record(report, key, doc, ev, payload, result)
+            done.append((report, key, doc, ev, payload, result))
 
         await asyncio.gather(*(one(*t) for t in todo if t[1] not in known))
+        await self.record_many(done, fresh=True)
         if docs:
             # caught up: keep re-reading the last `overlap` (a write that committed after a newer one);
             # behind (a full batch): go on from the batch's newest, one instant later if it is all one instant

@@ -114,13 +114,16 @@ async def resend_realtime(db: AsyncIOMotorDatabase[Any], reporter: RealtimeRepor
     known = {d["_id"]: int(d.get("attempts") or 0) async for d in db["report_sends"].find(
         {"order_id": {"$in": [d["_id"] for d in docs]}}, {"attempts": 1})}
 
+    done: list[Any] = []
+
     async def one(report: Any, key: str, doc: dict[str, Any], ev: dict[str, Any]) -> None:
         payload = json_ready({"reportId": key, "reportType": report.name, **values(report, doc, ev)})
         result = await reporter.send(report, key, doc["_id"], payload, known.get(key, 0))
         counts["sent" if result["outcome"] == "ok" else "failed"] += 1
-        await reporter.record(report, key, doc, ev, payload, result)
+        done.append((report, key, doc, ev, payload, result))
 
     todo = [(r, k, d, e) for d in docs for r in reports.realtime_for(d["product"]) if r.partner == partner
             for k, e in stage_events(r, d)]
     await asyncio.gather(*(one(*t) for t in todo))
+    await reporter.record_many(done)
     return counts
