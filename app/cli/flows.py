@@ -1,5 +1,5 @@
-"""``hub flows list|show|check|diff|schema|products-schema`` — the v2 blueprint library, loaded exactly
-as a worker loads it.
+"""``hub flows list|show|check|diff|schema|products-schema|coverage|docs`` — the v2 blueprint library,
+loaded exactly as a worker loads it.
 
 Every command reads ``config/flows/**/*.yaml`` through ``flows.graph.library.load_library`` with the
 partners' operations, so what ``check`` accepts is what ``hub run`` runs. ``--config DIR`` points at
@@ -301,6 +301,71 @@ def products_schema_cmd(output: Path | None = typer.Option(None, "--output", "-o
     from hub.products import products_schema
 
     _write_json(products_schema(), output)
+
+
+# ---- catalogue: coverage, generated product docs ----------------------------------------------------
+def _catalogue(config: Path | None) -> Any:
+    from app.catalogue import load_catalogue
+
+    try:
+        return load_catalogue(_config_dir(config))
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+@flows_app.command("coverage")
+def coverage_cmd(config: Path | None = CONFIG, directory: Path | None = DIR,
+                 as_json: bool = typer.Option(False, "--json", help="one JSON document")) -> None:
+    """Every catalogue ID in scope of issues 11 and 12 (config/catalogue.yaml) with the blueprint(s)
+    carrying it, or MISSING; exit 1 when any is missing."""
+    from app.catalogue import coverage
+    from hub.settings import PROJECT_ROOT
+
+    lib = _load(config, directory)
+    rows = coverage(_catalogue(config), lib, PROJECT_ROOT)
+    sources = {bp.name: bp.source for bp in lib}
+    missing = [r.row.id for r in rows if r.missing]
+    if as_json:
+        typer.echo(json.dumps({"ids": [{"id": r.row.id, "issue": r.row.issue, "title": r.row.title,
+                                        "section": r.row.section, "blueprints": r.blueprints,
+                                        "sources": [sources[b] for b in r.blueprints],
+                                        "carried_by": r.row.carried_by if r.carried else None,
+                                        "missing": r.missing} for r in rows],
+                               "missing": missing}, ensure_ascii=False, indent=2))
+    else:
+        width = max(len(r.row.id) for r in rows)
+        for r in rows:
+            carrier = (", ".join(f"{b} ({sources[b]})" for b in r.blueprints) if r.blueprints
+                       else str(r.row.carried_by) if r.carried else "MISSING")
+            typer.echo(f"{r.row.id.ljust(width)}  {r.row.issue}  {carrier}")
+        inferred = sum(1 for r in rows if r.blueprints and all(sources[b] == "inferred" for b in r.blueprints))
+        typer.echo(f"{len(rows)} IDs: {sum(1 for r in rows if r.blueprints) - inferred} specified, {inferred} "
+                   f"inferred only, {sum(1 for r in rows if r.carried and not r.blueprints)} carried by another "
+                   f"file, {len(missing)} missing" + (f": {', '.join(missing)}" if missing else ""))
+    if missing:
+        raise typer.Exit(1)
+
+
+@flows_app.command("docs")
+def docs_cmd(config: Path | None = CONFIG, directory: Path | None = DIR,
+             output: Path | None = typer.Option(None, "--output", "-o", help="write to this file")) -> None:
+    """docs/products.md from the blueprints: a table per product (scenarios, stages, partners, codes,
+    specified/inferred), the product field files, the coverage and the A.6 progress-code senders."""
+    from app.catalogue import products_md
+    from hub.products import load_products
+    from hub.settings import PROJECT_ROOT
+
+    lib = _load(config, directory)
+    try:
+        products = load_products(_config_dir(config))
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    text = products_md(list(lib), _catalogue(config), products, PROJECT_ROOT)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
 
 
 def register_cli(root: typer.Typer) -> None:

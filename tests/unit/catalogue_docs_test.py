@@ -1,0 +1,98 @@
+"""Catalogue coverage and the generated product docs (app/catalogue.py, config/catalogue.yaml,
+docs/products.md): every ID of issues 11 and 12 has a blueprint (or its declared carrier), every A.6
+code + state has a sending stage, ``hub flows coverage`` exits 1 naming what is missing, and
+docs/products.md is regenerated whenever a blueprint, product file or the catalogue changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from app.catalogue import Catalogue, CodeRow, code_senders, load_catalogue, products_md, stages_of
+from app.cli.flows import flows_app
+from flows.graph.check import partner_operations
+from flows.graph.library import load_library
+from hub.partners import load_partners
+from hub.products import load_products
+from hub.settings import PROJECT_ROOT
+
+CONFIG = PROJECT_ROOT / "config"
+SHIPPED = PROJECT_ROOT / "docs" / "products.md"
+
+
+@pytest.fixture(scope="module")
+def library() -> Any:
+    return load_library(CONFIG, partner_operations(load_partners(CONFIG)))
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return load_catalogue(CONFIG)
+
+
+def test_the_shipped_catalogue_is_the_scope_of_issues_11_and_12(catalogue: Catalogue) -> None:
+    ids = [r.id for r in catalogue.ids]
+    assert len(ids) == len(set(ids))
+    for prefix, issue in (("P01.", 11), ("P06.", 12), ("P25.", 12), ("P36.", 11), ("D.3", 11), ("D.4", 11)):
+        assert any(i.startswith(prefix) for i in ids) and {r.issue for r in catalogue.ids if
+                                                            r.id.startswith(prefix)} == {issue}
+    assert {"P19.1", "P19.5", "P27.3", "P29.3", "P12.5"} <= set(ids)  # merged rows expanded
+    pairs = {c.key for c in catalogue.progress_codes}
+    assert len(pairs) == 29 and len({c.code for c in catalogue.progress_codes}) == 24  # as A.6 counts them
+
+
+def test_every_a6_code_has_a_sending_stage_and_no_blueprint_sends_an_unlisted_one(
+        library: Any, catalogue: Catalogue) -> None:
+    senders = code_senders(library)
+    listed = {c.key for c in catalogue.progress_codes}
+    assert sorted(listed - set(senders)) == [], "A.6 codes no blueprint stage sends"
+    assert sorted(set(senders) - listed) == [], "codes sent that A.6 does not list"
+
+
+def test_senders_and_stages_are_read_from_the_reports_and_edges(library: Any) -> None:
+    lan = library.get("5g_lan", "open")
+    senders = code_senders([lan])
+    assert {c: [(s.node, s.targets) for s in v] for c, v in senders.items()}["B005f"] == [("hq_ne_data", ("E", "G"))]
+    assert set(senders) == {"B001p", "B002f", "B003f", "B004f", "B005f", "B006p"}
+    stages = stages_of(lan)
+    assert stages[:4] == ["accept", "core_design", "network_change", "core_construction"]
+    assert stages.index("hq_ne_data") < stages.index("office_data")  # B005 before B004
+
+
+def test_a_code_without_sender_and_an_id_without_blueprint_are_named(library: Any, catalogue: Catalogue) -> None:
+    extra = Catalogue(ids=[*catalogue.ids[:1], catalogue.ids[0].model_copy(update={"id": "P99.1"})],
+                      progress_codes=[CodeRow(code="Z999", state="finished", product="p", scenario="s", stage="x",
+                                              to="G")])
+    text = products_md(list(library), extra, {}, PROJECT_ROOT)
+    assert "| Z999f | p · s · x → G | **no sender** |" in text
+    assert "| P99.1 | " in text and "**MISSING**" in text and "1 missing: P99.1" in text
+
+
+def test_products_md_is_not_stale(library: Any, catalogue: Catalogue) -> None:
+    """docs/products.md = the blueprints now; regenerate with ``hub flows docs -o docs/products.md``."""
+    text = products_md(list(library), catalogue, load_products(CONFIG), PROJECT_ROOT)
+    assert SHIPPED.read_text(encoding="utf-8") == text, "stale: run hub flows docs -o docs/products.md"
+
+
+def test_coverage_command_exits_1_naming_every_missing_id(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(CONFIG / "flows" / "internet_line" / "open.yaml", flows / "open.yaml")
+    res = CliRunner().invoke(flows_app, ["coverage", "--dir", str(flows)])
+    assert res.exit_code == 1, res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines() if line.strip()}
+    assert lines["P02.1"].split()[1:] == ["11", "p02-1-internet-line-open", "(specified)"]
+    assert lines["P01.1"].split()[1:] == ["11", "MISSING"]
+    assert lines["P36.1"].split()[1:] == ["11", "config/tasks/wireless.yaml"]
+    assert "1 specified, 0 inferred only, 2 carried by another file, 153 missing: P01.1" in res.output
+    res = CliRunner().invoke(flows_app, ["coverage", "--dir", str(flows), "--json"])
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert len(doc["missing"]) == 153 and "P02.1" not in doc["missing"]
+    (p02,) = [r for r in doc["ids"] if r["id"] == "P02.1"]
+    assert p02["blueprints"] == ["p02-1-internet-line-open"] and p02["sources"] == ["specified"]
