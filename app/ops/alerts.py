@@ -48,7 +48,10 @@ declare_indexes(
     IndexModel([("status", ASCENDING), ("raised_at", DESCENDING)], name="by_status"),
     IndexModel([("raised_at", DESCENDING)], name="by_time"),
     IndexModel([("order_id", ASCENDING)], name="by_order"),
-    IndexModel([("product", ASCENDING), ("stage", ASCENDING), ("status", ASCENDING)], name="by_scope"),
+    # what holds now, by kind (the cycle) and by product and stage (the stuck drill-down): an equality
+    # prefix, because the embedded server does not plan the partial index for `$exists` (it scanned)
+    IndexModel([("holds", ASCENDING), ("kind", ASCENDING), ("product", ASCENDING), ("stage", ASCENDING)],
+               name="by_holding"),
 )
 
 
@@ -100,8 +103,8 @@ class AlertStore:
 
     # --- the evaluator's side ---------------------------------------------------------------------
     async def open_keys(self, kind: str) -> dict[str, str]:
-        """``open_key -> alert id`` of every episode still holding (uses the ``one_open`` index)."""
-        cursor = self.coll.find({"open_key": {"$exists": True}, "kind": kind}, {"open_key": 1})
+        """``open_key -> alert id`` of every episode still holding (index ``by_holding``)."""
+        cursor = self.coll.find({"holds": True, "kind": kind}, {"open_key": 1})
         return {d["open_key"]: d["_id"] async for d in cursor}
 
     async def raise_many(self, alerts: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -110,7 +113,8 @@ class AlertStore:
         docs = []
         for a in alerts:
             doc = {"_id": new_alert_id(now), "status": "open", "raised_at": now, "updated_at": now,
-                   "open_key": open_key(a["rule_id"], a["subject"]), "assignee": None, "cleared_at": None,
+                   "holds": True, "open_key": open_key(a["rule_id"], a["subject"]), "assignee": None,
+                   "cleared_at": None,
                    "records": [{"at": now, "who": "system", "action": "raised", "note": a.get("summary", "")}], **a}
             if a.get("team"):
                 doc["assignee"] = f"team:{a['team']}"
@@ -128,19 +132,21 @@ class AlertStore:
             failed = {e["index"] for e in exc.details.get("writeErrors", [])}
         return [d for i, d in enumerate(docs) if i not in failed]
 
-    async def clear(self, keys: Iterable[str], now: datetime) -> int:
-        """The conditions of ``keys`` no longer hold: release the keys; resolve what is still active."""
-        keys = list(keys)
+    async def clear(self, ids: Iterable[str], now: datetime) -> int:
+        """The conditions of the alerts ``ids`` no longer hold: release their keys; resolve what is still
+        active (by ``_id``: the embedded server does not plan the partial ``one_open`` index)."""
+        keys = list(ids)
         if not keys:
             return 0
         record = {"at": now, "who": "system", "action": "resolve", "note": "condition cleared"}
         res = await self.coll.update_many(
-            {"open_key": {"$in": keys}, "status": {"$in": list(ACTIVE)}},
-            {"$set": {"status": "resolved", "cleared_at": now, "updated_at": now, "resolved_by": "system"},
+            {"_id": {"$in": keys}, "holds": True, "status": {"$in": list(ACTIVE)}},
+            {"$set": {"status": "resolved", "cleared_at": now, "updated_at": now, "resolved_by": "system",
+                      "holds": False},
              "$unset": {"open_key": ""}, "$push": {"records": record}})
         await self.coll.update_many(  # resolved or closed by an operator already: only the key goes
-            {"open_key": {"$in": keys}},
-            {"$set": {"cleared_at": now, "updated_at": now}, "$unset": {"open_key": ""},
+            {"_id": {"$in": keys}, "holds": True},
+            {"$set": {"cleared_at": now, "updated_at": now, "holds": False}, "$unset": {"open_key": ""},
              "$push": {"records": {**record, "action": "cleared"}}})
         return int(res.modified_count)
 
@@ -196,6 +202,6 @@ class AlertStore:
 def _out(doc: dict[str, Any]) -> dict[str, Any]:
     out = dict(doc)
     out["id"] = out.pop("_id")
-    out["active"] = "open_key" in out
+    out["active"] = bool(out.pop("holds", False))
     out.pop("open_key", None)
     return out

@@ -46,9 +46,24 @@ COUNTS = ("in_flight", "overdue", "due_soon", "stuck", "blocked")
 AlertHook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+#: a rule holding for an order: the rule, the order's facts, its external id
+Holding = tuple[Rule, dict[str, Any], Any]
+
+
+def new_alert(held: Holding, order_id: str) -> dict[str, Any]:
+    """The alert document (less what the store adds) of a rule that started holding for an order."""
+    rule, f, external = held
+    return {"kind": "order", "rule_id": rule.id, "rule_name": rule.name, "severity": rule.severity,
+            "action": rule.action.type, "team": rule.action.team if rule.action.type == "escalate" else None,
+            "notify": rule.notify, "subject": order_id, "order_id": order_id, "product": f["product"],
+            "scenario": f["scenario"], "stage": f["stage"], "external_order_id": external,
+            "summary": f"{rule.name}: order {order_id} at {f['stage'] or '-'} for "
+                       f"{f['time_in_stage_s'] / 60:.0f} min", "facts": f}
+
+
 @dataclass
 class BatchResult:
-    holding: dict[str, dict[str, Any]] = field(default_factory=dict)  # open_key -> alert to raise
+    holding: dict[str, Holding] = field(default_factory=dict)  # open_key -> what holds
     rows: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     matched: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -92,13 +107,8 @@ def evaluate_batch(docs: list[dict[str, Any]], rules: list[Rule], now: float, du
                 continue
             stuck = True
             out.matched[rule.id] = out.matched.get(rule.id, 0) + 1
-            out.holding[open_key(rule.id, doc["_id"])] = {
-                "kind": "order", "rule_id": rule.id, "rule_name": rule.name, "severity": rule.severity,
-                "action": rule.action.type, "team": rule.action.team if rule.action.type == "escalate" else None,
-                "notify": rule.notify, "subject": doc["_id"], "order_id": doc["_id"], "product": f["product"],
-                "scenario": f["scenario"], "stage": f["stage"], "external_order_id": doc.get("external_order_id"),
-                "summary": f"{rule.name}: order {doc['_id']} at {f['stage'] or '-'} for "
-                           f"{f['time_in_stage_s'] / 60:.0f} min", "facts": f}
+            # only a reference: the alert document is built for the few that are new (new_alert)
+            out.holding[open_key(rule.id, doc["_id"])] = (rule, f, doc.get("external_order_id"))
         row = out.rows.setdefault((f["product"], f["stage"]), dict.fromkeys(COUNTS, 0))
         row["in_flight"] += 1
         row["overdue"] += f["overdue"]
@@ -162,8 +172,8 @@ class Evaluator:
         report.orders = sum(r["in_flight"] for r in total.rows.values())
         at = datetime.fromtimestamp(now, UTC)
         open_keys = await self.alerts.open_keys("order")
-        new = [a for k, a in total.holding.items() if k not in open_keys]
-        cleared = [k for k in open_keys if k not in total.holding]
+        new = [new_alert(h, h[1]["order_id"]) for k, h in total.holding.items() if k not in open_keys]
+        cleared = [aid for k, aid in open_keys.items() if k not in total.holding]
         raised = await self.alerts.raise_many(new, at)
         report.cleared = await self.alerts.clear(cleared, at)
         if cleared:

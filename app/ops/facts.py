@@ -25,6 +25,7 @@ PROJECTION: dict[str, int] = {
 
 #: every fact a rule may read as ``data.<name>``, and what it means (docs/operations.md lists them)
 FACTS: dict[str, str] = {
+    "order_id": "the hub's order id",
     "product": "the order's product (e.g. internet_line)",
     "scenario": "its scenario (open, change, ...)",
     "partner": "the partner the order came from",
@@ -79,7 +80,7 @@ def facts(doc: dict[str, Any], now: float) -> dict[str, Any]:
         span = deadline - since
         share = round((now - since) / span, 4) if span > 0 else (1.0 if now >= deadline else 0.0)
     return {
-        "product": doc.get("product") or "", "scenario": doc.get("scenario") or "",
+        "order_id": doc.get("_id"), "product": doc.get("product") or "", "scenario": doc.get("scenario") or "",
         "partner": doc.get("partner") or "", "stage": stage or "", "status": doc.get("status") or "",
         "waiting_for": doc.get("waiting_for") or "", "blocked": bool(doc.get("blocked_reason")),
         "age_s": round(now - created, 3), "time_in_stage_s": round(now - since, 3),

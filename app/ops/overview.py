@@ -5,7 +5,7 @@ document, one indexed read — the dashboard's query costs the same with 100 or 
 and says how old it is; ``live=True`` scans now (the same code as the cycle, without raising alerts).
 The drill-down is a live, indexed query of one cell: the orders of a product (``by_status_product``)
 or a stage (``by_stage``), their facts, filtered by the state asked for; ``stuck`` comes from the
-active alerts (``by_scope`` of ops_alerts).
+active alerts (``by_holding`` of ops_alerts).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def drill_down(db: AsyncIOMotorDatabase[Any], state: State, *, product: st
         q["blocked_reason"] = {"$ne": None}
     alerts: dict[str, list[dict[str, Any]]] = {}
     if state == "stuck":
-        aq: dict[str, Any] = {"open_key": {"$exists": True}, "kind": "order"}
+        aq: dict[str, Any] = {"holds": True, "kind": "order"}
         if product:
             aq["product"] = product
         if stage:
@@ -76,7 +76,10 @@ async def drill_down(db: AsyncIOMotorDatabase[Any], state: State, *, product: st
             alerts.setdefault(a["order_id"], []).append(
                 {"id": a["_id"], "rule_id": a["rule_id"], "severity": a["severity"], "status": a["status"]})
         q["_id"] = {"$in": sorted(alerts)}
-    docs = [d async for d in db[ORDERS].find(q, PROJECTION)]
+    cursor = db[ORDERS].find(q, PROJECTION)
+    if state != "stuck":  # the embedded server's planner scanned the collection for status $in + product
+        cursor = cursor.hint("by_stage" if stage else "by_status_product")
+    docs = [d async for d in cursor]
 
     def build() -> list[dict[str, Any]]:
         out = []

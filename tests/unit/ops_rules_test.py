@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.ops.evaluator import evaluate_batch
+from app.ops.evaluator import evaluate_batch, new_alert
 from app.ops.facts import FACTS, facts
 from app.ops.rules import Rule, check_scope, load_rule_files, parse_rule
 from hub.errors import ConfigError, ValidationFailed
@@ -105,7 +105,8 @@ def test_the_shipped_default_rules_load_and_fire_on_what_they_name() -> None:
             order("overdue", since=T0, deadline=now - 1),
             order("due-soon", since=T0, deadline=now + 3600),  # 5 of 6 hours used
             order("refused", since=now - 7200, phase="exit", gates={"r": {"ok": False}})]
-    held = evaluate_batch(docs, list(rules.values()), now, 0.8).holding
+    held = {k: new_alert(h, h[1]["order_id"]) for k, h in evaluate_batch(docs, list(rules.values()), now,
+                                                                           0.8).holding.items()}
     by_order: dict[str, set[str]] = {}
     for a in held.values():
         by_order.setdefault(a["order_id"], set()).add(a["rule_id"])
@@ -127,7 +128,7 @@ def test_one_batch_scope_and_counts() -> None:
             order("d", since=T0, product="5g_lan"), order("e", since=T0, deadline=now - 5),
             order("f", since=T0, deadline=now + 600)]
     out = evaluate_batch(docs, rules, now, 0.8)
-    assert sorted(a["order_id"] for a in out.holding.values()) == ["a", "e", "f"]
+    assert sorted(f["order_id"] for _, f, _ in out.holding.values()) == ["a", "e", "f"]
     assert out.error_counts == {"BROKEN": 6} and "BROKEN" in out.errors  # a failing rule never stops the others
     assert out.rows[("internet_line", "design")] == {"in_flight": 4, "overdue": 1, "due_soon": 1, "stuck": 3,
                                                      "blocked": 0}
