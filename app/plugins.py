@@ -37,6 +37,7 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
+    "app.console.routes",  # the operator web console at /console
     "app.admin.fusion_api",  # issue 13: /admin/v1/fusion
     "app.admin.jobs_api",  # issue 16: /admin/v1/jobs, /admin/v1/reports, the group's recollect / reconciliation
     "app.admin.reports_api",

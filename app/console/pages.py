@@ -13,7 +13,7 @@ import asyncio
 import csv
 import io
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -25,12 +25,13 @@ from app.console import data, svg
 from app.console.render import page
 from flows.runtime.agents import pinned_blueprint
 from hub.errors import ConfigError, ValidationFailed
-from hub.services import SERVICES
+from hub.services import SERVICES, ServiceKey
 
 PAGE = 50
 EXPORT_MAX = 10_000
 STATUSES = ("in_flight", "waiting", "completed", "failed", "cancelled")
 DLQ_STATUSES = ("dead", "replaying", "replayed", "discarded", "resolved", "any")
+OVERVIEW: ServiceKey[data.Snapshots] = ServiceKey("console_overview")
 
 
 def _filter(request: web.Request, model: Any, mapping: dict[str, str]) -> tuple[Any, list[str]]:
@@ -55,7 +56,9 @@ async def overview(request: web.Request) -> web.Response:
     queries, _ = _services(request)
     db = request.app[SERVICES].db
     assert db is not None
-    counts = await data.overview(db, queries)
+    runtime = request.app[SERVICES]
+    snapshots = runtime.get(OVERVIEW) or runtime.put(OVERVIEW, data.Snapshots())
+    counts = await snapshots.get(db, queries)
     matrix: dict[tuple[str, str], int] = counts["matrix"]
     products = sorted({p for p, _ in matrix})
     stages = sorted({s for _, s in matrix}, key=lambda s: (-sum(n for (_, st), n in matrix.items() if st == s), s))
@@ -69,11 +72,42 @@ async def orders(request: web.Request) -> web.Response:
     queries, _ = _services(request)
     flt, problems = _filter(request, OrderFilter, ORDER_QUERY)
     limit, skip = _paged(request)
-    rows = await queries.orders(flt, limit=limit + 1, skip=skip)  # one more: is there a next page?
+    rows = await newest_first(queries, flt, limit=limit + 1, skip=skip)  # one more: is there a next page?
     more = len(rows) > limit
     args = {k: v for k, v in request.query.items() if k in ORDER_QUERY and v}
     return await page(request, "orders.html", rows=rows[:limit], more=more, skip=skip, limit=limit, args=args,
                       problems=problems, statuses=STATUSES)
+
+
+#: the first window ``newest_first`` looks in, and how much it widens each time
+FIRST_WINDOW = timedelta(hours=1)
+WIDEN = 8
+LAST_WINDOW = timedelta(hours=512)
+
+
+async def newest_first(queries: Any, flt: OrderFilter, *, limit: int, skip: int = 0,
+                       now: datetime | None = None) -> list[dict[str, Any]]:
+    """The same page as ``queries.orders(flt, limit, skip)`` — newest first — found in a window of
+    recent ``created_at`` first (1 h, then 8 h, 64 h, … then the filter's own range).
+
+    Why: the listing sorts by ``created_at``; a database that sorts what a range matches before it
+    limits (SecantusDB: ~0.2 ms per matching order) pays for every order ever made on the first page.
+    Once a window holds ``skip + limit`` orders, the newest ones of the whole range are all in it,
+    so the answer is the same; a real MongoDB walks ``by_created`` either way."""
+    now = now or datetime.now(UTC)
+    window = FIRST_WINDOW
+    while True:
+        since = now - window
+        if flt.until is not None and flt.until < now:
+            since = flt.until - window
+        if flt.since is not None and since <= flt.since:
+            return list(await queries.orders(flt, limit=limit, skip=skip))
+        rows = await queries.orders(flt.model_copy(update={"since": since}), limit=limit, skip=skip)
+        if len(rows) >= limit:
+            return list(rows)
+        if window >= LAST_WINDOW:  # few orders match at all: the filter's own range, once
+            return list(await queries.orders(flt, limit=limit, skip=skip))
+        window *= WIDEN
 
 
 async def orders_export(request: web.Request) -> web.StreamResponse:

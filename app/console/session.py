@@ -147,7 +147,11 @@ def guarded(role: Role, tokens: Callable[[web.Request], list[AdminToken]]) -> Ca
                                f"role {session.principal.role!r} may not do this; {role!r} required")
             request[SESSION] = session
             request[PRINCIPAL] = session.principal
-            return await handler(request)
+            started = time.perf_counter()
+            response = await handler(request)
+            if not response.prepared:  # a streamed export has sent its headers already
+                response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+            return response
 
         checked.__name__ = getattr(handler, "__name__", "console")
         checked.__doc__ = handler.__doc__
