@@ -220,7 +220,12 @@ SCRIPTS: dict[str, Script] = _scripts(
         "p30_3_remove_failed",
         "p30-3-dual-domain-remove",
         order("dual_domain_cross_province", "remove"),
-        {"close_result": [{"close_result": "拆除失败"}, {"close_result": "拆除失败", "close_note": "设备未回收"}]},
+        {
+            "close_result": [
+                {"close_result": "拆除失败", "close_note": None},
+                {"close_result": "拆除失败", "close_note": "设备未回收"},
+            ]
+        },
     ),
     Script(
         "p30_4_jgj_ne_data",
@@ -542,8 +547,11 @@ def test_the_expectations_of_a_recording_are_what_its_steps_do(name: str) -> Non
     """The plain-words expect block (calls in order, reports, end) is read from the recorded commands,
     so an edited expectation that the order does not do fails here."""
     doc = json.loads(_path(name).read_text(encoding="utf-8"))
-    assert {"calls": calls_made(doc["steps"]), "reports": reports_sent(doc["steps"]),
-            "status": doc["expect"]["status"]} == doc["expect"]
+    assert {
+        "calls": calls_made(doc["steps"]),
+        "reports": reports_sent(doc["steps"]),
+        "status": doc["expect"]["status"],
+    } == doc["expect"]
     assert doc["blueprint"] == SCRIPTS[name].blueprint
 
 
