@@ -22,7 +22,7 @@ from app.jobs.lease import Lease, Leases
 from hub.partners import Partner
 from hub.settings import Settings
 
-KIND_MODULES = ("app.reports.jobs",)
+KIND_MODULES = ("app.reports.jobs", "app.jobs.seed003")
 
 
 @dataclass

@@ -30,11 +30,9 @@ from prometheus_client import Counter
 from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from app.jobs.partner import PartnerCalls
 from app.reports.definitions import Report, Reports, values
-from connectors.context import ConnectorContext
-from connectors.rest.sink import RestOperation, RestSink, RestSinkConfig
 from hub.db import declare_indexes
-from hub.envelope import Envelope
 from hub.partners import Partner
 from hub.settings import Settings
 
@@ -91,38 +89,18 @@ class RealtimeReporter:
         self.first_lookback = timedelta(seconds=first_lookback_s)
         self.overlap = timedelta(seconds=overlap_s)  # writes that commit out of updated_at order
         self._limit = asyncio.Semaphore(concurrency)
-        self._sinks: dict[str, RestSink] = {}
+        self.calls = PartnerCalls(settings, partners)
         self.products = sorted(p for p in reports.by_product if reports.realtime_for(p))
 
-    # --- the partner -----------------------------------------------------------------------
-    def sink(self, report: Report) -> RestSink:
-        """The partner's REST sink, with the report operation added when its file lacks one."""
-        sink = self._sinks.get(report.partner)
-        if sink is None:
-            partner = self.partners[report.partner]
-            if partner.outbound is None or partner.outbound.protocol != "rest":
-                raise ValueError(f"partner {report.partner} has no REST outbound")
-            cfg = RestSinkConfig.model_validate(partner.outbound.config)
-            if report.operation not in cfg.operations:
-                cfg.operations[report.operation] = RestOperation(path=report.path, success=report.success)
-            pol = partner.outbound.policy
-            sink = RestSink(cfg, ConnectorContext(self.settings, route=f"reports:{report.partner}",
-                                                  timeout_s=pol.timeout_s, concurrency=pol.concurrency))
-            self._sinks[report.partner] = sink
-        return sink
-
     async def close(self) -> None:
-        for sink in self._sinks.values():
-            await sink.stop()
-        self._sinks.clear()
+        await self.calls.close()
 
     # --- one send --------------------------------------------------------------------------
     async def send(self, report: Report, key: str, order_id: str, payload: dict[str, Any],
                    attempts: int) -> dict[str, Any]:
-        env = Envelope(type="report.realtime", source="hub", protocol="rest", correlation_id=order_id,
-                       idempotency_key=key, payload={"operation": report.operation, "request": payload})
         async with self._limit:
-            outcome = await self.sink(report).deliver(env)
+            outcome = await self.calls.call(report.partner, report.operation, payload, key=key, order_id=order_id,
+                                            path=report.path, success=report.success)
         now = self.clock()
         status = (outcome.response or {}).get("http_status") if isinstance(outcome.response, dict) else None
         ok = bool(outcome.ok)
