@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_p36_2_judges_by_order_type_and_service_impact(settings: WirelessTaskSet
 
 def test_only_alarms_on_cells_the_chunk_pushed_are_anomalies(settings: WirelessTaskSettings) -> None:
     tasks = [task(1, order_type="emergency"), task(2), task(3, cell="CELL-1", task_id="T3")]
-    alarms = [{"cell": "CELL-1", "alarm": "小区退服", "service_affecting": True},
+    alarms: list[dict[str, Any]] = [{"cell": "CELL-1", "alarm": "小区退服", "service_affecting": True},
               {"cell": "CELL-2", "alarm": "驻波比告警", "service_affecting": "false"},
               {"cell": "CELL-99", "alarm": "not ours", "service_affecting": True}]
     found = judge(settings.anomaly.rules, tasks, alarms)
