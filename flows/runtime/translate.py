@@ -64,6 +64,14 @@ def _poll_pending(response: Any) -> bool:
     return str(response.get("status", "")).lower() in PENDING_STATUSES
 
 
+def _rest_body(response: Any) -> Any:
+    """A REST sink's answer is ``{http_status, body}``: a poll's "not yet" and its result are the body
+    (CAM's 结果执行查询接口 answers ``status: processing`` there, B.7)."""
+    if isinstance(response, dict) and "http_status" in response and isinstance(response.get("body"), dict):
+        return response["body"]
+    return response
+
+
 def to_event(env: Envelope, bp: Blueprint | None, state: dict[str, Any] | None,
              open_calls: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The engine event for ``env`` (None: nothing for the engine — e.g. a dead-lettered call).
@@ -110,9 +118,11 @@ def _result_event(p: dict[str, Any], bp: Blueprint | None, state: dict[str, Any]
         return None  # delivery gave up: the call stays open, blocked until its dead letter is replayed
     if command.get("purpose") == "poll":
         target = str((command.get("payload") or {}).get("call_id") or "")
-        if _poll_pending(response):
+        answer = _rest_body(response)
+        if _poll_pending(answer):
             return {"type": "call_result", "call_id": target, "pending": True, "via": "poll"}
-        return {"type": "call_result", "call_id": target, "result": result, "via": "poll"}
+        return {"type": "call_result", "call_id": target, "result": answer if isinstance(answer, dict) else result,
+                "via": "poll"}
     step = call_step(bp, state, cid) if bp is not None and state is not None else None
     if step is not None and step.mode in ("callback", "poll"):
         return {"type": "call_result", "call_id": cid, "pending": True, "via": "sync"}
