@@ -33,8 +33,9 @@ def _fields(file: Path | None, **options: Any) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise typer.BadParameter(f"{file}: expected one rule (a mapping)")
         data.update(loaded)
-    scope = {k: options.pop(k) for k in ("product", "scenario", "stage") if options.get(k) is not None}
-    for k in ("product", "scenario", "stage"):
+    keys = ("product", "scenario", "stage", "partner", "operation")
+    scope = {k: options[k] for k in keys if options.get(k) is not None}
+    for k in keys:
         options.pop(k, None)
     if scope:
         data["scope"] = {**(data.get("scope") or {}), **scope}
@@ -77,10 +78,11 @@ def list_(
         return
     for r in rows:
         scope = r.get("scope") or {}
-        r["scope_text"] = "/".join(scope.get(k) or "*" for k in ("product", "scenario", "stage"))
+        keys = ("partner", "operation") if r.get("kind") == "interface" else ("product", "scenario", "stage")
+        r["scope_text"] = "-" if r.get("kind") == "indicator" else "/".join(scope.get(k) or "*" for k in keys)
         r["action_text"] = (r.get("action") or {}).get("type")
-    c.table(rows, [("id", "code"), ("name", "name"), ("enabled", "enabled"), ("severity", "severity"),
-                   ("scope_text", "product/scenario/stage"), ("when", "condition"), ("action_text", "action"),
+    c.table(rows, [("id", "code"), ("name", "name"), ("kind", "kind"), ("enabled", "enabled"),
+                   ("severity", "severity"), ("scope_text", "scope"), ("when", "condition"), ("action_text", "action"),
                    ("holding", "holding"), ("last_error", "last error")], title=f"{len(rows)} rules")
 
 
@@ -105,6 +107,10 @@ def add(
     when: str | None = typer.Option(None, "--when", help="CEL condition over data (facts) and now"),
     product: str | None = typer.Option(None, "--product"), scenario: str | None = typer.Option(None, "--scenario"),
     stage: str | None = typer.Option(None, "--stage"),
+    kind: str | None = typer.Option(None, "--kind", help="order (default), interface or indicator (use --file)"),
+    partner: str | None = typer.Option(None, "--partner", help="order: origin; interface: the partner called"),
+    operation: str | None = typer.Option(None, "--operation", help="interface rules: the partner operation"),
+    window_s: float | None = typer.Option(None, "--window-s", help="interface rules: the window in seconds"),
     severity: str | None = typer.Option(None, "--severity", help="info, warning, major, critical"),
     action: str | None = typer.Option(None, "--action", help="alert, escalate, retry"),
     team: str | None = typer.Option(None, "--team", help="the team an escalate action assigns"),
@@ -114,6 +120,7 @@ def add(
 ) -> None:
     """Add a rule; exit 2 with every problem when it does not validate."""
     data = _fields(file, id=rule_id, name=name, when=when, product=product, scenario=scenario, stage=stage,
+                   kind=kind, partner=partner, operation=operation, window_s=window_s,
                    severity=severity, action=action, team=team, notify=notify, description=description)
 
     async def go(o: c.Ops) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pymongo.errors import DuplicateKeyError
 from app.ops import metrics
 from app.ops.alerts import AlertStore, open_key
 from app.ops.facts import OPEN_STATUSES, PROJECTION, facts
+from app.ops.kinds import indicator_holding, interface_holding
 from app.ops.rules import RULES, Rule, RuleStore
 from app.ops.settings import OpsSettings
 from flows.documents import CALLS, ORDERS
@@ -166,26 +167,25 @@ class Evaluator:
             return None
         wall = time.perf_counter()
         cpu0 = time.process_time()
-        rules = await self.rules.enabled_rules()
-        report = CycleReport(at=now, rules=len(rules))
+        every = await self.rules.enabled_rules()
+        rules = [r for r in every if r.kind == "order"]
+        report = CycleReport(at=now, rules=len(every))
         total = await self.scan(rules, now)
         report.orders = sum(r["in_flight"] for r in total.rows.values())
         at = datetime.fromtimestamp(now, UTC)
-        open_keys = await self.alerts.open_keys("order")
-        new = [new_alert(h, h[1]["order_id"]) for k, h in total.holding.items() if k not in open_keys]
-        cleared = [aid for k, aid in open_keys.items() if k not in total.holding]
-        raised = await self.alerts.raise_many(new, at)
-        report.cleared = await self.alerts.clear(cleared, at)
-        if cleared:
-            metrics.ALERTS_CLEARED.labels("order").inc(len(cleared))
-        report.raised, report.holding, report.errors = len(raised), len(total.holding), total.errors
-        for alert in raised:
-            metrics.ALERTS_RAISED.labels(alert["rule_id"], alert["severity"]).inc()
-            for hook in self.on_raised:
-                try:
-                    await hook(alert)
-                except Exception:  # an action failing (a sink down) must not stop the cycle
-                    log.exception("action of alert %s failed", alert["_id"])
+        raised, report.cleared = await self._settle("order", total.holding, lambda k, h: new_alert(h, h[1]["order_id"]),
+                                                    at)
+        report.holding, report.errors = len(total.holding), total.errors
+        for kind, find in (("interface", interface_holding), ("indicator", indicator_holding)):
+            mine = [r for r in every if r.kind == kind]
+            held = await find(self.db, mine, now, report.errors) if mine else {}
+            more, cleared = await self._settle(kind, held, lambda k, a: a, at)
+            raised += more
+            report.cleared += cleared
+            report.holding += len(held)
+            for r in mine:
+                total.matched[r.id] = sum(1 for a in held.values() if a["rule_id"] == r.id)
+        report.raised = len(raised)
         for rid, n in total.error_counts.items():
             metrics.RULE_ERRORS.labels(rid).inc(n)
         await self._rule_stats(rules, total, at)
@@ -212,6 +212,26 @@ class Evaluator:
         if batch:
             _merge(total, await asyncio.to_thread(evaluate_batch, batch, rules, now, share))
         return total
+
+    async def _settle(self, kind: str, holding: dict[str, Any], build: Callable[[str, Any], dict[str, Any]],
+                      at: datetime) -> tuple[list[dict[str, Any]], int]:
+        """Raise what newly holds (``build`` makes its alert), clear what no longer does; the raised
+        alerts' hooks run here (retry, notify) — only for the inserts this worker won."""
+        open_keys = await self.alerts.open_keys(kind)
+        new = [build(k, h) for k, h in holding.items() if k not in open_keys]
+        cleared = [aid for k, aid in open_keys.items() if k not in holding]
+        raised = await self.alerts.raise_many(new, at)
+        n_cleared = await self.alerts.clear(cleared, at)
+        if cleared:
+            metrics.ALERTS_CLEARED.labels(kind).inc(len(cleared))
+        for alert in raised:
+            metrics.ALERTS_RAISED.labels(alert["rule_id"], alert["severity"]).inc()
+            for hook in self.on_raised:
+                try:
+                    await hook(alert)
+                except Exception:  # an action failing (a sink down) must not stop the cycle
+                    log.exception("action of alert %s failed", alert["_id"])
+        return raised, n_cleared
 
     async def _rule_stats(self, rules: list[Rule], total: BatchResult, at: datetime) -> None:
         for rule in rules:

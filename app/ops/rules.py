@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pymongo import ASCENDING, IndexModel
 
 from app.admin.replay import NotFound, Refused
@@ -52,11 +52,14 @@ class Scope(BaseModel):
     product: str | None = Field(default=None, examples=["internet_line"])
     scenario: str | None = Field(default=None, examples=["open"])
     stage: str | None = Field(default=None, examples=["design"], description="the current stage (node)")
+    partner: str | None = Field(default=None, description="order rules: the origin; interface rules: the callee")
+    operation: str | None = Field(default=None, description="interface rules: the partner operation")
 
     def matches(self, fact: dict[str, Any]) -> bool:
         return ((self.product is None or fact["product"] == self.product)
                 and (self.scenario is None or fact["scenario"] == self.scenario)
-                and (self.stage is None or fact["stage"] == self.stage))
+                and (self.stage is None or fact["stage"] == self.stage)
+                and (self.partner is None or fact["partner"] == self.partner))
 
 
 class Action(BaseModel):
@@ -74,16 +77,47 @@ class Action(BaseModel):
         return self
 
 
+ORDER_FIELDS = frozenset({"product", "scenario", "partner", "status", "current_stage"})
+CALL_FIELDS = frozenset({"partner", "operation", "outcome", "stage"})
+
+
+class Indicator(BaseModel):
+    """A business indicator (C.4 (2)): a count of orders or calls matching ``match``, optionally within
+    the last ``window_s`` (orders by ``created_at``, calls by ``started_at``); ``overdue: true`` counts
+    open orders past their SLA."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["orders", "calls"]
+    match: dict[str, str] = Field(default_factory=dict, examples=[{"product": "internet_line", "status": "failed"}])
+    overdue: bool = False
+    window_s: float | None = Field(default=None, gt=0, le=366 * 86400)
+
+    @model_validator(mode="after")
+    def _fields(self) -> Indicator:
+        allowed = ORDER_FIELDS if self.source == "orders" else CALL_FIELDS
+        bad = sorted(set(self.match) - allowed)
+        if bad:
+            raise ValueError(f"{self.source} cannot be matched on {', '.join(bad)} (only {', '.join(sorted(allowed))})")
+        if self.overdue and self.source != "orders":
+            raise ValueError("overdue counts orders")
+        return self
+
+
 class Rule(BaseModel):
-    """One stuck-order rule (``kind: order``)."""
+    """One rule: ``kind: order`` (a stuck-order rule over each open order's facts), ``interface``
+    (C.3 (4): over each partner operation's calls in the last ``window_s``) or ``indicator`` (C.4 (3):
+    a threshold on a business indicator's value)."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="the rule's code, e.g. STUCK-DESIGN-4H", examples=["STUCK-001"])
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000, description="why the rule exists")
-    kind: Literal["order"] = "order"
+    kind: Literal["order", "interface", "indicator"] = "order"
     scope: Scope = Field(default_factory=Scope)
+    window_s: float = Field(default=900.0, gt=0, le=7 * 86400, description="interface rules: the window")
+    indicator: Indicator | None = Field(default=None, description="indicator rules: what is counted")
     when: str = Field(min_length=1, max_length=2000, description="CEL condition over data (the facts) and now",
                       examples=["data.time_in_stage_s > 4 * 3600"])
     severity: Severity = "warning"
@@ -100,12 +134,38 @@ class Rule(BaseModel):
 
     @field_validator("when")
     @classmethod
-    def _when(cls, v: str) -> str:
-        check_condition(v)
+    def _when(cls, v: str, info: ValidationInfo) -> str:
+        check_condition(v, KIND_FACTS[info.data.get("kind", "order")])
         return v
 
+    @model_validator(mode="after")
+    def _kind(self) -> Rule:
+        sc = self.scope
+        if self.kind == "order" and sc.operation:
+            raise ValueError("scope.operation is for interface rules")
+        if self.kind == "interface" and (sc.product or sc.scenario or sc.stage):
+            raise ValueError("an interface rule is scoped by partner and operation, not product/scenario/stage")
+        if self.kind == "indicator" and self.indicator is None:
+            raise ValueError("an indicator rule says what it counts (indicator: {source, match, window_s})")
+        if self.kind != "indicator" and self.indicator is not None:
+            raise ValueError("indicator is for kind: indicator")
+        if self.kind != "order" and self.action.type == "retry":
+            raise ValueError("retry re-sends an order's stuck call: order rules only")
+        return self
 
-def check_condition(source: str) -> None:
+
+INTERFACE_FACTS: dict[str, str] = {
+    "partner": "the partner called", "operation": "the operation",
+    "calls": "calls started in the window", "succeeded": "of them ok", "failed": "failed or dead-lettered",
+    "success_rate": "succeeded / finished (null when none finished)",
+    "p50_ms": "median duration (null without durations)", "p99_ms": "99th percentile duration",
+    "per_min": "load: calls per minute over the window", "window_s": "the rule's window",
+}
+INDICATOR_FACTS: dict[str, str] = {"value": "the indicator's count", "window_s": "its window (null: none)"}
+KIND_FACTS: dict[str, dict[str, str]] = {"order": FACTS, "interface": INTERFACE_FACTS, "indicator": INDICATOR_FACTS}
+
+
+def check_condition(source: str, facts: dict[str, str] = FACTS) -> None:
     """Compile a rule condition; raise ValueError naming what is wrong (syntax, a name, a fact)."""
     try:
         expr = compile_expr(source)
@@ -114,10 +174,10 @@ def check_condition(source: str) -> None:
     extra = sorted(expr.names - RULE_NAMES)
     if extra:
         raise ValueError(f"a rule reads data (the order's facts), now and order_id, not {', '.join(extra)}")
-    unknown = sorted({p[1] for p in expr.paths if p[0] == "data" and len(p) > 1 and p[1] not in FACTS})
+    unknown = sorted({p[1] for p in expr.paths if p[0] == "data" and len(p) > 1 and p[1] not in facts})
     if unknown:
         raise ValueError(f"unknown fact {', '.join('data.' + u for u in unknown)} "
-                         f"(facts: {', '.join(sorted(FACTS))})")
+                         f"(facts: {', '.join(sorted(facts))})")
 
 
 class Sink(BaseModel):

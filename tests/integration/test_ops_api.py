@@ -11,11 +11,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from openpyxl import load_workbook
 
+from app.admin.replay import ReplayService
+from app.ops.actions import RetryAction
 from app.ops.evaluator import Evaluator
 from app.ops.settings import OpsSettings
 from flows.documents import ORDERS
 from hub.deadletter import ACTIONS
+from hub.deadletter import COLLECTION as DEAD_LETTERS
 from tests.integration.test_admin_api import OPERATOR, VIEWER, client, rt
+from tests.integration.test_dlq import seed
 from tests.unit.ops_rules_test import T0, order
 
 pytestmark = pytest.mark.integration
@@ -45,7 +49,8 @@ async def _rules_crud_roles_errors_and_audit(client: TestClient) -> None:
                                 json={"when": "data.time_in_stage_s > 7200", "scope": {"stage": "archive"}})
     body = await edited.json()
     assert edited.status == 200 and body["version"] == 2 and body["scope"] == {
-        "product": "internet_line", "scenario": None, "stage": "archive"} and body["updated_by"] == "api:otto"
+        "product": "internet_line", "scenario": None, "stage": "archive", "partner": None, "operation": None} and (
+        body["updated_by"] == "api:otto")
     wrong = await client.patch("/admin/v1/rules/DESIGN-1H", headers=OPERATOR, json={"scope": {"stage": "nowhere"}})
     assert wrong.status == 400
     assert (await (await client.post("/admin/v1/rules/DESIGN-1H/disable", headers=OPERATOR)).json())["enabled"] is False
@@ -100,8 +105,33 @@ async def _overview_alerts_handling_and_exports(client: TestClient) -> None:
     assert 'hub_ops_orders{product="internet_line",stage="design",state="stuck"} 1.0' in metrics
 
 
+async def _retry_action_replays_the_stuck_call(client: TestClient) -> None:
+    """``action: retry``: the order's dead letter is replayed once, audited as ``rule:<id>``."""
+    runtime = rt(client)
+    db = runtime.db
+    assert db is not None
+    letter = await seed(runtime, "held")
+    rule = {"id": "HELD", "name": "held by a dead letter", "when": "data.dead_letters > 0",
+            "action": {"type": "retry"}}
+    assert (await client.post("/admin/v1/rules", json=rule, headers=OPERATOR)).status == 201
+    await db[ORDERS].insert_one(order("held", open_calls={"c": {"sent_at": T0, "dead_letter_id": letter.id}}))
+    replays = ReplayService(db, runtime.producer, runtime.partners)
+    ev = Evaluator(db, settings=OpsSettings(), clock=lambda: T0 + 60, on_raised=[RetryAction(replays)])
+    await ev.cycle(force=True)
+    await ev.cycle(force=True)  # still holding: not replayed twice
+    stored = await db[DEAD_LETTERS].find_one({"_id": letter.id})
+    assert stored is not None and stored["status"] == "replayed" and stored["replay_count"] == 1
+    who = [d["who"] async for d in db[ACTIONS].find({"dead_letter_id": letter.id})]
+    assert who == ["rule:HELD"]
+    (alert,) = (await (await client.get("/admin/v1/alerts?rule=HELD", headers=VIEWER)).json())["items"]
+    shown = await (await client.get(f"/admin/v1/alerts/{alert['id']}", headers=VIEWER)).json()
+    assert shown["records"][-1]["who"] == "rule:HELD" and f"replayed dead letter {letter.id}: ok" in (
+        shown["records"][-1]["note"])
+
+
 async def test_rules_overview_and_alerts_over_http(client: TestClient) -> None:
-    """One hub for both parts (a runtime start costs seconds): the CRUD first, then the same rule
-    id added again after its deletion raises, is handled and exported."""
+    """One hub for every part (a runtime start costs seconds): the CRUD first, then the same rule
+    id added again after its deletion raises, is handled and exported; then the retry action."""
     await _rules_crud_roles_errors_and_audit(client)
     await _overview_alerts_handling_and_exports(client)
+    await _retry_action_replays_the_stuck_call(client)

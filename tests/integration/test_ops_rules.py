@@ -250,3 +250,49 @@ async def test_notifications_go_to_webhook_smtp_and_sms(db: AsyncIOMotorDatabase
     stored = await AlertStore(db).get(alert["id"])
     assert stored is not None and [(n["sink"], n["result"]) for n in stored["notified"]] == [("hook", "ok"),
                                                                                               ("mail", "ok")]
+
+
+async def test_interface_and_indicator_rules_share_the_lifecycle(db: AsyncIOMotorDatabase[Any]) -> None:
+    from datetime import UTC, datetime
+
+    from app.ops.rules import parse_rule
+    from flows.documents import CALLS
+
+    now = T0 + 3600
+
+    def at(s: float) -> datetime:
+        return datetime.fromtimestamp(s, UTC)
+
+    calls = [{"_id": f"e{i}", "partner": "esop", "operation": "notifyOrderResult", "order_id": f"o{i}",
+              "outcome": "failed" if i < 4 else "ok", "duration_ms": 100.0 * (i + 1), "started_at": at(now - 60 * i)}
+             for i in range(10)]
+    calls += [{"_id": f"r{i}", "partner": "resource", "operation": "design", "order_id": f"o{i}", "outcome": "ok",
+               "duration_ms": 50.0, "started_at": at(now - 30)} for i in range(5)]
+    await db[CALLS].insert_many(calls)
+    await db[ORDERS].insert_many([order("late", since=T0, deadline=now - 1), order("ok", since=T0)])
+    rules = [parse_rule({"id": "IF-RATE", "name": "success rate under 80 %", "kind": "interface", "window_s": 900,
+                         "when": "data.calls >= 5 && data.success_rate < 0.8", "severity": "major"}),
+             parse_rule({"id": "IF-SLOW", "name": "ESOP slow", "kind": "interface",
+                         "scope": {"partner": "esop"}, "when": "data.p99_ms > 5000"}),
+             parse_rule({"id": "BI-OVERDUE", "name": "overdue internet lines", "kind": "indicator",
+                         "indicator": {"source": "orders", "match": {"product": "internet_line"}, "overdue": True},
+                         "when": "data.value >= 1"})]
+    await RuleStore(db).seed(rules)
+    clock = Clock(now)
+    ev = Evaluator(db, settings=OPS, clock=clock)
+    report = await ev.cycle(force=True)
+    assert report is not None and report.raised == 2 and not report.errors
+    alerts = {a["rule_id"]: a for a in await AlertStore(db).list(AlertFilter())}
+    assert set(alerts) == {"IF-RATE", "BI-OVERDUE"}
+    assert alerts["IF-RATE"]["subject"] == "esop.notifyOrderResult" and alerts["IF-RATE"]["kind"] == "interface"
+    assert alerts["IF-RATE"]["facts"]["success_rate"] == 0.6 and alerts["IF-RATE"]["facts"]["p99_ms"] == 1000.0
+    assert alerts["BI-OVERDUE"]["facts"]["value"] == 1
+    again = await ev.cycle(force=True)
+    assert again is not None and again.raised == 0
+    # the failures age out of the window and the overdue order completes: both resolve themselves
+    clock.t = now + 15 * 60 + 1
+    await db[ORDERS].update_one({"_id": "late"}, {"$set": {"status": "completed"}})
+    cleared = await ev.cycle(force=True)
+    assert cleared is not None and cleared.cleared == 2
+    assert {a["status"] for a in await AlertStore(db).list(AlertFilter(status="any"))} == {"resolved"}
+    assert await AlertStore(db).count(AlertFilter(kind="interface", status="any")) == 1

@@ -134,3 +134,20 @@ def test_one_batch_scope_and_counts() -> None:
                                                      "blocked": 0}
     assert out.rows[("internet_line", "archive")]["stuck"] == 0
     assert out.rows[("5g_lan", "design")]["in_flight"] == 1
+
+
+def test_interface_and_indicator_rules_are_checked_for_their_own_facts() -> None:
+    with pytest.raises(ValidationFailed, match=r"unknown fact data\.time_in_stage_s"):
+        parse_rule({"id": "I", "name": "i", "kind": "interface", "when": "data.time_in_stage_s > 1"})
+    with pytest.raises(ValidationFailed, match="not product/scenario/stage"):
+        parse_rule({"id": "I", "name": "i", "kind": "interface", "scope": {"stage": "x"}, "when": "data.calls > 1"})
+    with pytest.raises(ValidationFailed, match="says what it counts"):
+        parse_rule({"id": "B", "name": "b", "kind": "indicator", "when": "data.value > 1"})
+    with pytest.raises(ValidationFailed, match="cannot be matched on current_stage"):
+        parse_rule({"id": "B", "name": "b", "kind": "indicator", "when": "data.value > 1",
+                    "indicator": {"source": "calls", "match": {"current_stage": "x"}}})
+    with pytest.raises(ValidationFailed, match="order rules only"):
+        parse_rule({"id": "I", "name": "i", "kind": "interface", "when": "data.calls > 1", "action": {"type": "retry"}})
+    ok = parse_rule({"id": "I", "name": "i", "kind": "interface", "scope": {"partner": "esop"},
+                     "when": "data.success_rate != null && data.success_rate < 0.9 && data.per_min > 1"})
+    assert ok.window_s == 900
