@@ -147,6 +147,11 @@ def _blocked(doc: dict[str, Any], bp: Blueprint, tokens: list[dict[str, Any]]) -
                 r = spec.reports[gate["index"]]
                 return (f"{r.operation} to {r.partner} failed at {token['node']}: {gate.get('error')}; "
                         f"retry stage {token['node']} to send it again")
+    for token in tokens:  # a fusion group past its deadline waits for an operator (flows/fusion/kinds.py)
+        wait = token.get("wait") or {}
+        if wait.get("incomplete"):
+            return (f"fusion group {wait.get('key')} incomplete: {len(wait.get('messages') or {}) + 1} of "
+                    f"{wait.get('count')} orders after the deadline; hub fusion release|wait|cancel {wait.get('key')}")
     data = (doc["state"] or {}).get("data") or {}
     log = data.get("_calls") or []
     last = log[-1] if log else {}

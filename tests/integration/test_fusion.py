@@ -162,6 +162,10 @@ async def test_timeout_then_release_wait_and_cancel(two: tuple[FlowEnv, Hub]) ->
         first[key] = (await post(env.hub, member(key, f"{key}-0", [f"{key}-0", f"{key}-1"], PRODUCTS[0],
                                                  "金水区花园路18号")))["order_id"]
     await at_wait(env, list(first.values()), "incomplete")  # WAIT_S later: incomplete, an alert, still waiting
+    doc = await env.order(first["FT-REL"])
+    assert doc is not None and doc["blocked_reason"] == ("fusion group FT-REL incomplete: 1 of 2 orders after the "
+                                                         "deadline; hub fusion release|wait|cancel FT-REL")
+    assert [a["kind"] for a in doc["state"]["data"]["fusion_alerts"]] == ["incomplete"]
     status, rows = await admin(env.hub, "GET", "/fusion", params={"state": "incomplete"})
     assert status == 200 and {"FT-REL", "FT-WAIT", "FT-CAN"} <= {r["fusion_key"] for r in rows}
     assert await admin(env.hub, "POST", "/fusion/FT-REL/release", json={"reason": "客户催装"}) == (
