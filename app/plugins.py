@@ -42,6 +42,7 @@ ROUTE_MODULES = (
     "app.admin.jobs_api",  # issue 16: /admin/v1/jobs, /admin/v1/reports, the group's recollect / reconciliation
     "app.admin.reports_api",
     "app.reports.http",
+    "app.reports.attachments_http",
     "app.ops.api",  # issue 14: /admin/v1/overview, /admin/v1/rules, /admin/v1/alerts
     "app.console.routes",  # the operator web console at /console
     "flows.tasks.intake",  # P36.1 wireless task batches (REST)

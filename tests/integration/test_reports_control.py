@@ -202,3 +202,27 @@ async def test_jobs_admin_api_lists_runs_and_refuses(client: TestClient) -> None
     assert run.status == 200
     doc = await run.json()
     assert doc["status"] == "succeeded" and doc["trigger"] == "manual:api:otto" and doc["counts"]["records"] == 0
+
+
+async def test_an_attachment_is_uploaded_under_the_rule_and_refusals_name_it(client: TestClient) -> None:
+    from tests.unit.reports_attachments_test import JPEG, PDF, PNG
+
+    url = "/api/v1/attachments/BJ00"
+    assert (await client.post(url, data=PDF, headers=VIEWER)).status == 403
+    ok = await client.post(f"{url}?name=202304100001.pdf&order_id=K1", data=PDF, headers=OPERATOR)
+    assert ok.status == 201
+    path = (await ok.json())["path"]
+    assert path == "/GW/BJ00/changeProdStaDerateForm/2023/04/202304100001.pdf"
+    runtime = client.app[RUNTIME]
+    assert EmbeddedSftp(runtime.settings).local_path(path).read_bytes() == PDF
+    assert (await client.post(f"{url}?name=202304100001.pdf", data=PDF, headers=OPERATOR)).status == 200
+    taken = await client.post(f"{url}?name=202304100001.pdf", data=PDF + b"x", headers=OPERATOR)
+    assert taken.status == 409
+    png = await client.post(f"{url}?name=202304100002.jpg", data=PNG, headers=OPERATOR)
+    assert png.status == 415 and (await png.json())["errors"][0]["field"] == "content"
+    big = await client.post(f"{url}?name=202304100003.jpg&kind=photo", data=JPEG + b"\0" * 300 * 1024,
+                            headers=OPERATOR)
+    assert big.status == 413
+    assert (await client.post(f"{url}?name=20230410003.jpg", data=JPEG, headers=OPERATOR)).status == 400
+    auto = await client.post(url, data=JPEG, headers=OPERATOR)  # no name: the next of today
+    assert auto.status == 201 and (await auto.json())["path"].endswith("0001.jpg")
