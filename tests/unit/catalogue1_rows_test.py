@@ -129,3 +129,11 @@ def test_p33_fusion_member_waits_for_its_group_before_going_to_wsp() -> None:
     assert d.nodes() == ["fusion_wait"] and not _calls(d)  # nothing goes to WSP before the group is in
     s = summary(drive(bp, script))
     assert s["published"] == ["FK-1"] and s["calls"][0] == "wsp.fusion_dispatch"
+
+
+def test_a_refused_synchronous_rest_call_shows_the_partners_reason_g3() -> None:
+    """A REST answer reaches the blueprint as {http_status, body}; the G3 text still carries the reason."""
+    d = drive(*_script("security_package__open_compute_refused_then_retried"))
+    (failed,) = [c for c in d.state["data"]["_calls"] if not c["ok"]]  # type: ignore[index]
+    assert failed["text"] == "算力资源开通失败（模拟失败），请解决问题后重新点击算力资源开通按钮"
+    assert d.status == "completed" and d.state["data"]["compute_vpc"] == "vpc-1"  # type: ignore[index]

@@ -86,3 +86,5 @@ _variant("industry_video__withdraw_unsubscribe", "config/flows/industry_video/wi
 _variant("broadband_pbx__open_fusion", "config/flows/broadband_pbx/open.yaml", fusion=FUSION)
 _variant("broadband_pbx__scale_down_fusion", "config/flows/broadband_pbx/scale_down.yaml", fusion=FUSION)
 _variant("ecloud_micro__open_fusion", "config/flows/ecloud_micro/open.yaml", fusion=FUSION)
+_variant("security_package__open_compute_refused_then_retried", "config/flows/security_package/open.yaml",
+         reject=["compute_platform.compute_open"])  # a synchronous REST refusal: G3 text, clicked again

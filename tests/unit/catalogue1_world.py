@@ -159,7 +159,10 @@ def _answer(d: Driver, bp: Blueprint, script: Script, c: dict[str, Any], rejects
     result = {**RESULTS.get(c["operation"], {"code": "0", "ref": "R-1"}), **script.results.get(key, {})} if ok \
         else dict(_FAIL)
     mode = _mode(bp, c)
-    if mode == "sync":
+    if mode == "sync":  # as flows/runtime/translate.py hands it over: a REST answer is {http_status, body}
+        if c["partner"] != "esop":
+            result = {"http_status": 200, "body": result, "ok": ok,
+                      **({} if ok else {"error": "模拟失败"})}
         return d.send({"type": "call_result", "call_id": c["call_id"], "ok": ok, "result": result, "via": "sync"},
                       after=1)
     cmds = d.send({"type": "call_result", "call_id": c["call_id"], "pending": True, "via": "sync"}, after=1)
