@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.configfile import line_of, load_dir, read_yaml
+from hub.configfile import line_of, load_model, read_yaml
 from hub.errors import ConfigError
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -87,9 +87,14 @@ class JobConfig(BaseModel):
 
 def load_jobs(config_dir: Path, known_kinds: set[str] | None = None) -> dict[str, JobConfig]:
     """Every ``config/jobs/*.yaml``; names unique, kinds registered (problems name file and line)."""
-    loaded = load_dir(config_dir / "jobs", JobConfig)
     jobs: dict[str, JobConfig] = {}
     problems: list[str] = []
+    loaded: dict[Path, JobConfig] = {}
+    for path in sorted((config_dir / "jobs").glob("*.yaml")):
+        try:
+            loaded[path] = load_model(path, JobConfig)
+        except ConfigError as exc:  # every bad file at once, not just the first
+            problems.extend(exc.problems or [str(exc)])
     for path, job in loaded.items():
         if known_kinds is not None and job.kind not in known_kinds:
             problems.append(f"{path}:{_line(read_yaml(path)[1], 'kind')}: kind: unknown job kind {job.kind!r} "
