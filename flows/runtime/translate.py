@@ -16,7 +16,9 @@ Mapping (envelope ``type`` → event):
   partner (attempts exhausted, dead-lettered) is **not** a "no": the call stays open and the order
   shows it blocked until the dead letter is replayed (one command away, README). Reports: any failure
   is the G2 gate's business (``report_result ok false``, re-sent by ``order.retry``).
-* ``callback`` → ``call_result via callback`` (``callback_ref`` is the engine's call id)
+* ``callback`` → ``call_result via callback`` (``callback_ref`` is the engine's call id); an interim
+  callback of a partner that replies in stages (``status`` accepted/processing/…, the construction
+  platform's 阶段回复) is ``pending``: the step waits for the final one
 * ``stage.submit`` → ``submission``; ``order.retry`` → ``retry``; ``order.cancel`` → ``cancel``;
   ``order.suspend`` / ``order.resume``; ``timer.fired`` → ``timer_fired``; ``order.message`` →
   ``message``; ``subflow.finished``.
@@ -90,6 +92,8 @@ def to_event(env: Envelope, bp: Blueprint | None, state: dict[str, Any] | None,
         user = {"id": str(p.get("submitted_by") or "operator")}
         return {"type": "submission", "node": p.get("stage"), "fields": dict(p.get("data") or {}), "user": user}
     if t == "callback":
+        if str(p.get("status", "")).lower() in PENDING_STATUSES:  # a staged partner's interim reply
+            return {"type": "call_result", "call_id": p.get("callback_ref"), "pending": True, "via": "callback"}
         ok = str(p.get("status", "ok")).lower() in _OK_TEXTS
         result = dict(p.get("result") or {})
         result.setdefault("ok", ok)

@@ -5,6 +5,8 @@ Each reply path a new simulator has is taken by a shipped blueprint's order:
 * callback — 政企交互平台 (P13.1 line extension: 业务转派, the stage completes only on result = success), 集客APP
   and 一体化平台 (P22.1 cloud-PC install, posted by 云能, a new inbound partner), 3A (P01.2 password change,
   a scenario of the new vocabulary);
+* staged — 有线业务平台 (P33.1 企宽+酒店云PBX: the fusion member's task dispatched, the construction result in
+  three callbacks: accepted, processing, completed; the install stage ends on the last);
 * poll — the activation module CAM (P15 voice line: GPON then SR, each "processing" to the first result
   query and done at the second), after the P14 construction sub-flow and before a manual verification.
 The poll interval is shortened in the test's copy of the blueprint (30 s in the shipped file).
@@ -54,6 +56,7 @@ async def test_callback_and_poll_partners_carry_their_orders_to_the_end(env: Flo
     line_ext = await env.post_order("esop", "ESOP-C1-ZQ", "line_extension")
     password = await env.post_order("esop", "ESOP-C1-3A", "dynamic_ip_line", scenario="password_change")
     voice = await env.post_order("esop", "ESOP-C1-VOICE", "voice_line")
+    pbx = await env.post_order("esop", "ESOP-C1-PBX", "broadband_pbx")
     cloud_pc = await _post(env, "yunneng", YUNNENG_KEY, {
         "external_order_id": "YN-C1-1", "product": "cloud_pc", "scenario": "install",
         "customer": {"name": "测试客户"}, "addresses": [{"city": "杭州", "detail": "文一西路 1 号"}],
@@ -72,6 +75,14 @@ async def test_callback_and_poll_partners_carry_their_orders_to_the_end(env: Flo
     assert [c.body["task"] for c in env.sim.calls("fieldapp")] == ["service_delivery", "service_verify"]
     assert "cloud_pc_sync" in _ops(env, "yth") and doc["state"]["data"]["serial_no"] == "YN-20260101-0001"
 
+    # staged: the WSP dispatch waits through the interim callbacks and ends on the completed one
+    await env.wait_order(pbx, lambda d: d.get("current_stage") == "design")
+    status, body = await env.submit(pbx, "design", {"scheme": "酒店云PBX 20 分机"})
+    assert status == 202, body
+    doc = await env.wait_order(pbx, lambda d: d["status"] == "completed")
+    assert doc["state"]["data"]["construction_result"]["phase"] == "施工完成"
+    assert [s["stage"] for s in doc["stages"]][-3:] == ["install", "close_report", "done"]
+
     # poll: the voice line reaches its manual verification only after GPON then SR were each queried to the end
     try:
         doc = await env.wait_order(voice, lambda d: d.get("current_stage") == "verification", timeout=45)
@@ -89,4 +100,4 @@ async def test_callback_and_poll_partners_carry_their_orders_to_the_end(env: Flo
     assert status == 202, body
     await env.wait_order(voice, lambda d: d["status"] == "completed")
     closes = sorted(c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult"))
-    assert closes == ["ESOP-C1-3A", "ESOP-C1-VOICE", "ESOP-C1-ZQ"]
+    assert closes == ["ESOP-C1-3A", "ESOP-C1-PBX", "ESOP-C1-VOICE", "ESOP-C1-ZQ"]
