@@ -6,6 +6,7 @@ test products. One environment for the module; the kill -9 test runs last (its v
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections import Counter
@@ -97,6 +98,18 @@ async def admin(hub: Hub, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         return r.status, await r.json(content_type=None)
 
 
+def cli(hub: Hub, *args: str) -> str:
+    """``hub fusion …`` in this process (in a thread: it runs its own loop), on the test's database."""
+    from typer.testing import CliRunner
+
+    from app.cli.fusion import app
+
+    env = {k: hub.env[k] for k in ("HUB_MONGO_DB", "HUB_TOPIC_PREFIX", "HUB_CONFIG_DIR")}
+    out = CliRunner().invoke(app, list(args), env=env)
+    assert out.exit_code == 0, out.output
+    return out.stdout
+
+
 def maintenance(env: FlowEnv, operation: str = "construction_order") -> list[Any]:
     return [c for c in env.sim.calls("maintenance", operation) if c.answered == "ok"]
 
@@ -150,6 +163,12 @@ async def test_groups_across_partitions_and_workers_out_of_order_and_duplicated(
     assert all(t["taker"]["name"].endswith("接单人") and t["status"] == "completed" for t in group["takers"])
     assert {m["business_type"] for m in group["members"]} == set(PRODUCTS)
     assert all(m["link"] == f"/admin/v1/orders/{m['order_id']}" for m in group["members"])
+    # the same through the CLI (hub fusion show KEY --json, hub fusion list --json)
+    shown = json.loads(await asyncio.to_thread(cli, env.hub, "show", "FG-2", "--json"))
+    assert shown["takers"] == group["takers"]
+    assert shown["members"][0]["installation_address"]["detail"] != "金水区花园路18号"  # masked
+    listed = json.loads(await asyncio.to_thread(cli, env.hub, "list", "--state", "dispatched", "--json"))
+    assert set(groups) <= {r["fusion_key"] for r in listed}
     # a member contradicting itself is refused at the intake, with the reason
     refused = await post(env.hub, member("FG-X", "FG-X-0", ["FG-X-0"], PRODUCTS[0], "花园路1号"), expect=400)
     assert "related_count >= 2" in str(refused)

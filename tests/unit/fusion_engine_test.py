@@ -21,7 +21,8 @@ from tests.unit.flows_graph_harness import Driver, of_type, one
 
 ROOT = Path(__file__).resolve().parents[2]
 BP = load_file(ROOT / "tests/fixtures/fusion/fusion_one_visit.yaml", ROOT / "config",
-               partner_operations(load_partners(ROOT / "config")))
+               partner_operations(load_partners(ROOT / "config")),
+               directory=ROOT / "config" / "flows" / "fragments")  # the fragments only: not every blueprint
 
 
 @pytest.fixture(autouse=True)
@@ -249,3 +250,37 @@ def test_an_order_without_fusion_fields_is_a_group_of_one() -> None:
     cmds = d.receive("S", external_order_id="E-9", product="internet_line", scenario="open",
                      customer={"name": "x"}, addresses=[{"city": "郑州", "detail": "金水区花园路18号"}])
     assert of_type(cmds, "publish") == [] and calls(cmds, "construction_order")[0]["payload"]["task"]["tasks"] == 1
+
+
+def test_split_switched_to_the_partner_sends_one_task_for_the_group() -> None:
+    """config/fusion.yaml split: {maintenance: partner}: one task id for the whole group, no team (the
+    maintenance system splits, as D.1.3 has it)."""
+    conf = fusion_config.current()
+    fusion_config.use(conf.model_copy(update={"split": {"maintenance": "partner"}}))
+    corr = Correlations()
+    a, ca = member("A", "E-1", "internet_line", "金水区花园路18号", ["E-1", "E-2"])
+    b, cb = member("B", "E-2", "camera", "中原区建设西路11号", ["E-1", "E-2"])
+    got = corr.deliver(corr.publish(a, ca) + corr.publish(b, cb))
+    ta, tb = (one(got[o], "send_call")["payload"]["task"] for o in ("A", "B"))
+    assert ta["task_id"] == tb["task_id"] and ta["split"] == "partner" and ta["tasks"] == 1 and ta["team"] is None
+    assert [m["order_id"] for m in ta["members"]] == ["A", "B"]
+
+
+def test_group_state_and_takers_shown_unmasked() -> None:
+    from app.admin.queries import masker
+    from flows.fusion.views import mask_group, summary
+
+    rows = [{"order_id": "A", "status": "waiting", "waiting": True, "wait_state": "incomplete", "deadline": 5.0,
+             "task_id": None, "business_type": "x", "construction_status": None, "taker": None, "alerts": [{}],
+             "installation_address": {"detail": "花园路18号"}},
+            {"order_id": "B", "status": "completed", "waiting": False, "wait_state": "complete", "deadline": None,
+             "task_id": "T-1", "business_type": "y", "construction_status": "completed",
+             "taker": {"name": "李工", "phone": "13900000002"}, "alerts": [],
+             "installation_address": {"detail": "花园路18号"}}]
+    group = summary("F-1", rows, 2)
+    assert group["state"] == "incomplete" and group["tasks"] == 1 and group["deadline"] == 5.0 and group["alerts"] == 1
+    shown = mask_group(group, masker(load_partners(ROOT / "config")))
+    assert shown["takers"][0]["taker"] == {"name": "李工", "phone": "13900000002"}  # D.1.7: visible
+    assert shown["members"][1]["taker"]["phone"] == "13900000002"
+    assert shown["members"][0]["installation_address"]["detail"] != "花园路18号"  # the customer's: masked
+    assert summary("F-2", [{**rows[1]}], 2)["state"] == "dispatched"
