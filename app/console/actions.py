@@ -241,3 +241,33 @@ async def calls_recall(request: web.Request) -> web.Response:
     except (NotFound, Refused, ValidationFailed) as exc:
         return await _refusal(request, exc, back)
     return await _result(request, "recall", summary=summary, back=back)
+
+
+# --- operations center: alert handling, rules on / off ------------------------------------------
+async def alert_act(request: web.Request) -> web.Response:
+    """One handling step of an alert (ack, assign, note, resolve, close, reopen): the operations
+    center's ``OpsService.act``, recorded there as ``console:<name>``."""
+    from app.ops.api import _ops
+
+    alert_id, action = request.match_info["id"], request.match_info["action"]
+    form = await _form(request)
+    back = "/console/alerts"
+    try:
+        await _ops(request).act(alert_id, action, _who(request), note=str(form.get("note") or "")[:2000],
+                                assignee=str(form.get("assignee") or "")[:200] or None)
+    except (NotFound, Refused, ValidationFailed, LookupError, ValueError) as exc:
+        return await _refusal(request, exc if isinstance(exc, NotFound | Refused | ValidationFailed)
+                              else Refused(str(exc)), back)
+    raise web.HTTPSeeOther(f"{back}?done={action}")
+
+
+async def rule_enable(request: web.Request) -> web.Response:
+    from app.ops.api import _ops
+
+    form = await _form(request)
+    try:
+        await _ops(request).enable_rule(request.match_info["id"], form.get("enabled") == "1", _who(request))
+    except (NotFound, Refused, ValidationFailed, LookupError, ValueError) as exc:
+        return await _refusal(request, exc if isinstance(exc, NotFound | Refused | ValidationFailed)
+                              else Refused(str(exc)), "/console/alerts")
+    raise web.HTTPSeeOther("/console/alerts?done=rule")

@@ -159,7 +159,24 @@ async def order(request: web.Request, *, errors: list[dict[str, Any]] | None = N
     except ConfigError:
         bp = None
     return await page(request, "order.html", status=status, **order_view(doc, bp),
-                      errors=errors or [], submitted=submitted or {})
+                      errors=errors or [], submitted=submitted or {},
+                      group=await fusion_group(request, doc, queries))
+
+
+async def fusion_group(request: web.Request, doc: dict[str, Any], queries: Any) -> dict[str, Any] | None:
+    """The order's fusion group (D.1.6) as ``hub fusion show`` gives it (flows/fusion/views.py, masked
+    the same way), or None for an order outside any group."""
+    from flows.fusion.views import NoGroup, mask_group, show
+
+    data = (doc.get("state") or {}).get("data") or {}
+    key = (data.get("fusion") or {}).get("fusion_key") or (data.get("fusion_group") or {}).get("key")
+    if not key:
+        return None
+    try:
+        group = await show(request.app[SERVICES], str(key))
+    except NoGroup:
+        return {"fusion_key": key, "members": [], "state": "-"}
+    return dict(await asyncio.to_thread(mask_group, group, queries.mask))
 
 
 def order_view(doc: dict[str, Any], bp: Any) -> dict[str, Any]:
@@ -186,9 +203,8 @@ def order_view(doc: dict[str, Any], bp: Any) -> dict[str, Any]:
             reports.append({"node": token["node"], "partner": r.partner, "operation": r.operation, "at": r.at,
                             "gate": r.gate, "state": state, "error": (g or {}).get("error")})
     open_calls = [c for c in (doc.get("open_calls") or {}).values() if isinstance(c, dict)]
-    fusion = doc.get("fusion") or doc.get("group") or None  # hook: fusion members (issue of engineer E)
     return {"o": doc, "stages": stages, "timeline": svg.timeline(stages), "forms": forms, "reports": reports,
-            "open_calls": open_calls, "fusion": fusion, "trace": doc.get("trace") or doc.get("traceparent")}
+            "open_calls": open_calls, "trace": doc.get("trace") or doc.get("traceparent")}
 
 
 async def dlq(request: web.Request) -> web.Response:
@@ -242,12 +258,16 @@ async def flows(request: web.Request) -> web.Response:
     counts = await data.node_counts(runtime.db)
     diagrams = []
     for bp in sorted(library or [], key=lambda b: b.name):
-        nodes = {n: (spec.title, spec.kind, [*spec.successors(), getattr(spec, "on_failure", None) or ""])
+        # the main path (`next`) first: the layout's depth-first walk then ranks it straight down, and
+        # the failure stage (`on_failure`, whose retries lead back up) last
+        nodes = {n: (spec.title, spec.kind, [s for s in (spec.next, *spec.successors(),
+                                                          getattr(spec, "on_failure", None)) if s])
                  for n, spec in bp.nodes.items()}
         here = counts.get(bp.name, {})
         link = (lambda node, bp=bp: f"/console/orders?product={bp.product}&scenario={bp.scenario}&stage={node}"
                 ) if bp.product else None
-        diagrams.append({"bp": bp, "svg": svg.flow_diagram(bp.name, bp.start, nodes, here, link=link),
+        failure = frozenset(f for spec in bp.nodes.values() if (f := getattr(spec, "on_failure", None)))
+        diagrams.append({"bp": bp, "svg": svg.flow_diagram(bp.name, bp.start, nodes, here, link=link, weak=failure),
                          "open": sum(here.values())})
     return await page(request, "flows.html", diagrams=diagrams)
 
@@ -273,3 +293,19 @@ async def routes(request: web.Request) -> web.Response:
     return await page(request, "routes.html", routes=info["routes"], rejected=info["rejected"],
                       degraded=info.get("degraded", []), reloads=reloads, deps=deps,
                       changed={k: datetime.fromtimestamp(v, UTC) if v else None for k, v in changed.items()})
+
+
+async def alerts(request: web.Request) -> web.Response:
+    """Stuck-order, interface and indicator alerts and the rules that raise them (C.1, C.2, C.4): the
+    operations center's service (app/ops), as ``/admin/v1/alerts`` and ``/admin/v1/rules`` list them."""
+    from app.ops.alerts import TRANSITIONS, AlertFilter
+    from app.ops.api import ALERT_QUERY, _ops
+
+    svc = _ops(request)
+    flt, problems = _filter(request, AlertFilter, ALERT_QUERY)
+    limit, skip = _paged(request)
+    rows, total, rules = await asyncio.gather(svc.alerts.list(flt, limit=limit, skip=skip), svc.alerts.count(flt),
+                                              svc.rules.find())
+    args = {k: v for k, v in request.query.items() if k in ALERT_QUERY and v}
+    return await page(request, "alerts.html", rows=rows, total=total, rules=rules, args=args, problems=problems,
+                      actions=TRANSITIONS, skip=skip, limit=limit)

@@ -24,7 +24,7 @@ from app.console.session import CSRF_FIELD, LANG_COOKIE, SESSION
 from app.console.svg import human_ms
 
 TEMPLATES = Path(__file__).parent / "templates"
-NAV = ("overview", "orders", "dlq", "calls", "flows", "routes", "history")
+NAV = ("overview", "orders", "dlq", "calls", "alerts", "flows", "routes", "history")
 
 
 def _when(value: Any) -> str:

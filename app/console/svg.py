@@ -138,19 +138,26 @@ class Box:
 KIND_COLOURS = {"auto": "#e8eef7", "call": "#fdf1dc", "user": "#e3f4e1", "end": "#eeeeee", "wait": "#f3e5f5"}
 
 
-def layout(start: str, edges: dict[str, list[str]]) -> tuple[dict[str, tuple[int, int]], set[tuple[str, str]]]:
+def layout(start: str, edges: dict[str, list[str]], weak: frozenset[str] = frozenset(),
+           ) -> tuple[dict[str, tuple[int, int]], set[tuple[str, str]]]:
     """Layered layout of a graph: rank = longest path from ``start`` over forward edges, slot = order
     within the rank. Back edges (loops: G9 audit, G10 reject) are found by a depth-first walk and
-    returned apart, so the ranking terminates and they can be drawn differently.
+    returned apart, so the ranking terminates and they can be drawn differently. ``weak`` nodes (a
+    blueprint's failed-call stage, which every call node may enter and whose retries lead back to
+    any of them) are left out of the walk and placed one rank below their lowest predecessor; their
+    own edges count as back edges.
 
-    Why our own: a 40-line Sugiyama-lite is enough for blueprints of a few dozen nodes, and keeps the
+    Why our own: a small Sugiyama-lite is enough for blueprints of a few dozen nodes, and keeps the
     diagram free of a JavaScript graph library."""
     back: set[tuple[str, str]] = set()
     state: dict[str, int] = {}
     order: list[str] = []
+    found: list[str] = []  # discovery order: a node's ``next`` is walked first, so the main path leads
+    strong = {n: [c for c in cs if c not in weak] for n, cs in edges.items() if n not in weak}
 
     def visit(node: str) -> None:  # iterative DFS (a deep blueprint must not hit the recursion limit)
-        stack: list[tuple[str, Iterator[str]]] = [(node, iter(edges.get(node, [])))]
+        stack: list[tuple[str, Iterator[str]]] = [(node, iter(strong.get(node, [])))]
+        found.append(node)
         state[node] = 1
         while stack:
             current, children = stack[-1]
@@ -164,33 +171,44 @@ def layout(start: str, edges: dict[str, list[str]]) -> tuple[dict[str, tuple[int
                 back.add((current, child))
             elif child not in state:
                 state[child] = 1
-                stack.append((child, iter(edges.get(child, []))))
+                stack.append((child, iter(strong.get(child, []))))
+                found.append(child)
 
-    visit(start)
-    for n in edges:  # nodes not reachable from start still get a place
-        if n not in state:
-            visit(n)
+    if start in strong:
+        visit(start)
     rank: dict[str, int] = {}
     for n in reversed(order):  # reverse post-order is a topological order of the forward edges
         rank.setdefault(n, 0)
-        for child in edges.get(n, []):
+        for child in strong.get(n, []):
             if (n, child) not in back:
                 rank[child] = max(rank.get(child, 0), rank[n] + 1)
+    placing = list(reversed(order))
+    # then the weak nodes, and what only they (or nothing) lead to: below their lowest predecessor
+    for w in [*sorted(n for n in edges if n in weak), *(n for n in edges if n not in weak and n not in state)]:
+        rank[w] = max((rank[p] + 1 for p, cs in edges.items() if w in cs and p in rank), default=0)
+        back.update((w, c) for c in edges.get(w, []) if c in rank and c != w)
+        placing.append(w)
     slots: dict[int, int] = {}
     placed: dict[str, tuple[int, int]] = {}
-    for n in reversed(order):
+    first = {n: i for i, n in enumerate(found)}
+    for n in sorted(placing, key=lambda n: first.get(n, len(first))):  # in discovery order: main path left
         r = rank[n]
         placed[n] = (r, slots.get(r, 0))
         slots[r] = slots.get(r, 0) + 1
     return placed, back
 
 
+def _short(text: str, width: int = 10) -> str:
+    """A box holds about ten CJK characters; the whole title is the box's tooltip."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def flow_diagram(name: str, start: str, nodes: dict[str, tuple[str, str, list[str]]], counts: dict[str, int],
-                 link: Any = None) -> str:
+                 link: Any = None, weak: frozenset[str] = frozenset()) -> str:
     """A blueprint as boxes and arrows: ``nodes`` is name → (title, kind, successors); ``counts`` the
     open orders sitting at each node, shown as a badge (a link to them when ``link(node)`` gives one)."""
     edges = {n: list(dict.fromkeys(s for s in succ if s in nodes)) for n, (_, _, succ) in nodes.items()}
-    placed, back = layout(start, edges)
+    placed, back = layout(start, edges, weak)
     bw, bh, dx, dy, pad = 150, 46, 190, 70, 12
     ranks = max((r for r, _ in placed.values()), default=0) + 1
     widest = max((s for _, s in placed.values()), default=0) + 1
@@ -221,7 +239,8 @@ def flow_diagram(name: str, start: str, nodes: dict[str, tuple[str, str, list[st
         count = counts.get(n, 0)
         out.append(f'<g class="node" data-node="{_e(n)}"><rect x="{x:.0f}" y="{y:.0f}" width="{bw}" height="{bh}" '
                    f'rx="6" fill="{KIND_COLOURS.get(kind, "#fff")}" stroke="{"#c83c28" if count else "#888"}"/>'
-                   f'<text x="{cx:.0f}" y="{y + 19:.0f}" text-anchor="middle" font-size="13">{_e(title or n)}</text>'
+                   f'<title>{_e(title or n)}</title><text x="{cx:.0f}" y="{y + 19:.0f}" text-anchor="middle" '
+                   f'font-size="13">{_e(_short(title or n))}</text>'
                    f'<text x="{cx:.0f}" y="{y + 36:.0f}" text-anchor="middle" font-size="10" fill="#555">'
                    f'{_e(n)} · {_e(kind)}</text>')
         if count:
