@@ -62,6 +62,10 @@ DEFAULT_RESULTS: dict[str, dict[str, Any]] = {
     "group": {"parameterValue": "success"},
     "esop": {"checkResult": 1, "parameterValue": "success"},
 }
+#: the field each partner's success rule names as its error text (config/partners, G3)
+ERROR_FIELDS = {"resource": "msg", "core_workbench": "message", "cam": "resultDesc", "fieldapp": "msg",
+                "jgj": "message", "group": "parameterValue", "esop": "parameterValue", "eoms": "message",
+                "ip_workbench": "message", "transmission_workbench": "message", "cm2_platform": "message", "ldp": "msg"}
 FAILURE = {"code": "1", "msg": "模拟失败", "message": "模拟失败", "resultDesc": "模拟失败", "checkResult": 0,
            "parameterValue": "模拟失败"}
 
@@ -141,8 +145,12 @@ class Player:
         mode = "sync"
         if token is not None:
             mode = self.bp.nodes[token["node"]].steps[token["wait"]["step"]].mode  # type: ignore[attr-defined]
-        if mode == "sync":
-            return self.d.send({"type": "call_result", "call_id": c["call_id"], "ok": ok, "result": result,
+        if mode == "sync":  # as flows/runtime/translate.py hands a REST answer on: {http_status, body}
+            status = (201 if c["partner"] == "group" else 200) if ok else 400
+            answer: dict[str, Any] = {"http_status": status, "body": result, "ok": ok}
+            if not ok:
+                answer["error"] = result.get(ERROR_FIELDS.get(c["partner"], "msg"))
+            return self.d.send({"type": "call_result", "call_id": c["call_id"], "ok": ok, "result": answer,
                                 "via": "sync"}, after=1)
         accepted = self.d.send({"type": "call_result", "call_id": c["call_id"], "pending": True, "via": "sync"},
                                after=1)
