@@ -137,3 +137,14 @@ def test_a_refused_synchronous_rest_call_shows_the_partners_reason_g3() -> None:
     (failed,) = [c for c in d.state["data"]["_calls"] if not c["ok"]]  # type: ignore[index]
     assert failed["text"] == "算力资源开通失败（模拟失败），请解决问题后重新点击算力资源开通按钮"
     assert d.status == "completed" and d.state["data"]["compute_vpc"] == "vpc-1"  # type: ignore[index]
+
+
+def test_p14_a_cancelled_construction_order_is_withdrawn_at_the_platform() -> None:
+    """撤单 (§1.3): cancelling the sub-flow while CP works on it sends construction_cancel for that call."""
+    bp, script = _script("p14_construction__dispatch")
+    d = Driver(bp)
+    d.send({"type": "order_received", "order_id": "O1:9:child", "data": script.order})
+    push = next(c for c in d.steps[0]["commands"] if c["type"] == "send_call")
+    cancel = [c for c in d.send({"type": "cancel", "reason": "撤单"}) if c["type"] == "send_call"]
+    assert [(c["partner"], c["operation"], c["payload"]) for c in cancel] == [
+        ("construction", "construction_cancel", {"call_id": push["call_id"]})]
