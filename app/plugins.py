@@ -28,6 +28,7 @@ CLI_MODULES = (
     "app.cli.overview",  # issue 14: hub overview, hub rules, hub alerts (app/ops)
     "app.cli.rules",
     "app.cli.alerts",
+    "app.cli.exports",
     "app.cli.jobs",
     "app.cli.reports",  # issue 16: hub reports (app/reports)
 )

@@ -8,6 +8,8 @@
     PATCH  /admin/v1/rules/{id}               changed fields (operator)
     DELETE /admin/v1/rules/{id}               (operator)
     POST   /admin/v1/rules/{id}/enable | /disable   (operator)
+    GET    /admin/v1/exports/orders           ?format=json|csv|xlsx + the order list's filters (C.4 (7) fields)
+    GET    /admin/v1/exports/stages           ?format=json|csv|xlsx&product&since&until (C.7 stage durations)
     GET    /admin/v1/alerts                   ?status=active|open|tracking|resolved|closed|any&kind&rule&severity
                                               &product&stage&order&assignee&since&until&limit&skip
     GET    /admin/v1/alerts/export            ?format=csv|xlsx + the list's filters (streamed)
@@ -18,17 +20,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.admin.api import PREFIX, _body, _errors, _json, _paging, _query, _tokens, _who
+from app.admin.api import ORDER_QUERY, PREFIX, _body, _errors, _json, _paging, _query, _tokens, _who
+from app.admin.api import _services as _admin_services
+from app.admin.queries import OrderFilter, parse_when
 from app.admin.replay import NotFound
 from app.ops.alerts import TRANSITIONS, AlertFilter
 from app.ops.exports import CONTENT_TYPES, csv_chunks, xlsx_chunks
 from app.ops.overview import State, drill_down, overview
+from app.ops.reports import ORDER_COLUMNS, STAGE_COLUMNS, order_batches, stage_durations, with_fields
 from app.ops.service import ALERT_COLUMNS, OpsService
 from hub.auth import Handler, Role, requires
 from hub.errors import ValidationFailed
@@ -164,6 +169,54 @@ def _act(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     return handler
 
 
+async def _stream(request: web.Request, fmt: str, chunks: Any, name: str) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[fmt],
+                                       "Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+    await resp.prepare(request)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+def _format(request: web.Request) -> str:
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", *CONTENT_TYPES):
+        raise ValidationFailed("format must be json, csv or xlsx", [{"field": "format", "message": f"unknown {fmt!r}"}])
+    return fmt
+
+
+async def reports_orders(request: web.Request) -> web.StreamResponse:
+    """The order list with the C.4 (7) fields; ``format=csv|xlsx`` streams the whole selection."""
+    svc = _ops(request)
+    admin, _ = _admin_services(request)
+    flt = _query(request, OrderFilter, ORDER_QUERY)
+    fmt = _format(request)
+    if fmt == "json":
+        limit, skip = _paging(request)
+        rows = await admin.orders(flt, limit=limit, skip=skip)
+        return _json(await with_fields(svc.db, rows))
+    batches = order_batches(svc.db, admin, flt, MAX_EXPORT)
+    chunks = csv_chunks(batches, ORDER_COLUMNS) if fmt == "csv" else xlsx_chunks(batches, ORDER_COLUMNS, "orders")
+    return await _stream(request, fmt, chunks, "orders")
+
+
+async def reports_stages(request: web.Request) -> web.StreamResponse:
+    svc = _ops(request)
+    fmt = _format(request)
+    rows = await stage_durations(svc.db, product=request.query.get("product"),
+                                 since=parse_when(request.query.get("since")),
+                                 until=parse_when(request.query.get("until")))
+    if fmt == "json":
+        return _json(rows)
+
+    async def one() -> AsyncIterator[list[dict[str, Any]]]:
+        yield rows
+
+    chunks = csv_chunks(one(), STAGE_COLUMNS) if fmt == "csv" else xlsx_chunks(one(), STAGE_COLUMNS, "stages")
+    return await _stream(request, fmt, chunks, "stage-durations")
+
+
 def add_routes(app: web.Application) -> None:
     def r(role: Role, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Handler:
         return requires(role, _tokens)(_errors(handler))
@@ -177,6 +230,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete(f"{PREFIX}/rules/{{id}}", r("operator", rules_delete))
     app.router.add_post(f"{PREFIX}/rules/{{id}}/enable", r("operator", _enable(True)))
     app.router.add_post(f"{PREFIX}/rules/{{id}}/disable", r("operator", _enable(False)))
+    app.router.add_get(f"{PREFIX}/exports/orders", r("viewer", reports_orders))
+    app.router.add_get(f"{PREFIX}/exports/stages", r("viewer", reports_stages))
     app.router.add_get(f"{PREFIX}/alerts", r("viewer", alerts_list))
     app.router.add_get(f"{PREFIX}/alerts/export", r("viewer", alerts_export))
     app.router.add_get(f"{PREFIX}/alerts/{{id}}", r("viewer", alerts_show))

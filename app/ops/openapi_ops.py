@@ -24,6 +24,8 @@ DOES = {"ack": "Start tracking an alert (open -> tracking)", "assign": "Give an 
 
 def operations() -> tuple[Any, ...]:
     """Imported late: app/openapi.py defines what these are built from before it asks for them."""
+    from app.admin import api as admin_api
+    from app.admin.queries import OrderFilter
     from app.openapi import ADMIN_ERRORS, ADMIN_WRITE_ERRORS, LIMIT, PAGING, Answer, Operation, Query, _problem
 
     p404 = _problem("no such rule or alert")
@@ -31,6 +33,7 @@ def operations() -> tuple[Any, ...]:
     states = {"type": "string", "enum": ["in_flight", "overdue", "due_soon", "stuck", "blocked"],
               "default": "in_flight", "description": "which orders of the cell"}
     flag = {"type": "string", "enum": ["true", "false"]}
+    fmt = {"type": "string", "enum": ["json", "csv", "xlsx"], "default": "json"}
     return (
         Operation("GET", "/admin/v1/overview", "ops_overview", "Open orders per product x stage", "operations",
                   "viewer", {200: Answer("in flight, overdue, due soon, stuck, blocked; the API failure rate",
@@ -65,6 +68,16 @@ def operations() -> tuple[Any, ...]:
         Operation("POST", "/admin/v1/rules/{id}/disable", "rules_disable", "Disable a rule", "operations",
                   "operator", {200: Answer("the rule", schema=OBJ), 404: p404, **ADMIN_WRITE_ERRORS},
                   body_required=False, path_params={"id": RULE_ID}),
+        Operation("GET", "/admin/v1/exports/orders", "exports_orders",
+                  "Order list with withdrawn-and-re-entered, first dispatch, assessment deadline", "operations",
+                  "viewer", {200: Answer("JSON page, or the whole selection as CSV / XLSX (streamed)", schema=OBJ),
+                             **ADMIN_ERRORS},
+                  query=Query(OrderFilter, admin_api.ORDER_QUERY, {**PAGING, "format": fmt})),
+        Operation("GET", "/admin/v1/exports/stages", "exports_stages", "Stage durations per product (C.7)",
+                  "operations", "viewer", {200: Answer("per product and stage: orders, mean, p50, p90, longest",
+                                                       schema=OBJ), **ADMIN_ERRORS},
+                  query=Query(extra={"product": {"type": "string"}, "since": {"type": "string"},
+                                     "until": {"type": "string"}, "format": fmt})),
         Operation("GET", "/admin/v1/alerts", "alerts_list", "Alerts (real-time: active; history: status=any)",
                   "operations", "viewer", {200: Answer("one page, newest first", schema=OBJ), **ADMIN_ERRORS},
                   query=Query(AlertFilter, api.ALERT_QUERY, PAGING)),

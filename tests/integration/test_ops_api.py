@@ -101,6 +101,10 @@ async def _overview_alerts_handling_and_exports(client: TestClient) -> None:
     table: list[Any] = list(ws.iter_rows(values_only=True))
     assert table[0][:3] == ("alert", "kind", "rule") and table[1][:3] == (aid, "order", "DESIGN-1H")
     assert (await client.get("/admin/v1/alerts/export?format=pdf", headers=VIEWER)).status == 400
+    listed_orders = await (await client.get("/admin/v1/exports/orders?product=internet_line", headers=VIEWER)).json()
+    assert {o["id"] for o in listed_orders} == {"late", "new"} and all("first_dispatch_at" in o for o in listed_orders)
+    stage_csv = await client.get("/admin/v1/exports/stages?format=csv", headers=VIEWER)
+    assert stage_csv.status == 200 and (await stage_csv.read()).decode("utf-8-sig").startswith("product,stage")
     metrics = await (await client.get("/metrics")).text()
     assert 'hub_ops_orders{product="internet_line",stage="design",state="stuck"} 1.0' in metrics
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 
 from app.ops.evaluator import Evaluator
 from app.ops.settings import OpsSettings
@@ -43,25 +44,20 @@ def test_rules_alerts_and_overview_commands(env: dict[str, str], settings: Setti
     assert json.loads(out)["updated_by"] == "ops:li"
     bad = hub(env, "rules", "add", "--id", "X", "--name", "x", "--when", "data.nope > 1", code=2)
     assert "unknown fact data.nope" in bad
-    hub(env, "rules", "add", "--id", "E", "--name", "e", "--when", "true", "--action", "escalate", code=2)
     (tmp_path / "r.yaml").write_text("id: GATE\nname: refused report\nwhen: data.gate_failed\n", encoding="utf-8")
     hub(env, "rules", "add", "--file", str(tmp_path / "r.yaml"))
     listed = json.loads(hub(env, "rules", "list", "--json"))
     assert [r["id"] for r in listed] == ["DESIGN-1H", "GATE"]
     assert [r["id"] for r in json.loads(hub(env, "rules", "list", "--q", "refused", "--json"))] == ["GATE"]
-    assert "design over an hour" in hub(env, "rules", "list")
     edited = json.loads(hub(env, "rules", "edit", "DESIGN-1H", "--severity", "critical", "--json"))
     assert edited["severity"] == "critical" and edited["version"] == 2
-    hub(env, "rules", "disable", "GATE")
-    assert json.loads(hub(env, "rules", "show", "GATE", "--json"))["enabled"] is False
-    hub(env, "rules", "enable", "GATE")
+    assert json.loads(hub(env, "rules", "disable", "GATE", "--json"))["enabled"] is False
     assert "rule GATE deleted" in hub(env, "rules", "delete", "GATE")
     hub(env, "rules", "show", "GATE", code=1)
 
     _seed_and_evaluate(settings)
     snap = json.loads(hub(env, "overview", "--json"))
     assert snap["totals"] == {"in_flight": 2, "overdue": 1, "due_soon": 0, "stuck": 1, "blocked": 0}
-    assert "internet_line" in hub(env, "overview")
     stuck = json.loads(hub(env, "overview", "--state", "stuck", "--json"))
     assert [o["order_id"] for o in stuck] == ["late"]
     alerts = json.loads(hub(env, "alerts", "list", "--json"))
@@ -77,3 +73,10 @@ def test_rules_alerts_and_overview_commands(env: dict[str, str], settings: Setti
     with (tmp_path / "a.csv").open(encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert [(r["alert"], r["status"], r["assignee"]) for r in rows] == [(aid, "resolved", "ops:wang")]
+
+    hub(env, "exports", "orders", "--format", "xlsx", "--output", str(tmp_path / "o.xlsx"))
+    sheet = load_workbook(tmp_path / "o.xlsx", read_only=True)["orders"]
+    table = [r[0] for r in sheet.iter_rows(values_only=True)]
+    assert table[0] == "order" and sorted(table[1:]) == ["fresh", "late"]  # same created_at: either order
+    listed_orders = json.loads(hub(env, "exports", "orders", "--json"))
+    assert {o["id"]: o["reentered"] for o in listed_orders} == {"fresh": False, "late": False}

@@ -296,3 +296,48 @@ async def test_interface_and_indicator_rules_share_the_lifecycle(db: AsyncIOMoto
     assert cleared is not None and cleared.cleared == 2
     assert {a["status"] for a in await AlertStore(db).list(AlertFilter(status="any"))} == {"resolved"}
     assert await AlertStore(db).count(AlertFilter(kind="interface", status="any")) == 1
+
+
+async def test_order_list_fields_and_stage_durations_export(db: AsyncIOMotorDatabase[Any], settings: Settings,
+                                                            tmp_path: Any) -> None:
+    from datetime import UTC, datetime
+
+    from app.admin.queries import OrderFilter, Queries
+    from app.ops.reports import ORDER_COLUMNS, STAGE_COLUMNS, order_batches, stage_durations
+    from flows.documents import CALLS
+
+    def at(s: float) -> datetime:
+        return datetime.fromtimestamp(s, UTC)
+
+    def stages(*minutes: float) -> list[dict[str, Any]]:
+        return [{"stage": s, "title": s.title(), "kind": "call", "entered_at": at(T0), "duration_ms": m * 60000}
+                for s, m in zip(("accept", "design"), minutes, strict=False)]
+
+    first = {**order("first"), "external_order_id": "E-9", "status": "cancelled", "created_at": at(T0 - 900),
+             "stages": stages(2, 10)}
+    again = {**order("again"), "external_order_id": "E-9", "created_at": at(T0), "sla_deadline": at(T0 + 86400),
+             "stages": stages(4)}
+    other = {**order("other"), "external_order_id": "E-7", "created_at": at(T0 + 5), "stages": stages(6, 30)}
+    await db[ORDERS].insert_many([first, again, other])
+    await db[CALLS].insert_many([{"_id": "c2", "order_id": "again", "started_at": at(T0 + 120)},
+                                 {"_id": "c1", "order_id": "again", "started_at": at(T0 + 60)}])
+    queries = Queries(db, load_partners(settings.config_dir))
+    batches = order_batches(db, queries, OrderFilter(), 100, chunk=2)
+    raw = await _collect(csv_chunks(batches, ORDER_COLUMNS))
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    got = [(r["order"], r["withdrawn and re-entered"], r["first dispatch (UTC)"], r["assessment deadline (UTC)"])
+           for r in rows]
+    assert got == [("other", "no", "", ""), ("again", "yes", at(T0 + 60).isoformat(timespec="seconds"),
+                                             at(T0 + 86400).isoformat(timespec="seconds")),
+                   ("first", "no", "", "")]
+    report = await stage_durations(db, product="internet_line")
+    expected = [["internet_line", "accept", "Accept", 3, 4.0, 4.0, 6.0, 6.0],
+                ["internet_line", "design", "Design", 2, 20.0, 10.0, 30.0, 30.0]]
+    assert [[r[k] for k, _ in STAGE_COLUMNS] for r in report] == expected
+
+    async def one() -> AsyncIterator[list[dict[str, Any]]]:
+        yield report
+
+    book = await _collect(xlsx_chunks(one(), STAGE_COLUMNS, "stages"))
+    ws = (await asyncio.to_thread(load_workbook, io.BytesIO(book), read_only=True))["stages"]
+    assert [list(r) for r in ws.iter_rows(values_only=True)] == [[h for _, h in STAGE_COLUMNS], *expected]
