@@ -35,7 +35,8 @@ from hub.configfile import load_dir
 from hub.errors import ConfigError, ValidationFailed
 from hub.order import Scenario, WorkOrder
 
-__all__ = ["FieldSpec", "ProductSpec", "check_order", "load_products", "products_schema", "sample_extensions"]
+__all__ = ["FieldSpec", "ProductSpec", "check_order", "load_products", "products_schema", "sample_extensions",
+           "sample_order"]
 
 FieldType = Literal["str", "int", "float", "bool", "list", "object"]
 _TOP_LEVEL = frozenset(WorkOrder.model_fields) - {"extensions"}
@@ -115,6 +116,9 @@ class ProductSpec(BaseModel):
     product: str = Field(pattern=r"^[a-z0-9_]+$")
     title: str | None = None
     catalogue: list[str] = Field(default_factory=list, description="the catalogue rows the product's fields serve")
+    origin: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
+                               description="the partner whose REST intake `hub demo --all` posts the product's "
+                                           "orders to (default esop)")
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -199,6 +203,21 @@ def sample_extensions(spec: ProductSpec, scenario: str) -> dict[str, Any]:
     """Canonical-order fields (dotted path → value) for every field the scenario allows: what the
     demo merges into its base order, so each product's rows get a valid order without demo code."""
     return {str(f.path): sample_value(f) for f in spec.fields.values() if scenario not in f.forbidden}
+
+
+def sample_order(spec: ProductSpec | None, product: str, scenario: str, external_order_id: str,
+                 base: dict[str, Any]) -> dict[str, Any]:
+    """A canonical order of ``product`` / ``scenario``: ``base`` (customer, addresses…) with the
+    product file's samples at their paths — what ``hub demo --all`` posts for each blueprint."""
+    order: dict[str, Any] = {**base, "external_order_id": external_order_id, "product": product,
+                             "scenario": scenario, "extensions": dict(base.get("extensions") or {})}
+    for path, value in (sample_extensions(spec, scenario) if spec is not None else {}).items():
+        *parents, last = path.split(".")
+        target = order
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return order
 
 
 def products_schema() -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """``hub demo`` — the newcomer's first run: start whatever is not running (embedded servers, partner
 simulators, the worker with its HTTP server), post sample orders of the shipped products through
 the real intake endpoints, play the field app for manual stages, show live progress, print a
-summary, and exit 0 only when every order completed."""
+summary, and exit 0 only when every order completed. ``--all`` posts one order of every blueprint
+(product × scenario), its fields sampled from config/products/<product>.yaml, so a new blueprint
+needs no demo code; the summary gives per-product stage timings and the wall time."""
 
 from __future__ import annotations
 
@@ -78,21 +80,53 @@ def _sample(i: int, tag: str) -> tuple[str, dict[str, Any]]:
     return ("group" if five_g else "esop"), body
 
 
+#: scenarios ``--all`` does not post as new orders: a withdraw (撤单) is the cancel of a running order
+#: the intake turns into ``order.cancel`` (routes/pipeline.py), not an order a blueprint starts
+NOT_AN_ORDER = frozenset({"withdraw"})
+
+
+def all_samples(library: Any, products: dict[str, Any], tag: str,
+                only: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """One order per blueprint (product × scenario) with the product file's sample fields
+    (config/products/<product>.yaml): a new blueprint needs no demo code. (partner, canonical order)."""
+    from hub.products import sample_order
+
+    out = []
+    keys = sorted({(bp.product, bp.scenario) for bp in library if bp.product and bp.scenario})
+    for i, (product, scenario) in enumerate(keys):
+        if scenario in NOT_AN_ORDER or (only and product not in only):
+            continue
+        spec = products.get(product)
+        base = {"customer": {"name": f"示例客户{i}", "contact_phone": "13800000000"},
+                "addresses": [{"city": SAMPLE_CITIES[i % len(SAMPLE_CITIES)], "detail": f"示例路{i}号"}]}
+        body = sample_order(spec, product, scenario, f"DEMO-{tag}-{i:04d}", base)
+        out.append(((spec.origin if spec is not None and spec.origin else "esop"), body))
+    return out
+
+
 class Demo:
-    def __init__(self, settings: Settings, orders: int, timeout: float) -> None:
+    def __init__(self, settings: Settings, orders: int, timeout: float, *, every: bool = False,
+                 only: list[str] | None = None) -> None:
         from flows.graph.check import partner_operations
         from flows.graph.library import load_library
         from hub.partners import load_partners
+        from hub.products import load_products
 
         self.settings = settings
-        self.n = orders
         self.timeout = timeout
         self.partners = load_partners(settings.config_dir)
         self.library = load_library(settings.config_dir, partner_operations(self.partners))  # v2 flows
+        tag = uuid.uuid4().hex[:6]
+        if every:
+            self.samples = all_samples(self.library, load_products(settings.config_dir), tag, only)
+        else:
+            self.samples = [_sample(i, tag) for i in range(orders)]
+        self.n = len(self.samples)
         self.base = f"http://{settings.http_host}:{settings.http_port}"
         token = next((t for t in getattr(settings, "admin_tokens", []) if t.role == "operator"), None)
         self.operator = {"Authorization": f"Bearer {token.token.get_secret_value()}"} if token else {}
         self.ids: list[str] = []
+        self.posted: dict[str, str] = {}  # order id → product/scenario
         self.submitted: set[tuple[str, str, int]] = set()
 
     def _auth_headers(self, partner: str, path: str, body: bytes) -> dict[str, str]:
@@ -104,16 +138,16 @@ class Demo:
         return {auth.header: auth.keys[0].get_secret_value()} if isinstance(auth, ApiKeyAuth) else {}
 
     async def post_orders(self, http: aiohttp.ClientSession) -> None:
-        tag = uuid.uuid4().hex[:6]
-        for i in range(self.n):
-            partner, body = _sample(i, tag)
+        for partner, body in self.samples:
             path = f"/api/v1/partners/{partner}/orders"
             data = json.dumps(body, ensure_ascii=False).encode()
             headers = {"Content-Type": "application/json", **self._auth_headers(partner, path, data)}
             async with http.post(f"{self.base}{path}", data=data, headers=headers) as r:
                 if r.status != 202:
-                    raise typer.Exit(_fail(f"intake answered {r.status}: {await r.text()}"))
+                    raise typer.Exit(_fail(f"intake answered {r.status} for {body['product']}/{body['scenario']}: "
+                                           f"{await r.text()}"))
                 self.ids.append((await r.json())["order_id"])
+                self.posted[self.ids[-1]] = f"{body['product']}/{body['scenario']}"
 
     async def field_app(self, http: aiohttp.ClientSession, docs: list[dict[str, Any]]) -> None:
         """Submit manual stages the way the field app would (sample values for the required fields)."""
@@ -136,11 +170,21 @@ class Demo:
             if (spec is None or spec.kind != "user" or f"{node} (user)" not in (d.get("waiting_for") or "")
                     or node in failure_paths or (d["_id"], node, visit) in self.submitted):
                 continue
-            data = sample_fields(list(getattr(spec, "fields", [])))
-            async with http.post(f"{self.base}/api/v1/orders/{d['_id']}/stages/{node}/submit",
-                                 json={"data": data, "submitted_by": "field-app:demo"}, headers=self.operator) as r:
-                if r.status in (202, 409):
-                    self.submitted.add((d["_id"], node, visit))
+            rules = list(getattr(spec, "fields", []))
+            also: set[str] = set()
+            for _ in range(2):  # a second try with the fields the stage said it still requires
+                async with http.post(f"{self.base}/api/v1/orders/{d['_id']}/stages/{node}/submit",
+                                     json={"data": sample_fields(rules, also), "submitted_by": "field-app:demo"},
+                                     headers=self.operator) as r:
+                    if r.status in (202, 409):
+                        self.submitted.add((d["_id"], node, visit))
+                        break
+                    errors = (await r.json()).get("errors") or [] if r.status == 400 else []
+                    missing = {str(e.get("field", "")).removeprefix("data.") for e in errors
+                               if e.get("message") == "required"}
+                    if not missing or missing <= also:
+                        break
+                    also |= missing
 
     async def run(self) -> int:
         from motor.motor_asyncio import AsyncIOMotorClient
@@ -179,7 +223,7 @@ class Demo:
         typer.echo(f"\nsummary after {elapsed:.1f}s: completed {status['completed']}, failed {status['failed']}, "
                    f"not finished {self.n - status['completed'] - status['failed']}, dead letters {dead}")
         per: dict[tuple[str, str], list[float]] = {}
-        for d in docs:
+        for d in sorted(docs, key=lambda d: (d["product"], d.get("scenario") or "")):
             for s in d.get("stages", []):
                 if s.get("duration_ms") is not None:
                     per.setdefault((d["product"], s["stage"]), []).append(s["duration_ms"])
@@ -187,10 +231,18 @@ class Demo:
         for (product, stage), values in per.items():
             typer.echo(f"  {product:<14} {stage:<18} {len(values):>4} {statistics.fmean(values):>8.0f} "
                        f"{max(values):>8.0f}")
+        products = Counter(d["product"] for d in docs)
+        done = Counter(d["product"] for d in docs if d["status"] == "completed")
+        if len(products) > 2:
+            typer.echo(f"  products: {len(products)}, completed " + ", ".join(
+                f"{p} {done[p]}/{n}" for p, n in sorted(products.items())))
+        typer.echo(f"wall time {elapsed:.1f}s for {self.n} order(s)")
         for d in docs:
             if d["status"] != "completed":
                 typer.echo(f"  ✗ {d['_id']} {d['product']} at {d.get('current_stage')}: "
                            f"{d.get('blocked_reason') or d.get('waiting_for') or d.get('outcome')}")
+        for oid in sorted(set(self.posted) - {d["_id"] for d in docs}):  # accepted, never became an order
+            typer.echo(f"  ✗ {oid} {self.posted[oid]}: no order document (its event was dead-lettered? hub dlq list)")
         ok = status["completed"] == self.n
         typer.secho("every order completed" if ok else "NOT every order completed", fg="green" if ok else "red")
         return 0 if ok else 1
@@ -198,10 +250,15 @@ class Demo:
 
 def demo(
     orders: int = typer.Option(8, "--orders", "-n", min=1, max=10000, help="how many sample orders to post"),
-    timeout: float = typer.Option(120, "--timeout", help="seconds to wait for every order"),
+    timeout: float | None = typer.Option(None, "--timeout",
+                                         help="seconds to wait for every order (default 120; 900 with --all)"),
     keep_running: bool = typer.Option(False, "--keep-running", help="leave what the demo started running"),
+    every: bool = typer.Option(False, "--all", help="one order of every blueprint (product x scenario), samples "
+                               "from config/products; --orders is then ignored"),
+    only: list[str] = typer.Option([], "--product", help="with --all: only this product (repeatable)"),
 ) -> None:
-    """Start what is not running, post N sample orders, follow them, exit 0 when all completed."""
+    """Start what is not running, post N sample orders (or, with --all, one of every blueprint), follow
+    them, play the manual stages, print per-product stage timings and the wall time, exit 0 when all completed."""
     from app.infra import Infra
 
     settings = load_settings()
@@ -213,7 +270,8 @@ def demo(
     logs = settings.log_dir
     code = 1
     try:
-        code = asyncio.run(_run(settings, orders, timeout, procs, logs))
+        wait = timeout if timeout is not None else 900.0 if every else 120.0
+        code = asyncio.run(_run(settings, orders, wait, procs, logs, every, only))
     finally:
         if not keep_running:
             for name, proc in reversed(procs):
@@ -231,7 +289,7 @@ def demo(
 
 
 async def _run(settings: Settings, orders: int, timeout: float, procs: list[tuple[str, subprocess.Popen[bytes]]],
-               logs: Path) -> int:
+               logs: Path, every: bool = False, only: list[str] | None = None) -> int:
     sim = _sim_url()
     if not await _answers(f"{sim}/_calls"):
         port = sim.rsplit(":", 1)[-1].split("/")[0]
@@ -249,7 +307,8 @@ async def _run(settings: Settings, orders: int, timeout: float, procs: list[tupl
         typer.echo(f"demo: worker started, HTTP on {base} (log {logs / 'demo-worker.log'})")
     else:
         typer.echo(f"demo: using the hub already on {base}")
-    return await Demo(settings, orders, timeout).run()
+    demo = await asyncio.to_thread(Demo, settings, orders, timeout, every=every, only=only)  # loads every blueprint
+    return await demo.run()
 
 
 def register_cli(root: typer.Typer) -> None:

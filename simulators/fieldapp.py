@@ -16,7 +16,8 @@ from flows.graph.rules import FieldRule
 __all__ = ["sample_fields"]
 
 #: text samples tried against a field's regex, first match wins (plain text, phones, dates, URLs)
-_TEXT = ["demo", "13800000000", "2026-01-05", "2026-01-05 09:00:00", "https://example.com/demo", "1"]
+_TEXT = ["demo", "13800000000", "2026-01-05", "2026-01-05 09:00:00", "https://example.com/demo", "1",
+         "https://example.com/demo.pdf", "sftp://example.com/demo.pdf"]
 
 
 def _text(rule: FieldRule) -> str:
@@ -25,12 +26,14 @@ def _text(rule: FieldRule) -> str:
     return next((t for t in _TEXT if re.fullmatch(rule.regex, t)), f"demo-{rule.name}")
 
 
-def sample_fields(rules: list[FieldRule]) -> dict[str, Any]:
+def sample_fields(rules: list[FieldRule], also: set[str] | None = None) -> dict[str, Any]:
     """A value for every field that has no default: the first enum value, else one of its type
-    (lists as long as ``min_items`` asks). Defaults and locks are left to the rules themselves."""
+    (lists as long as ``min_items`` asks). Defaults and locks are left to the rules themselves, except
+    for the fields named in ``also`` (the stage answered that they are required after all: a lock or
+    default whose condition did not hold)."""
     out: dict[str, Any] = {}
     for rule in rules:
-        if rule.default or rule.lock:
+        if (rule.default or rule.lock) and rule.name not in (also or set()):
             continue
         if rule.enum:
             out[rule.name] = rule.enum[0]

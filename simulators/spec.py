@@ -28,13 +28,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub.configfile import load_dir
 from hub.errors import ConfigError
 
-__all__ = ["SIM_DIR", "OperationSim", "PartnerSim", "Shape", "Stage", "load_sims", "render"]
+__all__ = ["INTERIM_STATUSES", "SIM_DIR", "OperationSim", "PartnerSim", "Shape", "Stage", "load_sims", "render"]
 
 SIM_DIR = Path(__file__).resolve().parent / "partners"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
 _ROOTS = frozenset({"ref", "now", "today", "partner", "operation"})
 _CST = dt.timezone(dt.timedelta(hours=8))
 Reply = Literal["sync", "callback", "poll", "staged", "query"]
+#: statuses of a staged reply's interim callbacks: what flows/runtime/translate.py PENDING_STATUSES reads
+#: as "not yet" (simulators/ may not import flows/: tests/unit/simulators_partners_test.py keeps them equal)
+INTERIM_STATUSES = frozenset({"pending", "processing", "running", "doing", "in_progress", "accepted"})
 
 
 def _check_templates(value: Any, where: str) -> None:
@@ -94,6 +97,10 @@ class OperationSim(BaseModel):
                 raise ValueError("reply staged needs stages: at least two callbacks in order")
             if self.stages[-1].status.lower() not in {"ok", "success", "completed", "done"}:
                 raise ValueError("the last stage of a staged reply is the result: status ok/success/completed/done")
+            interim = [st.status for st in self.stages[:-1] if st.status.lower() not in INTERIM_STATUSES]
+            if interim:
+                raise ValueError(f"interim stage status {interim[0]!r}: the hub reads only "
+                                 f"{sorted(INTERIM_STATUSES)} as 'not yet' (put the phase in the result)")
         elif self.stages:
             raise ValueError(f"stages are for reply staged, not {self.reply}")
         return self

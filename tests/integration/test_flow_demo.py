@@ -19,6 +19,16 @@ from tests.integration.flow_harness import HUB
 pytestmark = pytest.mark.integration
 
 
+def _blueprints() -> list[tuple[str, str]]:
+    from flows.graph.check import partner_operations
+    from flows.graph.library import load_library
+    from hub.partners import load_partners
+
+    config = PROJECT_ROOT / "config"
+    return [(bp.product, bp.scenario) for bp in load_library(config, partner_operations(load_partners(config)))
+            if bp.product and bp.scenario]
+
+
 def _demo(settings: Settings, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HUB_TOPIC_PREFIX": settings.topic_prefix, "HUB_MONGO_DB": settings.mongo_db,
            "HUB_HTTP_PORT": str(free_port()), "HUB_SIM_URL": f"http://127.0.0.1:{free_port()}",
@@ -27,11 +37,18 @@ def _demo(settings: Settings, *args: str, extra_env: dict[str, str] | None = Non
 
 
 async def test_demo_completes_every_order_and_exits_zero(settings: Settings) -> None:
-    result = await asyncio.to_thread(_demo, settings, "--orders", "5")
+    """``--all``: one order per blueprint of the two products (internet line open/move, 5G LAN survey /
+    open / change / remove), samples from config/products — the path ``hub demo --all`` takes for all."""
+    result = await asyncio.to_thread(_demo, settings, "--all", "--product", "internet_line", "--product", "5g_lan",
+                                     "--timeout", "180")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "demo: simulators started" in out and "demo: worker started" in out
-    assert "summary" in out and "completed 5, failed 0" in out and "every order completed" in out
+    keys = await asyncio.to_thread(_blueprints)  # parsing every blueprint: not on the loop
+    n = len({(p, s) for p, s in keys if p in ("internet_line", "5g_lan") and s != "withdraw"})
+    assert n >= 3 and f"posted {n} order(s)" in out
+    assert "summary" in out and f"completed {n}, failed 0" in out and "every order completed" in out
+    assert "wall time" in out and f"for {n} order(s)" in out
     assert "5g_lan         core_design" in out  # the 5G LAN order's manual stage was submitted (field app)
     assert "internet_line  verification" in out  # and the internet line's 业务验证 (v2 adds it)
     assert "demo: stopped worker" in out and "demo: stopped simulators" in out

@@ -17,9 +17,13 @@ from app.catalogue import Catalogue, CodeRow, code_senders, load_catalogue, prod
 from app.cli.flows import flows_app
 from flows.graph.check import partner_operations
 from flows.graph.library import load_library
+from flows.graph.rules import FieldRule
+from hub.order import WorkOrder
 from hub.partners import load_partners
-from hub.products import load_products
+from hub.products import check_order, load_products
 from hub.settings import PROJECT_ROOT
+from simulators.demo import all_samples
+from simulators.fieldapp import sample_fields
 
 CONFIG = PROJECT_ROOT / "config"
 SHIPPED = PROJECT_ROOT / "docs" / "products.md"
@@ -79,6 +83,23 @@ def test_products_md_is_not_stale(library: Any, catalogue: Catalogue) -> None:
     assert SHIPPED.read_text(encoding="utf-8") == text, "stale: run hub flows docs -o docs/products.md"
 
 
+def test_demo_all_posts_one_valid_admitted_order_per_blueprint(library: Any) -> None:
+    """``hub demo --all``'s orders come from the product field files: each is a valid canonical order,
+    passes its product's field rules and has the blueprint it was made for (what the intake checks)."""
+    products = load_products(CONFIG)
+    samples = all_samples(library, products, "t")
+    keys = {(bp.product, bp.scenario) for bp in library if bp.product and bp.scenario and bp.scenario != "withdraw"}
+    assert {(b["product"], b["scenario"]) for _, b in samples} == keys and len(samples) == len(keys)
+    for partner, body in samples:
+        order = WorkOrder.model_validate(body)
+        assert partner in {"esop", "group", "yunneng", "boss"} and library.get(order.product, order.scenario)
+        if order.product in products:
+            check_order(products[order.product], order.scenario.value, order.model_dump(mode="json",
+                                                                                         exclude_none=True))
+    (lan,) = [b for _, b in all_samples(library, products, "t", only=["5g_lan"]) if b["scenario"] == "open"]
+    assert lan["extensions"]["dnn"] == "5glan.zj"  # the product file's sample
+
+
 def test_coverage_command_exits_1_naming_every_missing_id(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
@@ -96,3 +117,14 @@ def test_coverage_command_exits_1_naming_every_missing_id(tmp_path: Path) -> Non
     assert len(doc["missing"]) == 153 and "P02.1" not in doc["missing"]
     (p02,) = [r for r in doc["ids"] if r["id"] == "P02.1"]
     assert p02["blueprints"] == ["p02-1-internet-line-open"] and p02["sources"] == ["specified"]
+
+
+def test_the_demo_field_app_fills_a_locked_field_the_stage_still_requires_and_report_urls() -> None:
+    """P30.2 accept: 业务验证班组 carries a lock (forbidden when changetype=1) yet is required for 3/4/7 — the
+    demo resubmits with the fields the stage named; D.4's test report must be a document URL."""
+    team = FieldRule(name="verify_team", required_when="data.changetype in ['3']",
+                     lock=[{"when": "data.changetype == '1'", "value": "''"}])
+    report = FieldRule(name="report", required=True, regex=r"(sftp|https?)://\S+\.(pdf|docx?)")
+    assert "verify_team" not in sample_fields([team, report])
+    assert sample_fields([team, report], {"verify_team"}) == {"verify_team": "demo-verify_team",
+                                                               "report": "https://example.com/demo.pdf"}

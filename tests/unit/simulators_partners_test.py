@@ -20,7 +20,7 @@ from hub.partners import load_partners
 from hub.settings import PROJECT_ROOT
 from simulators.rest import RestPartners
 from simulators.server import REST, STATE, build_app
-from simulators.spec import PartnerSim, load_sims, render
+from simulators.spec import INTERIM_STATUSES, PartnerSim, load_sims, render
 from simulators.state import Control
 from tests.support import eventually
 
@@ -38,7 +38,7 @@ DEMO: dict[str, Any] = {
                    "result": {"ok": True, "survey_id": "S-{ref}"}},
         "survey_result": {"path": "/v2/survey/result", "reply": "query"},
         "build": {"path": "/api/build", "reply": "staged", "stages": [
-            {"status": "accepted"}, {"status": "surveyed", "result": {"phase": 1}},
+            {"status": "accepted"}, {"status": "processing", "result": {"phase": "surveyed"}},
             {"status": "completed", "result": {"phase": 2, "order": "{request.orderId}"}}]},
     },
 }
@@ -79,6 +79,17 @@ def test_a_bad_file_names_file_line_and_key(tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text("partner: x\naccepted: {body: {m: '{nope}'}}\nrejected: {}\noperations:\n"
                                      "  a: {path: /api/a}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"unknown placeholder \{nope\}"):
+        load_sims(tmp_path)
+
+
+def test_a_staged_reply_sends_only_interim_statuses_the_hub_reads_as_not_yet(tmp_path: Path) -> None:
+    from flows.runtime.translate import PENDING_STATUSES
+
+    assert INTERIM_STATUSES == PENDING_STATUSES
+    (tmp_path / "x.yaml").write_text("partner: x\naccepted: {}\nrejected: {}\noperations:\n  a:\n    path: /api/a\n"
+                                     "    reply: staged\n    stages: [{status: surveyed}, {status: completed}]\n",
+                                     encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"interim stage status 'surveyed'"):
         load_sims(tmp_path)
 
 
@@ -142,7 +153,7 @@ async def test_staged_reply_sends_its_callbacks_in_order(sim: tuple[str, Hub, An
     req = {"callback_url": hub.url, "callback_ref": "O2:5:call", "orderId": "O2"}  # type: ignore[attr-defined]
     await _post(f"{url}/demo_partner/api/build", req, key="k2")
     cbs = await eventually(lambda: _value(hub.callbacks if len(hub.callbacks) == 3 else []))
-    assert [c["status"] for c in cbs] == ["accepted", "surveyed", "completed"]
+    assert [c["status"] for c in cbs] == ["accepted", "processing", "completed"]
     assert cbs[-1]["result"] == {"phase": 2, "order": "O2"} and {c["callback_ref"] for c in cbs} == {"O2:5:call"}
 
 
