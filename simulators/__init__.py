@@ -1,5 +1,6 @@
-"""Partner simulators: ESOP (real SOAP service), 一编, 资管, IP / core-network workbenches and the
-construction platform, on one aiohttp server with a path prefix per partner.
+"""Partner simulators: ESOP (real SOAP service) and every REST partner declared in
+``simulators/partners/<partner>.yaml`` (simulators/spec.py: sync, callback, poll, staged replies, the
+partner's own success and error answers), on one aiohttp server with a path prefix per partner.
 
 Every partner has switchable failure modes (``POST /_control/{partner}``): ``ok``, ``down``
 (connection dropped), ``slow``, ``error`` (the partner's own business error answer),

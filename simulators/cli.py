@@ -31,8 +31,10 @@ def simulate(
 
     async def main() -> None:
         runner, _ = await serve(settings.config_dir, host, port)
-        typer.echo(f"simulators: http://{host}:{port}  (esop SOAP /esop/soap, group, resource, ip_workbench, "
-                   f"core_workbench, construction; control POST /_control/{{partner}}, counts GET /_calls)")
+        from simulators.server import REST
+
+        typer.echo(f"simulators: http://{host}:{port}  (esop SOAP /esop/soap, {len(REST.sims)} REST partners from "
+                   f"simulators/partners/; control POST /_control/{{partner}}, counts GET /_calls)")
         if os.environ.get("HUB_SIM_URL", f"http://{host}:{port}") != f"http://{host}:{port}":
             typer.echo(f"note: HUB_SIM_URL={os.environ['HUB_SIM_URL']} points elsewhere", err=True)
         stop = asyncio.Event()

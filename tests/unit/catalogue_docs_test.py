@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from app.catalogue import Catalogue, CodeRow, code_senders, load_catalogue, products_md, stages_of
+from app.catalogue import Catalogue, CodeRow, code_senders, coverage, load_catalogue, products_md, stages_of
 from app.cli.flows import flows_app
 from flows.graph.check import partner_operations
 from flows.graph.library import load_library
@@ -48,6 +48,11 @@ def test_the_shipped_catalogue_is_the_scope_of_issues_11_and_12(catalogue: Catal
     assert {"P19.1", "P19.5", "P27.3", "P29.3", "P12.5"} <= set(ids)  # merged rows expanded
     pairs = {c.key for c in catalogue.progress_codes}
     assert len(pairs) == 29 and len({c.code for c in catalogue.progress_codes}) == 24  # as A.6 counts them
+
+
+def test_every_catalogue_id_is_carried(library: Any, catalogue: Catalogue) -> None:
+    missing = [r.row.id for r in coverage(catalogue, library, PROJECT_ROOT) if r.missing]
+    assert missing == [], f"catalogue IDs without a blueprint: {missing}"
 
 
 def test_every_a6_code_has_a_sending_stage_and_no_blueprint_sends_an_unlisted_one(
