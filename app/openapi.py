@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from app.admin import api as admin_api
+from app.admin.fusion_openapi import operations as fusion_operations
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter
 from app.admin.replay import ActionResult, Summary
 from app.ops.openapi_ops import operations as ops_operations
@@ -366,6 +367,7 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 OPERATIONS = (*OPERATIONS, *report_operations())  # issue 16: described in app/reports/openapi_reports.py
 OPERATIONS = (*OPERATIONS, *ops_operations())  # issue 14: described beside their routes (app/ops/openapi_ops.py)
+OPERATIONS = (*OPERATIONS, *fusion_operations())  # issue 13: app/admin/fusion_openapi.py
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "partnerApiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
