@@ -133,7 +133,7 @@ class Player:
                 queue += self.d.send({"type": "call_result", "call_id": target, "via": "poll",
                                       "result": self._result(c)}, after=1)
             elif c["type"] == "start_timer" and c["purpose"] == "poll":
-                queue += self.d.send({"type": "timer_fired", "timer_id": c["timer_id"]}, after=60)
+                queue += self.d.send({"type": "timer_fired", "timer_id": c["timer_id"]}, after=10)
 
     def _call(self, c: dict[str, Any]) -> list[dict[str, Any]]:
         key = f"{c['partner']}.{c['operation']}"
