@@ -45,6 +45,7 @@ from app.admin import api as admin_api
 from app.admin.fusion_openapi import operations as fusion_operations
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter
 from app.admin.replay import ActionResult, Summary
+from app.openapi_tasks import operations as task_operations
 from app.ops.openapi_ops import operations as ops_operations
 from app.reports.openapi_reports import operations as report_operations
 from flows.cancel import CancelBody, ResumeBody
@@ -368,6 +369,7 @@ OPERATIONS: tuple[Operation, ...] = (
 OPERATIONS = (*OPERATIONS, *report_operations())  # issue 16: described in app/reports/openapi_reports.py
 OPERATIONS = (*OPERATIONS, *ops_operations())  # issue 14: described beside their routes (app/ops/openapi_ops.py)
 OPERATIONS = (*OPERATIONS, *fusion_operations())  # issue 13: app/admin/fusion_openapi.py
+OPERATIONS = (*OPERATIONS, *task_operations())  # issue 11: wireless task batches (app/openapi_tasks.py)
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "partnerApiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",

@@ -8,7 +8,8 @@
   API key → 202 ``{batch_id, received, duplicate}``; 400 problem+json naming ``tasks[i].field``;
   ``GET /api/v1/network-tasks/wireless/{batch_id}`` → its counters, failed tasks and anomalies.
 
-The pipeline (flows/tasks/pipeline.py) is built on first use in the process and stopped with the app.
+The pipeline (flows/tasks/pipeline.py) is built on first use in the process (a worker starts it, and the
+file drop, with its HTTP server) and stopped with the HTTP server.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 PATH = "/api/v1/network-tasks/wireless"
 PIPELINE: ServiceKey[TaskPipeline] = ServiceKey("wireless_task_pipeline")
 MAX_ERRORS = 50
-_lock = asyncio.Lock()
+_locks: dict[int, asyncio.Lock] = {}  # per event loop: a lock is bound to the loop that first waits on it
 
 
 def settings_of(services: Services) -> WirelessTaskSettings | None:
@@ -51,11 +52,11 @@ def settings_of(services: Services) -> WirelessTaskSettings | None:
 async def pipeline_for(services: Services) -> TaskPipeline:
     """The process's pipeline, built and started on first use (HTTP or the SFTP poller)."""
     found = services.get(PIPELINE)
-    if found is not None:
+    if found is not None and found.running:
         return found
-    async with _lock:
+    async with _locks.setdefault(id(asyncio.get_running_loop()), asyncio.Lock()):
         found = services.get(PIPELINE)
-        if found is not None:
+        if found is not None and found.running:
             return found
         settings = settings_of(services)
         if settings is None:
@@ -135,36 +136,56 @@ async def start_file_intake(services: Services, settings: WirelessTaskSettings) 
     return source
 
 
+WORKER: ServiceKey[bool] = ServiceKey("wireless_task_worker")
+STARTER: web.AppKey[asyncio.Task[None]] = web.AppKey("wireless_task_starter", asyncio.Task)
+SOURCE: ServiceKey[TaskFileSource] = ServiceKey("wireless_task_file_source")
+RETRY_S = 2.0
+
+
 def register_agents(app: faust.App, runtime: Services) -> None:
-    """Plugin hook: the ARAN file drop and the pipeline run in every worker that has the config."""
-    settings = settings_of(runtime)
-    if settings is None:
+    """Plugin hook, called in every worker (``hub run``) before its HTTP server is built: it marks the
+    process as one that runs the pipeline and the ARAN file drop. They start with the HTTP server (below),
+    not with a Faust timer: a worker's HTTP side is up long before its consumer group has settled."""
+    if settings_of(runtime) is not None:
+        runtime.put(WORKER, True)
+
+
+async def _start(app: web.Application) -> None:
+    services: Services = app[SERVICES]
+    if not services.get(WORKER):
         return
-    started: list[TaskFileSource | None] = []
+    settings = settings_of(services)
+    assert settings is not None
 
-    @app.timer(2.0, name="wireless-tasks-start")
-    async def wireless_tasks() -> None:
-        """Start the pipeline and the file drop once MongoDB is connected (the runtime connects it as
-        the app starts); a start that failed (MongoDB down) is tried again on the next tick."""
-        if started or runtime.db is None:
-            return
-        try:
-            await pipeline_for(runtime)
-            source = await start_file_intake(runtime, settings)
-        except RetryableError as exc:
-            log.warning("wireless tasks not started yet: %s", exc)
-            return
-        started.append(source)
-
-    async def stop(sender: Any, **kwargs: Any) -> None:
-        for source in started:
+    async def start() -> None:
+        while True:  # MongoDB not reachable yet: try again (the intake answers 503 meanwhile)
+            try:
+                await pipeline_for(services)
+                source = await start_file_intake(services, settings)
+            except RetryableError as exc:
+                log.warning("wireless tasks not started yet: %s; retrying in %.0f s", exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+                continue
             if source is not None:
-                await source.stop()
-        pipeline = runtime.get(PIPELINE)
-        if pipeline is not None:
-            await pipeline.stop()
+                services.put(SOURCE, source)
+            return
 
-    app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # faust types signal receivers so that no async def matches
+    app[STARTER] = asyncio.create_task(start(), name="wireless-tasks-start")
+
+
+async def _stop(app: web.Application) -> None:
+    """Stop taking files (a file being read gives its claim back), then the pushes (a chunk in flight stays
+    pending and is pushed again at the next start: the NMS dedupes it by its id)."""
+    services: Services = app[SERVICES]
+    starter = app.get(STARTER)
+    if starter is not None and not starter.done():
+        starter.cancel()
+    source = services.get(SOURCE)
+    if source is not None:
+        await source.stop()
+    pipeline = services.get(PIPELINE)
+    if pipeline is not None:
+        await pipeline.stop()
 
 
 # --- REST ------------------------------------------------------------------------------------------------
@@ -287,3 +308,5 @@ async def get_batch(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, post_batch)
     app.router.add_get(PATH + "/{batch_id}", get_batch)
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)

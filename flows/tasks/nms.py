@@ -11,6 +11,7 @@ a crash is applied once by the NMS.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -85,8 +86,9 @@ class NmsClient:
              "value": t["value"]} for t in tasks]}
         return await self.call(PUSH, body, chunk_id)
 
-    async def alarms(self, chunk_id: str, cells: list[str]) -> list[dict[str, Any]]:
-        """The active alarms on ``cells`` (P36.2's watch after a push)."""
-        answer = await self.call(ALARMS, {"chunkId": chunk_id, "cells": cells}, f"{chunk_id}:alarms")
+    async def alarms(self, label: str, cells: list[str]) -> list[dict[str, Any]]:
+        """The active alarms on ``cells`` (P36.2's watch after a push). A query, not an effect: its key is
+        new every time (a repeated key would get the first answer back from an idempotent partner)."""
+        answer = await self.call(ALARMS, {"chunks": label, "cells": cells}, f"alarms:{label}:{time.time_ns()}")
         alarms = answer.get("alarms") or []
         return [a for a in alarms if isinstance(a, dict)]

@@ -1,9 +1,12 @@
 """The bulk path of wireless parameter tasks (P36.1 push, P36.2 watch): batches, chunks, pushes.
 
-One ``task_batches`` document per batch (an ARAN file or a REST batch) with its counters, and one
-``task_chunks`` document per ``chunk_size`` tasks, which is what is written (one insert), pushed (one
-NMS call) and judged (one alarm query) — about six MongoDB operations per 500 tasks instead of a
-dozen per order on the per-order engine (docs/network-tasks.md has the figures). A chunk's life:
+One ``task_batches`` document per batch (an ARAN file or a REST batch) with its counters, and per
+``chunk_size`` tasks one chunk, which is what is written (one insert), pushed (one NMS call) and judged
+(one alarm query) — about six MongoDB operations per 500 tasks instead of a dozen per order on the
+per-order engine (docs/network-tasks.md has the figures). A chunk is two documents: its tasks in
+``task_chunk_tasks`` (written once, never updated) and its small state in ``task_chunks`` (updated at
+each step): the embedded store rewrites a whole document on every update, and a 500-task document
+cost ~60 ms per update against ~5 ms for the state alone. A chunk's life:
 
     pending ──push──▶ watching ──(watch_s later) alarm query + P36.2 judgement──▶ done
        └─ NMS refused it, or unreachable max_attempts times ──▶ failed
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from flows.tasks.anomaly import judge
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 BATCHES = "task_batches"
 CHUNKS = "task_chunks"
+PAYLOADS = "task_chunk_tasks"
 declare_indexes(CHUNKS, IndexModel([("status", ASCENDING), ("watch_at", ASCENDING)], name="by_status_watch"),
                 IndexModel([("batch", ASCENDING)], name="by_batch"))
 declare_indexes(BATCHES, IndexModel([("created_at", ASCENDING)], name="by_created"))
@@ -60,6 +64,10 @@ class TaskPipeline:
         self._wake = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
     async def start(self) -> None:
         if self._tasks:
             return
@@ -94,20 +102,16 @@ class TaskPipeline:
         """Store ``tasks`` (the batch's tasks from position ``first``) as chunks and queue them; returns
         how many were new. Chunk ids come from the position, so the same tasks sent again add nothing."""
         size = self.settings.chunk_size
-        chunks: list[dict[str, Any]] = [
-            {"_id": f"{batch_id}:{first + i:09d}", "batch": batch_id, "status": "pending", "attempts": 0,
-             "tasks": tasks[i:i + size], "ok": 0, "failed": [], "anomalies": []}
-            for i in range(0, len(tasks), size)]
-        if not chunks:
+        parts = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        if not parts:
             return 0
-        new = chunks
-        try:
-            await self.db[CHUNKS].insert_many(chunks, ordered=False)
-        except BulkWriteError as exc:
-            dup = {chunks[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
-            if len(dup) != len(exc.details.get("writeErrors", [])):
-                raise RetryableError(f"task chunks not stored: {exc.details.get('writeErrors', [])[:1]}") from exc
-            new = [c for c in chunks if c["_id"] not in dup]
+        ids = [f"{batch_id}:{first + i * size:09d}" for i in range(len(parts))]
+        await self._insert_new(PAYLOADS, [{"_id": cid, "tasks": part} for cid, part in zip(ids, parts, strict=True)])
+        states: list[dict[str, Any]] = [
+            {"_id": cid, "batch": batch_id, "status": "pending", "attempts": 0, "size": len(part), "ok": 0,
+             "failed": [], "anomalies": []} for cid, part in zip(ids, parts, strict=True)]
+        fresh = await self._insert_new(CHUNKS, states)  # a chunk is new when its state is
+        new = [{**state, "tasks": part} for state, part in zip(states, parts, strict=True) if state["_id"] in fresh]
         count = sum(len(c["tasks"]) for c in new)
         if new:
             await self.db[BATCHES].update_one({"_id": batch_id}, {
@@ -116,6 +120,18 @@ class TaskPipeline:
         for chunk in new:
             await self._enqueue(chunk)
         return count
+
+    async def _insert_new(self, collection: str, docs: list[dict[str, Any]]) -> set[str]:
+        """Insert ``docs``; the ids that were not there yet (a duplicate id is not an error)."""
+        ids = {d["_id"] for d in docs}
+        try:
+            await self.db[collection].insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise RetryableError(f"task chunks not stored: {errors[:1]}") from exc
+            ids -= {docs[e["index"]]["_id"] for e in errors}
+        return ids
 
     async def close_batch(self, batch_id: str) -> None:
         """No more tasks will come for this batch: it completes when its last chunk is done."""
@@ -207,38 +223,53 @@ class TaskPipeline:
                 self._wake.clear()
 
     async def watch_due(self) -> bool:
-        """Judge the chunks whose watch time has come; True when there were some (look again now)."""
+        """Judge the chunks whose watch time has come, together: one alarm query for all their cells, one
+        bulk write of their states, one counter update per batch. True when there were some (look again)."""
         due = await self.db[CHUNKS].find(
-            {"status": "watching", "watch_at": {"$lte": self.clock()}}, {"tasks": 1, "batch": 1},
-        ).sort("watch_at", ASCENDING).limit(self.settings.window * 4).to_list(None)
+            {"status": "watching", "watch_at": {"$lte": self.clock()}}, {"batch": 1},
+        ).sort("watch_at", ASCENDING).limit(self.settings.window * 8).to_list(None)
         if not due:
             return False
-        await asyncio.gather(*(self._judge(chunk) for chunk in due))
+        chunks = await self._with_tasks(due)
+        cells = sorted({t["cell"] for c in chunks for t in c["tasks"]})
+        try:
+            alarms = await self.nms.alarms(f"{chunks[0]['_id']}+{len(chunks)}", cells)
+        except (RetryableError, PermanentError) as exc:
+            log.warning("wireless alarm query for %d chunks failed (%s); asked again next pass", len(chunks), exc)
+            return False
+        now = self.clock()
+        judged = [(c, judge(self.settings.anomaly.rules, c["tasks"], alarms)) for c in chunks]
+        # a chunk another worker judged first is left alone (the filter on status), and not counted twice
+        result = await self.db[CHUNKS].bulk_write([UpdateOne(
+            {"_id": c["_id"], "status": "watching"},
+            {"$set": {"status": "done", "anomalies": found, "judged_at": now}}) for c, found in judged], ordered=False)
+        self._watching -= len(judged)
+        if result.modified_count != len(judged):  # another worker got some: count only ours, by reading back
+            mine = {d["_id"] async for d in self.db[CHUNKS].find(
+                {"_id": {"$in": [c["_id"] for c, _ in judged]}, "judged_at": now}, {"_id": 1})}
+            judged = [(c, found) for c, found in judged if c["_id"] in mine]
+        per_batch: dict[str, list[int]] = {}
+        for c, found in judged:
+            counts = per_batch.setdefault(c["batch"], [0, 0])
+            counts[0] += len(found)
+            counts[1] += 1
+            TASKS.labels("anomaly").inc(len(found))
+            for a in found:
+                log.warning("wireless task %s (order %s, %s) on cell %s: alarm %s, service affecting %s → %s",
+                            a["task_id"], a["order_no"], a["order_type"], a["cell"], a["alarm"],
+                            a["service_affecting"], a["verdict"])
+        for batch_id, (anomalies, done) in per_batch.items():
+            doc = await self.db[BATCHES].find_one_and_update({"_id": batch_id}, {
+                "$inc": {"anomalies": anomalies, "chunks_done": done}, "$set": {"updated_at": now}},
+                return_document=ReturnDocument.AFTER)
+            await self._maybe_complete(doc)
         return True
 
-    async def _judge(self, chunk: dict[str, Any]) -> None:
-        tasks = chunk["tasks"]
-        cells = sorted({t["cell"] for t in tasks})
-        try:
-            alarms = await self.nms.alarms(chunk["_id"], cells)
-        except (RetryableError, PermanentError) as exc:
-            log.warning("wireless chunk %s: alarm query failed (%s); asked again next pass", chunk["_id"], exc)
-            return
-        anomalies = judge(self.settings.anomaly.rules, tasks, alarms)
-        done = await self.db[CHUNKS].update_one({"_id": chunk["_id"], "status": "watching"}, {"$set": {
-            "status": "done", "anomalies": anomalies, "judged_at": self.clock()}})
-        self._watching -= 1
-        if done.modified_count == 0:  # another worker judged it first
-            return
-        doc = await self.db[BATCHES].find_one_and_update({"_id": chunk["batch"]}, {
-            "$inc": {"anomalies": len(anomalies), "chunks_done": 1}, "$set": {"updated_at": self.clock()}},
-            return_document=ReturnDocument.AFTER)
-        TASKS.labels("anomaly").inc(len(anomalies))
-        for a in anomalies:
-            log.warning("wireless task %s (order %s, %s) on cell %s: alarm %s, service affecting %s → %s",
-                        a["task_id"], a["order_no"], a["order_type"], a["cell"], a["alarm"],
-                        a["service_affecting"], a["verdict"])
-        await self._maybe_complete(doc)
+    async def _with_tasks(self, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The chunks' states with their tasks (one query for all of them)."""
+        payloads = {d["_id"]: d["tasks"] async for d in self.db[PAYLOADS].find(
+            {"_id": {"$in": [s["_id"] for s in states]}})}
+        return [{**s, "tasks": payloads[s["_id"]]} for s in states if s["_id"] in payloads]
 
     async def _maybe_complete(self, doc: dict[str, Any] | None) -> None:
         if doc and doc.get("closed") and doc["chunks_done"] >= doc["chunks"] and doc["status"] == "running":
@@ -253,8 +284,10 @@ class TaskPipeline:
         self._watching += await self.db[CHUNKS].count_documents({"status": "watching"})
         if self._watching:
             self._wake.set()
-        async for chunk in self.db[CHUNKS].find({"status": "pending"}):
-            await self._enqueue(chunk)
+        pending = await self.db[CHUNKS].find({"status": "pending"}).to_list(None)
+        for i in range(0, len(pending), 50):
+            for chunk in await self._with_tasks(pending[i:i + 50]):
+                await self._enqueue(chunk)
 
     # --- queries --------------------------------------------------------------------------------------
     async def batch(self, batch_id: str, *, details: bool = False) -> dict[str, Any] | None:
