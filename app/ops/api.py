@@ -10,6 +10,9 @@
     POST   /admin/v1/rules/{id}/enable | /disable   (operator)
     GET    /admin/v1/exports/orders           ?format=json|csv|xlsx + the order list's filters (C.4 (7) fields)
     GET    /admin/v1/exports/stages           ?format=json|csv|xlsx&product&since&until (C.7 stage durations)
+    GET    /admin/v1/replay-policies          every partner's automatic replay and its last run
+    PUT    /admin/v1/replay-policies/{partner}   {"rate", "hours", "max_per_run", "probe_url", "paused"} (operator)
+    POST   /admin/v1/replay-policies/{partner}/pause | /resume;  DELETE …/{partner}   (operator)
     GET    /admin/v1/alerts                   ?status=active|open|tracking|resolved|closed|any&kind&rule&severity
                                               &product&stage&order&assignee&since&until&limit&skip
     GET    /admin/v1/alerts/export            ?format=csv|xlsx + the list's filters (streamed)
@@ -33,6 +36,7 @@ from app.admin.replay import NotFound
 from app.ops.alerts import TRANSITIONS, AlertFilter
 from app.ops.exports import CONTENT_TYPES, csv_chunks, xlsx_chunks
 from app.ops.overview import State, drill_down, overview
+from app.ops.replay_policy import PolicyStore, parse_policy
 from app.ops.reports import ORDER_COLUMNS, STAGE_COLUMNS, order_batches, stage_durations, with_fields
 from app.ops.service import ALERT_COLUMNS, OpsService
 from hub.auth import Handler, Role, requires
@@ -217,6 +221,52 @@ async def reports_stages(request: web.Request) -> web.StreamResponse:
     return await _stream(request, fmt, chunks, "stage-durations")
 
 
+class PolicyBody(BaseModel):
+    """A partner's replay policy (the partner is the path's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paused: bool = False
+    rate: float = Field(default=5.0, gt=0, le=1000)
+    hours: str = "00:00-24:00"
+    max_per_run: int = Field(default=500, ge=1, le=100_000)
+    probe_url: str | None = Field(default=None, max_length=2000)
+
+
+async def policies_list(request: web.Request) -> web.Response:
+    return _json(await PolicyStore(_ops(request).db).list())
+
+
+async def policies_put(request: web.Request) -> web.Response:
+    svc = _ops(request)
+    body = await _body(request, PolicyBody)
+    partner = request.match_info["partner"]
+    policy = parse_policy({"partner": partner, **body.model_dump()})
+    out = await PolicyStore(svc.db).put(policy, _who(request))
+    await svc.audit(_who(request), "policy.set", f"{partner}: {body.model_dump_json()}")
+    return _json(out)
+
+
+def _policy_pause(paused: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        svc = _ops(request)
+        partner = request.match_info["partner"]
+        out = await PolicyStore(svc.db).set_paused(partner, paused, _who(request))
+        await svc.audit(_who(request), "policy.pause" if paused else "policy.resume", partner)
+        return _json(out)
+
+    return handler
+
+
+async def policies_delete(request: web.Request) -> web.Response:
+    svc = _ops(request)
+    partner = request.match_info["partner"]
+    if not await PolicyStore(svc.db).delete(partner):
+        raise NotFound(f"no replay policy for {partner}")
+    await svc.audit(_who(request), "policy.delete", partner)
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     def r(role: Role, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Handler:
         return requires(role, _tokens)(_errors(handler))
@@ -232,6 +282,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/rules/{{id}}/disable", r("operator", _enable(False)))
     app.router.add_get(f"{PREFIX}/exports/orders", r("viewer", reports_orders))
     app.router.add_get(f"{PREFIX}/exports/stages", r("viewer", reports_stages))
+    app.router.add_get(f"{PREFIX}/replay-policies", r("viewer", policies_list))
+    app.router.add_put(f"{PREFIX}/replay-policies/{{partner}}", r("operator", policies_put))
+    app.router.add_delete(f"{PREFIX}/replay-policies/{{partner}}", r("operator", policies_delete))
+    app.router.add_post(f"{PREFIX}/replay-policies/{{partner}}/pause", r("operator", _policy_pause(True)))
+    app.router.add_post(f"{PREFIX}/replay-policies/{{partner}}/resume", r("operator", _policy_pause(False)))
     app.router.add_get(f"{PREFIX}/alerts", r("viewer", alerts_list))
     app.router.add_get(f"{PREFIX}/alerts/export", r("viewer", alerts_export))
     app.router.add_get(f"{PREFIX}/alerts/{{id}}", r("viewer", alerts_show))

@@ -62,6 +62,16 @@ def new_alert(held: Holding, order_id: str) -> dict[str, Any]:
                        f"{f['time_in_stage_s'] / 60:.0f} min", "facts": f}
 
 
+async def take_lease(db: AsyncIOMotorDatabase[Any], name: str, owner: str, now: float, hold_s: float) -> bool:
+    """Take the periodic job ``name`` for ``hold_s`` unless it is held (one conditional upsert: one winner)."""
+    try:
+        await db[LEASES].find_one_and_update({"_id": name, "lease_until": {"$lte": now}},
+                                             {"$set": {"owner": owner, "lease_until": now + hold_s}}, upsert=True)
+    except DuplicateKeyError:  # the document exists and a lease holds
+        return False
+    return True
+
+
 @dataclass
 class BatchResult:
     holding: dict[str, Holding] = field(default_factory=dict)  # open_key -> what holds
@@ -145,14 +155,7 @@ class Evaluator:
         self.on_raised = on_raised or []
 
     async def _lease(self, now: float) -> bool:
-        """Take the cycle for ``lease_s`` unless it is held (one conditional upsert: one winner)."""
-        try:
-            await self.db[LEASES].find_one_and_update(
-                {"_id": CYCLE, "lease_until": {"$lte": now}},
-                {"$set": {"owner": self.owner, "lease_until": now + self.settings.lease_s}}, upsert=True)
-        except DuplicateKeyError:  # the document exists and a lease holds
-            return False
-        return True
+        return await take_lease(self.db, CYCLE, self.owner, now, self.settings.lease_s)
 
     async def _release(self, started: float) -> None:
         """Hold the cycle until most of the interval has passed: a tick of another worker meanwhile

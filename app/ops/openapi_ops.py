@@ -14,6 +14,7 @@ __all__ = ["operations"]
 RULE_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"}
 ALERT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}
 OBJ = {"type": "object"}
+PARTNER = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.-]+$"}
 RULE_EXAMPLE = {"id": "DESIGN-4H", "name": "design over 4 hours", "scope": {"product": "internet_line",
                                                                            "stage": "design"},
                 "when": "data.time_in_stage_s > 4 * 3600", "severity": "major", "action": {"type": "alert"}}
@@ -78,6 +79,19 @@ def operations() -> tuple[Any, ...]:
                                                        schema=OBJ), **ADMIN_ERRORS},
                   query=Query(extra={"product": {"type": "string"}, "since": {"type": "string"},
                                      "until": {"type": "string"}, "format": fmt})),
+        Operation("GET", "/admin/v1/replay-policies", "replay_policies_list", "Automatic replay per partner",
+                  "operations", "viewer", {200: Answer("the policies and their last runs",
+                                                       schema={"type": "array", "items": OBJ}), **ADMIN_ERRORS}),
+        Operation("PUT", "/admin/v1/replay-policies/{partner}", "replay_policies_put", "Set a partner's replay policy",
+                  "operations", "operator", {200: Answer("the policy", schema=OBJ), **ADMIN_WRITE_ERRORS},
+                  body=api.PolicyBody, body_required=False, path_params={"partner": PARTNER}),
+        Operation("DELETE", "/admin/v1/replay-policies/{partner}", "replay_policies_delete", "Remove a replay policy",
+                  "operations", "operator", {204: Answer("deleted", schema={"type": "string"}), 404: p404,
+                                             **ADMIN_ERRORS}, path_params={"partner": PARTNER}),
+        *(Operation("POST", f"/admin/v1/replay-policies/{{partner}}/{verb}", f"replay_policies_{verb}",
+                    f"{verb.title()} a partner's automatic replay", "operations", "operator",
+                    {200: Answer("the policy", schema=OBJ), 404: p404, **ADMIN_WRITE_ERRORS},
+                    body_required=False, path_params={"partner": PARTNER}) for verb in ("pause", "resume")),
         Operation("GET", "/admin/v1/alerts", "alerts_list", "Alerts (real-time: active; history: status=any)",
                   "operations", "viewer", {200: Answer("one page, newest first", schema=OBJ), **ADMIN_ERRORS},
                   query=Query(AlertFilter, api.ALERT_QUERY, PAGING)),

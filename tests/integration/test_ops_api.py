@@ -135,7 +135,54 @@ async def _retry_action_replays_the_stuck_call(client: TestClient) -> None:
 
 async def test_rules_overview_and_alerts_over_http(client: TestClient) -> None:
     """One hub for every part (a runtime start costs seconds): the CRUD first, then the same rule
-    id added again after its deletion raises, is handled and exported; then the retry action."""
+    id added again after its deletion raises, is handled and exported; then the retry action and the
+    replay policies."""
     await _rules_crud_roles_errors_and_audit(client)
     await _overview_alerts_handling_and_exports(client)
     await _retry_action_replays_the_stuck_call(client)
+    await _replay_policies_replay_once_the_partner_answers_again(client)
+
+
+async def _replay_policies_replay_once_the_partner_answers_again(client: TestClient) -> None:
+    """Paused, outside its hours, partner still failing: nothing; the partner answered: replayed with
+    the policy's audit name; a second run finds nothing pending. Policies over HTTP with roles."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.ops.replay_policy import run_policies
+    from flows.documents import CALLS
+
+    runtime = rt(client)
+    db = runtime.db
+    assert db is not None
+    letters = [await seed(runtime, f"p{i}") for i in range(3)]
+    body = {"rate": 50, "hours": "00:00-24:00", "max_per_run": 10}
+    assert (await client.put("/admin/v1/replay-policies/esop", json=body, headers=VIEWER)).status == 403
+    bad = await client.put("/admin/v1/replay-policies/esop", json={**body, "hours": "8-20"}, headers=OPERATOR)
+    assert bad.status == 400 and "hours" in (await bad.json())["detail"]
+    assert (await client.put("/admin/v1/replay-policies/esop", json=body, headers=OPERATOR)).status == 200
+    replays = ReplayService(db, runtime.producer, runtime.partners)
+    now = datetime.now(UTC)
+    (run,) = await run_policies(db, replays, now)
+    assert run["replayed"] == 0 and "not answered" in run["skipped"]
+    await db[CALLS].insert_one({"_id": "ok1", "partner": "esop", "operation": "notifyOrderResult",
+                                "outcome": "ok", "started_at": now + timedelta(seconds=1)})
+    assert (await client.post("/admin/v1/replay-policies/esop/pause", headers=OPERATOR)).status == 200
+    assert (await run_policies(db, replays, now))[0]["skipped"] == "paused"
+    await client.post("/admin/v1/replay-policies/esop/resume", headers=OPERATOR)
+    night = {**body, "hours": "22:00-06:00"}
+    await client.put("/admin/v1/replay-policies/esop", json=night, headers=OPERATOR)
+    noon = now.replace(hour=12)
+    assert "outside" in (await run_policies(db, replays, noon))[0]["skipped"]
+    await client.put("/admin/v1/replay-policies/esop", json=body, headers=OPERATOR)
+    (run,) = await run_policies(db, replays, now)
+    assert run["replayed"] == 3 and run["because"].startswith("call ok1")
+    for letter in letters:
+        stored = await db[DEAD_LETTERS].find_one({"_id": letter.id})
+        assert stored is not None and stored["status"] == "replayed"
+    ids = [x.id for x in letters]
+    assert {d["who"] async for d in db[ACTIONS].find({"action": "replay", "dead_letter_id": {"$in": ids}})} == {
+        "policy:esop"}
+    assert (await run_policies(db, replays, now))[0]["skipped"] == "no pending dead letters"
+    listed = await (await client.get("/admin/v1/replay-policies", headers=VIEWER)).json()
+    assert listed[0]["partner"] == "esop" and listed[0]["last_run"]["skipped"] == "no pending dead letters"
+    assert (await client.delete("/admin/v1/replay-policies/esop", headers=OPERATOR)).status == 204
