@@ -11,7 +11,8 @@ The five counts of C.5 (1), each over a time window (default the last 24 h):
 
 Each has a drill-down listing the records behind it (masked: the payloads carry customer names).
 
-A report rule raises an alert when its metric (one of the five, optionally for one report) reaches
+A report rule raises an alert (here, and in the alert-management module app/ops/alerts.py) when
+its metric (one of the five, optionally for one report) reaches
 ``threshold`` within ``window_h``; the alert is resolved by the rule when the metric falls below
 it again. Every send failure and every day with differences raises its own alert too
 (app/reports/realtime.py, reconciliation.py). Alerts live in ``report_alerts``; handling records
@@ -30,6 +31,7 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from app.admin.replay import NotFound, Refused
+from app.ops.alerts import AlertStore, open_key
 from app.reports.definitions import Reports
 from app.reports.files import FILES
 from app.reports.realtime import ALERTS, SENDS
@@ -178,6 +180,7 @@ class ReportControl:
         """Raise or resolve each enabled rule's alert; the ids of the alerts open afterwards."""
         now = now or datetime.now(UTC)
         opened = []
+        holding: dict[str, dict[str, Any]] = {}
         async for rule in self.db[RULES].find({"enabled": True}):
             value = await self.count(rule["metric"], now - timedelta(hours=float(rule["window_h"])), now,
                                      rule.get("report"))
@@ -190,10 +193,25 @@ class ReportControl:
                              "value": value, "last_at": now},
                     "$setOnInsert": {"first_at": now}}, upsert=True)
                 opened.append(aid)
+                holding[open_key(f"report:{rule['_id']}", "reports")] = {
+                    "kind": "report", "rule_id": f"report:{rule['_id']}", "rule_name": rule["name"],
+                    "severity": rule.get("severity", "major"), "action": "alert", "team": None, "notify": [],
+                    "subject": "reports", "metric": rule["metric"], "value": value,
+                    "summary": f"{rule['name']}: {LABELS[rule['metric']]} = {value} (threshold {rule['threshold']})"}
             else:
                 await self.db[ALERTS].update_one({"_id": aid, "status": "open"}, {"$set": {
                     "status": "resolved", "resolved_at": now, "resolution": f"below threshold ({value})"}})
+        await self._to_alert_management(holding, now)
         return opened
+
+    async def _to_alert_management(self, holding: dict[str, dict[str, Any]], now: datetime) -> None:
+        """C.5 (7): a rule's alert also goes to the alert-management module (app/ops/alerts.py, kind
+        ``report``), where it is handled like every alert (ack, assign, notes, resolve, export); it is
+        cleared there when the rule stops holding."""
+        store = AlertStore(self.db)
+        held = await store.open_keys("report")
+        await store.raise_many([a for k, a in holding.items() if k not in held], now)
+        await store.clear([aid for k, aid in held.items() if k not in holding], now)
 
     # --- alerts --------------------------------------------------------------------------
     async def alerts(self, status: str | None = None, kind: str | None = None, search: str | None = None,

@@ -169,11 +169,14 @@ async def test_report_rules_raise_and_resolve_alerts_and_alerts_take_handling_re
          "payload": {"customerName": "杭州某某科技有限公司"}} for i in range(2)])
     control = ReportControl(runtime.db, _reports(runtime))
     assert await control.evaluate() == ["rule:RT-FAIL-2"]
+    managed = await runtime.db["ops_alerts"].find_one({"kind": "report", "holds": True})  # C.5 (7)
+    assert managed is not None and managed["rule_id"] == "report:RT-FAIL-2" and managed["status"] == "open"
     drill = await (await client.get("/admin/v1/reports/overview/realtime_failures", headers=VIEWER)).json()
     assert len(drill["items"]) == 2 and "杭州某某科技有限公司" not in str(drill)  # masked
     edited = await client.patch("/admin/v1/reports/rules/RT-FAIL-2", json={"threshold": 5}, headers=OPERATOR)
     assert edited.status == 200 and (await edited.json())["history"][-1]["who"] == "api:otto"
     assert await control.evaluate() == []
+    assert await runtime.db["ops_alerts"].count_documents({"kind": "report", "holds": True}) == 0
     alerts = await (await client.get("/admin/v1/reports/alerts?kind=rule&status=resolved", headers=VIEWER)).json()
     assert [a["id"] for a in alerts["items"]] == ["rule:RT-FAIL-2"]
     noted = await client.post("/admin/v1/reports/alerts/rule:RT-FAIL-2/notes",
