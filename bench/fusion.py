@@ -93,17 +93,22 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, 
     db = client[db_name]
     plan = [group_members(g, rng) for g in range(groups)]
     expected = sum(len(g) for g in plan)
+    retries = [0]  # posts the intake reset or timed out (sent again)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
 
         async def post(body: dict[str, Any]) -> str:
+            """Post until accepted (a retry of the same order is its duplicate: one member)."""
             for _ in range(50):
-                async with http.post(f"{base}/api/v1/partners/esop/orders", json=body, headers=ESOP) as r:
-                    if r.status == 202:
-                        return str((await r.json())["order_id"])
-                    if r.status < 500:
-                        raise RuntimeError(f"intake answered {r.status}: {await r.text()}")
+                try:
+                    async with http.post(f"{base}/api/v1/partners/esop/orders", json=body, headers=ESOP) as r:
+                        if r.status == 202:
+                            return str((await r.json())["order_id"])
+                        if r.status < 500 and r.status != 429:
+                            raise RuntimeError(f"intake answered {r.status}: {await r.text()}")
+                except (aiohttp.ClientError, TimeoutError):
+                    retries[0] += 1
                 await asyncio.sleep(0.5)
-            raise RuntimeError("intake kept answering 5xx")
+            raise RuntimeError("intake kept refusing")
 
         async def dispatched() -> int:
             async with http.get(f"{sim}/_calls") as r:
@@ -170,7 +175,7 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, 
             "members_per_s": sum(len(members[k]) for k in members) / wall if wall else 0.0,
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "baseline_p50_ms": pct(base_lat, 50),
             "baseline_p99_ms": pct(base_lat, 99), "baseline_s": baseline_s, "twice": twice, "lost": lost,
-            "wrong_tasks": wrong_tasks}
+            "wrong_tasks": wrong_tasks, "post_retries": retries[0]}
 
 
 def main() -> None:
@@ -211,7 +216,8 @@ def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"fusion groups: {r['groups_done']} of {r['groups']} dispatched in {r['wall_s']:.1f} s "
           f"({r['groups_per_s']:.2f} groups/s, {r['members_per_s']:.2f} members/s; window {args.window} groups; "
-          f"{r['members_posted']} of {r['members_expected']} members posted)")
+          f"{r['members_posted']} of {r['members_expected']} members posted; {r['post_retries']} posts retried "
+          "after a reset)")
     print(f"last member's arrival → group dispatched: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms")
     print(f"baseline (same run, {args.singles} orders without fusion fields, intake → dispatch): "
           f"p50 {r['baseline_p50_ms']:.0f} ms, p99 {r['baseline_p99_ms']:.0f} ms; "
