@@ -24,6 +24,7 @@ CLI_MODULES = (
     "app.cli.dlq",
     "app.cli.orders",
     "app.cli.calls",
+    "app.cli.tasks",  # hub tasks wireless list | show (P36.1 batches)
     "app.cli.policies",  # issue 14: hub dlq policies (after app.cli.dlq)
     "app.cli.fusion",  # issue 13: hub fusion list | show | release | wait | cancel
     "app.cli.overview",  # issue 14: hub overview, hub rules, hub alerts (app/ops)

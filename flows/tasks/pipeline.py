@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from flows.tasks.anomaly import judge
@@ -291,14 +291,24 @@ class TaskPipeline:
 
     # --- queries --------------------------------------------------------------------------------------
     async def batch(self, batch_id: str, *, details: bool = False) -> dict[str, Any] | None:
-        doc: dict[str, Any] | None = await self.db[BATCHES].find_one({"_id": batch_id})
-        if doc is None or not details:
-            return doc
-        failed: list[dict[str, Any]] = []
-        anomalies: list[dict[str, Any]] = []
-        async for chunk in self.db[CHUNKS].find({"batch": batch_id, "$or": [
-                {"failed.0": {"$exists": True}}, {"anomalies.0": {"$exists": True}}]},
-                {"failed": 1, "anomalies": 1}):
-            failed += chunk.get("failed") or []
-            anomalies += chunk.get("anomalies") or []
-        return {**doc, "failed_tasks": failed[:1000], "anomaly_list": anomalies[:1000]}
+        return await batch_doc(self.db, batch_id, details=details)
+
+
+async def batch_doc(db: Any, batch_id: str, *, details: bool = False) -> dict[str, Any] | None:
+    """A batch's document; with ``details`` its failed tasks and anomalies too (first 1,000 each)."""
+    doc: dict[str, Any] | None = await db[BATCHES].find_one({"_id": batch_id})
+    if doc is None or not details:
+        return doc
+    failed: list[dict[str, Any]] = []
+    anomalies: list[dict[str, Any]] = []
+    async for chunk in db[CHUNKS].find({"batch": batch_id, "$or": [
+            {"failed.0": {"$exists": True}}, {"anomalies.0": {"$exists": True}}]}, {"failed": 1, "anomalies": 1}):
+        failed += chunk.get("failed") or []
+        anomalies += chunk.get("anomalies") or []
+    return {**doc, "failed_tasks": failed[:1000], "anomaly_list": anomalies[:1000]}
+
+
+async def batches(db: Any, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest batches first (operators: ``hub tasks wireless list``)."""
+    query = {"status": status} if status else {}
+    return [d async for d in db[BATCHES].find(query).sort("created_at", DESCENDING).limit(limit)]

@@ -204,3 +204,24 @@ async def test_task_and_iot_orders_complete_through_the_callback_simulators(env:
     assert hlr.body["ki"] == "0123456789ABCDEF0123456789ABCDEF" and hlr.body["msisdn"].startswith("1480")
     assert len(env.sim.calls("iot_pboss", "ec_order")) == len(env.sim.calls("iot_ops_province", "order_sync")) == 1
     assert len(env.sim.calls("esop", "notifyOrderResult")) == 3  # the SOAP operation of close_report
+
+
+def hub_cli(env: FlowEnv, *args: str) -> Any:
+    """``hub …`` in-process (a subprocess costs ~10 s of imports on a loaded machine), with the hub's settings."""
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+
+    keys = ("HUB_CONFIG_DIR", "HUB_MONGO_DB", "HUB_TOPIC_PREFIX")
+    result = CliRunner().invoke(cli, list(args), env={k: env.hub.env[k] for k in keys})
+    assert result.exit_code == 0, result.output[-2000:]
+    return json.loads(result.stdout)
+
+
+async def test_operators_see_the_batches_with_hub_tasks_wireless(env: FlowEnv) -> None:
+    await completed(env, "B-REST-1")  # the first test's batch (module order)
+    listed = await asyncio.to_thread(hub_cli, env, "tasks", "wireless", "list", "--json")
+    shown = await asyncio.to_thread(hub_cli, env, "tasks", "wireless", "show", "B-REST-1", "--json")
+    rows = {r["_id"]: r for r in listed}
+    assert rows["B-REST-1"]["ok"] == 1200 and rows["B-REST-1"]["status"] == "completed"
+    assert shown["account"] == ACCOUNT and [a["task_id"] for a in shown["anomaly_list"]] == ["R-000007"]
