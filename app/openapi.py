@@ -415,6 +415,8 @@ def route_keys(router: web.UrlDispatcher) -> set[tuple[str, str]]:
             continue
         info = route.resource.get_info()
         path = str(info.get("path") or info.get("formatter") or "")
+        if path == "/console" or path.startswith("/console/"):
+            continue  # the operator web console: HTML pages for a browser (docs/console.md), not API operations
         keys.add((route.method, path))
     return {(m, p) for m, p in keys if not (m == "HEAD" and ("GET", p) in keys)}
 

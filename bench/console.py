@@ -174,21 +174,28 @@ async def measure(base: str, paths: dict[str, str], requests: int, headers: dict
                              allow_redirects=False) as r:
             assert r.status == 303, await r.text()
         for name, path in paths.items():
-            server, wall, size = [], [], 0
+            server, wall, size, first, snapshot, failed = [], [], 0, 0.0, "", 0
             for n in range(requests + 3):
                 t0 = time.perf_counter()
                 async with http.get(f"{base}{path}", headers=headers if path.startswith("/admin") else {},
                                     allow_redirects=False) as r:
                     body = await r.read()
-                    assert r.status == 200, (path, r.status, body[:300])
+                    if r.status != 200:  # counted and shown: a page that times out is a result too
+                        failed += 1
+                        print(f"  {path}: {r.status} {body[:120]!r}", file=sys.stderr)
                     timing = re.search(r"dur=([\d.]+)", r.headers.get("Server-Timing", ""))
                 t1 = time.perf_counter()
+                if n == 0:
+                    first = (t1 - t0) * 1000
+                    found = re.search(rb'id="as-of">[^(]*\(([\d.]+) s\)', body)
+                    snapshot = found.group(1).decode() if found else ""
                 if n >= 3:
                     wall.append((t1 - t0) * 1000)
                     if timing:
                         server.append(float(timing.group(1)))
                     size = len(body)
-            rows.append({"name": name, "path": path, "server": server, "wall": wall, "bytes": size})
+            rows.append({"name": name, "path": path, "server": server, "wall": wall, "bytes": size, "first": first,
+                         "snapshot": snapshot, "failed": failed})
     return rows
 
 
@@ -236,11 +243,13 @@ def main() -> None:
             server.wait(20)
     print(f"\nconsole with {args.orders:,} orders; {args.requests} sequential requests per page "
           f"(server = Server-Timing app;dur, wall = client)")
-    print(f"{'page':<30} {'server p50':>10} {'p95':>8} {'wall p50':>9} {'p95':>8} {'HTML bytes':>11}")
+    print(f"{'page':<30} {'server p50':>10} {'p95':>8} {'wall p50':>9} {'p95':>8} {'HTML bytes':>11} {'first':>9}")
     by = {r["name"]: r for r in rows}
     for r in rows:
         srv = f"{pct(r['server'], 50):10.1f} {pct(r['server'], 95):8.1f}" if r["server"] else f"{'-':>10} {'-':>8}"
-        print(f"{r['name']:<30} {srv} {pct(r['wall'], 50):9.1f} {pct(r['wall'], 95):8.1f} {r['bytes']:11,}")
+        print(f"{r['name']:<30} {srv} {pct(r['wall'], 50):9.1f} {pct(r['wall'], 95):8.1f} {r['bytes']:11,} "
+              f"{r['first']:9.1f}" + (f"   (snapshot computed in {r['snapshot']} s)" if r["snapshot"] else "")
+              + (f"   {r['failed']} not 200" if r["failed"] else ""))
     print(f"static once (cached 1 h): console.css {css:,} B, console.js {js:,} B")
     for page, base_name in (("orders list", "baseline: API orders list"), ("order page", "baseline: API order")):
         ratio = pct(by[page]["wall"], 95) / pct(by[base_name]["wall"], 95)

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pymongo.errors import PyMongoError
 
 from hub.auth import PRINCIPAL, Principal, Role, authenticate
 from hub.settings import AdminToken
@@ -37,6 +39,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_S = 8 * 3600
 #: nonces signed out in this process (a signed cookie cannot be recalled otherwise); bounded by expiry
 _REVOKED: dict[str, float] = {}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,12 @@ def guarded(role: Role, tokens: Callable[[web.Request], list[AdminToken]]) -> Ca
             request[SESSION] = session
             request[PRINCIPAL] = session.principal
             started = time.perf_counter()
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except PyMongoError as exc:  # a query over its time budget: say so, not a bare 500
+                log.warning("console %s %s: database error %r", request.method, request.path, exc)
+                return problem(503, "Service Unavailable", "the database did not answer in time; narrow the "
+                               "filter (e.g. since) or retry", headers={"Retry-After": "5"})
             if not response.prepared:  # a streamed export has sent its headers already
                 response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             return response
