@@ -106,7 +106,8 @@ async def test_sign_in_with_a_wrong_token_then_every_page_renders(env: FlowEnv, 
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"].count(".") == 1
     for name, path, marker in (("overview", "/console", "#c-in-flight"), ("orders", "/console/orders", "#orders"),
                                ("dlq", "/console/dlq", "#letters"), ("calls", "/console/calls", "#stats"),
-                               ("alerts", "/console/alerts", "#rule-list"), ("flows", "/console/flows", "svg.flow"), ("routes", "/console/routes", "#deps"),
+                               ("alerts", "/console/alerts", "#rule-list"),
+                               ("flows", "/console/flows", "svg.flow"), ("routes", "/console/routes", "#deps"),
                                ("history", "/console/history", "table.history")):
         response = await page.goto(f"{base}{path}")
         assert response is not None and response.status == 200, name
