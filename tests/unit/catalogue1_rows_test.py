@@ -148,3 +148,14 @@ def test_p14_a_cancelled_construction_order_is_withdrawn_at_the_platform() -> No
     cancel = [c for c in d.send({"type": "cancel", "reason": "撤单"}) if c["type"] == "send_call"]
     assert [(c["partner"], c["operation"], c["payload"]) for c in cancel] == [
         ("construction", "construction_cancel", {"call_id": push["call_id"]})]
+
+
+@pytest.mark.parametrize("rel", BLUEPRINT_FILES)
+def test_esop_notify_order_result_carries_only_the_wsdl_fields(rel: str) -> None:
+    """ESOP's notifyOrderResult (12.2.3) has five elements; an extra key is a SOAP client error at delivery
+    (found by `hub demo --all`: 'unexpected keyword argument newAddress'), so extras go into resultDesc."""
+    bp = blueprint(rel)
+    for name, node in bp.nodes.items():
+        for s in getattr(node, "steps", []):
+            if (s.partner, s.operation) == ("esop", "close_report"):
+                assert set(s.payload) == {"orderId", "hubOrderId", "resultCode", "resultDesc", "finishTime"}, name
