@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from flows.graph import step
+from hub.products import load_products, sample_order
 from tests.unit.catalogue2_play_test import (
+    CONFIG,
     REPLAYS,
+    Player,
     Script,
     blueprint,
     calls_made,
@@ -571,3 +574,15 @@ __all__ = ["Script", "order"]
 
 if __name__ == "__main__":
     _record_all()
+
+
+@pytest.mark.parametrize("name", sorted(bp.name for bp in library() if bp.product in PRODUCTS))
+def test_the_demo_sample_order_completes_with_the_field_apps_samples(name: str) -> None:
+    """``hub demo --all`` posts the product file's sample order (hub/products.py sample_order) and its field
+    app submits samples: each catalogue II blueprint must complete on them (an expression reading a field
+    the sample lacks, e.g. bandwidth_mbps, dead-lettered the demo's P18.2 order)."""
+    bp = blueprint(name)
+    spec = load_products(CONFIG).get(str(bp.product))
+    base = {"customer": {"name": "示例客户"}, "addresses": [{"city": "杭州", "detail": "示例路1号"}]}
+    data = sample_order(spec, str(bp.product), str(bp.scenario), "DEMO-1", base)
+    assert Player(Script(name, name, data)).run().status == "completed"
