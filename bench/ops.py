@@ -1,6 +1,9 @@
 """The operations center with 100,000 open orders and 20 rules in MongoDB (issue 14 "Measure").
 
-    python -m bench.ops [--orders 100000] [--rules 20] [--queries 200]
+    HUB_MONGO_TIMEOUT_MS=120000 python -m bench.ops [--orders 100000] [--rules 20] [--queries 200]
+
+(the long timeout: a loaded embedded SecantusDB misses the driver's 5 s heartbeat during a big scan,
+the pool is reset and the cursor cancelled — it ended the first 100,000-order run; docs/operations.md)
 
 What runs: private tansu + SecantusDB (bench._common.private_infra); this process seeds MongoDB
 straight in the shape the v2 engine writes (engine tokens, the `_calls` log, open calls, a five-stage
@@ -158,11 +161,11 @@ async def run(args: argparse.Namespace, home: Path) -> None:
 
     async def scan() -> int:
         n = 0
-        async for _ in db[ORDERS].find({"status": {"$in": list(OPEN_STATUSES)}}, PROJECTION, batch_size=2000):
+        async for _ in db[ORDERS].find({"status": {"$in": list(OPEN_STATUSES)}}, PROJECTION, batch_size=500):
             n += 1
         return n
 
-    ops = OpsSettings()
+    ops = OpsSettings(batch=500)
     ev = Evaluator(db, settings=ops, clock=lambda: now)
     rows = []
     for label, fn in (("baseline: bare scan", scan), ("cycle 1 (raises)", lambda: ev.cycle(force=True)),
@@ -179,9 +182,9 @@ async def run(args: argparse.Namespace, home: Path) -> None:
               f"ratio to bare scan {wall / base:5.2f}   {extra}")
     n = args.queries
     snap = await timed(lambda: overview(db), n)
-    live = await timed(lambda: overview(db, live=True), 3)
-    stuck = await timed(lambda: drill_down(db, "stuck", product="internet_line", stage="design", now=now), 20)
-    late = await timed(lambda: drill_down(db, "overdue", product="5g_lan", now=now), 20)
+    live = await timed(lambda: overview(db, live=True), 1)
+    stuck = await timed(lambda: drill_down(db, "stuck", product="internet_line", stage="design", now=now), 10)
+    late = await timed(lambda: drill_down(db, "overdue", product="5g_lan", now=now), 10)
     for label, v in (("overview (snapshot)", snap), ("overview --live", live),
                      ("drill-down stuck/stage", stuck), ("drill-down overdue/product", late)):
         print(f"  {label:<26} n={len(v):<4} p50 {statistics.median(v):9.1f} ms   p99 {pct(v, 99):9.1f} ms")
