@@ -40,12 +40,11 @@ ROUTE_MODULES = (
     "flows.http",
     "flows.cancel",
     "app.admin.api",
-    "app.console.routes",  # the operator web console at /console
-    "app.admin.fusion_api",  # issue 13: /admin/v1/fusion
     "app.admin.jobs_api",  # issue 16: /admin/v1/jobs, /admin/v1/reports, the group's recollect / reconciliation
     "app.admin.reports_api",
     "app.reports.http",
     "app.reports.attachments_http",
+    "app.admin.fusion_api",  # issue 13: /admin/v1/fusion
     "app.ops.api",  # issue 14: /admin/v1/overview, /admin/v1/rules, /admin/v1/alerts
     "app.console.routes",  # the operator web console at /console
     "flows.tasks.intake",  # P36.1 wireless task batches (REST)
@@ -55,9 +54,9 @@ AGENT_MODULES = (
     "flows.agents",
     "app.delivery",
     "app.ops.agent",  # issue 14: the periodic stuck-order rule evaluator
-    "flows.tasks.intake",  # P36.1 wireless task file drop + pipeline
     "app.jobs.agent",  # issue 16: the job scheduler (app/jobs)
     "app.reports.agent",  # issue 16: real-time reports to 一编 (app/reports/realtime.py)
+    "flows.tasks.intake",  # P36.1 wireless task file drop + pipeline
 )
 
 ADMISSION_MODULES = ("flows.admission", "flows.fusion.admission")
