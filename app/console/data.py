@@ -49,8 +49,8 @@ class Snapshots:
         stale = time.monotonic() - self.at > max(self.ttl_s, 2 * self.took_s)
         if (self.value is None or stale) and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._refresh(db, queries), name="console-overview")
-        if self.value is None:
-            await asyncio.shield(self._task)  # type: ignore[arg-type]
+        if self.value is None and self._task is not None:
+            await asyncio.shield(self._task)
         assert self.value is not None
         return self.value
 

@@ -81,6 +81,7 @@ def test_partner_order_schema_is_admission_only_and_esop_rest_is_configured_once
     loaded, _ = load_routes(ROOT / "config")
     declared = [rf.route for rf in loaded.values()]
     rest = [r for r in declared if r.source.connector == "rest"]  # type: ignore[attr-defined]
-    assert [r.source.partner for r in rest] == ["esop"]  # type: ignore[attr-defined]
+    # the task intakes (bboss, resource, wsp: issue 11) have REST routes of their own; ESOP has exactly one
+    assert [r.source.partner for r in rest].count("esop") == 1  # type: ignore[attr-defined]
     implied = implied_rest_routes(partners, declared, 1_048_576, ROOT / "config")
     assert "esop" not in {rf.route.source.partner for rf in implied}  # type: ignore[attr-defined]
