@@ -150,6 +150,8 @@ class Answer:
     media_type: str = "application/json"
     schema: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # name → description
+    #: further media types the same status may answer with (an export: JSON, or the file), type → schema
+    also: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _problem(description: str, **headers: str) -> Answer:
@@ -492,6 +494,7 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, str], Any]) -> dict[str, 
         entry: dict[str, Any] = {"description": answer.description}
         schema = refs[(answer.model, "serialization")] if answer.model is not None else dict(answer.schema or {})
         entry["content"] = _content(answer.media_type, schema)
+        entry["content"].update({kind: {"schema": dict(extra)} for kind, extra in answer.also.items()})
         if answer.headers:
             entry["headers"] = {name: {"description": text, "schema": {"type": "string"}}
                                 for name, text in answer.headers.items()}

@@ -14,6 +14,8 @@ __all__ = ["operations"]
 RULE_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"}
 ALERT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}
 OBJ = {"type": "object"}
+FILES = {"text/csv": {"type": "string"},  # ?format=csv / xlsx: the whole selection as a file
+         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"type": "string", "format": "binary"}}
 PARTNER = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.-]+$"}
 RULE_EXAMPLE = {"id": "DESIGN-4H", "name": "design over 4 hours", "scope": {"product": "internet_line",
                                                                            "stage": "design"},
@@ -71,12 +73,14 @@ def operations() -> tuple[Any, ...]:
                   body_required=False, path_params={"id": RULE_ID}),
         Operation("GET", "/admin/v1/exports/orders", "exports_orders",
                   "Order list with withdrawn-and-re-entered, first dispatch, assessment deadline", "operations",
-                  "viewer", {200: Answer("JSON page, or the whole selection as CSV / XLSX (streamed)", schema=OBJ),
+                  "viewer", {200: Answer("JSON page, or the whole selection as CSV / XLSX (streamed)",
+                                         schema={"type": "array", "items": OBJ}, also=FILES),
                              **ADMIN_ERRORS},
                   query=Query(OrderFilter, admin_api.ORDER_QUERY, {**PAGING, "format": fmt})),
         Operation("GET", "/admin/v1/exports/stages", "exports_stages", "Stage durations per product (C.7)",
                   "operations", "viewer", {200: Answer("per product and stage: orders, mean, p50, p90, longest",
-                                                       schema=OBJ), **ADMIN_ERRORS},
+                                                       schema={"type": "array", "items": OBJ}, also=FILES),
+                                           **ADMIN_ERRORS},
                   query=Query(extra={"product": {"type": "string"}, "since": {"type": "string"},
                                      "until": {"type": "string"}, "format": fmt})),
         Operation("GET", "/admin/v1/replay-policies", "replay_policies_list", "Automatic replay per partner",

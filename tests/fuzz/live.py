@@ -136,6 +136,7 @@ def _fuzz_operation(operation: Any, strategy: Any, base_url: str, session: reque
                 report.failures.setdefault(
                     (label, str(title)),
                     f"{case.as_curl_command()}\n  → {response.status_code} "
-                    f"{(response.headers.get('content-type') or [''])[0]}: {response.text[:300]}\n  {failure}"[:2000])
+                    f"{(response.headers.get('content-type') or [''])[0]}: "
+                    f"{response.content[:300].decode('utf-8', 'replace')}\n  {failure}"[:2000])  # XLSX is binary
 
     run()
