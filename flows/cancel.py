@@ -47,7 +47,7 @@ from hub.errors import HubError, RetryableError
 from hub.kafka import EnvelopeProducer
 from hub.metrics import DLQ_ACTIONS
 from hub.problem import problem
-from hub.services import SERVICES, Services
+from hub.services import SERVICES, Services, ServiceSlots
 from hub.settings import AdminToken, Settings
 
 __all__ = ["CANCEL_PATH", "HOLD_PATH", "CancelBody", "CancelRefused", "OrderFinished", "Requested", "ResumeBody",
@@ -95,13 +95,17 @@ class Requested:
 
 
 @dataclass
-class _Direct:
-    """What ``flows.http._emit`` reads of the process services (settings, db, producer), for
-    ``hub orders cancel``: the CLI has no runtime, and goes to MongoDB and Kafka directly."""
+class _Direct(ServiceSlots):
+    """What ``flows.http._emit`` reads of the process services (settings, db, producer and the typed
+    slots its batchers live in), for ``hub orders cancel``: the CLI has no runtime, and goes to
+    MongoDB and Kafka directly."""
 
     settings: Settings
     db: AsyncIOMotorDatabase[Any] | None
     producer: EnvelopeProducer
+
+    def __post_init__(self) -> None:
+        ServiceSlots.__init__(self)
 
 
 def direct_services(settings: Settings, db: AsyncIOMotorDatabase[Any], producer: EnvelopeProducer) -> Services:
