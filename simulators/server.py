@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -160,9 +161,12 @@ def build_app(config_dir: Path, state: SimulatorState | None = None,
 
 
 async def serve(config_dir: Path, host: str, port: int) -> tuple[web.AppRunner, SimulatorState]:
-    """Start the simulators on ``host:port``; the caller cleans the runner up."""
-    state = SimulatorState(callback_keys(config_dir))
-    runner = web.AppRunner(build_app(config_dir, state), access_log=None)
+    """Start the simulators on ``host:port``; the caller cleans the runner up. The app is built in a
+    thread: it parses ~40 partner and simulator files and the ESOP WSDL (~200 ms of CPU), which on the
+    caller's event loop failed the tests' loop check at fixture setup."""
+    keys = await asyncio.to_thread(callback_keys, config_dir)
+    state = SimulatorState(keys)
+    runner = web.AppRunner(await asyncio.to_thread(build_app, config_dir, state), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner, state

@@ -23,7 +23,7 @@ from app.infra.servers import MongoServer
 from hub.settings import PROJECT_ROOT, Settings
 from simulators import serve
 from tests.conftest import free_port
-from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config, hub_env
+from tests.integration.flow_harness import FlowEnv, Hub, Sim, fast_config, hub_env, replace_shipped_flows
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -35,6 +35,7 @@ def config_with_fixtures(tmp_path: Path) -> Path:
     config_dir = fast_config(tmp_path / "config")
     for fixture in FIXTURES.glob("*.yaml"):
         shutil.copy(fixture, config_dir / "flows" / fixture.name)
+    replace_shipped_flows(config_dir / "flows")
     return config_dir
 
 
@@ -68,7 +69,8 @@ async def outage_env(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[
     await eventually(lambda: asyncio.to_thread(server.answers), timeout=15, interval=0.1)
     sim_port = free_port()
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
-    env = hub_env(settings, config_with_fixtures(tmp_path), sim_port, f"w-{settings.topic_prefix}",
+    config_dir = await asyncio.to_thread(config_with_fixtures, tmp_path)
+    env = hub_env(settings, config_dir, sim_port, f"w-{settings.topic_prefix}",
                   HUB_MONGO_URL=mine.mongo_uri)
     hub = Hub(settings=settings, env=env, log_dir=tmp_path)
     client = AsyncIOMotorClient(mine.mongo_uri, tz_aware=True)
@@ -107,7 +109,7 @@ async def test_every_order_completes_after_a_mongodb_outage_under_load(
 async def two_workers(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[FlowEnv, Hub]]:
     sim_port = free_port()
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
-    config_dir = config_with_fixtures(tmp_path)
+    config_dir = await asyncio.to_thread(config_with_fixtures, tmp_path)
     b_env = hub_env(settings, config_dir, sim_port, "w-b")
     # partners call back the hub's public address (in production a load balancer in front of every
     # worker); here that is the survivor, so callbacks of the victim's calls still arrive

@@ -31,7 +31,8 @@ def order(ext: str = "E-1001", **over: Any) -> dict[str, Any]:
         "addresses": [{"role": "install", "city": "杭州", "district": "西湖区", "detail": "文三路1号"}],
         "bandwidth_mbps": 100,
         "access_type": "PON",
-        "fusion": {"fusion_key": "F-1", "related_count": 2, "related_order_ids": ["E-1001", "E-1002"]},
+        # a consistent group (issue 13's intake check): this order and one other
+        "fusion": {"fusion_key": f"F-{ext}", "related_count": 2, "related_order_ids": [ext, f"{ext}-2"]},
         "extensions": {"esopFlowId": "X9"},
     }
     body.update(over)

@@ -48,7 +48,7 @@ def _tls(settings: Settings, pki: Pki, *, client_ca: bool) -> Settings:
 
 
 async def _served(settings: Settings) -> AsyncIterator[str]:
-    runner = await serve(build_web_app(Runtime(settings)), settings, port=0)
+    runner = await serve(await asyncio.to_thread(lambda: build_web_app(Runtime(settings))), settings, port=0)
     try:
         yield f"https://127.0.0.1:{runner.addresses[0][1]}"
     finally:
