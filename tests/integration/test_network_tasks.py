@@ -100,7 +100,7 @@ async def batch(env: FlowEnv, batch_id: str) -> dict[str, Any]:
         return await r.json(content_type=None) if r.status == 200 else {}
 
 
-async def completed(env: FlowEnv, batch_id: str, timeout: float = 90.0) -> dict[str, Any]:  # 30 s: short on 2 busy cores
+async def completed(env: FlowEnv, batch_id: str, timeout: float = 90.0) -> dict[str, Any]:  # 30 s: too short
     async def done() -> dict[str, Any] | None:
         doc = await batch(env, batch_id)
         return doc if doc.get("status") == "completed" else None
