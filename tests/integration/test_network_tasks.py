@@ -28,7 +28,6 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from app.infra.servers import SftpServer
 from hub.settings import PROJECT_ROOT, Settings
 from simulators import serve
-from simulators.server import callback_keys
 from tests.conftest import _drop_topics, free_port
 from tests.integration.flow_harness import ESOP_KEY, FlowEnv, Hub, Sim, fast_config, hub_env
 from tests.support import eventually
@@ -58,7 +57,6 @@ async def env(infra_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     tag = uuid.uuid4().hex[:10]
     settings = infra_settings.model_copy(update={"topic_prefix": f"t{tag}", "mongo_db": f"t_{tag}"})
     (SftpServer(settings).root / f"t{tag}" / "aran").mkdir(parents=True)
-    await asyncio.to_thread(callback_keys, PROJECT_ROOT / "config")  # cached: serve() finds it parsed
     sim_port = free_port()
     runner, state = await serve(PROJECT_ROOT / "config", "127.0.0.1", sim_port)
     config_dir = await asyncio.to_thread(configure, tmp / "config", f"/t{tag}/aran")
