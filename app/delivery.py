@@ -32,9 +32,10 @@ from connectors import delivery
 from connectors.base import Sink
 from connectors.context import ConnectorContext
 from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain
+from connectors.delivery.tracing import Traced
 from connectors.registry import registry
 from flows.runtime.calls import CallLog
-from hub import topics
+from hub import topics, tracing
 from hub.configfile import validation_problems
 from hub.deadletter import Attempt, DeadLetters
 from hub.envelope import Envelope
@@ -92,7 +93,7 @@ class Deliverer:
             rt = self.runtime
             assert rt.db is not None
             worker = rt.settings.worker_id
-            self._chain = build_chain(self.sink, ChainSpec(
+            self._chain = build_chain(Traced(self.sink, self.partner), ChainSpec(
                 partner=self.partner, policy=self.policy, source_topic=self.topic,
                 dead_letters=DeadLetters(rt.db, rt.producer), records=MongoDeliveryLog(rt.db),
                 lease_s=rt.settings.delivery_lease_s,
@@ -111,15 +112,24 @@ class Deliverer:
             self._inflight.discard(key)
 
     async def _deliver(self, env: Envelope, origin: dict[str, Any]) -> None:
+        # the delivery's span: the attempts (connectors/delivery/tracing.py) and the call.result are its children
+        with tracing.hop(env.trace, "hub.delivery", str(env.payload.get("operation") or env.type),
+                         env.correlation_id) as span:
+            await self._deliver_traced(env, origin, span)
+
+    async def _deliver_traced(self, env: Envelope, origin: dict[str, Any], span: tracing.Hop) -> None:
         started = time.perf_counter()
         with delivery.origin(**origin):
             outcome = await self.chain.deliver(env)
         done = delivery.trail.recorded(outcome)
         if done is not None:  # delivered before: the partner is not called again, the result is re-emitted
+            span.outcome = "delivered_before"
             await self._emit_result(env, ok=True, response=done.get("response"), attempts=[],
                                     duration_ms=done.get("duration_ms"), finished_at=done["delivered_at"],
                                     made_now=False)
             return
+        if not outcome.ok:
+            span.fail("dead_lettered")
         total_ms = round((time.perf_counter() - started) * 1000, 2)
         attempts = delivery.trail.attempts(outcome)
         now = datetime.now(UTC)

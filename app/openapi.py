@@ -45,6 +45,7 @@ from app.admin import api as admin_api
 from app.admin.fusion_openapi import operations as fusion_operations
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter
 from app.admin.replay import ActionResult, Summary
+from app.admin.traces import TRACE_SCHEMA
 from app.openapi_tasks import operations as task_operations
 from app.ops.openapi_ops import operations as ops_operations
 from app.reports.openapi_reports import operations as report_operations
@@ -343,6 +344,11 @@ OPERATIONS: tuple[Operation, ...] = (
               query=Query(OrderFilter, admin_api.ORDER_QUERY, PAGING)),
     Operation("GET", "/admin/v1/orders/{id}", "orders_show", "One order: stages, calls, dead letters", "admin",
               "viewer", {200: Answer("the order, masked", schema={"type": "object"}), 404: P404, **ADMIN_ERRORS},
+              path_params={"id": ID_PARAM}),
+    Operation("GET", "/admin/v1/orders/{id}/trace", "orders_trace",
+              "One order's call chain: spans with service, operation, duration and outcome", "admin", "viewer",
+              {200: Answer("the spans in call order (each after its parent, with its depth)", schema=TRACE_SCHEMA),
+               404: P404, **ADMIN_ERRORS},
               path_params={"id": ID_PARAM}),
     Operation("POST", "/admin/v1/orders/{id}/retry", "orders_retry", "Re-run an order's failed call", "admin",
               "operator",

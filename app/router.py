@@ -13,7 +13,7 @@ from typing import Any
 import faust
 
 from app.runtime import Runtime
-from hub import topics
+from hub import topics, tracing
 from hub.metrics import ENVELOPES_IN
 from hub.records import parse_or_dead_letter
 
@@ -37,7 +37,9 @@ def register_agents(app: faust.App, runtime: Runtime) -> None:
             envelope = await parse_or_dead_letter(message, runtime.db, runtime.producer, agent="intake-router")
             if envelope is None:
                 continue
-            fut = await orders_topic.send(
-                key=envelope.kafka_key(), value=envelope.kafka_value(), headers=envelope.kafka_headers()
-            )
-            await fut  # acknowledged by the broker before the inbound offset may be committed
+            with tracing.hop(envelope.trace, "hub.router", "route", envelope.correlation_id) as span:
+                envelope.trace = span.trace  # the engine's span names the router's as its parent
+                fut = await orders_topic.send(
+                    key=envelope.kafka_key(), value=envelope.kafka_value(), headers=envelope.kafka_headers()
+                )
+                await fut  # acknowledged by the broker before the inbound offset may be committed

@@ -8,6 +8,7 @@ the dependency on ``/readyz`` — an operator sees what is wrong instead of a cr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,7 +17,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from app import plugins
 from connectors.registry import registry
 from hub import db as hubdb
-from hub import topics
+from hub import topics, tracing
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.intake import Accepted, Intake
@@ -24,7 +25,6 @@ from hub.kafka import BrokerWatch, EnvelopeProducer, ensure_topics, limit_client
 from hub.partners import Partner, load_partners
 from hub.services import ServiceSlots
 from hub.settings import Settings
-from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class Runtime(ServiceSlots):
         self._broker_task: asyncio.Task[None] | None = None
         self.mongo: AsyncIOMotorClient | None = None
         self.db: AsyncIOMotorDatabase | None = None
+        self.tracing: tracing.Tracing | None = None
+        self._previous_tracing = tracing.installed()
         # intake's own client: short server selection, behind a circuit (partners wait for its answers)
         self.intake_mongo: AsyncIOMotorClient | None = None
         self.db_health: hubdb.DbHealth | None = None
@@ -79,6 +81,11 @@ class Runtime(ServiceSlots):
         self.mongo = hubdb.connect(self.settings)
         self.db = hubdb.database(self.mongo, self.settings)
         self.intake_mongo = hubdb.connect(self.settings, server_selection_ms=hubdb.INTAKE_SERVER_SELECTION_MS)
+        # call-chain spans (hub/tracing.py): summarised in MongoDB always, OTLP when HUB_OTLP_ENDPOINT is set
+        if self.tracing is None:
+            self.tracing = tracing.Tracing.build(endpoint=self.settings.otlp_endpoint, service_name="hub",
+                                                 db=self.db)
+            self._previous_tracing = tracing.install(self.tracing)
         self.db_health = hubdb.DbHealth(self.intake_mongo)
         try:
             await asyncio.wait_for(hubdb.ensure_indexes(self.db), self.settings.mongo_timeout_ms / 1000 + 1)
@@ -99,12 +106,19 @@ class Runtime(ServiceSlots):
 
     async def stop(self) -> None:
         if self._broker_task is not None:
-            await cancel_until_done(self._broker_task)  # its sleep outlived a lost cancel once (a 300 s hang)
+            self._broker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._broker_task
             self._broker_task = None
         if self.routes is not None:
             await self.routes.stop()
             self.routes = None
         await self.producer.stop()
+        if self.tracing is not None:
+            await self.tracing.close()  # the last spans, before the database client closes
+            if tracing.installed() is self.tracing:
+                tracing.install(self._previous_tracing)
+            self.tracing = None
         if self.db_health is not None:
             await self.db_health.close()
         if self.intake_mongo is not None:

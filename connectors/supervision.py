@@ -15,13 +15,12 @@ on ``/readyz`` and in ``hub_route_up`` — a Kafka consumer that died is no long
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ class RestartPolicy:
 
 
 DEFAULT_POLICY = RestartPolicy()
-
 
 
 class Supervised:
@@ -81,7 +79,9 @@ class Supervised:
         self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            await cancel_until_done(task)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._set(STOPPED, self.error)
 
     def _set(self, state: str, error: str | None) -> None:
@@ -109,7 +109,9 @@ class Supervised:
                 error = "returned (a source's work loop must not end on its own)"
             except asyncio.CancelledError:
                 if self._stopping or not run.cancelled():
-                    await cancel_until_done(run)
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await run
                     raise  # stop(): the supervisor itself was cancelled
                 error = "task was cancelled"
             except Exception as exc:

@@ -36,10 +36,10 @@ from flows.documents import ORDERS
 from flows.graph.rules import check_submission
 from flows.runtime.agents import pinned_blueprint
 from flows.store import EVENTS
-from hub import jsonlimits, topics
+from hub import jsonlimits, topics, tracing
 from hub.auth import PRINCIPAL, requires
 from hub.batching import BulkReader, BulkWriter
-from hub.envelope import Envelope
+from hub.envelope import Envelope, TraceContext
 from hub.errors import ConfigError, RetryableError, ValidationFailed
 from hub.intake import MAX_RECORD_BYTES, check_envelope
 from hub.metrics import INTAKE_REQUESTS
@@ -92,7 +92,7 @@ class _Batched:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.events = BulkWriter(db[EVENTS])
-        self.owners = BulkReader(db[ORDERS], projection={"partner": 1, "open_calls": 1})
+        self.owners = BulkReader(db[ORDERS], projection={"partner": 1, "open_calls": 1, "trace": 1})
 
 
 _BATCHED: ServiceKey[_Batched] = ServiceKey("flows_http_batched")
@@ -195,20 +195,23 @@ async def _emit(runtime: Services, envelope: Envelope, *, content: dict[str, Any
     return before is not None
 
 
-async def _owns(runtime: Services, partner: str, order_id: str) -> bool | None:
+async def _owns(runtime: Services, partner: str, order_id: str) -> tuple[bool | None, TraceContext | None]:
     """May ``partner`` post events for ``order_id``? Its own order, or one waiting for an answer
-    from it (an open call or report to that partner). None: the order store cannot say now."""
+    from it (an open call or report to that partner). None: the order store cannot say now.
+    With it the order's trace, which the callback continues (hub/tracing.py)."""
     batched = _batched(runtime)
     if batched is None:
-        return None
+        return None, None
     try:
         doc = await batched.owners.get(order_id)
     except PyMongoError:
-        return None
+        return None, None
     if doc is None:
-        return False
+        return False, None
+    raw = doc.get("trace")
+    trace = TraceContext.model_validate(raw) if raw else None
     return doc.get("partner") == partner or any(
-        isinstance(c, dict) and c.get("partner") == partner for c in (doc.get("open_calls") or {}).values())
+        isinstance(c, dict) and c.get("partner") == partner for c in (doc.get("open_calls") or {}).values()), trace
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -245,7 +248,7 @@ async def callback(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     raw, body = parsed
-    owns = await _owns(runtime, name, body.order_id)
+    owns, trace = await _owns(runtime, name, body.order_id)
     if owns is None:
         return problem(503, "Service Unavailable", "order store not available; retry later",
                        headers={"Retry-After": "5"})
@@ -259,10 +262,15 @@ async def callback(request: web.Request) -> web.Response:
         idempotency_key=f"callback:{name}:{body.callback_ref or body.operation}:{body.order_id}:{digest}",
         payload=body.model_dump(mode="json"),
         headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),) if v},
+        **({"trace": trace} if trace is not None else {}),
     )
-    outcome = await _emit(runtime, envelope)
-    if isinstance(outcome, web.Response):
-        return outcome
+    with tracing.hop(envelope.trace, "hub.intake", "callback", body.order_id,
+                     kind="server") as span:  # back into the order's trace: the engine's span is its child
+        envelope.trace = span.trace
+        outcome = await _emit(runtime, envelope)
+        if isinstance(outcome, web.Response):
+            span.fail(f"rejected_{outcome.status}")
+            return outcome
     return web.json_response({"accepted": True, "duplicate": outcome}, status=202)
 
 
@@ -315,10 +323,14 @@ async def _submit(request: web.Request, runtime: Services, doc: dict[str, Any], 
         idempotency_key=f"submit:{order_id}:{node}#{visit}", product=doc.get("product"),
         scenario=doc.get("scenario"),
         payload={"stage": node, "visit": visit, "data": body.data, "submitted_by": who,
-                 **({"on_behalf_of": body.submitted_by} if body.submitted_by else {})})
-    outcome = await _emit(runtime, envelope, content={"data": body.data, "submitted_by": who})
-    if isinstance(outcome, web.Response):
-        return outcome
+                 **({"on_behalf_of": body.submitted_by} if body.submitted_by else {})},
+        **({"trace": TraceContext.model_validate(doc["trace"])} if doc.get("trace") else {}))
+    with tracing.hop(envelope.trace, "hub.intake", "stage.submit", order_id, kind="server") as span:
+        envelope.trace = span.trace
+        outcome = await _emit(runtime, envelope, content={"data": body.data, "submitted_by": who})
+        if isinstance(outcome, web.Response):
+            span.fail(f"rejected_{outcome.status}")
+            return outcome
     return web.json_response({"order_id": order_id, "stage": node, "accepted": True, "duplicate": outcome},
                              status=202)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,10 @@ def new_traceparent(trace_id: str | None = None) -> str:
     return f"00-{trace_id or os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
+# (trace id, traceparent) of the hop running now (hub/tracing.py ``hop``): what ``child()`` names as parent
+CURRENT_SPAN: ContextVar[tuple[str, str] | None] = ContextVar("hub_current_span", default=None)
+
+
 class TraceContext(BaseModel):
     """W3C trace context carried across every hop, so one order's calls form one trace."""
 
@@ -52,7 +57,11 @@ class TraceContext(BaseModel):
         return self.traceparent.split("-")[1]
 
     def child(self) -> TraceContext:
-        """Same trace, new span: used when one envelope causes another."""
+        """Same trace, caused by this one: the traceparent of the hop running now (hub/tracing.py), so
+        the consumer's span names it as its parent; outside a hop, a fresh span id as before."""
+        current = CURRENT_SPAN.get()
+        if current is not None and current[0] == self.trace_id:
+            return TraceContext(traceparent=current[1], tracestate=self.tracestate)
         return TraceContext(traceparent=new_traceparent(self.trace_id), tracestate=self.tracestate)
 
 

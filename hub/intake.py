@@ -50,6 +50,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic_core import PydanticSerializationError
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from hub import tracing
 from hub.batching import MicroBatcher
 from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
@@ -204,6 +205,17 @@ class Intake:
 
     # --- emit ------------------------------------------------------------------------------
     async def emit(self, topic: str, envelope: Envelope) -> Accepted:
+        # the intake's span (every source's: REST, SOAP, files, AMQP): the envelope on Kafka names it
+        # as its parent, so the router's span, in the worker, links to it
+        with tracing.hop(envelope.trace, "hub.intake", envelope.type, envelope.correlation_id,
+                         kind="server") as span:
+            envelope.trace = span.trace
+            accepted = await self._emit_traced(topic, envelope)
+            if accepted.duplicate:
+                span.outcome = "duplicate"
+            return accepted
+
+    async def _emit_traced(self, topic: str, envelope: Envelope) -> Accepted:
         self.admit(envelope)
         key = envelope.idempotency_key
         running = self._inflight.get(key)

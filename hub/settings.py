@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         "replay is refused (413), before the body is built (app/admin/patch.py).",
     )
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="OTLP/HTTP collector for the call-chain spans, e.g. http://otel-collector:4318 (``/v1/traces`` "
+        "is added); unset: spans are only summarised per order in MongoDB order_traces (hub/tracing.py).",
+    )
     delivery_lease_s: float = Field(
         default=15.0, ge=1.0, le=600.0,
         description="Lease of a delivery claim (connectors/delivery/claims.py), renewed while the call runs; "

@@ -12,6 +12,7 @@ action is recorded with the token's name as ``api:<name>``. Errors are RFC 9457 
     POST /admin/v1/dlq/{id}/discard      {"reason": "..."}
     GET  /admin/v1/orders                ?product&scenario&status&stage&overdue&partner&since&until&limit&skip
     GET  /admin/v1/orders/{id}
+    GET  /admin/v1/orders/{id}/trace     the call chain (app/admin/traces.py)
     POST /admin/v1/orders/{id}/retry     {"patch": [...], "dry_run": false}
     POST /admin/v1/orders/{id}/cancel    {"reason": "...", "by": "..."}   (flows/cancel.py: 404 / 409 / 202)
     GET  /admin/v1/calls                 ?partner&operation&outcome&order&since&until&limit
@@ -254,6 +255,11 @@ async def orders_show(request: web.Request) -> web.Response:
     return _found(await queries.order(request.match_info["id"]), "order", request.match_info["id"])
 
 
+async def orders_trace(request: web.Request) -> web.Response:
+    queries, _ = _services(request)
+    return _found(await queries.order_trace(request.match_info["id"]), "order", request.match_info["id"])
+
+
 async def orders_retry(request: web.Request) -> web.Response:
     _, replays = _services(request)
     body = await _body(request, ReplayRequest)
@@ -318,6 +324,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/dlq/{{id}}/discard", r("operator", dlq_discard))
     app.router.add_get(f"{PREFIX}/orders", r("viewer", orders_list))
     app.router.add_get(f"{PREFIX}/orders/{{id}}", r("viewer", orders_show))
+    app.router.add_get(f"{PREFIX}/orders/{{id}}/trace", r("viewer", orders_trace))
     app.router.add_post(f"{PREFIX}/orders/{{id}}/retry", r("operator", orders_retry))
     app.router.add_post(f"{PREFIX}/orders/{{id}}/cancel", r("operator", orders_cancel))
     app.router.add_get(f"{PREFIX}/calls", r("viewer", calls_list))

@@ -229,6 +229,12 @@ class Queries:
         cursor = self.db[ORDERS].find(flt.query(), fields).sort("created_at", DESCENDING).skip(skip).limit(limit)
         return await self._masked([self._out(d) async for d in cursor])
 
+    async def order_trace(self, order_id: str) -> dict[str, Any] | None:
+        """The order's call chain (app/admin/traces.py): spans with service, operation, duration, outcome."""
+        from app.admin.traces import order_trace
+
+        return await order_trace(self.db, order_id)
+
     async def order(self, order_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """The order with stage durations, calls (flat ``calls`` collection), current wait and SLA."""
         doc = await self.db[ORDERS].find_one({"_id": order_id})

@@ -12,8 +12,8 @@ from app.admin.replay import Refused
 from app.admin.terminal import visible
 from flows.cancel import CancelRefused, cancel_order, direct_services
 
-app = typer.Typer(help="Orders: list with filters, show one (stages, calls, wait, SLA), retry a failed call, "
-                       "cancel a running order.",
+app = typer.Typer(help="Orders: list with filters, show one (stages, calls, wait, SLA), its call chain (trace), "
+                       "retry a failed call, cancel a running order.",
                   no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="machine-readable output")
 
@@ -79,6 +79,24 @@ def show(order_id: str, as_json: bool = JSON) -> None:
     if stuck and doc.get("status") in ("in_flight", "waiting"):
         typer.echo(f"retry the failed call: hub orders retry {visible(doc['id'])}   "
                    f"(or: hub dlq show {visible(stuck[-1]['dead_letter_id'])})")
+
+
+@app.command()
+def trace(order_id: str, as_json: bool = JSON) -> None:
+    """The order's call chain: every span (intake, router, engine, delivery, partner call, callback)
+    with service, operation, duration and outcome, each under its parent. Unknown order: exit 1."""
+
+    async def go(o: c.Ops) -> dict[str, Any] | None:
+        return await o.queries.order_trace(order_id)
+
+    doc = c.run(go)
+    if not c.show_fields(doc, "order", order_id, as_json, ("order_id", "trace_ids", "span_count")):
+        return
+    assert doc is not None
+    rows = [{**s, "hop": "  " * s["depth"] + str(s.get("service"))} for s in doc["spans"]]
+    c.table(rows, [("hop", "service"), ("operation", "operation"), ("start", "start (UTC)"),
+                   ("duration_ms", "ms"), ("outcome", "outcome"), ("error", "error"), ("span_id", "span"),
+                   ("parent_id", "parent")], title=f"{len(rows)} spans")
 
 
 @app.command()

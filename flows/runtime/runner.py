@@ -27,7 +27,7 @@ from flows.runtime.relay import Relay
 from flows.runtime.store import OrderStoreV2
 from flows.runtime.translate import call_step, to_event, what
 from flows.settings import FlowSettings
-from hub import topics
+from hub import topics, tracing
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import ConfigError, RetryableError, ValidationFailed
@@ -77,7 +77,10 @@ class FlowRunner:
     async def handle(self, env: Envelope) -> None:
         self.busy[env.correlation_id] = self.busy.get(env.correlation_id, 0) + 1
         try:
-            await self._handle_retrying(env)
+            # the engine's span: every envelope the outbox sends from here (calls, reports, events)
+            # names it as its parent (TraceContext.child(), hub/tracing.py)
+            with tracing.hop(env.trace, "hub.engine", env.type, env.correlation_id):
+                await self._handle_retrying(env)
         finally:
             left = self.busy.pop(env.correlation_id) - 1
             if left:
@@ -130,6 +133,7 @@ class FlowRunner:
             await self._dead_letter(env, exc)
 
     async def _dead_letter(self, env: Envelope, exc: BaseException) -> None:
+        tracing.mark("dead_lettered", type(exc).__name__)
         log.error("order event %s (%s) for %s dead-lettered: %s", env.id, env.type, env.correlation_id, exc)
         assert self.runtime.db is not None
         await DeadLetters(self.runtime.db, self.runtime.producer).publish(

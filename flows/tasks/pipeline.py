@@ -34,7 +34,6 @@ from flows.tasks.model import TASKS, WirelessTaskSettings
 from flows.tasks.nms import NmsClient
 from hub.db import declare_indexes
 from hub.errors import PermanentError, RetryableError
-from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,11 @@ class TaskPipeline:
         self._tasks.append(asyncio.create_task(self._recover(), name="wireless-recover"))
 
     async def stop(self) -> None:
-        await asyncio.gather(*(cancel_until_done(task) for task in self._tasks))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._tasks = []
         await self.nms.close()
 

@@ -1,0 +1,143 @@
+"""Call-chain tracing (issue 14 item 6) against the real servers: the MongoDB summary, the OTLP
+export to a real receiver on loopback, one order's whole chain through a real ``hub run``, and no
+sensitive value in a span (issue 17 §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorClient
+
+from hub import tracing
+from hub.envelope import TraceContext
+from hub.settings import Settings
+from tests.integration.flow_harness import HUB, running_flow_env
+from tests.integration.otlp_receiver import Receiver
+from tests.integration.test_flow_e2e import at, done
+from tests.integration.test_masking_e2e import CUSTOMER, leaks
+from tests.support import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+async def test_a_span_is_summarised_in_mongodb_and_exported_over_otlp(settings: Settings, receiver: Receiver) -> None:
+    from app.runtime import Runtime
+
+    rt = Runtime(settings.model_copy(update={"otlp_endpoint": receiver.url}))
+    await rt.start()
+    trace = TraceContext()
+    try:
+        with tracing.hop(trace, "hub.engine", "order.received", "ord-t1") as h:
+            pass
+        with pytest.raises(KeyError), tracing.hop(h.trace, "esop", "close_report", "ord-t1", kind="client"):
+            raise KeyError("13977106542")
+    finally:
+        await rt.stop()  # writes the summary and flushes the OTLP batch
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
+    db = client[settings.mongo_db]
+    docs = await db[tracing.COLLECTION].find({"order_id": "ord-t1"}).sort("start", 1).to_list(10)
+    indexes = {i["name"]: i async for i in db[tracing.COLLECTION].list_indexes()}
+    client.close()
+    assert [(d["service"], d["operation"], d["outcome"], d["error"]) for d in docs] == [
+        ("hub.engine", "order.received", "ok", None), ("esop", "close_report", "error", "KeyError")]
+    assert {d["trace_id"] for d in docs} == {trace.trace_id}
+    assert docs[0]["parent_id"] == trace.traceparent.split("-")[2] and docs[1]["parent_id"] == docs[0]["_id"]
+    assert all(d["duration_ms"] >= 0 for d in docs)
+    assert indexes["ttl_start"]["expireAfterSeconds"] == tracing.TTL_S and "by_order" in indexes
+    # the same two spans reached the collector, with the same ids
+    assert {(s["span_id"], s["parent_id"]) for s in receiver.spans} == {(d["_id"], d["parent_id"]) for d in docs}
+    assert not any("13977106542" in b.decode("latin-1") for b in receiver.bodies)
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    ran = subprocess.run([HUB, *args], env=env, capture_output=True, timeout=60, check=False)
+    assert ran.returncode == 0, (args, ran.stdout[-2000:], ran.stderr[-2000:])
+    return ran.stdout.decode()
+
+
+async def test_one_order_is_one_trace_from_intake_to_the_close_report(
+        settings: Settings, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_OTLP_ENDPOINT", receiver.url)  # the hub run's environment (flow_harness.hub_env)
+    async with running_flow_env(settings, tmp_path) as env:
+        order_id = await env.post_order("esop", "ESOP-TRACE-1", "internet_line", customer=CUSTOMER)
+        await env.wait_order(order_id, at("verification"))
+        status, body = await env.submit(order_id, "verification", {})
+        assert status == 202, body
+        doc = await env.wait_order(order_id, done)
+        trace_id = TraceContext.model_validate(doc["trace"]).trace_id
+
+        async def summarised() -> list[dict[str, Any]]:  # written once a second, after the close report
+            docs = await env.db[tracing.COLLECTION].find({"order_id": order_id}).to_list(1000)
+            ok = any(d["service"] == "esop" and d["operation"] == "close_report" for d in docs) and any(
+                d["service"] == "hub.engine" and d["operation"] == "call.result" for d in docs)
+            return docs if ok else []
+
+        docs = await eventually(summarised, timeout=20)
+        await asyncio.sleep(1.5)  # the last engine spans of the close report's result
+        docs = await env.db[tracing.COLLECTION].find({"order_id": order_id}).to_list(1000)
+        shown = json.loads(await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id, "--json"))
+        table = await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id)
+        print(table)
+
+        async def exported() -> bool:
+            mine = {s["span_id"] for s in receiver.spans}
+            return {d["_id"] for d in docs} <= mine
+
+        await eventually(exported, timeout=20)  # BatchSpanProcessor: every 5 s
+        worker_log = "".join(p.read_text(errors="replace") for p in env.hub.logs if p.exists())
+
+    by_id = {d["_id"]: d for d in docs}
+    # one trace: every span of the order, from every hop, carries the envelope's trace id
+    assert {d["trace_id"] for d in docs} == {trace_id}
+    services = {d["service"] for d in docs}
+    assert {"hub.intake", "hub.router", "hub.engine", "hub.delivery", "esop", "resource", "construction"} <= services
+    # parents: intake → router → engine (order.received) → delivery → the partner call
+    (intake,) = [d for d in docs if d["service"] == "hub.intake" and d["operation"] == "order.received"]
+    (router,) = [d for d in docs if d["service"] == "hub.router"]
+    received = [d for d in docs if d["service"] == "hub.engine" and d["operation"] == "order.received"]
+    assert router["parent_id"] == intake["_id"] and received[0]["parent_id"] == router["_id"]
+    for d in docs:
+        if d["service"] == "hub.delivery":
+            assert by_id[d["parent_id"]]["service"] == "hub.engine", d
+        elif d["service"] in ("esop", "resource", "construction", "ip_workbench"):
+            assert by_id[d["parent_id"]]["service"] == "hub.delivery", (d, by_id[d["parent_id"]])
+        elif d["service"] == "hub.engine" and d["operation"] == "call.result":
+            assert by_id[d["parent_id"]]["service"] == "hub.delivery", d
+    # callbacks come back into the same trace, and the engine's span of each names the callback's
+    callbacks = [d for d in docs if d["service"] == "hub.intake" and d["operation"] == "callback"]
+    assert callbacks, services
+    cb_ids = {d["_id"] for d in callbacks}
+    assert any(d["service"] == "hub.engine" and d["operation"] == "callback" and d["parent_id"] in cb_ids
+               for d in docs)
+    (close,) = [d for d in docs if d["service"] == "esop" and d["operation"] == "close_report"]
+    assert close["outcome"] == "ok" and close["duration_ms"] > 0
+    # the CLI shows the same chain, each span after its parent
+    assert shown["trace_ids"] == [trace_id] and {s["span_id"] for s in shown["spans"]} == set(by_id)
+    seen: set[str] = set()
+    for s in shown["spans"]:
+        assert s["parent_id"] not in by_id or s["parent_id"] in seen, s
+        seen.add(s["span_id"])
+    assert "close_report" in table and "hub.router" in table
+    # issue 17 §3: no customer name, phone, ID number in a span — summary, export, CLI
+    found = leaks("order_traces", json.dumps(docs, default=str, ensure_ascii=False))
+    found += leaks("OTLP export", "".join(b.decode("utf-8", errors="replace") for b in receiver.bodies))
+    found += leaks("hub orders trace", table + json.dumps(shown, ensure_ascii=False))
+    assert not found, found
+    assert {k for s in receiver.spans for k in s["attributes"]} <= {
+        "hub.service", "hub.operation", "hub.order_id", "hub.outcome", "hub.error"}
+    assert "order_traces:" not in worker_log  # no summary batch was lost

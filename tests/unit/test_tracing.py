@@ -1,0 +1,109 @@
+"""hub/tracing.py: spans of one hop, their parents across envelopes, and what they may carry —
+checked with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext
+
+from hub import tracing
+from hub.envelope import Envelope, TraceContext
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    previous = tracing.install(tracing.Tracing.build(endpoint=None, service_name="test", db=None,
+                                                     processors=[SimpleSpanProcessor(exporter)]))
+    try:
+        yield exporter
+    finally:
+        tracing.install(previous)
+
+
+def _ctx(span: ReadableSpan) -> SpanContext:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    return ctx
+
+
+def _order() -> Envelope:
+    return Envelope(type="order.received", source="esop", protocol="rest", correlation_id="ord-1",
+                    idempotency_key="k1", payload={"customer": {"name": "张三", "phone": "13800000000"}})
+
+
+def test_a_hop_is_the_child_of_the_envelopes_traceparent_and_hands_its_own_id_on(
+        spans: InMemorySpanExporter) -> None:
+    env = _order()
+    parent_span_id = env.trace.traceparent.split("-")[2]
+    with tracing.hop(env.trace, "hub.router", "route", env.correlation_id) as h:
+        caused = env.caused(type="call.request", idempotency_key="k2")
+    (span,) = spans.get_finished_spans()
+    ctx = _ctx(span)
+    assert f"{ctx.trace_id:032x}" == env.trace.trace_id
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == parent_span_id
+    assert h.trace.traceparent == f"00-{env.trace.trace_id}-{ctx.span_id:016x}-01"
+    assert caused.trace.traceparent == h.trace.traceparent  # the next hop's parent is this span
+    assert dict(span.attributes or {}) == {"hub.service": "hub.router", "hub.operation": "route",
+                                           "hub.order_id": "ord-1", "hub.outcome": "ok"}
+
+
+def test_hops_chain_across_envelopes(spans: InMemorySpanExporter) -> None:
+    env = _order()
+    with tracing.hop(env.trace, "hub.intake", env.type, env.correlation_id, kind="server") as intake:
+        env.trace = intake.trace
+    with tracing.hop(env.trace, "hub.engine", env.type, env.correlation_id):
+        call = env.caused(type="call.request", idempotency_key="k2")
+    with tracing.hop(call.trace, "hub.delivery", "notify", call.correlation_id) as d, \
+            tracing.hop(d.trace, "esop", "notify", call.correlation_id, kind="client"):
+        pass
+    intake_s, engine_s, partner_s, delivery_s = spans.get_finished_spans()
+    assert {_ctx(s).trace_id for s in spans.get_finished_spans()} == {int(env.trace.trace_id, 16)}
+    assert engine_s.parent is not None and engine_s.parent.span_id == _ctx(intake_s).span_id
+    assert delivery_s.parent is not None and delivery_s.parent.span_id == _ctx(engine_s).span_id
+    assert partner_s.parent is not None and partner_s.parent.span_id == _ctx(delivery_s).span_id
+
+
+def test_an_exception_marks_the_span_with_its_class_never_its_message(spans: InMemorySpanExporter) -> None:
+    env = _order()
+    with pytest.raises(ValueError), tracing.hop(env.trace, "hub.engine", env.type, env.correlation_id):
+        raise ValueError("customer 张三 13800000000 refused")
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["hub.outcome"] == "error" and span.attributes["hub.error"] == "ValueError"
+    assert not span.events  # no recorded exception (its message could quote the customer)
+    assert "张三" not in repr(dict(span.attributes)) and "13800000000" not in repr(dict(span.attributes))
+
+
+def test_mark_records_an_outcome_without_an_exception(spans: InMemorySpanExporter) -> None:
+    env = _order()
+    with tracing.hop(env.trace, "hub.engine", env.type, env.correlation_id):
+        tracing.mark("dead_lettered", "ConfigError")
+    tracing.mark("ignored")  # no hop running: nothing to mark, no error
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None and span.attributes["hub.outcome"] == "dead_lettered"
+
+
+def test_outside_a_hop_and_without_a_tracer_children_get_fresh_span_ids() -> None:
+    previous = tracing.install(tracing.Tracing())
+    try:
+        trace = TraceContext()
+        with tracing.hop(trace, "hub.router", "route", "ord-1") as h:
+            assert h.trace.trace_id == trace.trace_id and h.trace.traceparent != trace.traceparent
+        a, b = trace.child(), trace.child()
+        assert a.trace_id == b.trace_id == trace.trace_id and a.traceparent != b.traceparent
+    finally:
+        tracing.install(previous)
+
+
+def test_a_hop_of_another_trace_is_not_a_parent(spans: InMemorySpanExporter) -> None:
+    other = TraceContext()
+    with tracing.hop(TraceContext(), "hub.engine", "x", "ord-2"):
+        child = other.child()
+    assert child.traceparent.split("-")[2] not in {f"{_ctx(s).span_id:016x}"
+                                                   for s in spans.get_finished_spans()}
