@@ -87,6 +87,8 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "order_data": ("工单数据（已脱敏）", "Order data (masked)"),
     "fusion": ("融合成员", "Fusion members"),
     "trace": ("调用链", "Call chain"),
+    "service": ("服务", "Service"),
+    "started_at": ("开始", "Started"),
     "actions": ("操作", "Actions"),
     "retry_call": ("重试失败调用", "Retry the failed call"),
     "cancel": ("撤单", "Cancel"),

@@ -158,9 +158,9 @@ async def order(request: web.Request, *, errors: list[dict[str, Any]] | None = N
         bp = await pinned_blueprint(request.app[SERVICES], doc)
     except ConfigError:
         bp = None
+    group, spans = await asyncio.gather(fusion_group(request, doc, queries), queries.order_trace(order_id))
     return await page(request, "order.html", status=status, **order_view(doc, bp),
-                      errors=errors or [], submitted=submitted or {},
-                      group=await fusion_group(request, doc, queries))
+                      errors=errors or [], submitted=submitted or {}, group=group, spans=spans)
 
 
 async def fusion_group(request: web.Request, doc: dict[str, Any], queries: Any) -> dict[str, Any] | None:

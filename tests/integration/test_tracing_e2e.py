@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 
@@ -92,7 +93,11 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
         docs = await env.db[tracing.COLLECTION].find({"order_id": order_id}).to_list(1000)
         shown = json.loads(await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id, "--json"))
         table = await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id)
-        print(table)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as web:  # the console
+            async with web.post(f"{env.hub.url}/console/login",
+                                data={"token": "dev-operator-token-0001", "next": f"/console/orders/{order_id}"}) as r:
+                console = await r.text()
+                assert r.status == 200, console
 
         async def exported() -> bool:
             mine = {s["span_id"] for s in receiver.spans}
@@ -133,10 +138,14 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
         assert s["parent_id"] not in by_id or s["parent_id"] in seen, s
         seen.add(s["span_id"])
     assert "close_report" in table and "hub.router" in table
+    # the console's order page has the same chain, one row per span
+    assert console.count("data-span=") == len(docs) and 'id="trace"' in console
+    assert all(f'data-span="{d["_id"]}"' in console for d in docs)
     # issue 17 §3: no customer name, phone, ID number in a span — summary, export, CLI
     found = leaks("order_traces", json.dumps(docs, default=str, ensure_ascii=False))
     found += leaks("OTLP export", "".join(b.decode("utf-8", errors="replace") for b in receiver.bodies))
     found += leaks("hub orders trace", table + json.dumps(shown, ensure_ascii=False))
+    found += leaks("console order page trace", console[console.index('id="trace"'):])
     assert not found, found
     assert {k for s in receiver.spans for k in s["attributes"]} <= {
         "hub.service", "hub.operation", "hub.order_id", "hub.outcome", "hub.error"}
