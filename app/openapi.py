@@ -208,6 +208,8 @@ P408 = _problem("the request body did not arrive within `HUB_HTTP_BODY_TIMEOUT_S
 P409 = _problem("not possible in the order's current state")
 P413 = _problem("the body is over the limit (`max_bytes` names it where known)")
 P503 = _problem("Kafka or MongoDB not reachable: nothing was accepted, retry later", **{"Retry-After": "seconds"})
+P503_DB = _problem("MongoDB did not answer in time (`database_error` names the error); narrow the filter or retry",
+                   **{"Retry-After": "seconds"})
 
 ADMIN_ERRORS: dict[int, Answer] = {400: _problem("invalid query parameters or body (`errors`)"), 401: P401_ADMIN,
                                    403: P403_ROLE}
@@ -340,7 +342,7 @@ OPERATIONS: tuple[Operation, ...] = (
     # admin API: orders
     Operation("GET", "/admin/v1/orders", "orders_list", "Orders", "admin", "viewer",
               {200: Answer("one page, masked", schema={"type": "array", "items": {"type": "object"}}),
-               **ADMIN_ERRORS},
+               **ADMIN_ERRORS, 503: P503_DB},
               query=Query(OrderFilter, admin_api.ORDER_QUERY, PAGING)),
     Operation("GET", "/admin/v1/orders/{id}", "orders_show", "One order: stages, calls, dead letters", "admin",
               "viewer", {200: Answer("the order, masked", schema={"type": "object"}), 404: P404, **ADMIN_ERRORS},

@@ -23,12 +23,14 @@ action is recorded with the token's name as ``api:<name>``. Errors are RFC 9457 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from app.admin.patch import PatchOp, parse_patch
 from app.admin.queries import CallFilter, DeadLetterFilter, OrderFilter, Queries, parse_when
@@ -41,6 +43,7 @@ from hub.services import SERVICES, ServiceKey
 from hub.settings import AdminToken
 
 PREFIX = "/admin/v1"
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 #: bounds of a replay's ``rate`` and ``lease_s``: far above any real use, and finite — the chunk size is
 #: ``int(rate * lease_s / 3)``, which was an OverflowError (a 500) for ``rate: 1e308`` (found by schemathesis)
@@ -151,7 +154,7 @@ async def _body(request: web.Request, model: type[M]) -> M:
 
 
 def _errors(handler: Handler) -> Handler:
-    """Map service errors to problem documents (404, 409, 400)."""
+    """Map service errors to problem documents (404, 409, 400; 503 when MongoDB did not answer in time)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
@@ -166,6 +169,11 @@ def _errors(handler: Handler) -> Handler:
             errs = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
                     for e in exc.errors(include_url=False, include_input=False)]
             return problem(400, "Bad Request", "invalid query", errors=errs)
+        except (ConnectionFailure, ExecutionTimeout) as exc:  # over its time budget or unreachable: was a 500
+            log.warning("admin %s %s: database error %r", request.method, request.path, exc)
+            return problem(503, "Service Unavailable", "the database did not answer in time (MongoDB timeout); "
+                           "narrow the filter (e.g. since) or retry", headers={"Retry-After": "5"},
+                           database_error=type(exc).__name__)
 
     return wrapped
 

@@ -18,6 +18,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from app.admin.listing import newest_first
 from flows.documents import CALLS, ORDERS
 from hub.db import declare_indexes
 from hub.deadletter import ACTIONS, pending_query
@@ -225,9 +226,10 @@ class Queries:
 
     # --- orders -----------------------------------------------------------------------------
     async def orders(self, flt: OrderFilter, limit: int = 50, skip: int = 0) -> list[dict[str, Any]]:
+        """Newest first, in ``created_at`` windows (app/admin/listing.py: 100,000 orders on SecantusDB)."""
         fields = {"order": 0, "stages": 0, "calls": 0}
-        cursor = self.db[ORDERS].find(flt.query(), fields).sort("created_at", DESCENDING).skip(skip).limit(limit)
-        return await self._masked([self._out(d) async for d in cursor])
+        docs = await newest_first(self.db[ORDERS], flt.query(), fields, limit=limit, skip=skip)
+        return await self._masked([self._out(d) for d in docs])
 
     async def order_trace(self, order_id: str) -> dict[str, Any] | None:
         """The order's call chain (app/admin/traces.py): spans with service, operation, duration, outcome."""

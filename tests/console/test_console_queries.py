@@ -1,5 +1,7 @@
-"""The console's orders page against the real database: ``newest_first`` answers exactly what the
-service layer's listing answers (the CLI's and the API's), page by page and filtered."""
+"""The orders listing against the real database: ``Queries.orders`` walks ``created_at`` windows
+(app/admin/listing.py) and must answer exactly what the plain query answers — ``find(filter)
+.sort(created_at, -1).skip(skip).limit(limit)`` — page by page and filtered (the console's page, the
+API's ``/admin/v1/orders`` and ``hub orders list`` are all this listing)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+from pymongo import DESCENDING
 
 from app.admin.queries import OrderFilter, Queries
-from app.console.pages import newest_first
+from hub.db import ensure_indexes
 from hub.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,18 +32,32 @@ async def db(infra_settings: Settings) -> AsyncIterator[AsyncIOMotorDatabase[Any
         client.close()
 
 
-async def test_newest_first_pages_are_the_listings_pages(db: AsyncIOMotorDatabase[Any]) -> None:
+async def plain(db: AsyncIOMotorDatabase[Any], flt: OrderFilter, limit: int, skip: int) -> list[str]:
+    cursor = db.orders.find(flt.query(), {"_id": 1}).sort("created_at", DESCENDING).skip(skip).limit(limit)
+    return [d["_id"] async for d in cursor]
+
+
+async def test_windowed_listing_pages_are_the_plain_querys_pages(db: AsyncIOMotorDatabase[Any]) -> None:
     now = datetime.now(UTC)
-    # 140 orders: 20 in the last hour, the rest spread over 40 days; every 7th waiting
-    spread = [timedelta(minutes=3 * i) if i < 20 else timedelta(hours=7 * i) for i in range(140)]
+    # 160 orders: 2 stamped ahead of now (a clock ahead), 20 in the last hour, the rest spread over
+    # 60 days (past the 3 days walked in windows), 2 without a date; every 7th waiting, every 23rd at "design"
+    spread = ([-timedelta(minutes=5), -timedelta(seconds=1)] + [timedelta(minutes=3 * i + 1) for i in range(20)]
+              + [timedelta(hours=10 * i + 1) for i in range(138)])
     await db.orders.insert_many([
         {"_id": f"o-{i:03d}", "status": "waiting" if i % 7 == 0 else "completed", "product": "internet_line",
-         "created_at": now - age} for i, age in enumerate(spread)])
+         "partner": "esop" if i % 2 else "group", "current_stage": "design" if i % 23 == 0 else None,
+         "created_at": now - age, "order": {"customer": {"name": "x"}}} for i, age in enumerate(spread)]
+        + [{"_id": "o-undated", "status": "waiting"}, {"_id": "o-null", "status": "completed", "created_at": None}])
+    await ensure_indexes(db)  # as the hub creates them at start: which index serves a window matters
     queries = Queries(db, {})
-    for flt in (OrderFilter(), OrderFilter(status="waiting"), OrderFilter(since=now - timedelta(days=2)),
-                OrderFilter(until=now - timedelta(days=1))):
-        for skip in (0, 51, 120):
-            expected = [o["id"] for o in await queries.orders(flt, limit=51, skip=skip)]
-            got = [o["id"] for o in await newest_first(queries, flt, limit=51, skip=skip, now=now)]
-            assert got == expected, (flt, skip)
-    assert len(await newest_first(queries, OrderFilter(), limit=51, now=now)) == 51
+    filters = (OrderFilter(), OrderFilter(status="waiting"), OrderFilter(since=now - timedelta(days=2)),
+               OrderFilter(until=now - timedelta(days=1)), OrderFilter(stage="design"),
+               OrderFilter(status="waiting", partner="esop", since=now - timedelta(days=20)),
+               OrderFilter(since=now - timedelta(days=30), until=now - timedelta(days=5)),
+               OrderFilter(status="failed"), OrderFilter(until=now - timedelta(days=365)))
+    for flt in filters:
+        for limit, skip in ((51, 0), (51, 51), (51, 120), (1, 0), (200, 0), (10, 155), (5, 159)):
+            got = [o["id"] for o in await queries.orders(flt, limit=limit, skip=skip)]
+            assert got == await plain(db, flt, limit, skip), (flt, limit, skip)
+    page = await queries.orders(OrderFilter(), limit=3)
+    assert [o["id"] for o in page] == ["o-000", "o-001", "o-002"] and "order" not in page[0]
