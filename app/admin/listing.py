@@ -61,6 +61,13 @@ MIN_GROWTH, MAX_GROWTH = 2, 8
 OPEN_AFTER = timedelta(days=3)
 
 
+async def _page(orders: AsyncIOMotorCollection, ids: list[Any], fields: dict[str, Any]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    docs = {d["_id"]: d async for d in orders.find({"_id": {"$in": ids}}, fields)}
+    return [docs[i] for i in ids if i in docs]
+
+
 def _window(lo: datetime | None, hi: datetime | None) -> dict[str, Any]:
     rng: dict[str, Any] = {}
     if lo is not None:
@@ -70,17 +77,84 @@ def _window(lo: datetime | None, hi: datetime | None) -> dict[str, Any]:
     return rng
 
 
-async def newest_ids(orders: AsyncIOMotorCollection, query: dict[str, Any], want: int,
-                     now: datetime | None = None) -> list[Any]:
-    """The ``_id`` of the newest ``want`` orders matching ``query`` (newest first), window by window."""
-    if want <= 0:
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _holds(value: Any, cond: Any) -> bool:
+    """One clause of OrderFilter's shapes, as MongoDB matches it on a scalar field."""
+    if isinstance(cond, dict) and set(cond) == {"$in"}:
+        return isinstance(value, str) and value in cond["$in"]
+    if isinstance(cond, dict):  # {"$lt": datetime}: a missing or null deadline is not before anything
+        return isinstance(value, datetime) and _aware(value) < _aware(cond["$lt"])
+    return isinstance(value, str) and value == cond
+
+
+def _matchable(rest: dict[str, Any]) -> bool:
+    """Only OrderFilter's clause shapes: a string, ``$in`` strings, ``$lt`` a time, on top-level fields."""
+    for field, cond in rest.items():
+        if "." in field or field.startswith("$"):
+            return False
+        if isinstance(cond, dict):
+            ins = cond.get("$in")
+            if not (set(cond) == {"$in"} and isinstance(ins, list) and all(isinstance(v, str) for v in ins)) \
+                    and not (set(cond) == {"$lt"} and isinstance(cond["$lt"], datetime)):
+                return False
+        elif not isinstance(cond, str):
+            return False
+    return True
+
+
+def _pivot(rest: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """The clause a ``by_*_created`` index serves with the window: a stage, else a status (or statuses)."""
+    for field in ("current_stage", "status"):
+        value = rest.get(field)
+        if isinstance(value, str):
+            return field, [value]
+        if isinstance(value, dict) and set(value) == {"$in"}:
+            return field, list(value["$in"])
+    return None
+
+
+async def _window_ids(orders: AsyncIOMotorCollection, rng: dict[str, Any], rest: dict[str, Any],
+                     limit: int) -> list[Any]:
+    """The ids of the newest ``limit`` orders of one window.
+
+    With a stage or status *and* other clauses (status and stage; overdue's statuses and deadline)
+    no index holds exactly those fields, and SecantusDB would read the window's every order: then
+    the pivot's ``by_*_created`` index gives the candidates (only those are read) and the other
+    clauses are matched here — OrderFilter's shapes only (a string, ``$in`` strings, ``$lt`` a time;
+    the order fields are scalars). Measured at 100,000 orders: ``overdue`` 0.8–1.2 s → see docs/console.md.
+    Not ``_id: {$in: candidates}`` for the rest: SecantusDB takes ~1 ms per id (336 ids: 314 ms)."""
+    pivot = _pivot(rest)
+    if pivot is None or (len(rest) == 1 and len(pivot[1]) == 1) or not _matchable(rest):
+        cursor = orders.find({"created_at": rng, **rest}, {"_id": 1}).sort("created_at", DESCENDING).limit(limit)
+        return [d["_id"] async for d in cursor]
+    field, values = pivot
+    others = {k: v for k, v in rest.items() if k != field}
+    narrow = {"_id": 1, "created_at": 1, **{k: 1 for k in others}}
+    docs: list[dict[str, Any]] = []
+    for value in values:
+        cursor = orders.find({"created_at": rng, field: value}, narrow).sort("created_at", DESCENDING)
+        docs.extend([d async for d in cursor if all(_holds(d.get(k), c) for k, c in others.items())])
+    docs.sort(key=lambda d: _aware(d["created_at"]), reverse=True)  # stable: one value's order kept
+    return [d["_id"] for d in docs[:limit]]
+
+
+async def newest_first(orders: AsyncIOMotorCollection, query: dict[str, Any], fields: dict[str, Any], *,
+                       limit: int, skip: int = 0, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``find(query, fields).sort(created_at, -1).skip(skip).limit(limit)``, window by window: ids only
+    while walking (an order's whole document costs SecantusDB ~2× its ``_id`` to send), then the page's
+    documents by ``_id``."""
+    want = skip + limit
+    if limit <= 0:
         return []
     now = now or datetime.now(UTC)
     rest = {k: v for k, v in query.items() if k != "created_at"}
     bounds = query.get("created_at") or {}
     if not isinstance(bounds, dict) or set(bounds) - {"$gte", "$lt"}:  # not OrderFilter's range: plain query
-        cursor = orders.find(query, {"_id": 1}).sort("created_at", DESCENDING).limit(want)
-        return [d["_id"] async for d in cursor]
+        cursor = orders.find(query, fields).sort("created_at", DESCENDING).skip(skip).limit(limit)
+        return [d async for d in cursor]
     floor: datetime | None = bounds.get("$gte")
     hi: datetime | None = bounds.get("$lt")
     span, walked = FIRST_WINDOW, timedelta(0)
@@ -94,29 +168,21 @@ async def newest_ids(orders: AsyncIOMotorCollection, query: dict[str, Any], want
             lo = floor
         last = lo is None or lo == floor
         rng = _window(lo, hi)
-        if lo is None and not bounds and hi is not None:
-            # the remainder of an unbounded listing: also the orders without a date (null sorts last)
-            rng = {"$not": {"$gte": hi}}
-        q = {"created_at": rng, **rest} if rng else dict(rest)
-        if lo is None:  # the remainder: the filter's clauses first, so an index of theirs serves it if any
-            q = {**rest, **q}
-        cursor = orders.find(q, {"_id": 1}).sort("created_at", DESCENDING).limit(want - len(found))
-        found.extend([d["_id"] async for d in cursor])
+        if lo is None:
+            if not bounds and hi is not None:
+                # the remainder of an unbounded listing: also the orders without a date (null sorts last)
+                rng = {"$not": {"$gte": hi}}
+            # the filter's clauses first, so an index of theirs serves the remainder if there is one
+            q = {**rest, "created_at": rng} if rng else dict(rest)
+            cursor = orders.find(q, {"_id": 1}).sort("created_at", DESCENDING).limit(want - len(found))
+            found.extend([d["_id"] async for d in cursor])
+        else:
+            found.extend(await _window_ids(orders, rng, rest, want - len(found)))
         if len(found) >= want or last:
-            return found
+            return await _page(orders, found[skip:], fields)
         walked += span
         hi = lo
         # the next window: enough for what is missing at the rate seen so far, between ×2 and ×8
         rate = len(found) / walked.total_seconds()
         needed = timedelta(seconds=(want - len(found)) / rate * 1.25) if rate else span * MAX_GROWTH
         span = min(max(needed, span * MIN_GROWTH), span * MAX_GROWTH)
-
-
-async def newest_first(orders: AsyncIOMotorCollection, query: dict[str, Any], fields: dict[str, Any], *,
-                       limit: int, skip: int = 0, now: datetime | None = None) -> list[dict[str, Any]]:
-    """``find(query, fields).sort(created_at, -1).skip(skip).limit(limit)``, answered in windows."""
-    ids = (await newest_ids(orders, query, skip + limit, now))[skip:]
-    if not ids:
-        return []
-    docs = {d["_id"]: d async for d in orders.find({"_id": {"$in": ids}}, fields)}
-    return [docs[i] for i in ids if i in docs]
