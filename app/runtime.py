@@ -82,7 +82,7 @@ class Runtime(ServiceSlots):
         self.db = hubdb.database(self.mongo, self.settings)
         self.intake_mongo = hubdb.connect(self.settings, server_selection_ms=hubdb.INTAKE_SERVER_SELECTION_MS)
         # call-chain spans (hub/tracing.py): summarised in MongoDB always, OTLP when HUB_OTLP_ENDPOINT is set
-        if self.tracing is None:
+        if self.tracing is None and self.settings.tracing:
             self.tracing = tracing.Tracing.build(endpoint=self.settings.otlp_endpoint, service_name="hub",
                                                  db=self.db)
             self._previous_tracing = tracing.install(self.tracing)

@@ -60,8 +60,8 @@ class TraceContext(BaseModel):
         """Same trace, caused by this one: the traceparent of the hop running now (hub/tracing.py), so
         the consumer's span names it as its parent; outside a hop, a fresh span id as before."""
         current = CURRENT_SPAN.get()
-        if current is not None and current[0] == self.trace_id:
-            return TraceContext(traceparent=current[1], tracestate=self.tracestate)
+        if current is not None and current[0] == self.trace_id:  # a hop's own, valid: no regex check again
+            return TraceContext.model_construct(traceparent=current[1], tracestate=self.tracestate)
         return TraceContext(traceparent=new_traceparent(self.trace_id), tracestate=self.tracestate)
 
 

@@ -423,7 +423,8 @@ class RateLimitFilter(logging.Filter):
     many were held back. Other loggers (the hub's own) pass untouched.
     """
 
-    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka", "faust", "mode"), window_s: float = 10.0) -> None:
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka", "faust", "mode", "opentelemetry"),
+                 window_s: float = 10.0) -> None:
         super().__init__()
         self.prefixes = prefixes
         self.window_s = window_s

@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         "replay is refused (413), before the body is built (app/admin/patch.py).",
     )
     worker_id: str = Field(default="hub-worker", pattern=r"^[a-zA-Z0-9._-]+$")
+    tracing: bool = Field(
+        default=True,
+        description="Call-chain spans (hub/tracing.py): summarised in MongoDB order_traces, exported when "
+        "otlp_endpoint is set. false: no spans at all (the bench's baseline; an escape hatch).",
+    )
     otlp_endpoint: str | None = Field(
         default=None, pattern=r"^https?://",
         description="OTLP/HTTP collector for the call-chain spans, e.g. http://otel-collector:4318 (``/v1/traces`` "

@@ -8,9 +8,9 @@ causes — so the next consumer's span, in another process, names this one as it
 
 Where spans go (chosen by the composition root, ``app/runtime.py``, through :func:`install`):
 
-* always to MongoDB ``order_traces`` — one small document per span (:class:`OrderTraceWriter`:
-  order id, trace id, span id, parent id, service, operation, start, duration, outcome, error),
-  buffered and written with ``insert_many`` once a second, never on the hot path;
+* always to MongoDB ``order_traces`` (:class:`OrderTraceWriter`): per span its trace id, span id,
+  parent id, service, operation, start, duration, outcome, error — buffered, and written once a
+  second as one document per order holding that second's spans; never on the hot path;
 * to an OTLP/HTTP collector (``BatchSpanProcessor``, its own thread) when ``HUB_OTLP_ENDPOINT`` is set.
 
 Attributes are names only — service, operation, order id, outcome, error class. Never a payload
@@ -48,7 +48,8 @@ from pymongo.write_concern import WriteConcern
 from hub.db import declare_indexes
 from hub.envelope import CURRENT_SPAN, TraceContext
 
-__all__ = ["COLLECTION", "Hop", "OrderTraceWriter", "Tracing", "hop", "install", "installed", "mark", "running"]
+__all__ = ["COLLECTION", "Hop", "OrderTraceWriter", "Tracing", "grouped", "hop", "install", "installed", "mark",
+           "running", "spans_of"]
 
 log = logging.getLogger(__name__)
 COLLECTION = "order_traces"
@@ -108,7 +109,10 @@ class Tracing:
             url = endpoint.rstrip("/")
             if not url.endswith("/v1/traces"):
                 url += "/v1/traces"
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=5)))
+            # a collector away: 8192 spans wait (a few seconds of a busy hub), then the SDK drops and
+            # warns — once per 10 s, hub/kafka.py RateLimitFilter covers the "opentelemetry" loggers
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=5),
+                                                           max_queue_size=8192, schedule_delay_millis=1000))
         for p in processors:
             provider.add_span_processor(p)
         return tracing
@@ -153,7 +157,7 @@ def running(trace: TraceContext) -> TraceContext:
     span: its parent is that span), else ``trace`` itself."""
     current = CURRENT_SPAN.get()
     if current is not None and current[0] == trace.trace_id:
-        return TraceContext(traceparent=current[1], tracestate=trace.tracestate)
+        return TraceContext.model_construct(traceparent=current[1], tracestate=trace.tracestate)
     return trace
 
 
@@ -176,7 +180,9 @@ def hop(trace: TraceContext, service: str, operation: str, order_id: str,
                                       record_exception=False, set_status_on_exception=False)
     sc = span.get_span_context()
     if span.is_recording():
-        mine = TraceContext(traceparent=f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01", tracestate=trace.tracestate)
+        # built from the SDK's ints, so valid: model_construct skips the regex (a fifth of a span's cost)
+        mine = TraceContext.model_construct(traceparent=f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01",
+                                            tracestate=trace.tracestate)
     else:  # no tracer installed: the old behaviour, a fresh span id per caused envelope
         mine = trace.child()
     h = Hop(span, mine)
@@ -199,8 +205,11 @@ def hop(trace: TraceContext, service: str, operation: str, order_id: str,
 
 class OrderTraceWriter(SpanProcessor):
     """The per-order summary: ``on_end`` (the event loop's thread, a few µs) only appends a small
-    dict; a task writes the buffer with one unordered ``insert_many`` a second (``w: 1``, not
-    journaled — a summary, re-derivable from nothing and not worth an fsync)."""
+    dict; a task writes the buffer once a second with one unordered ``insert_many`` (``w: 1``, not
+    journaled — a summary, not worth an fsync), **one document per order per flush** holding that
+    second's spans of the order. Why grouped: an internet-line order has ~29 spans over a few
+    seconds, so 3-6 documents instead of 29 — each document costs SecantusDB three index entries
+    (``_id``, ``by_order``, the TTL), and the database is the hub's bottleneck (bench/flow.py)."""
 
     def __init__(self, db: Any) -> None:
         self.collection = db[COLLECTION].with_options(write_concern=WriteConcern(w=1, j=False))
@@ -227,7 +236,8 @@ class OrderTraceWriter(SpanProcessor):
         parent = span.parent
         err = attrs.get(ERROR)
         self.buffer.append({
-            "_id": f"{span.context.span_id:016x}", "order_id": order, "trace_id": f"{span.context.trace_id:032x}",
+            "span_id": f"{span.context.span_id:016x}", "order_id": order,
+            "trace_id": f"{span.context.trace_id:032x}",
             "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
             "service": attrs.get(SERVICE), "operation": attrs.get(OPERATION),
             "start": datetime.fromtimestamp(span.start_time / 1e9, UTC),
@@ -263,7 +273,7 @@ class OrderTraceWriter(SpanProcessor):
         while self.buffer:
             batch, self.buffer = self.buffer[:FLUSH_AT * 4], self.buffer[FLUSH_AT * 4:]
             try:
-                await self.collection.insert_many(batch, ordered=False)
+                await self.collection.insert_many(grouped(batch), ordered=False)
             except PyMongoError as exc:  # duplicates (a re-sent batch) are fine; anything else: logged, dropped
                 if "E11000" not in str(exc):
                     log.warning("order_traces: %d spans not written (%s)", len(batch), type(exc).__name__)
@@ -283,3 +293,22 @@ class OrderTraceWriter(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def grouped(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``order_traces`` document per order: ``_id`` its first span's id (unique, so a re-sent
+    batch is a duplicate), ``start`` the earliest (the TTL's clock), ``spans`` without the order id."""
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    for sp in spans:
+        by_order.setdefault(sp["order_id"], []).append({k: v for k, v in sp.items() if k != "order_id"})
+    return [{"_id": items[0]["span_id"], "order_id": order, "start": min(i["start"] for i in items), "spans": items}
+            for order, items in by_order.items()]
+
+
+async def spans_of(db: Any, order_id: str) -> list[dict[str, Any]]:
+    """Every stored span of an order (its documents flattened), oldest first."""
+    docs = await db[COLLECTION].find({"order_id": order_id}, {"spans": 1}).sort("start", 1).to_list(
+        MAX_SPANS_PER_ORDER)
+    spans = [sp for d in docs for sp in d.get("spans") or []]
+    spans.sort(key=lambda sp: sp["start"])
+    return spans

@@ -13,7 +13,7 @@ from typing import Any
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from flows.documents import ORDERS
-from hub.tracing import COLLECTION, MAX_SPANS_PER_ORDER
+from hub.tracing import spans_of
 
 FIELDS = ("span_id", "parent_id", "service", "operation", "start", "duration_ms", "outcome", "error")
 
@@ -22,7 +22,7 @@ def as_tree(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The spans in call order: each after its parent (depth-first, siblings by start), with its
     ``depth``. A span whose parent is not stored (the partner's own span before the hub, a span of a
     process that died before writing) is a root."""
-    rows = [{"span_id": d["_id"], **{k: d.get(k) for k in FIELDS[1:]}, "trace_id": d.get("trace_id")} for d in docs]
+    rows = [{**{k: d.get(k) for k in FIELDS}, "trace_id": d.get("trace_id")} for d in docs]
     known = {r["span_id"] for r in rows}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for r in rows:
@@ -43,7 +43,7 @@ def _start(row: dict[str, Any]) -> datetime:
 
 async def order_trace(db: AsyncIOMotorDatabase[Any], order_id: str) -> dict[str, Any] | None:
     """``{order_id, trace_ids, spans, span_count}`` or None when neither the order nor a span of it exists."""
-    docs = await db[COLLECTION].find({"order_id": order_id}).sort("start", 1).to_list(MAX_SPANS_PER_ORDER)
+    docs = await spans_of(db, order_id)
     if not docs and await db[ORDERS].count_documents({"_id": order_id}, limit=1) == 0:
         return None
     spans = as_tree(docs)

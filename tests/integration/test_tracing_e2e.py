@@ -51,17 +51,19 @@ async def test_a_span_is_summarised_in_mongodb_and_exported_over_otlp(settings: 
         await rt.stop()  # writes the summary and flushes the OTLP batch
     client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
     db = client[settings.mongo_db]
-    docs = await db[tracing.COLLECTION].find({"order_id": "ord-t1"}).sort("start", 1).to_list(10)
+    docs = await tracing.spans_of(db, "ord-t1")
+    stored = await db[tracing.COLLECTION].count_documents({"order_id": "ord-t1"})
     indexes = {i["name"]: i async for i in db[tracing.COLLECTION].list_indexes()}
     client.close()
     assert [(d["service"], d["operation"], d["outcome"], d["error"]) for d in docs] == [
         ("hub.engine", "order.received", "ok", None), ("esop", "close_report", "error", "KeyError")]
     assert {d["trace_id"] for d in docs} == {trace.trace_id}
-    assert docs[0]["parent_id"] == trace.traceparent.split("-")[2] and docs[1]["parent_id"] == docs[0]["_id"]
+    assert docs[0]["parent_id"] == trace.traceparent.split("-")[2] and docs[1]["parent_id"] == docs[0]["span_id"]
+    assert stored == 1  # the second's spans of one order: one document
     assert all(d["duration_ms"] >= 0 for d in docs)
     assert indexes["ttl_start"]["expireAfterSeconds"] == tracing.TTL_S and "by_order" in indexes
     # the same two spans reached the collector, with the same ids
-    assert {(s["span_id"], s["parent_id"]) for s in receiver.spans} == {(d["_id"], d["parent_id"]) for d in docs}
+    assert {(s["span_id"], s["parent_id"]) for s in receiver.spans} == {(d["span_id"], d["parent_id"]) for d in docs}
     assert not any("13977106542" in b.decode("latin-1") for b in receiver.bodies)
 
 
@@ -83,14 +85,15 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
         trace_id = TraceContext.model_validate(doc["trace"]).trace_id
 
         async def summarised() -> list[dict[str, Any]]:  # written once a second, after the close report
-            docs = await env.db[tracing.COLLECTION].find({"order_id": order_id}).to_list(1000)
+            docs = await tracing.spans_of(env.db, order_id)
             ok = any(d["service"] == "esop" and d["operation"] == "close_report" for d in docs) and any(
                 d["service"] == "hub.engine" and d["operation"] == "call.result" for d in docs)
             return docs if ok else []
 
         docs = await eventually(summarised, timeout=20)
         await asyncio.sleep(1.5)  # the last engine spans of the close report's result
-        docs = await env.db[tracing.COLLECTION].find({"order_id": order_id}).to_list(1000)
+        docs = await tracing.spans_of(env.db, order_id)
+        documents = await env.db[tracing.COLLECTION].count_documents({"order_id": order_id})
         shown = json.loads(await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id, "--json"))
         table = await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as web:  # the console
@@ -101,12 +104,13 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
 
         async def exported() -> bool:
             mine = {s["span_id"] for s in receiver.spans}
-            return {d["_id"] for d in docs} <= mine
+            return {d["span_id"] for d in docs} <= mine
 
         await eventually(exported, timeout=20)  # BatchSpanProcessor: every 5 s
         worker_log = "".join(p.read_text(errors="replace") for p in env.hub.logs if p.exists())
 
-    by_id = {d["_id"]: d for d in docs}
+    by_id = {d["span_id"]: d for d in docs}
+    assert documents < len(docs) / 2, (documents, len(docs))  # grouped per order and flush
     # one trace: every span of the order, from every hop, carries the envelope's trace id
     assert {d["trace_id"] for d in docs} == {trace_id}
     services = {d["service"] for d in docs}
@@ -115,7 +119,7 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
     (intake,) = [d for d in docs if d["service"] == "hub.intake" and d["operation"] == "order.received"]
     (router,) = [d for d in docs if d["service"] == "hub.router"]
     received = [d for d in docs if d["service"] == "hub.engine" and d["operation"] == "order.received"]
-    assert router["parent_id"] == intake["_id"] and received[0]["parent_id"] == router["_id"]
+    assert router["parent_id"] == intake["span_id"] and received[0]["parent_id"] == router["span_id"]
     for d in docs:
         if d["service"] == "hub.delivery":
             assert by_id[d["parent_id"]]["service"] == "hub.engine", d
@@ -126,7 +130,7 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
     # callbacks come back into the same trace, and the engine's span of each names the callback's
     callbacks = [d for d in docs if d["service"] == "hub.intake" and d["operation"] == "callback"]
     assert callbacks, services
-    cb_ids = {d["_id"] for d in callbacks}
+    cb_ids = {d["span_id"] for d in callbacks}
     assert any(d["service"] == "hub.engine" and d["operation"] == "callback" and d["parent_id"] in cb_ids
                for d in docs)
     (close,) = [d for d in docs if d["service"] == "esop" and d["operation"] == "close_report"]
@@ -140,7 +144,7 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
     assert "close_report" in table and "hub.router" in table
     # the console's order page has the same chain, one row per span
     assert console.count("data-span=") == len(docs) and 'id="trace"' in console
-    assert all(f'data-span="{d["_id"]}"' in console for d in docs)
+    assert all(f'data-span="{d["span_id"]}"' in console for d in docs)
     # issue 17 §3: no customer name, phone, ID number in a span — summary, export, CLI
     found = leaks("order_traces", json.dumps(docs, default=str, ensure_ascii=False))
     found += leaks("OTLP export", "".join(b.decode("utf-8", errors="replace") for b in receiver.bodies))

@@ -107,3 +107,25 @@ def test_a_hop_of_another_trace_is_not_a_parent(spans: InMemorySpanExporter) -> 
         child = other.child()
     assert child.traceparent.split("-")[2] not in {f"{_ctx(s).span_id:016x}"
                                                    for s in spans.get_finished_spans()}
+
+
+def test_the_summary_groups_an_orders_spans_and_the_read_side_puts_each_after_its_parent() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.admin.traces import as_tree
+
+    t0 = datetime(2026, 12, 2, tzinfo=UTC)
+
+    def sp(span: str, parent: str | None, order: str, s: int) -> dict[str, object]:
+        return {"span_id": span, "parent_id": parent, "order_id": order, "trace_id": "t", "service": "x",
+                "operation": "y", "start": t0 + timedelta(seconds=s), "duration_ms": 1.0, "outcome": "ok",
+                "error": None}
+
+    spans = [sp("b", "a", "o1", 2), sp("a", "gone", "o1", 1), sp("z", None, "o2", 0), sp("c", "a", "o1", 3),
+             sp("d", "b", "o1", 4)]
+    docs = tracing.grouped(spans)
+    assert [(d["_id"], d["order_id"], len(d["spans"])) for d in docs] == [("b", "o1", 4), ("z", "o2", 1)]
+    assert docs[0]["start"] == t0 + timedelta(seconds=1) and "order_id" not in docs[0]["spans"][0]
+    tree = as_tree(docs[0]["spans"])
+    # "a"'s parent is not stored: a root; then depth first, siblings by start
+    assert [(r["span_id"], r["depth"]) for r in tree] == [("a", 0), ("b", 1), ("d", 2), ("c", 1)]
