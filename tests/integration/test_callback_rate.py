@@ -35,7 +35,8 @@ async def test_callbacks_over_the_partners_rate_are_429_with_retry_after(
     caplog.set_level(logging.INFO, logger="flows.http")
     auth = "    auth:\n      header: X-Api-Key\n      keys: [\"dev-esop-key-0001\"]\n"
     rate = "    rate_limit: {per_second: 1, burst: 2}\n"
-    client: TestClient = await aiohttp_client(build_web_app(Runtime(_config(settings, tmp_path, auth, rate))))
+    config = await asyncio.to_thread(_config, settings, tmp_path, auth, rate)
+    client: TestClient = await aiohttp_client(await asyncio.to_thread(lambda: build_web_app(Runtime(config))))
     body = {"order_id": "ord-nobody", "status": "ok"}
     stranger = await client.post(CALLBACKS, json=body, headers={"X-Api-Key": "not-the-key-000"})
     assert stranger.status == 401  # a stranger spends nothing of the partner's budget

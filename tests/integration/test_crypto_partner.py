@@ -6,6 +6,7 @@ envelope on Kafka holds the clear order, and refuses the same fields sent in cle
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -144,8 +145,8 @@ async def test_rest_intake_decrypts_declared_fields_before_validation(
     esop = config / "partners" / "esop.yaml"
     esop.write_text(esop.read_text(encoding="utf-8") + _crypto_block("test-partner-2026a.pub.pem",
                     f"  inbound_fields: {FIELDS}\n"), encoding="utf-8")
-    runtime = Runtime(settings.model_copy(update={"config_dir": config}))
-    client: TestClient = await aiohttp_client(build_web_app(runtime))
+    runtime = await asyncio.to_thread(Runtime, settings.model_copy(update={"config_dir": config}))  # CPU: off the loop
+    client: TestClient = await aiohttp_client(await asyncio.to_thread(build_web_app, runtime))
     key = os.urandom(32)
     order: dict[str, Any] = {
         "external_order_id": "E-C1", "product": "internet_line", "scenario": "open",

@@ -101,7 +101,8 @@ async def test_group_orchestrator_has_its_own_endpoint_and_topic(client: TestCli
 async def test_same_order_twice_gets_the_first_answer_and_one_envelope(
     settings: Settings, tmp_path: Path, aiohttp_client: Any
 ) -> None:
-    client = await aiohttp_client(build_web_app(Runtime(config_copy(settings, tmp_path, scenarios=("change",)))))
+    config = await asyncio.to_thread(config_copy, settings, tmp_path, scenarios=("change",))
+    client = await aiohttp_client(await asyncio.to_thread(lambda: build_web_app(Runtime(config))))  # CPU: off the loop
     first = await client.post(URL, json=order("E-dup"), headers=ESOP_KEY)
     second = await client.post(URL, json=order("E-dup"), headers=ESOP_KEY)
     assert first.status == second.status == 202

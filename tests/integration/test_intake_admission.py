@@ -60,7 +60,8 @@ async def test_rest_order_without_a_blueprint_is_a_400_naming_product_scenario_a
 async def test_with_no_flows_installed_everything_is_admitted(
     settings: Settings, tmp_path: Path, aiohttp_client: Any
 ) -> None:
-    client = await aiohttp_client(build_web_app(Runtime(config_copy(settings, tmp_path, no_flows=True))))
+    config = await asyncio.to_thread(config_copy, settings, tmp_path, no_flows=True)
+    client = await aiohttp_client(await asyncio.to_thread(lambda: build_web_app(Runtime(config))))  # CPU: off the loop
     resp = await client.post(URL, json=order("E-any", scenario="change", fusion=None), headers=ESOP_KEY)
     assert resp.status == 202, await resp.text()
 
