@@ -17,8 +17,9 @@ and the tests) does not stop early. Read in its source (``secantus/storage.py``,
 
 So a page is a few queries over disjoint windows ``[lo, hi)`` of ``created_at`` — the window clause
 first, so ``by_created`` bounds what is read — from the newest backwards, each sized from the match
-rate seen so far, until ``skip + limit`` orders are found; only ids are fetched while walking, the
-page's documents are then read by ``_id`` (point lookups). A window holds every order of its time
+rate seen so far, until ``skip + limit`` orders are found; only keys (``_id``, ``created_at``) are
+fetched while walking, the page's documents are then read by ``_id`` within the page's time span.
+A window holds every order of its time
 span, so the newest ``n`` of the concatenation are the newest ``n`` of the whole range: the answer
 is the plain query's. After ``OPEN_AFTER`` of history the rest is one open-ended query with the
 filter's own clauses first (a filter that rare is cheaper through its own index: status, stage,
@@ -54,6 +55,8 @@ declare_indexes(
     IndexModel([("current_stage", ASCENDING), ("created_at", DESCENDING)], name="by_stage_created"),
 )
 
+#: what the walk reads of an order: its keys only (a whole document costs SecantusDB ~2× to send)
+KEYS = {"_id": 1, "created_at": 1}
 #: the first window, and the bounds of how much each next one may grow
 FIRST_WINDOW = timedelta(hours=1)
 MIN_GROWTH, MAX_GROWTH = 2, 8
@@ -61,10 +64,20 @@ MIN_GROWTH, MAX_GROWTH = 2, 8
 OPEN_AFTER = timedelta(days=3)
 
 
-async def _page(orders: AsyncIOMotorCollection, ids: list[Any], fields: dict[str, Any]) -> list[dict[str, Any]]:
-    if not ids:
+async def _page(orders: AsyncIOMotorCollection, keys: list[dict[str, Any]], fields: dict[str, Any],
+                dense: bool) -> list[dict[str, Any]]:
+    """The page's documents, in ``keys``' order, by ``_id``. ``dense`` (no filter but time: the page's
+    time span holds only the page's orders): within that span, which SecantusDB then reads through
+    by_created (~0.25 ms an order) instead of ``_id`` point lookups (~1 ms each: 50 ms of a first
+    page); a filtered page's span may hold thousands of others (stage=design: 0.7 s that way)."""
+    if not keys:
         return []
-    docs = {d["_id"]: d async for d in orders.find({"_id": {"$in": ids}}, fields)}
+    ids = [k["_id"] for k in keys]
+    q: dict[str, Any] = {"_id": {"$in": ids}}
+    times = [t for k in keys if isinstance(t := k.get("created_at"), datetime)]
+    if dense and len(times) == len(keys):
+        q = {"created_at": {"$gte": min(times), "$lte": max(times)}, **q}
+    docs = {d["_id"]: d async for d in orders.find(q, fields)}
     return [docs[i] for i in ids if i in docs]
 
 
@@ -117,8 +130,8 @@ def _pivot(rest: dict[str, Any]) -> tuple[str, list[str]] | None:
 
 
 async def _window_ids(orders: AsyncIOMotorCollection, rng: dict[str, Any], rest: dict[str, Any],
-                     limit: int) -> list[Any]:
-    """The ids of the newest ``limit`` orders of one window.
+                     limit: int) -> list[dict[str, Any]]:
+    """The keys (``_id``, ``created_at``) of the newest ``limit`` orders of one window.
 
     With a stage or status *and* other clauses (status and stage; overdue's statuses and deadline)
     no index holds exactly those fields, and SecantusDB would read the window's every order: then
@@ -128,8 +141,8 @@ async def _window_ids(orders: AsyncIOMotorCollection, rng: dict[str, Any], rest:
     Not ``_id: {$in: candidates}`` for the rest: SecantusDB takes ~1 ms per id (336 ids: 314 ms)."""
     pivot = _pivot(rest)
     if pivot is None or (len(rest) == 1 and len(pivot[1]) == 1) or not _matchable(rest):
-        cursor = orders.find({"created_at": rng, **rest}, {"_id": 1}).sort("created_at", DESCENDING).limit(limit)
-        return [d["_id"] async for d in cursor]
+        cursor = orders.find({"created_at": rng, **rest}, KEYS).sort("created_at", DESCENDING).limit(limit)
+        return [d async for d in cursor]
     field, values = pivot
     others = {k: v for k, v in rest.items() if k != field}
     narrow = {"_id": 1, "created_at": 1, **{k: 1 for k in others}}
@@ -138,7 +151,7 @@ async def _window_ids(orders: AsyncIOMotorCollection, rng: dict[str, Any], rest:
         cursor = orders.find({"created_at": rng, field: value}, narrow).sort("created_at", DESCENDING)
         docs.extend([d async for d in cursor if all(_holds(d.get(k), c) for k, c in others.items())])
     docs.sort(key=lambda d: _aware(d["created_at"]), reverse=True)  # stable: one value's order kept
-    return [d["_id"] for d in docs[:limit]]
+    return docs[:limit]
 
 
 async def newest_first(orders: AsyncIOMotorCollection, query: dict[str, Any], fields: dict[str, Any], *,
@@ -158,7 +171,7 @@ async def newest_first(orders: AsyncIOMotorCollection, query: dict[str, Any], fi
     floor: datetime | None = bounds.get("$gte")
     hi: datetime | None = bounds.get("$lt")
     span, walked = FIRST_WINDOW, timedelta(0)
-    found: list[Any] = []
+    found: list[dict[str, Any]] = []
     while True:
         top = hi if hi is not None else now  # the first window is open above: orders stamped ahead of now
         lo: datetime | None = top - span
@@ -174,12 +187,12 @@ async def newest_first(orders: AsyncIOMotorCollection, query: dict[str, Any], fi
                 rng = {"$not": {"$gte": hi}}
             # the filter's clauses first, so an index of theirs serves the remainder if there is one
             q = {**rest, "created_at": rng} if rng else dict(rest)
-            cursor = orders.find(q, {"_id": 1}).sort("created_at", DESCENDING).limit(want - len(found))
-            found.extend([d["_id"] async for d in cursor])
+            cursor = orders.find(q, KEYS).sort("created_at", DESCENDING).limit(want - len(found))
+            found.extend([d async for d in cursor])
         else:
             found.extend(await _window_ids(orders, rng, rest, want - len(found)))
         if len(found) >= want or last:
-            return await _page(orders, found[skip:], fields)
+            return await _page(orders, found[skip:], fields, dense=not rest)
         walked += span
         hi = lo
         # the next window: enough for what is missing at the rate seen so far, between ×2 and ×8
