@@ -81,6 +81,8 @@ def run_mode(env: dict[str, str], mode: str, receiver: str, args: argparse.Names
     return {"mode": mode, "orders_per_s": round(rate, 2),
             "worker_cpu_ms_per_order": round(flow["cores_used"].get("worker", 0.0) / rate * 1000, 1),
             "database_cpu_ms_per_order": round(flow["cores_used"].get("database", 0.0) / rate * 1000, 1),
+            "worker_cores": flow["cores_used"].get("worker"), "database_cores": flow["cores_used"].get("database"),
+            "load": round(os.getloadavg()[0], 1),
             "p50_ms": round(flow["p50_ms"]), "p99_ms": round(flow["p99_ms"]),
             "inserts_per_order": flow["mongo_ops_per_order"].get("insert")}
 

@@ -20,8 +20,9 @@ Bounded: the collection has a TTL index (:data:`TTL_S`, 30 days after the span's
 process writes at most :data:`MAX_SPANS_PER_ORDER` spans of one order (a polling order that runs
 for weeks cannot fill it).
 
-Cost, measured with ``python -m bench.tracing`` (see docs/operations.md "Call-chain tracing"):
-the figures are recorded there.
+Cost, ``python -m bench.tracing --rounds 3`` (2-core VM, load 5-10; docs/operations.md "Call-chain
+tracing"): a span ~48 µs with the summary, ~87 µs with OTLP too (12.7 µs for the old fresh-id
+child context); the whole flow 4.9 orders/s either way, worker CPU 114 against 106 ms per order.
 """
 
 from __future__ import annotations
