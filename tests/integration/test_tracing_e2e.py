@@ -96,6 +96,13 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
         documents = await env.db[tracing.COLLECTION].count_documents({"order_id": order_id})
         shown = json.loads(await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id, "--json"))
         table = await asyncio.to_thread(_cli, env.hub.env, "orders", "trace", order_id)
+        viewer = {"Authorization": "Bearer dev-viewer-token-0001"}
+        async with aiohttp.ClientSession() as http:  # the admin API: the same document; an unknown order 404
+            async with http.get(f"{env.hub.url}/admin/v1/orders/{order_id}/trace", headers=viewer) as r:
+                assert r.status == 200, await r.text()
+                api = await r.json()
+            async with http.get(f"{env.hub.url}/admin/v1/orders/ord-none/trace", headers=viewer) as r:
+                assert r.status == 404 and r.content_type == "application/problem+json"
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as web:  # the console
             async with web.post(f"{env.hub.url}/console/login",
                                 data={"token": "dev-operator-token-0001", "next": f"/console/orders/{order_id}"}) as r:
@@ -137,6 +144,7 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
     assert close["outcome"] == "ok" and close["duration_ms"] > 0
     # the CLI shows the same chain, each span after its parent
     assert shown["trace_ids"] == [trace_id] and {s["span_id"] for s in shown["spans"]} == set(by_id)
+    assert [s["span_id"] for s in api["spans"]] == [s["span_id"] for s in shown["spans"]]
     seen: set[str] = set()
     for s in shown["spans"]:
         assert s["parent_id"] not in by_id or s["parent_id"] in seen, s
