@@ -26,7 +26,7 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.rest.config import RestSourceConfig
 from hub import jsonlimits
-from hub.envelope import Envelope
+from hub.envelope import Envelope, TraceContext
 from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
@@ -40,6 +40,22 @@ log = logging.getLogger(__name__)
 
 ORDERS_PATH = "/api/v1/partners/{partner}/orders"
 ENDPOINTS: web.AppKey[dict[str, RestOrderSource]] = web.AppKey("rest_order_endpoints", dict)
+
+
+def partner_trace(headers: Mapping[str, str] | None) -> TraceContext | None:
+    """The partner's W3C ``traceparent`` (and ``tracestate``), so the order's trace continues the
+    partner's own (hub/tracing.py); a malformed or all-zero one is ignored, as W3C asks: a new trace."""
+    raw = (headers or {}).get("traceparent")
+    if not raw:
+        return None
+    state = (headers or {}).get("tracestate")
+    try:
+        trace = TraceContext(traceparent=raw.strip().lower(),
+                             tracestate=state if state and len(state) <= 512 else None)
+    except ValidationError:
+        return None
+    _, trace_id, span_id, _ = trace.traceparent.split("-")
+    return None if trace_id == "0" * 32 or span_id == "0" * 16 else trace
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -130,6 +146,7 @@ class RestOrderSource:
             payload=order.model_dump(mode="json", exclude_none=True),
             # mapped already (the route's transform, above): RouteEmit.prepare maps no more
             headers={"hub-canonical": "true", **({"partner-request-id": request_id} if request_id else {})},
+            **({"trace": trace} if (trace := partner_trace(headers)) is not None else {}),
         )
 
     def _count(self, outcome: str) -> None:

@@ -18,13 +18,14 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from hub import tracing
 from hub.envelope import TraceContext
 from hub.settings import Settings
-from tests.integration.flow_harness import HUB, running_flow_env
+from tests.integration.flow_harness import ESOP_KEY, HUB, running_flow_env
 from tests.integration.otlp_receiver import Receiver
 from tests.integration.test_flow_e2e import at, done
 from tests.integration.test_masking_e2e import CUSTOMER, leaks
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
+PARTNER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # the W3C spec's example
 
 
 @pytest.fixture
@@ -77,7 +78,14 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
         settings: Settings, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_OTLP_ENDPOINT", receiver.url)  # the hub run's environment (flow_harness.hub_env)
     async with running_flow_env(settings, tmp_path) as env:
-        order_id = await env.post_order("esop", "ESOP-TRACE-1", "internet_line", customer=CUSTOMER)
+        # the partner traces too: its traceparent is continued (connectors/rest/source.py partner_trace)
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{env.hub.url}/api/v1/partners/esop/orders", headers={**ESOP_KEY, "traceparent": PARTNER},
+                json={"external_order_id": "ESOP-TRACE-1", "product": "internet_line", "scenario": "open",
+                      "customer": CUSTOMER, "addresses": [{"city": "杭州", "detail": "文一西路 1 号"}],
+                      "bandwidth_mbps": 100, "access_type": "PON"}) as r:
+            assert r.status == 202, await r.text()
+            order_id = (await r.json())["order_id"]
         await env.wait_order(order_id, at("verification"))
         status, body = await env.submit(order_id, "verification", {})
         assert status == 202, body
@@ -118,14 +126,15 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
 
     by_id = {d["span_id"]: d for d in docs}
     assert documents < len(docs) / 2, (documents, len(docs))  # grouped per order and flush
-    # one trace: every span of the order, from every hop, carries the envelope's trace id
-    assert {d["trace_id"] for d in docs} == {trace_id}
+    # one trace: every span of the order, from every hop, carries the envelope's trace id — the partner's
+    assert {d["trace_id"] for d in docs} == {trace_id} and trace_id == PARTNER.split("-")[1]
     services = {d["service"] for d in docs}
     assert {"hub.intake", "hub.router", "hub.engine", "hub.delivery", "esop", "resource", "construction"} <= services
     # parents: intake → router → engine (order.received) → delivery → the partner call
     (intake,) = [d for d in docs if d["service"] == "hub.intake" and d["operation"] == "order.received"]
     (router,) = [d for d in docs if d["service"] == "hub.router"]
     received = [d for d in docs if d["service"] == "hub.engine" and d["operation"] == "order.received"]
+    assert intake["parent_id"] == PARTNER.split("-")[2]  # the partner's span, not stored here: the root
     assert router["parent_id"] == intake["span_id"] and received[0]["parent_id"] == router["span_id"]
     for d in docs:
         if d["service"] == "hub.delivery":
