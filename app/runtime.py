@@ -8,7 +8,6 @@ the dependency on ``/readyz`` — an operator sees what is wrong instead of a cr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -25,6 +24,7 @@ from hub.kafka import BrokerWatch, EnvelopeProducer, ensure_topics, limit_client
 from hub.partners import Partner, load_partners
 from hub.services import ServiceSlots
 from hub.settings import Settings
+from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,7 @@ class Runtime(ServiceSlots):
 
     async def stop(self) -> None:
         if self._broker_task is not None:
-            self._broker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._broker_task
+            await cancel_until_done(self._broker_task)  # its sleep outlived a lost cancel once (a 300 s hang)
             self._broker_task = None
         if self.routes is not None:
             await self.routes.stop()

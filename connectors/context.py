@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connectors.supervision import DEFAULT_POLICY, RestartPolicy, Supervised
+from hub.stopping import cancel_until_done
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorDatabase
@@ -63,8 +64,4 @@ async def cancel_task(task: asyncio.Task[Any] | Supervised | None) -> None:
     if isinstance(task, Supervised):
         await task.stop()
         return
-    task.cancel()
-    try:
-        await task
-    except (asyncio.CancelledError, Exception):
-        pass
+    await cancel_until_done(task)

@@ -15,12 +15,13 @@ on ``/readyz`` and in ``hub_route_up`` — a Kafka consumer that died is no long
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class RestartPolicy:
 
 
 DEFAULT_POLICY = RestartPolicy()
+
 
 
 class Supervised:
@@ -79,9 +81,7 @@ class Supervised:
         self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_until_done(task)
         self._set(STOPPED, self.error)
 
     def _set(self, state: str, error: str | None) -> None:
@@ -109,9 +109,7 @@ class Supervised:
                 error = "returned (a source's work loop must not end on its own)"
             except asyncio.CancelledError:
                 if self._stopping or not run.cancelled():
-                    run.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await run
+                    await cancel_until_done(run)
                     raise  # stop(): the supervisor itself was cancelled
                 error = "task was cancelled"
             except Exception as exc:

@@ -26,6 +26,7 @@ from hub.errors import BrokerUnavailable, RetryableError
 from hub.metrics import DEPENDENCY_UP
 from hub.mongostats import CommandStats
 from hub.settings import Settings
+from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +221,7 @@ class DbHealth:
 
     async def close(self) -> None:
         if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._probe
+            await cancel_until_done(self._probe)
             self._probe = None
 
 

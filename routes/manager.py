@@ -32,6 +32,7 @@ from connectors.supervision import FAILED, RESTARTING, RUNNING, Supervised
 from hub.deadletter import DeadLetters
 from hub.errors import ConfigError
 from hub.retrying import ROUTE_RELAUNCH
+from hub.stopping import cancel_until_done
 from routes.loader import RouteFile, implied_rest_routes, load_route_file, load_routes, routes_dir
 from routes.pipeline import RouteEmit, route_sink_chain
 from routes.replays import RouteReplays
@@ -157,11 +158,7 @@ class RouteManager:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_until_done(self._task)
             self._task = None
         async with self._lock:
             for key in list(self.runners):

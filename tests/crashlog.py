@@ -11,6 +11,7 @@ Registered from ``tests/conftest.py``; a test-process diagnostic only, nothing o
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import os
 import signal
@@ -43,10 +44,28 @@ def configure(config: pytest.Config) -> None:
         if _log is not None:
             _log.write(f"os._exit({status}) called; every thread:\n")
             faulthandler.dump_traceback(_log, all_threads=True)
+            _dump_tasks(_log)
             _log.flush()
         real_exit(status)
 
     os._exit = exit_with_stacks
+
+
+def _dump_tasks(out: IO[str]) -> None:
+    """Every unfinished asyncio task with where it waits: an idle loop's thread stack shows only
+    ``select``, and the task that never ends is what the hang is (read from the timeout thread, so
+    best effort: the set may change while it is read)."""
+    try:
+        tasks = [t for t in list(asyncio.tasks._all_tasks) if not t.done()]  # type: ignore[attr-defined]
+    except Exception as exc:  # a diagnostic must never hide the real failure
+        out.write(f"(asyncio tasks not readable: {exc!r})\n")
+        return
+    out.write(f"{len(tasks)} unfinished asyncio tasks:\n")
+    for task in tasks[:60]:
+        try:
+            task.print_stack(limit=6, file=out)
+        except Exception as exc:
+            out.write(f"  {task.get_name()}: stack not readable ({exc!r})\n")
 
 
 def test_started(nodeid: str) -> None:

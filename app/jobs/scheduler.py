@@ -20,7 +20,6 @@ The clock is injected (tests move time; the lease's expiry is the same clock's).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from app.jobs.registry import JobContext, JobKind
 from hub.errors import HubError
 from hub.partners import Partner
 from hub.settings import Settings
+from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 JOB_RUNS = Counter("hub_job_runs_total", "Job run attempts by job and result", ["job", "result"])
@@ -164,9 +164,7 @@ class Scheduler:
             await self.history.finish(rid, lease, self.clock(), status, ctx.counts, error)
             return status
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await beat
+            await cancel_until_done(beat)
         await self.history.finish(rid, lease, self.clock(), "succeeded", {**ctx.counts, **(counts or {})})
         JOB_RUNS.labels(job.name, "succeeded").inc()
         return "succeeded"
@@ -205,11 +203,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         tasks = [t for t in self._running.values() if not t.done()]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await asyncio.gather(*(cancel_until_done(t) for t in tasks))
         self._running.clear()
 
     async def overview(self) -> list[dict[str, Any]]:

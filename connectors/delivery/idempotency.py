@@ -29,7 +29,6 @@ another route's delivery of the same envelope.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.metrics import DELIVERY_AMBIGUOUS
 from hub.retrying import Backoff, Sleep
+from hub.stopping import cancel_until_done
 
 __all__ = ["COLLECTION", "DeliveryLog", "Idempotency", "MemoryDeliveryLog", "MongoDeliveryLog"]
 log = logging.getLogger(__name__)
@@ -113,9 +113,7 @@ class Idempotency(Wrapper):
             else:  # failed for good (a dead letter follows): a replay must be able to deliver it
                 await self._until_stored("release", key, lambda: self.records.release(key, self.owner))
         finally:  # on cancellation the claim stays and its lease lapses: whoever takes it over counts it
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await cancel_until_done(renewing)
         return outcome
 
     async def _claim_or_wait(self, key: str, envelope: Envelope) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ from flows.tasks.model import TASKS, WirelessTaskSettings
 from flows.tasks.nms import NmsClient
 from hub.db import declare_indexes
 from hub.errors import PermanentError, RetryableError
+from hub.stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,7 @@ class TaskPipeline:
         self._tasks.append(asyncio.create_task(self._recover(), name="wireless-recover"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*(cancel_until_done(task) for task in self._tasks))
         self._tasks = []
         await self.nms.close()
 

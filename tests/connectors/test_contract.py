@@ -183,6 +183,29 @@ async def test_a_killed_task_is_restarted_but_stop_is_final() -> None:
     assert work.runs == 2 and not task.alive
 
 
+async def test_stop_ends_a_loop_that_lost_the_first_cancellation() -> None:
+    """Python 3.11's ``asyncio.wait_for`` drops a cancel that lands as its inner call completes
+    (gh-86296): the work loop then goes on as if nothing happened. ``stop`` must still end it (it
+    waited forever: a test worker stuck 300 s in ``test_stop_leaves_nothing_running…[sftp]``)."""
+    lost = asyncio.Event()
+    running = asyncio.Event()
+
+    async def loop_that_swallows_one_cancel() -> None:
+        running.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.set()  # as wait_for does when its inner call finished at the same moment
+        await asyncio.Event().wait()  # ...and goes on with its work until cancelled again
+
+    task = Supervised("t", loop_that_swallows_one_cancel, policy=FAST).start()
+    await asyncio.wait_for(running.wait(), 1)
+    stopping = asyncio.ensure_future(task.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)  # not wait_for: its own cancel would end the stop
+    assert done, "stop() still waiting 5 s later"
+    assert lost.is_set() and task.state == STOPPED and not task.alive
+
+
 async def test_a_loop_that_returns_is_restarted_too(settings: Settings) -> None:
     runs: list[int] = []
     ready = asyncio.Event()

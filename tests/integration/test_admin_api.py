@@ -16,7 +16,7 @@ from flows.documents import CALLS, ORDERS, CallOutcome, CallRecord, OrderStatus,
 from hub.deadletter import Attempt, DeadLetter
 from hub.settings import AdminToken, Settings
 from tests.integration.test_dlq import seed
-from tests.support import topic_envelopes
+from tests.support import eventually, topic_envelopes
 
 pytestmark = pytest.mark.integration
 VIEWER = {"Authorization": "Bearer viewer-token-for-tests-0001"}
@@ -247,8 +247,13 @@ async def test_consumer_lag_gauge_counts_uncommitted_records(runtime: Runtime, s
         await consumer.commit({TopicPartition(topic, first.partition): first.offset + 1})
     finally:
         await consumer.stop()
-    await gauges.refresh(runtime, lag_ttl=0)
-    assert f'hub_consumer_lag{{group="{group}",topic="{topic}"}} 2.0' in generate_latest().decode()
+    line = f'hub_consumer_lag{{group="{group}",topic="{topic}"}} 2.0'
+
+    async def scraped() -> bool:  # as repeated scrapes do: a slow lag read shows at a later scrape
+        await gauges.refresh(runtime, lag_ttl=0)
+        return line in generate_latest().decode()
+
+    await eventually(scraped, timeout=30, interval=0.2)
 
 
 async def test_bad_queries_and_bodies_are_problem_documents(client: TestClient) -> None:

@@ -268,7 +268,7 @@ def _sigterm_mid_ingest_then_resume(env: dict[str, str], log: Path) -> None:
                     os.environ[k] = v
         drop = SftpServer(hub_settings).root / "drop" / "boss" / "orders"
         drop.mkdir(parents=True, exist_ok=True)
-        rows = 8_000  # ~0.8 MB: with the flows running it takes the hub ~30 s, so SIGTERM lands mid-ingest
+        rows = 4_000  # ~0.4 MB: with the flows running the hub takes ~15 s, so SIGTERM lands mid-ingest
         _write_orders(drop / "ORD_big.csv", rows)
         spool = Path(env["HUB_HOME"]) / "data" / "spool" / "boss-sftp-orders"
         size = (drop / "ORD_big.csv").stat().st_size

@@ -134,10 +134,13 @@ async def pending_count(runtime: Runtime) -> int:
     return await Queries(runtime.db, runtime.partners).count_dead_letters(DeadLetterFilter())
 
 
-@pytest.mark.allow_blocking(reason="the test seeds 10,000 dead letters in one batch on its own task")
-async def test_ctrl_c_during_a_bulk_replay_of_10000_gives_back_every_claim_not_sent(runtime: Runtime) -> None:
+@pytest.mark.allow_blocking(reason="the test seeds 3,000 dead letters in one batch on its own task")
+async def test_ctrl_c_during_a_bulk_replay_gives_back_every_claim_not_sent(runtime: Runtime) -> None:
+    """The issue's case was 10,000 letters; 3,000 keep the replay running long after the signal
+    (interrupted at >= 100, at 200/s) while the second replay of the rest no longer costs 50-80 s
+    of the suite: what is checked — claims given back at once, none sent twice — is per letter."""
     assert runtime.db is not None
-    topic, ids = await seed(runtime, 10_000)
+    topic, ids = await seed(runtime, 3_000)
     proc = await start_replay(runtime, topic, "--rate", "200")  # default lease (300 s): nothing may wait for it
     await interrupt_mid_way(runtime, proc, signal.SIGINT, after=100)
 

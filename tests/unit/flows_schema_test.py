@@ -4,6 +4,7 @@ the shipped copy regenerated whenever the models change."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -54,21 +55,34 @@ def test_every_registered_kind_is_in_the_schema_including_one_added_later() -> N
         del NODE_KINDS["stamp"]
 
 
+@functools.cache
+def validator() -> Any:
+    """One validator for all files: ``jsonschema.validate`` regenerated the schema and checked it
+    against the meta-schema on every call (0.15 s a file, 29 s for the shipped blueprints)."""
+    schema = flows_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def flow_files() -> list[Path]:
     return sorted([*FIXTURES.rglob("*.yaml"), *(ROOT / "config" / "flows").rglob("*.yaml")])
 
 
-@pytest.mark.parametrize("path", [p for p in flow_files() if "stages" not in yaml.safe_load(p.read_text())],
+def _yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+
+
+@pytest.mark.parametrize("path", [p for p in flow_files() if "stages" not in _yaml(p)],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_v2_file_validates_against_the_schema(path: Path) -> None:
-    jsonschema.validate(yaml.safe_load(path.read_text(encoding="utf-8")), flows_schema())
+    validator().validate(_yaml(path))
 
 
 def test_templates_children_and_fragments_validate() -> None:
-    schema = flows_schema()
     for text in (TEMPLATE, CHILD + "fragments: [close-out-esop]\n",
                  "fragment: f\ndescription: d\nnodes:\n  x: {kind: end}\n"):
-        jsonschema.validate(yaml.safe_load(text), schema)
+        validator().validate(yaml.safe_load(text))
 
 
 @pytest.mark.parametrize(("text", "why"), [
@@ -83,4 +97,4 @@ def test_templates_children_and_fragments_validate() -> None:
 ])
 def test_mistakes_are_refused_by_the_schema(text: str, why: str) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(yaml.safe_load(text), flows_schema())
+        validator().validate(yaml.safe_load(text))
