@@ -25,10 +25,17 @@ from typing import Any
 from flows.runtime.document import ts
 from flows.runtime.runner import FlowRunner
 from flows.store import EVENTS
-from hub.envelope import Envelope
+from hub import tracing
+from hub.envelope import Envelope, TraceContext
 from hub.intake import iter_unconsumed
 
 log = logging.getLogger(__name__)
+
+
+def order_trace(doc: dict[str, Any]) -> TraceContext:
+    """The trace stored on the order (its first envelope's), or a new one for an order without."""
+    raw = doc.get("trace")
+    return TraceContext.model_validate(raw) if raw else TraceContext()
 
 
 class Sweeps:
@@ -53,13 +60,15 @@ class Sweeps:
         for order_id in await store.due("next_timer_at", ts(now)):
             if not await store.lease(order_id, "timer_lease", now, self.fs.lease_s):
                 continue
-            doc = await store.orders.find_one({"_id": order_id}, {"timers": 1})
+            doc = await store.orders.find_one({"_id": order_id}, {"timers": 1, "trace": 1})
             if doc is None:
                 continue
             due = [tid for tid, t in (doc.get("timers") or {}).items() if t["at"] <= now]
-            await asyncio.gather(*(self.runtime.producer.send(self.runner.orders_topic, Envelope(
-                type="timer.fired", source="hub", protocol="internal", correlation_id=order_id,
-                idempotency_key=f"timer:{tid}", payload={"timer_id": tid})) for tid in due))
+            # in the order's trace (hub/tracing.py): a polling order's every round stays one chain
+            with tracing.hop(order_trace(doc), "hub.engine", "timer.sweep", order_id, kind="internal") as span:
+                await asyncio.gather(*(self.runtime.producer.send(self.runner.orders_topic, Envelope(
+                    type="timer.fired", source="hub", protocol="internal", correlation_id=order_id,
+                    idempotency_key=f"timer:{tid}", payload={"timer_id": tid}, trace=span.trace)) for tid in due))
 
     async def outboxes(self) -> None:
         """Carry out outboxes a crash (or a broker outage) left unsent."""
@@ -107,7 +116,8 @@ class Sweeps:
             doc["outbox"] = doc["outbox"] + [{k: v for k, v in c.items() if k not in ("sent_at",)}
                                              for cid, c in doc["open_calls"].items()
                                              if cid not in known and not c.get("dead_letter_id")]
-        await self.runner.send_outbox(doc, bp, resend_known=open_calls)
+        with tracing.hop(order_trace(doc), "hub.engine", "outbox.resend", order_id, kind="internal"):
+            await self.runner.send_outbox(doc, bp, resend_known=open_calls)
 
     def _usable(self) -> bool:
         if self.runtime.db is None:
