@@ -58,6 +58,7 @@ TTL_S = 30 * 86400
 MAX_SPANS_PER_ORDER = 1000
 FLUSH_S = 1.0
 FLUSH_AT = 500  # spans buffered: written at once, without waiting for the second
+SHUTDOWN_S = 3.0
 BUFFER_MAX = 20_000  # spans waiting while MongoDB is away: older ones are dropped (a summary, not a record)
 
 SERVICE, OPERATION, ORDER, OUTCOME, ERROR = "hub.service", "hub.operation", "hub.order_id", "hub.outcome", "hub.error"
@@ -121,8 +122,13 @@ class Tracing:
     async def close(self) -> None:
         if self.writer is not None:
             await self.writer.close()
-        if self.provider is not None:
-            await asyncio.to_thread(self.provider.shutdown)  # flushes the OTLP batch (a blocking HTTP post)
+        if self.provider is not None:  # flushes the OTLP batch (a blocking HTTP post) in a thread; a
+            # collector that does not answer must not hold the hub's stop (10 s in all): 3 s, then left
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.provider.shutdown), SHUTDOWN_S)
+            except TimeoutError:
+                log.warning("tracing: the OTLP exporter did not finish within %.0f s; its last spans are lost",
+                            SHUTDOWN_S)
 
 
 _current = Tracing()

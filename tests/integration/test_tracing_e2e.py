@@ -18,6 +18,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from hub import tracing
 from hub.envelope import TraceContext
 from hub.settings import Settings
+from tests.conftest import free_port
 from tests.integration.flow_harness import ESOP_KEY, HUB, running_flow_env
 from tests.integration.otlp_receiver import Receiver
 from tests.integration.test_flow_e2e import at, done
@@ -171,3 +172,35 @@ async def test_one_order_is_one_trace_from_intake_to_the_close_report(
     assert {k for s in receiver.spans for k in s["attributes"]} <= {
         "hub.service", "hub.operation", "hub.order_id", "hub.outcome", "hub.error"}
     assert "order_traces:" not in worker_log  # no summary batch was lost
+
+
+async def test_a_collector_that_never_answers_does_not_hold_the_hubs_stop(settings: Settings) -> None:
+    from aiohttp import web
+
+    from app.runtime import Runtime
+
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()  # answers only once the test is over
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        rt = Runtime(settings.model_copy(update={"otlp_endpoint": f"http://127.0.0.1:{port}"}))
+        await rt.start()
+        with tracing.hop(TraceContext(), "hub.engine", "order.received", "ord-t2"):
+            pass
+        # the summary is written and the stop returns although the export hangs (the hub's stop: 10 s)
+        await asyncio.wait_for(rt.stop(), 8)
+    finally:
+        release.set()
+        await runner.cleanup()
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
+    assert [s["operation"] for s in await tracing.spans_of(client[settings.mongo_db], "ord-t2")] == ["order.received"]
+    client.close()
