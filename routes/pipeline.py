@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from connectors.base import Sink
 from connectors.delivery import ChainSpec, MongoDeliveryLog, build_chain, innermost, trail
+from connectors.delivery.tracing import Traced
 from hub import topics
 from hub.cancel import CANCEL, WITHDRAW_OF, NoRunningOrder, resolve_withdraw, withdraw_request
 from hub.deadletter import DeadLetter, DeadLetters
@@ -216,7 +217,8 @@ async def route_sink_chain(route: Any, sink: Sink, services: Services) -> Sink:
     source_topic = topics.route(services.settings.topic_prefix, route.name)
     if db is not None:
         await services.ensure_topic(topics.dead_letter(source_topic))
-    return build_chain(sink, ChainSpec(
+    # each attempt a span of the partner (connectors/delivery/tracing.py), as a partner's delivery's
+    return build_chain(Traced(sink, partner), ChainSpec(
         partner=partner, policy=target.policy, source_topic=source_topic,
         dead_letters=DeadLetters(db, services.producer) if db is not None else None,
         records=MongoDeliveryLog(db) if db is not None else None,

@@ -141,3 +141,36 @@ def test_a_partners_traceparent_is_continued_and_a_bad_one_ignored() -> None:
         assert partner_trace({"traceparent": bad}) is None, bad
     assert partner_trace(None) is None
     assert partner_trace({"traceparent": f"00-{tid}-{sid}-01", "tracestate": "x" * 600}).tracestate is None  # type: ignore[union-attr]
+
+
+async def test_each_attempt_is_a_span_of_the_partner_under_the_delivery_and_the_sink_sends_its_id(
+        spans: InMemorySpanExporter) -> None:
+    from typing import ClassVar
+
+    from connectors.base import Outcome
+    from connectors.delivery.tracing import Traced
+
+    class Fake:  # the transport: what the partner would have received
+        name: ClassVar[str] = "fake"
+        sent: ClassVar[list[str]] = []
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        async def deliver(self, envelope: Envelope) -> Outcome:
+            self.sent.append(envelope.trace.traceparent)
+            return Outcome(ok=len(self.sent) > 1, retryable=len(self.sent) == 1)
+
+    sink = Traced(Fake(), "esop")
+    call = _order().caused(type="call.request", idempotency_key="c1", payload={"operation": "close_report"})
+    with tracing.hop(call.trace, "hub.delivery", "close_report", call.correlation_id) as d:
+        first, second = await sink.deliver(call), await sink.deliver(call)
+    assert not first.ok and second.ok
+    a1, a2, delivery = spans.get_finished_spans()
+    assert [dict(s.attributes or {}).get("hub.outcome") for s in (a1, a2, delivery)] == ["retryable", "ok", "ok"]
+    for attempt, sent in zip((a1, a2), Fake.sent, strict=True):
+        assert attempt.name == "esop close_report"
+        assert attempt.parent is not None and attempt.parent.span_id == _ctx(delivery).span_id
+        assert sent.split("-")[2] == f"{_ctx(attempt).span_id:016x}"  # the partner got the attempt's span
+    assert d.trace.trace_id == call.trace.trace_id
