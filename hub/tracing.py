@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from pydantic import ValidationError
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import PyMongoError
 from pymongo.write_concern import WriteConcern
@@ -50,7 +51,7 @@ from hub.db import declare_indexes
 from hub.envelope import CURRENT_SPAN, TraceContext
 
 __all__ = ["COLLECTION", "Hop", "OrderTraceWriter", "Tracing", "grouped", "hop", "install", "installed", "mark",
-           "running", "spans_of"]
+           "partner_trace", "running", "spans_of"]
 
 log = logging.getLogger(__name__)
 COLLECTION = "order_traces"
@@ -157,6 +158,22 @@ def _parent(trace: TraceContext) -> Context:
     ctx = SpanContext(trace_id=int(trace_id, 16), span_id=int(span_id, 16), is_remote=True,
                       trace_flags=TraceFlags(int(flags, 16)))
     return otel.set_span_in_context(NonRecordingSpan(ctx))
+
+
+def partner_trace(headers: Mapping[str, str] | None) -> TraceContext | None:
+    """The partner's W3C ``traceparent`` (and ``tracestate``), so the order's trace continues the
+    partner's own (REST and SOAP intake); a malformed or all-zero one is ignored, as W3C asks: a new trace."""
+    raw = (headers or {}).get("traceparent")
+    if not raw:
+        return None
+    state = (headers or {}).get("tracestate")
+    try:
+        trace = TraceContext(traceparent=raw.strip().lower(),
+                             tracestate=state if state and len(state) <= 512 else None)
+    except ValidationError:
+        return None
+    _, trace_id, span_id, _ = trace.traceparent.split("-")
+    return None if trace_id == "0" * 32 or span_id == "0" * 16 else trace
 
 
 def running(trace: TraceContext) -> TraceContext:

@@ -26,13 +26,14 @@ from connectors.context import ConnectorContext
 from connectors.registry import registry
 from connectors.rest.config import RestSourceConfig
 from hub import jsonlimits
-from hub.envelope import Envelope, TraceContext
+from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
 from hub.partner_auth import ClientCertAuth, ClientCertVerifier, HmacAuth, HmacVerifier, PartnerRateLimiter
 from hub.partners import ApiKeyAuth
 from hub.problem import problem
+from hub.tracing import partner_trace
 from transforms.crypto import decrypt_inbound, keys_for
 from transforms.mapping import apply_transform
 
@@ -40,22 +41,6 @@ log = logging.getLogger(__name__)
 
 ORDERS_PATH = "/api/v1/partners/{partner}/orders"
 ENDPOINTS: web.AppKey[dict[str, RestOrderSource]] = web.AppKey("rest_order_endpoints", dict)
-
-
-def partner_trace(headers: Mapping[str, str] | None) -> TraceContext | None:
-    """The partner's W3C ``traceparent`` (and ``tracestate``), so the order's trace continues the
-    partner's own (hub/tracing.py); a malformed or all-zero one is ignored, as W3C asks: a new trace."""
-    raw = (headers or {}).get("traceparent")
-    if not raw:
-        return None
-    state = (headers or {}).get("tracestate")
-    try:
-        trace = TraceContext(traceparent=raw.strip().lower(),
-                             tracestate=state if state and len(state) <= 512 else None)
-    except ValidationError:
-        return None
-    _, trace_id, span_id, _ = trace.traceparent.split("-")
-    return None if trace_id == "0" * 32 or span_id == "0" * 16 else trace
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:

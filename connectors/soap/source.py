@@ -53,6 +53,7 @@ from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.partner_auth import PartnerRateLimiter
 from hub.services import SERVICES
+from hub.tracing import partner_trace
 from transforms.crypto import keys_for
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,8 @@ class SoapSource:
             envelope = self._withdraw_envelope(data)
         else:
             envelope = self._order_envelope(op, data)
+        if (trace := partner_trace(request.headers)) is not None:  # the partner's own trace continues
+            envelope.trace = trace
         return await self._emit_and_answer(ns, op, envelope)
 
     def _request(self, req: etree._Element | None, root: etree._Element | None = None,

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 
+from app.web import RUNTIME
 from hub import tracing
 from hub.envelope import TraceContext
 from hub.settings import Settings
@@ -204,3 +205,25 @@ async def test_a_collector_that_never_answers_does_not_hold_the_hubs_stop(settin
     client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
     assert [s["operation"] for s in await tracing.spans_of(client[settings.mongo_db], "ord-t2")] == ["order.received"]
     client.close()
+
+
+async def test_a_soap_partners_traceparent_is_continued(settings: Settings, aiohttp_client: Any) -> None:
+    from hub import topics
+    from tests.integration.test_soap_inbound import call, serve, work_order, zeep_client
+    from tests.support import topic_envelopes
+
+    client = await serve(aiohttp_client, settings)
+    zc = await asyncio.to_thread(zeep_client, client)
+    zc.transport.session.headers["traceparent"] = PARTNER  # the partner's own span sends the call
+    answer = await call(zc, "receiveWorkOrder", **work_order("S-TRACE-1"))
+    assert answer.resultCode == "0"
+    (env,) = await topic_envelopes(settings, topics.inbound(settings.topic_prefix, "esop"), expect=1)
+    _, partner_trace_id, partner_span, _ = PARTNER.split("-")
+    assert env.trace.trace_id == partner_trace_id and partner_span not in env.trace.traceparent
+
+    async def intake_span() -> list[dict[str, Any]]:
+        return await tracing.spans_of(client.app[RUNTIME].db, answer.orderId)
+
+    (span,) = await eventually(intake_span, timeout=10)
+    assert (span["service"], span["trace_id"], span["parent_id"]) == ("hub.intake", partner_trace_id, partner_span)
+    assert env.trace.traceparent.split("-")[2] == span["span_id"]  # the router's span will be its child

@@ -132,15 +132,13 @@ def test_the_summary_groups_an_orders_spans_and_the_read_side_puts_each_after_it
 
 
 def test_a_partners_traceparent_is_continued_and_a_bad_one_ignored() -> None:
-    from connectors.rest.source import partner_trace
-
     tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    trace = partner_trace({"traceparent": f"00-{tid}-{sid}-01", "tracestate": "vendor=1"})
+    trace = tracing.partner_trace({"traceparent": f"00-{tid}-{sid}-01", "tracestate": "vendor=1"})
     assert trace is not None and trace.trace_id == tid and trace.tracestate == "vendor=1"
     for bad in (f"00-{'0' * 32}-{sid}-01", f"00-{tid}-{'0' * 16}-01", "ff-x", f"01-{tid}-{sid}-01", ""):
-        assert partner_trace({"traceparent": bad}) is None, bad
-    assert partner_trace(None) is None
-    assert partner_trace({"traceparent": f"00-{tid}-{sid}-01", "tracestate": "x" * 600}).tracestate is None  # type: ignore[union-attr]
+        assert tracing.partner_trace({"traceparent": bad}) is None, bad
+    assert tracing.partner_trace(None) is None
+    assert tracing.partner_trace({"traceparent": f"00-{tid}-{sid}-01", "tracestate": "x" * 600}).tracestate is None  # type: ignore[union-attr]
 
 
 async def test_each_attempt_is_a_span_of_the_partner_under_the_delivery_and_the_sink_sends_its_id(
