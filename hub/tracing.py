@@ -49,6 +49,7 @@ from pymongo.write_concern import WriteConcern
 
 from hub.db import declare_indexes
 from hub.envelope import CURRENT_SPAN, TraceContext
+from hub.stopping import cancel_until_done
 
 __all__ = ["COLLECTION", "Hop", "OrderTraceWriter", "Tracing", "grouped", "hop", "install", "installed", "mark",
            "partner_trace", "running", "spans_of"]
@@ -304,11 +305,7 @@ class OrderTraceWriter(SpanProcessor):
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_until_done(self._task)
             self._task = None
         await self.flush()
 
