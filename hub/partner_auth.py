@@ -361,6 +361,22 @@ class Verifiers:
         return limiter
 
 
+def shared_limiter(table: dict[str, Any], partner: str, limit: RateLimit) -> PartnerRateLimiter:
+    """The partner's one bucket for all its request intakes (REST and SOAP) in this process.
+
+    Why shared: with a bucket per route a partner with a REST and a SOAP intake was allowed its rate
+    on each (twice its rate in all). ``table`` is the runtime's shared connector table, so a route
+    reloaded with the same limit keeps the bucket's level; a route that sets another limit gets its
+    own bucket (what its file says, for its requests only).
+    """
+    limiter = table.get(partner)
+    if not isinstance(limiter, PartnerRateLimiter) or limiter.limit != limit:
+        limiter = PartnerRateLimiter(limit)
+        if partner not in table:
+            table[partner] = limiter
+    return limiter
+
+
 class PartnerRateLimiter:
     """Non-blocking per-partner limit: a request over the rate is refused now (429), never queued."""
 

@@ -30,7 +30,7 @@ from hub.envelope import Envelope
 from hub.errors import RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
 from hub.order import WorkOrder, idempotency_key, order_id_for
-from hub.partner_auth import ClientCertAuth, ClientCertVerifier, HmacAuth, HmacVerifier, PartnerRateLimiter
+from hub.partner_auth import ClientCertAuth, ClientCertVerifier, HmacAuth, HmacVerifier, shared_limiter
 from hub.partners import ApiKeyAuth
 from hub.problem import problem
 from hub.tracing import partner_trace
@@ -69,7 +69,9 @@ class RestOrderSource:
         # runtime state of the partner's auth and limit: the nonces seen, the bucket's level
         self._verifier = HmacVerifier(config.auth) if isinstance(config.auth, HmacAuth) else None
         self._certs = ClientCertVerifier(config.auth) if isinstance(config.auth, ClientCertAuth) else None
-        self._limiter = PartnerRateLimiter(config.rate_limit) if config.rate_limit else None
+        # one bucket per partner across its REST and SOAP intakes (hub/partner_auth.py shared_limiter)
+        self._limiter = (shared_limiter(context.shared("partner-rate"), config.partner, config.rate_limit)
+                         if config.rate_limit else None)
 
     async def start(self, emit: Emit) -> None:
         if self.config.crypto is not None:  # our private keys' checks take ~50 ms CPU: a thread; missing = not started

@@ -51,7 +51,7 @@ from hub.cancel import CANCEL, withdraw_request
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
 from hub.metrics import INTAKE_LATENCY, INTAKE_REQUESTS
-from hub.partner_auth import PartnerRateLimiter
+from hub.partner_auth import shared_limiter
 from hub.services import SERVICES
 from hub.tracing import partner_trace
 from transforms.crypto import keys_for
@@ -137,7 +137,9 @@ class SoapSource:
         self._lists = frozenset(config.list_elements)
         self._nonces: dict[bytes, float] = {}
         self.max_body_bytes = config.max_body_bytes or context.settings.intake_max_body_bytes
-        self._limiter = PartnerRateLimiter(config.rate_limit) if config.rate_limit else None
+        # one bucket per partner across its REST and SOAP intakes (hub/partner_auth.py shared_limiter)
+        self._limiter = (shared_limiter(context.shared("partner-rate"), config.partner, config.rate_limit)
+                         if config.rate_limit else None)
 
     async def start(self, emit: Emit) -> None:
         if self._files is None:  # XSD and WSDL parsing is blocking XML work: off the loop
