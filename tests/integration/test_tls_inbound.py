@@ -58,14 +58,15 @@ async def _served(settings: Settings) -> AsyncIterator[str]:
 @pytest.fixture
 async def https(settings: Settings, pki: Pki) -> AsyncIterator[str]:
     """The shipped configuration (esop: API key) over HTTPS, no client CA."""
-    async for base in _served(_tls(settings, pki, client_ca=False)):
+    async for base in _served(await asyncio.to_thread(lambda: _tls(settings, pki, client_ca=False))):
         yield base
 
 
 @pytest.fixture
 async def mtls(settings: Settings, pki: Pki, tmp_path: Path) -> AsyncIterator[str]:
     """esop authenticated by its client certificate (CN esop-client), client CA configured."""
-    configured = _config(_tls(settings, pki, client_ca=True), tmp_path, CERT_AUTH)
+    # certificates made and the config copied in a thread (over 100 ms of CPU on the loop under load)
+    configured = await asyncio.to_thread(lambda: _config(_tls(settings, pki, client_ca=True), tmp_path, CERT_AUTH))
     async for base in _served(configured):
         yield base
 
