@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from app.infra.ephemeral import ephemeral_infra, free_port
 
-__all__ = ["free_port", "private_infra"]
+__all__ = ["HUB", "free_port", "hub_with_simulators", "private_infra"]
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB = str(ROOT / ".venv" / "bin" / "hub") if (ROOT / ".venv" / "bin" / "hub").exists() else "hub"
 
 
 @contextmanager
@@ -23,6 +28,35 @@ def private_infra(sftp: bool = False) -> Iterator[dict[str, str]]:
     """Private tansu + SecantusDB on free ports (app/infra/ephemeral.py); yields the env to pass on."""
     with ephemeral_infra(sftp=sftp, HUB_LOG_LEVEL="WARNING"):
         yield {k: v for k, v in os.environ.items() if k.startswith("HUB_")}
+
+
+@contextmanager
+def hub_with_simulators(env: dict[str, str], logs: Path, *, ready_s: float = 90,
+                        tag: str = "") -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``hub simulate`` on ``HUB_SIM_URL``'s port and ``hub run`` with ``env`` (over ``os.environ``),
+    logs in ``logs``; yields [simulators, worker] once ``/readyz`` answers and the consumer group had
+    time to join; both are stopped (terminate, then kill after 30 s) on the way out. One start-up for
+    the flow, fusion and tracing benchmarks, which each carried their own copy."""
+    full = {**os.environ, **env}
+    sim_port = env["HUB_SIM_URL"].rsplit(":", 1)[1]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        suffix = f"-{tag}" if tag else ""
+        with (logs / f"sim{suffix}.log").open("wb") as slog, (logs / f"worker{suffix}.log").open("wb") as wlog:
+            procs.append(subprocess.Popen([HUB, "simulate", "--port", sim_port], env=full, stdout=slog,
+                                          stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([HUB, "run"], env=full, stdout=wlog, stderr=subprocess.STDOUT))
+        wait_http(f"http://127.0.0.1:{env['HUB_HTTP_PORT']}/readyz", ready_s)
+        time.sleep(4)  # consumer group join
+        yield procs
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 @dataclass

@@ -33,10 +33,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bench._common import free_port, private_infra, wait_http
+from bench._common import free_port, hub_with_simulators, private_infra
 
 ROOT = Path(__file__).resolve().parent.parent
-HUB = str(ROOT / ".venv" / "bin" / "hub") if (ROOT / ".venv" / "bin" / "hub").exists() else "hub"
 RUN = uuid.uuid4().hex[:6]
 ORDER = {
     "product": "internet_line", "scenario": "open",
@@ -307,15 +306,7 @@ def main() -> None:
         env = {**env, "HUB_HTTP_PORT": str(http_port), "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
                "HUB_TOPIC_PREFIX": f"bf{RUN}", "HUB_MONGO_DB": f"bf_{RUN}",
                "HUB_KAFKA_EXACT_OFFSETS": "false" if args.no_exact_offsets else "true"}
-        full = {**os.environ, **env}
-        procs = []
-        try:
-            with (home / "sim.log").open("wb") as slog, (home / "worker.log").open("wb") as wlog:
-                procs.append(subprocess.Popen([HUB, "simulate", "--port", str(sim_port)], env=full, stdout=slog,
-                                              stderr=subprocess.STDOUT))
-                procs.append(subprocess.Popen([HUB, "run"], env=full, stdout=wlog, stderr=subprocess.STDOUT))
-            wait_http(f"http://127.0.0.1:{http_port}/readyz", 60)
-            time.sleep(4)  # consumer group join
+        with hub_with_simulators(env, home, ready_s=60) as procs:
             from hub.settings import load_settings
 
             s = load_settings()
@@ -323,14 +314,6 @@ def main() -> None:
             flow = asyncio.run(drive(f"http://127.0.0.1:{http_port}", env["HUB_SIM_URL"], s.mongo_uri,
                                      env["HUB_MONGO_DB"], s.kafka_bootstrap, env["HUB_TOPIC_PREFIX"], pids,
                                      args.duration, args.window, args.warmup, args.max_warmup))
-        finally:
-            for p in reversed(procs):
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
         if args.keep_logs:
             Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
             for name in ("worker.log", "sim.log"):

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -36,10 +34,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench._common import free_port, private_infra, wait_http
+from bench._common import free_port, hub_with_simulators, private_infra
 
 ROOT = Path(__file__).resolve().parent.parent
-HUB = str(ROOT / ".venv" / "bin" / "hub") if (ROOT / ".venv" / "bin" / "hub").exists() else "hub"
 RUN = uuid.uuid4().hex[:6]
 PRODUCTS = ("fusion_line", "fusion_camera")
 ADDRESSES = (("郑州市金水区花园路18号", "河南省郑州市 金水区花园路１８號"), ("郑州市中原区建设西路11号",))
@@ -191,28 +188,12 @@ def main() -> None:
         sim_port, http_port = free_port(), free_port()
         env = {**env, "HUB_HTTP_PORT": str(http_port), "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
                "HUB_TOPIC_PREFIX": f"bu{RUN}", "HUB_MONGO_DB": f"bu_{RUN}", "HUB_CONFIG_DIR": str(conf)}
-        full = {**os.environ, **env}
-        procs = []
-        try:
-            with (home / "sim.log").open("wb") as slog, (home / "worker.log").open("wb") as wlog:
-                procs.append(subprocess.Popen([HUB, "simulate", "--port", str(sim_port)], env=full, stdout=slog,
-                                              stderr=subprocess.STDOUT))
-                procs.append(subprocess.Popen([HUB, "run"], env=full, stdout=wlog, stderr=subprocess.STDOUT))
-            wait_http(f"http://127.0.0.1:{http_port}/readyz", 90)
-            time.sleep(4)  # consumer group join
+        with hub_with_simulators(env, home):
             from hub.settings import load_settings
 
             s = load_settings()
             r = asyncio.run(drive(f"http://127.0.0.1:{http_port}", env["HUB_SIM_URL"], s.mongo_uri,
                                   env["HUB_MONGO_DB"], args.groups, args.window, args.singles, args.timeout))
-        finally:
-            for p in reversed(procs):
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"fusion groups: {r['groups_done']} of {r['groups']} dispatched in {r['wall_s']:.1f} s "
           f"({r['groups_per_s']:.2f} groups/s, {r['members_per_s']:.2f} members/s; window {args.window} groups; "

@@ -23,8 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._common import free_port, private_infra, wait_http
-from bench.flow import HUB, drive, infra_pids
+from bench._common import free_port, hub_with_simulators, private_infra, wait_http
+from bench.flow import drive, infra_pids
 
 RECEIVER = r'''
 import sys
@@ -53,15 +53,7 @@ def run_mode(env: dict[str, str], mode: str, receiver: str, args: argparse.Names
     env.pop("HUB_OTLP_ENDPOINT", None)
     if mode == "otlp":
         env["HUB_OTLP_ENDPOINT"] = receiver
-    full = {**os.environ, **env}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        with (home / f"sim-{tag}.log").open("wb") as slog, (home / f"worker-{tag}.log").open("wb") as wlog:
-            procs.append(subprocess.Popen([HUB, "simulate", "--port", str(sim_port)], env=full, stdout=slog,
-                                          stderr=subprocess.STDOUT))
-            procs.append(subprocess.Popen([HUB, "run"], env=full, stdout=wlog, stderr=subprocess.STDOUT))
-        wait_http(f"http://127.0.0.1:{http_port}/readyz", 90)
-        time.sleep(4)  # consumer group join
+    with hub_with_simulators(env, home, tag=tag) as procs:
         from hub.settings import load_settings
 
         s = load_settings()
@@ -69,14 +61,6 @@ def run_mode(env: dict[str, str], mode: str, receiver: str, args: argparse.Names
         flow = asyncio.run(drive(f"http://127.0.0.1:{http_port}", env["HUB_SIM_URL"], s.mongo_uri,
                                  env["HUB_MONGO_DB"], s.kafka_bootstrap, env["HUB_TOPIC_PREFIX"], pids,
                                  args.duration, args.window, args.warmup, args.max_warmup))
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
     rate = flow["orders_per_s"] or float("nan")
     return {"mode": mode, "orders_per_s": round(rate, 2),
             "worker_cpu_ms_per_order": round(flow["cores_used"].get("worker", 0.0) / rate * 1000, 1),
