@@ -8,25 +8,17 @@ import os
 import struct
 from pathlib import Path
 
-from Crypto.Cipher import AES, PKCS1_OAEP
-from Crypto.Cipher.PKCS1_OAEP import PKCS1OAEP_Cipher
-from Crypto.Hash import SHA1, SHA256
-from Crypto.PublicKey import RSA
-from Crypto.Signature import pss
+from Crypto.Cipher import AES
 
-KEYS = Path(__file__).resolve().parent / "fixtures" / "keys"
+from tests.partner_crypto import KEYS, oaep
 
-
-def _oaep(pem: Path) -> PKCS1OAEP_Cipher:
-    """Java's RSA/ECB/OAEPWithSHA-256AndMGF1Padding: SHA-256 label hash, MGF1 with SHA-1."""
-    return PKCS1_OAEP.new(RSA.import_key(pem.read_bytes()), hashAlgo=SHA256,
-                          mgfunc=lambda x, y: pss.MGF1(x, y, SHA1))
+__all__ = ["KEYS", "decrypt", "encrypt"]
 
 
 def encrypt(plaintext: bytes, recipient_pub: Path, key_id: str, chunk: int = 4096) -> bytes:
     key = os.urandom(32)
     prefix = os.urandom(7)
-    wrapped = _oaep(recipient_pub).encrypt(key)
+    wrapped = oaep(recipient_pub).encrypt(key)
     kid = key_id.encode()
     header = (b"HFE1" + bytes([1, len(kid)]) + kid + struct.pack(">H", len(wrapped)) + wrapped
               + struct.pack(">I", chunk) + prefix)
@@ -54,7 +46,7 @@ def decrypt(data: bytes, our_private: Path) -> tuple[str, bytes]:
     prefix = data[pos + 4:pos + 11]
     pos += 11
     header = data[:pos]
-    key = _oaep(our_private).decrypt(wrapped)
+    key = oaep(our_private).decrypt(wrapped)
     body = data[pos:]
     size = chunk + 16
     sealed = [body[i:i + size] for i in range(0, len(body), size)]

@@ -17,10 +17,6 @@ from typing import Any
 import aio_pika
 import pytest
 import yaml
-from Crypto.Cipher import AES, PKCS1_OAEP
-from Crypto.Hash import SHA1, SHA256
-from Crypto.PublicKey import RSA
-from Crypto.Signature import pss
 from prometheus_client import REGISTRY
 
 from app.delivery import build_sink
@@ -30,26 +26,10 @@ from connectors.context import ConnectorContext
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.settings import Settings
+from tests.partner_crypto import KEYS, oaep, seal, unseal
 from tests.support import eventually, read_topic, topic_envelopes
 
-KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
 FIELDS = ["customerName", "contactPhone"]  # the partner's names, before the route's mapping
-
-
-def _oaep(name: str) -> Any:  # RSA-OAEP SHA-256 with MGF1-SHA1, Java's default
-    return PKCS1_OAEP.new(RSA.import_key((KEYS / name).read_bytes()), hashAlgo=SHA256,
-                          mgfunc=lambda x, y: pss.MGF1(x, y, SHA1))
-
-
-def _seal(key: bytes, text: str) -> str:
-    nonce = os.urandom(12)
-    ct, tag = AES.new(key, AES.MODE_GCM, nonce=nonce).encrypt_and_digest(text.encode())
-    return base64.b64encode(nonce + ct + tag).decode()
-
-
-def _open(key: bytes, text: str) -> str:
-    data = base64.b64decode(text)
-    return AES.new(key, AES.MODE_GCM, nonce=data[:12]).decrypt_and_verify(data[12:-16], data[-16:]).decode()
 
 
 CRYPTO = {
@@ -154,15 +134,15 @@ async def test_amqp_source_decrypts_declared_fields_and_dead_letters_what_does_n
     rt, queue = await _hub(settings, tmp_path, {}, {**CRYPTO, "inbound_fields": FIELDS})
     stopping.append(rt)
     key = os.urandom(32)
-    carried = {"X-Encrypted-Key": base64.b64encode(_oaep("test-hub-2026b.pub.pem").encrypt(key)).decode(),
+    carried = {"X-Encrypted-Key": base64.b64encode(oaep("test-hub-2026b.pub.pem").encrypt(key)).decode(),
                "X-Key-Id": "hub-2026b"}
     # a Java client's byte[] header is an AMQP byte array (type x): it arrives as bytes
     java_style = {"X-Encrypted-Key": bytearray(carried["X-Encrypted-Key"].encode()), "X-Key-Id": "hub-2026b"}
     before = _count("rejected_invalid")
     await _publish(rabbit, queue, [
-        (_order("A-1", _seal(key, "温州某某公司"), _seal(key, "13700000001")), "m-1", carried),
-        (_order("A-2", _seal(key, "温州某某公司"), _seal(key, "13700000002")), "m-2", java_style),
-        (_order("A-3", _seal(key, "温州某某公司"), _seal(os.urandom(32), "13700000003")), "m-3", carried),
+        (_order("A-1", seal(key, "温州某某公司"), seal(key, "13700000001")), "m-1", carried),
+        (_order("A-2", seal(key, "温州某某公司"), seal(key, "13700000002")), "m-2", java_style),
+        (_order("A-3", seal(key, "温州某某公司"), seal(os.urandom(32), "13700000003")), "m-3", carried),
         (_order("A-4", "温州某某公司", "13700000004"), "m-4", {}),  # the partner forgot to encrypt
     ])
     source = _source(rt)
@@ -206,9 +186,9 @@ async def test_amqp_sink_encrypts_the_operations_fields_with_the_key_in_the_mess
         await msg.ack()
     assert b"330101199001011234" not in msg.body
     body = json.loads(msg.body)
-    key = _oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(msg.headers["X-Encrypted-Key"]))
+    key = oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(msg.headers["X-Encrypted-Key"]))
     assert msg.headers["X-Key-Id"] == "partner-2026a" and body["request"]["order_id"] == "ord-a1"
-    assert _open(key, body["request"]["customer"]["id_number"]) == "330101199001011234"
+    assert unseal(key, body["request"]["customer"]["id_number"]) == "330101199001011234"
 
 
 async def test_a_message_over_max_message_bytes_is_dead_lettered_too_large_with_size_and_limit(

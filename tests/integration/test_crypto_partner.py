@@ -17,10 +17,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from Crypto.Cipher import AES, PKCS1_OAEP
-from Crypto.Hash import SHA1, SHA256
-from Crypto.PublicKey import RSA
-from Crypto.Signature import pss
 
 from app.delivery import build_sink
 from app.runtime import Runtime
@@ -31,27 +27,11 @@ from hub import topics
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.settings import Settings
+from tests.partner_crypto import KEYS, oaep, seal, unseal
 from tests.support import topic_envelopes
 
 pytestmark = pytest.mark.integration
-KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
 FIELDS = ["customer.name", "customer.contact_phone", "customer.id_number"]
-
-
-def _oaep(name: str) -> Any:  # RSA-OAEP SHA-256 with MGF1-SHA1, Java's default
-    return PKCS1_OAEP.new(RSA.import_key((KEYS / name).read_bytes()), hashAlgo=SHA256,
-                          mgfunc=lambda x, y: pss.MGF1(x, y, SHA1))
-
-
-def _seal(key: bytes, text: str) -> str:
-    nonce = os.urandom(12)
-    ct, tag = AES.new(key, AES.MODE_GCM, nonce=nonce).encrypt_and_digest(text.encode())
-    return base64.b64encode(nonce + ct + tag).decode()
-
-
-def _open(key: bytes, text: str) -> str:
-    data = base64.b64decode(text)
-    return AES.new(key, AES.MODE_GCM, nonce=data[:12]).decrypt_and_verify(data[12:-16], data[-16:]).decode()
 
 
 def _crypto_block(partner_pub: str, fields: str) -> str:
@@ -73,11 +53,11 @@ async def _call_partner(settings: Settings, tmp_path: Path, answer_key: str) -> 
 
     async def entry(request: web.Request) -> web.Response:  # the partner, without our code
         body = await request.json()
-        key = _oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(request.headers["X-Encrypted-Key"]))
+        key = oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(request.headers["X-Encrypted-Key"]))
         seen.append({"key_id": request.headers["X-Key-Id"], "body": body,
-                     "clear": {p: _open(key, body["customer"][p.split(".")[1]]) for p in FIELDS}})
+                     "clear": {p: unseal(key, body["customer"][p.split(".")[1]]) for p in FIELDS}})
         sealing = key if answer_key == "request" else os.urandom(32)
-        return web.json_response({"code": "0", "customer": {"id_number": _seal(sealing, "110101199003077777")}})
+        return web.json_response({"code": "0", "customer": {"id_number": seal(sealing, "110101199003077777")}})
 
     app = web.Application()
     app.router.add_post("/resource/api/entry", entry)
@@ -126,8 +106,6 @@ async def test_rest_sink_encrypts_request_fields_and_decrypts_the_answer(setting
     assert outcome.response["body"] == {"code": "0", "customer": {"id_number": "110101199003077777"}}
 
 
-
-
 async def test_an_answer_that_does_not_decrypt_is_a_rejected_call_not_retried(settings: Settings,
                                                                                tmp_path: Path) -> None:
     outcome, seen = await _call_partner(settings, tmp_path, "another")
@@ -150,13 +128,13 @@ async def test_rest_intake_decrypts_declared_fields_before_validation(
     key = os.urandom(32)
     order: dict[str, Any] = {
         "external_order_id": "E-C1", "product": "internet_line", "scenario": "open",
-        "customer": {"name": _seal(key, "杭州某某科技有限公司"), "contact_phone": _seal(key, "13800000000"),
-                     "id_number": _seal(key, "110101199003077777")},
+        "customer": {"name": seal(key, "杭州某某科技有限公司"), "contact_phone": seal(key, "13800000000"),
+                     "id_number": seal(key, "110101199003077777")},
         "addresses": [{"role": "install", "city": "杭州", "district": "西湖区", "detail": "文三路1号"}],
         "bandwidth_mbps": 100, "access_type": "PON"}
     headers = {"X-Api-Key": "dev-esop-key-0001",
                # ESOP has not rotated yet: it wraps with our previous public key and says so
-               "X-Encrypted-Key": base64.b64encode(_oaep("test-hub-2026a.pub.pem").encrypt(key)).decode(),
+               "X-Encrypted-Key": base64.b64encode(oaep("test-hub-2026a.pub.pem").encrypt(key)).decode(),
                "X-Key-Id": "hub-2026a"}
     resp = await client.post("/api/v1/partners/esop/orders", json=order, headers=headers)
     assert resp.status == 202, await resp.text()
@@ -168,7 +146,7 @@ async def test_rest_intake_decrypts_declared_fields_before_validation(
     resp = await client.post("/api/v1/partners/esop/orders", json=clear, headers={"X-Api-Key": "dev-esop-key-0001"})
     assert resp.status == 400 and "without the wrapped key" in (await resp.json())["detail"]
     tampered = {**order, "external_order_id": "E-C3",
-                "customer": {**order["customer"], "contact_phone": _seal(os.urandom(32), "13800000000")}}
+                "customer": {**order["customer"], "contact_phone": seal(os.urandom(32), "13800000000")}}
     resp = await client.post("/api/v1/partners/esop/orders", json=tampered, headers=headers)
     problem = await resp.json()
     assert resp.status == 400 and problem["errors"][0]["field"] == "customer.contact_phone", problem

@@ -16,10 +16,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from Crypto.Cipher import AES, PKCS1_OAEP
-from Crypto.Hash import SHA1, SHA256
-from Crypto.PublicKey import RSA
-from Crypto.Signature import pss
 from lxml import etree
 from prometheus_client import REGISTRY
 
@@ -31,30 +27,14 @@ from hub import topics
 from hub.envelope import Envelope
 from hub.partners import load_partners
 from hub.settings import Settings
+from tests.partner_crypto import KEYS, oaep, seal, unseal
 from tests.support import read_topic, topic_envelopes
 
 pytestmark = pytest.mark.integration
-KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
 URL = "/soap/esop"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 CNS = "http://esop.example.com/ws/crypto"  # the partner's namespace for the key's header elements
 API_KEY = {"X-Api-Key": "dev-esop-key-0001"}
-
-
-def _oaep(name: str) -> Any:  # RSA-OAEP SHA-256 with MGF1-SHA1, Java's default
-    return PKCS1_OAEP.new(RSA.import_key((KEYS / name).read_bytes()), hashAlgo=SHA256,
-                          mgfunc=lambda x, y: pss.MGF1(x, y, SHA1))
-
-
-def _seal(key: bytes, text: str) -> str:
-    nonce = os.urandom(12)
-    ct, tag = AES.new(key, AES.MODE_GCM, nonce=nonce).encrypt_and_digest(text.encode())
-    return base64.b64encode(nonce + ct + tag).decode()
-
-
-def _open(key: bytes, text: str) -> str:
-    data = base64.b64decode(text)
-    return AES.new(key, AES.MODE_GCM, nonce=data[:12]).decrypt_and_verify(data[12:-16], data[-16:]).decode()
 
 
 def _crypto_block(via: str, fields: str) -> str:
@@ -128,10 +108,10 @@ async def test_soap_intake_decrypts_declared_fields_before_the_xsd_validates(
     config = await asyncio.to_thread(_config, settings, tmp_path, _crypto_block(via, f"  inbound_fields: {FIELDS}\n"))
     client = await _client(settings, aiohttp_client, config)
     key = os.urandom(32)
-    wrapped = base64.b64encode(_oaep("test-hub-2026a.pub.pem").encrypt(key)).decode()
+    wrapped = base64.b64encode(oaep("test-hub-2026a.pub.pem").encrypt(key)).decode()
     carried_http = {"X-Encrypted-Key": wrapped, "X-Key-Id": "hub-2026a"} if via == "header" else {}
     header = _key_header(wrapped, "hub-2026a") if via == "soap_header" else ""
-    sealed = _order("S-C1", _seal(key, "宁波某某贸易公司"), _seal(key, "13900000001"), _seal(key, "300"))
+    sealed = _order("S-C1", seal(key, "宁波某某贸易公司"), seal(key, "13900000001"), seal(key, "300"))
     resp = await client.post(URL, data=_envelope(sealed, header),
                              headers={"Content-Type": "text/xml", **API_KEY, **carried_http})
     assert resp.status == 200, await resp.text()
@@ -146,7 +126,7 @@ async def test_soap_intake_decrypts_declared_fields_before_the_xsd_validates(
     resp = await client.post(URL, data=_envelope(clear), headers={"Content-Type": "text/xml", **API_KEY})
     text = await resp.text()
     assert resp.status == 500 and "<faultcode>soap:Client</faultcode>" in text and "without the wrapped key" in text
-    tampered = _order("S-C3", _seal(key, "宁波某某贸易公司"), _seal(os.urandom(32), "13900000003"), _seal(key, "300"))
+    tampered = _order("S-C3", seal(key, "宁波某某贸易公司"), seal(os.urandom(32), "13900000003"), seal(key, "300"))
     with caplog.at_level(logging.INFO):
         resp = await client.post(URL, data=_envelope(tampered, header),
                                  headers={"Content-Type": "text/xml", **API_KEY, **carried_http})
@@ -154,7 +134,7 @@ async def test_soap_intake_decrypts_declared_fields_before_the_xsd_validates(
     assert resp.status == 500 and "<field>customer.contactPhone</field>" in text, text
     assert "13900000003" not in text and "13900000003" not in caplog.text
     assert "customer.contactPhone does not decrypt" in caplog.text
-    bad_number = _order("S-C4", _seal(key, "某公司"), _seal(key, "13900000004"), _seal(key, "-5"))
+    bad_number = _order("S-C4", seal(key, "某公司"), seal(key, "13900000004"), seal(key, "-5"))
     resp = await client.post(URL, data=_envelope(bad_number, header),
                              headers={"Content-Type": "text/xml", **API_KEY, **carried_http})
     text = await resp.text()  # decrypted, then refused by the XSD, which would quote '-5': not shown
@@ -171,15 +151,15 @@ async def _soap_partner(answer_key: str, seen: list[dict[str, Any]]) -> TestServ
         root = etree.fromstring(await request.read())
         header = root.find(f"{{{SOAP}}}Header")
         wrapped = header.findtext(f"{{{CNS}}}encryptedKey")
-        key = _oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(wrapped))
+        key = oaep("test-partner-2026a.key.pem").decrypt(base64.b64decode(wrapped))
         body = root.find(f"{{{SOAP}}}Body")[0]
         ns = "{http://esop.example.com/ws}"
         seen.append({"key_id": header.findtext(f"{{{CNS}}}keyId"), "order": body.findtext(f"{ns}orderId"),
                      "sealed": body.findtext(f"{ns}resultDesc"),
-                     "clear": _open(key, body.findtext(f"{ns}resultDesc") or "")})
+                     "clear": unseal(key, body.findtext(f"{ns}resultDesc") or "")})
         sealing = key if answer_key == "request" else os.urandom(32)
         answer = (f'<s:Envelope xmlns:s="{SOAP}"><s:Body><e:notifyOrderResultResponse xmlns:e="http://esop.example'
-                  f'.com/ws"><e:checkResult>1</e:checkResult><e:parameterValue>{_seal(sealing, "已归档 张三")}'
+                  f'.com/ws"><e:checkResult>1</e:checkResult><e:parameterValue>{seal(sealing, "已归档 张三")}'
                   "</e:parameterValue></e:notifyOrderResultResponse></s:Body></s:Envelope>")
         return web.Response(text=answer, content_type="text/xml")
 
