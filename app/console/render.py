@@ -19,12 +19,15 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from app.admin.terminal import json_text, visible
 from app.console import i18n
 from app.console.session import CSRF_FIELD, LANG_COOKIE, SESSION
 from app.console.svg import human_ms
 
 TEMPLATES = Path(__file__).parent / "templates"
-NAV = ("overview", "orders", "dlq", "calls", "alerts", "flows", "routes", "history")
+NAV = ("overview", "orders", "dlq", "calls", "alerts", "reports", "jobs", "flows", "routes", "history")
+#: a nav item whose label is not its own key ("reports" is the order page's 进度上报)
+NAV_LABELS = {"reports": "report_control"}
 
 
 def _when(value: Any) -> str:
@@ -46,11 +49,18 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
 
 
+def _inert_json(value: Any) -> str:
+    """``pretty`` for a record a partner wrote into: C1 and bidi characters as ``\\uXXXX``."""
+    return json_text(value, indent=2, sort_keys=True, default=str)
+
+
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=_when, pretty=_pretty, ms=human_ms)
-    env.globals.update(urlencode=urlencode, Markup=Markup, nav=NAV)
+    # ``inert``: text a partner or a submitter wrote (errors, notes, payload values), control and format
+    # characters spelled out as on the terminal (app/admin/terminal.py); autoescape does the HTML part
+    env.filters.update(when=_when, pretty=_pretty, ms=human_ms, inert=visible, inert_json=_inert_json)
+    env.globals.update(urlencode=urlencode, Markup=Markup, nav=NAV, nav_labels=NAV_LABELS)
     return env
 
 

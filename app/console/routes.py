@@ -11,6 +11,9 @@ request: templates (app/console/templates), one stylesheet and one small script
     GET  /console/routes  GET /console/history
     POST /console/dlq/{id}/replay | /console/dlq/replay | /console/dlq/{id}/discard          (operator)
     POST /console/orders/{id}/retry | /cancel | /stages/{stage}/submit | /console/calls/recall (operator)
+    GET  /console/reports   POST /console/reports/rules | /rules/{id}/edit | /rules/{id}/delete
+                            POST /console/reports/alerts/{id}/note                             (operator)
+    GET  /console/jobs      POST /console/jobs/{name}/run                                      (operator)
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import Counter
 
-from app.console import actions, pages
+from app.console import actions, pages, reporting
 from app.console.render import page, warm
 from app.console.session import COOKIE, PageHandler, clear_cookie, guarded, issue, revoke, safe_next, set_cookie
 from app.console.session import sign_in as find_token
@@ -103,6 +106,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/alerts", r("viewer", pages.alerts))
     app.router.add_post(f"{PREFIX}/alerts/{{id}}/{{action}}", r("operator", actions.alert_act))
     app.router.add_post(f"{PREFIX}/rules/{{id}}/enable", r("operator", actions.rule_enable))
+    app.router.add_get(f"{PREFIX}/reports", r("viewer", reporting.reports))
+    app.router.add_post(f"{PREFIX}/reports/rules", r("operator", reporting.rule_create))
+    app.router.add_post(f"{PREFIX}/reports/rules/{{id}}/edit", r("operator", reporting.rule_edit))
+    app.router.add_post(f"{PREFIX}/reports/rules/{{id}}/delete", r("operator", reporting.rule_delete))
+    app.router.add_post(f"{PREFIX}/reports/alerts/{{id}}/note", r("operator", reporting.alert_note))
+    app.router.add_get(f"{PREFIX}/jobs", r("viewer", reporting.jobs))
+    app.router.add_post(f"{PREFIX}/jobs/{{name}}/run", r("operator", reporting.job_run))
     app.router.add_post(f"{PREFIX}/dlq/replay", r("operator", actions.dlq_replay_bulk))
     app.router.add_post(f"{PREFIX}/dlq/{{id}}/replay", r("operator", actions.dlq_replay_one))
     app.router.add_post(f"{PREFIX}/dlq/{{id}}/discard", r("operator", actions.dlq_discard))
