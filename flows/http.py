@@ -5,7 +5,10 @@
   ``outbound.callback_auth`` key, else like its REST intake (API key, HMAC signature or TLS client
   certificate) and held to its intake's ``rate_limit`` (a bucket of its own: callbacks do not spend
   the orders' budget; over it ⇒ 429 + Retry-After); put on ``{p}.orders`` through the idempotent
-  intake (the same callback twice ⇒ one envelope) and matched there to the waiting call.
+  intake (the same callback twice ⇒ one envelope) and matched there to the waiting call. A partner
+  replying in stages posts interim callbacks (``status`` accepted/processing/…): the call stays open
+  until the final one (flows/runtime/progress.py); the final's duplicate after it closed is a 202
+  duplicate, any other callback for an order not waiting for the partner a 403.
 * ``POST /api/v1/orders/{order_id}/stages/{stage}/submit`` — a person or the field app submits a
   manual stage (admin bearer token, role ``operator``). Checked against the order's current stage
   and the stage's ``required_fields`` before anything is written; 202 once durable on Kafka.
@@ -214,6 +217,30 @@ async def _owns(runtime: Services, partner: str, order_id: str) -> tuple[bool | 
         isinstance(c, dict) and c.get("partner") == partner for c in (doc.get("open_calls") or {}).values()), trace
 
 
+async def _not_waiting(runtime: Services, name: str, order_id: str, key: str) -> web.Response:
+    """The answer to a callback for an order with no open call to ``name``.
+
+    The same body again after the final callback closed the call (a partner that lost our 202 and
+    retries) is answered as the duplicate it is — 202, ``duplicate: true``, nothing produced, so no
+    second effect — instead of a 403 the partner would log as a refusal. The journal is asked only
+    here, off the accepted path; its key names the partner and the body's digest, so it tells a
+    partner nothing about orders it never posted for. Anything else is refused: another partner's
+    order, none at all, or a different callback after the final (a late stage) — the same 403, so
+    ids cannot be probed."""
+    try:
+        journaled = runtime.db is not None and await runtime.db[EVENTS].find_one({"_id": key}, {"_id": 1})
+    except PyMongoError:
+        return problem(503, "Service Unavailable", "order store not available; retry later",
+                       headers={"Retry-After": "5"})
+    if journaled:
+        log.info("callback from %s for %s again after its call closed: answered as a duplicate", name, order_id)
+        INTAKE_REQUESTS.labels(name, "rest", "duplicate").inc()
+        return web.json_response({"accepted": True, "duplicate": True}, status=202)
+    log.warning("callback from %s refused: order %r is neither its own nor waiting for it", name, order_id)
+    INTAKE_REQUESTS.labels(name, "rest", "rejected_forbidden").inc()
+    return problem(403, "Forbidden", f"order {order_id!r} is not waiting for an answer from {name!r}")
+
+
 async def callback(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     name = request.match_info["partner"]
@@ -248,18 +275,17 @@ async def callback(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     raw, body = parsed
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = f"callback:{name}:{body.callback_ref or body.operation}:{body.order_id}:{digest}"
     owns, trace = await _owns(runtime, name, body.order_id)
     if owns is None:
         return problem(503, "Service Unavailable", "order store not available; retry later",
                        headers={"Retry-After": "5"})
-    if not owns:  # another partner's order, or none: the same answer, so ids cannot be probed
-        log.warning("callback from %s refused: order %r is neither its own nor waiting for it", name, body.order_id)
-        INTAKE_REQUESTS.labels(name, "rest", "rejected_forbidden").inc()
-        return problem(403, "Forbidden", f"order {body.order_id!r} is not waiting for an answer from {name!r}")
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if not owns:
+        return await _not_waiting(runtime, name, body.order_id, key)
     envelope = Envelope(
         type="callback", source=name, protocol="rest", correlation_id=body.order_id,
-        idempotency_key=f"callback:{name}:{body.callback_ref or body.operation}:{body.order_id}:{digest}",
+        idempotency_key=key,
         payload=body.model_dump(mode="json"),
         headers={k: v for k, v in (("partner-request-id", request.headers.get("X-Request-Id")),) if v},
         **({"trace": trace} if trace is not None else {}),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +42,16 @@ class Received:
     body: Any
     at: float
     answered: str
+
+
+@dataclass(frozen=True)
+class SentCallback:
+    """A callback the simulator posted to the hub and the status it got (a staged reply's later stages
+    refused with 403 is what `hub demo --all` found; tests assert every stage was accepted)."""
+
+    partner: str
+    body: dict[str, Any]
+    status: int
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ class SimulatorState:
         self._tasks: set[asyncio.Task[None]] = set()
         self.callbacks_sent = 0
         self.callbacks_failed = 0
+        # the callbacks answered by the hub (< 500), in order; the latest 10,000 (a long `hub simulate`)
+        self.sent: deque[SentCallback] = deque(maxlen=10_000)
         self.answers: dict[tuple[str, str], Answer] = {}  # (partner, key) → first accepted answer
         self.accepted: dict[tuple[str, str], int] = {}  # (partner, key) → requests since it was accepted
         self.jobs: dict[tuple[str, str], Job] = {}  # (partner, ref) → a poll-mode request's pending result
@@ -117,6 +130,7 @@ class SimulatorState:
         self.answers.clear()
         self.accepted.clear()
         self.jobs.clear()
+        self.sent.clear()
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -168,6 +182,7 @@ class SimulatorState:
                     async with self._session.post(url, json=body, headers={header: key}) as resp:
                         if resp.status < 500:
                             self.callbacks_sent += 1
+                            self.sent.append(SentCallback(partner, body, resp.status))
                             if resp.status >= 400:
                                 log.warning("hub refused %s callback: %s %s", partner, resp.status, await resp.text())
                             break

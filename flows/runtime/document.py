@@ -12,7 +12,8 @@ them: ``status`` (in_flight | waiting | completed | failed | cancelled), ``curre
 adds ``state``, ``outbox`` (commands not yet carried out), ``open_calls`` (calls and reports sent,
 no answer yet — re-sent from here after a broker loss), ``timers`` / ``next_timer_at`` (durable
 timers), ``rev`` (fresh per write), ``blueprint`` / ``digest`` (the pinned version), ``applied``
-(recent event ids: a redelivered event changes nothing), ``parent`` (a sub-flow's parent order).
+(recent event ids: a redelivered event changes nothing), ``parent`` (a sub-flow's parent order),
+``progress`` (a staged partner's interim callbacks per node, flows/runtime/progress.py).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def project(doc: dict[str, Any], bp: Blueprint, now: float) -> None:
     doc["current_stage"] = tokens[0]["node"] if tokens else None
     doc["updated_at"] = ts(now)
     doc["stages"] = [_stage(e, bp) for e in state.get("trail", [])]
+    _stage_progress(doc)
     timeouts = [t["at"] for t in doc["timers"].values() if t["purpose"] == "timeout"]
     doc["sla_deadline"] = ts(min(timeouts)) if timeouts else None
     if status in FINAL:
@@ -169,6 +171,17 @@ def _waiting(token: dict[str, Any], bp: Blueprint) -> str:
     if token.get("phase") != "active":
         return f"{token['node']} (progress report)"
     return f"{token['node']} ({kind})"
+
+
+def _stage_progress(doc: dict[str, Any]) -> None:
+    """A staged partner's progress (flows/runtime/progress.py) on the timeline: the latest visit of
+    its node shows the latest status, the fields reported so far and how many stages came."""
+    for node, entry in (doc.get("progress") or {}).items():
+        visits = [s for s in doc["stages"] if s["stage"] == node]
+        if visits and isinstance(entry, dict):
+            visits[-1]["progress"] = {"status": entry.get("status"), "at": entry.get("updated_at"),
+                                      "fields": entry.get("fields") or {}, "stages": len(entry.get("stages") or []),
+                                      "final": bool(entry.get("final"))}
 
 
 def _stage(entry: dict[str, Any], bp: Blueprint) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tenacity import RetryCallState, retry_if_exception_type, retry_if_not_excep
 
 from flows.graph import step
 from flows.graph.model import Blueprint
+from flows.runtime import progress
 from flows.runtime.document import MAX_APPLIED, apply_commands, new_document, project, ts, unrunnable_document
 from flows.runtime.relay import Relay
 from flows.runtime.store import OrderStoreV2
@@ -217,7 +218,7 @@ class FlowRunner:
             work["outbox_at"] = None
         touched = _bookkeep(work, env, now)
         state, commands = doc["state"], list[dict[str, Any]]()
-        event = to_event(env, bp, doc["state"], doc["open_calls"]) if bp is not None else None
+        event = to_event(env, bp, doc["state"], doc["open_calls"], doc.get("progress")) if bp is not None else None
         if bp is not None and event is not None and event["type"] != "order_received":
             state, commands = step(bp, doc["state"], event, now)
         if state is doc["state"] and not touched:
@@ -327,8 +328,9 @@ def _mark_callback_steps(doc: dict[str, Any], bp: Blueprint, commands: list[dict
 
 def _bookkeep(work: dict[str, Any], env: Envelope, now: float) -> bool:
     """What the document records of an event whatever the engine makes of it: an answered call
-    leaves ``open_calls`` (a failed delivery stays there, blocked, with its dead letter), a fired
-    timer leaves ``timers``. True when the document changed."""
+    leaves ``open_calls`` (a failed delivery stays there, blocked, with its dead letter; a staged
+    partner's interim callback keeps it open and is recorded as progress, flows/runtime/progress.py),
+    a fired timer leaves ``timers``. True when the document changed."""
     p = env.payload
     if env.type == "call.result":
         cid = str(p.get("call_id") or "")
@@ -343,7 +345,7 @@ def _bookkeep(work: dict[str, Any], env: Envelope, now: float) -> bool:
             call.update(dead_letter_id=p.get("dead_letter_id"), error=p.get("error"), failed_at=ts(now))
         return True
     if env.type == "callback":
-        return work["open_calls"].pop(str(p.get("callback_ref") or ""), None) is not None
+        return progress.record(work, env, now)
     if env.type == "timer.fired":
         return work["timers"].pop(str(p.get("timer_id") or ""), None) is not None
     return False

@@ -18,7 +18,8 @@ Mapping (envelope ``type`` → event):
   is the G2 gate's business (``report_result ok false``, re-sent by ``order.retry``).
 * ``callback`` → ``call_result via callback`` (``callback_ref`` is the engine's call id); an interim
   callback of a partner that replies in stages (``status`` accepted/processing/…, the construction
-  platform's 阶段回复) is ``pending``: the step waits for the final one
+  platform's 阶段回复) is ``pending``: the step waits for the final one, whose result is handed over
+  on top of the fields the interim stages reported (``progress``, flows/runtime/progress.py)
 * ``stage.submit`` → ``submission``; ``order.retry`` → ``retry``; ``order.cancel`` → ``cancel``;
   ``order.suspend`` / ``order.resume``; ``timer.fired`` → ``timer_fired``; ``order.message`` →
   ``message``; ``subflow.finished``.
@@ -75,11 +76,12 @@ def _rest_body(response: Any) -> Any:
 
 
 def to_event(env: Envelope, bp: Blueprint | None, state: dict[str, Any] | None,
-             open_calls: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+             open_calls: dict[str, dict[str, Any]], progress: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The engine event for ``env`` (None: nothing for the engine — e.g. a dead-lettered call).
 
     ``open_calls`` are the document's commands awaiting an answer (id → command), which say what a
-    result answers (a poll answers the call it queries)."""
+    result answers (a poll answers the call it queries); ``progress`` the document's staged replies
+    so far (node → what the interim callbacks reported)."""
     p = env.payload
     t = env.type
     if t == "order.received":
@@ -95,13 +97,24 @@ def to_event(env: Envelope, bp: Blueprint | None, state: dict[str, Any] | None,
         if str(p.get("status", "")).lower() in PENDING_STATUSES:  # a staged partner's interim reply
             return {"type": "call_result", "call_id": p.get("callback_ref"), "pending": True, "via": "callback"}
         ok = str(p.get("status", "ok")).lower() in _OK_TEXTS
-        result = dict(p.get("result") or {})
+        result = _staged(p, progress)
         result.setdefault("ok", ok)
         return {"type": "call_result", "call_id": p.get("callback_ref"), "ok": ok, "result": result,
                 "via": "callback"}
     if t == "call.result":
         return _result_event(p, bp, state, open_calls)
     return None
+
+
+def _staged(p: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any]:
+    """A final callback's ``result`` over the fields its call's interim stages reported (the later
+    wins), so a blueprint's ``save`` keeps what only an interim stage said (P14's 设计员, say)."""
+    own = dict(p.get("result") or {})
+    ref = p.get("callback_ref")
+    for entry in (progress or {}).values():
+        if isinstance(entry, dict) and ref and entry.get("call_id") == ref and not entry.get("final"):
+            return {**(entry.get("fields") or {}), **own}
+    return own
 
 
 def _result_event(p: dict[str, Any], bp: Blueprint | None, state: dict[str, Any] | None,

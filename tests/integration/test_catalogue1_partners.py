@@ -5,10 +5,9 @@ Each reply path a new simulator has is taken by a shipped blueprint's order:
 * callback — 政企交互平台 (P13.1 line extension: 业务转派, the stage completes only on result = success), 集客APP
   and 一体化平台 (P22.1 cloud-PC install, posted by 云能, a new inbound partner), 3A (P01.2 password change,
   a scenario of the new vocabulary);
-* callback — 有线业务平台 (P33.1 企宽+酒店云PBX: the fusion member's task, a group of one, dispatched; its
-  construction result by callback). Not staged here: with several callbacks the hub refused the later
-  ones (403 "not waiting for an answer from wsp", seen in `hub demo --all`): the runtime's open-call
-  bookkeeping does not keep a call open across a pending callback yet;
+* staged — 有线业务平台 (P33.1 企宽+酒店云PBX: the fusion member's task, a group of one, dispatched; the
+  construction result in three callbacks: accepted, processing, completed; the install stage ends on the
+  last). tests/integration/test_staged_callbacks.py spaces the stages out and checks each was accepted;
 * poll — the activation module CAM (P15 voice line: GPON then SR, each "processing" to the first result
   query and done at the second), after the P14 construction sub-flow and before a manual verification.
 The poll interval is shortened in the test's copy of the blueprint (30 s in the shipped file).
@@ -77,11 +76,12 @@ async def test_callback_and_poll_partners_carry_their_orders_to_the_end(env: Flo
     assert [c.body["task"] for c in env.sim.calls("fieldapp")] == ["service_delivery", "service_verify"]
     assert "cloud_pc_sync" in _ops(env, "yth") and doc["state"]["data"]["serial_no"] == "YN-20260101-0001"
 
-    # callback: the WSP dispatch of the member's task
+    # staged: the WSP dispatch of the member's task waits through the interim callbacks, ends on the completed one
     await env.wait_order(pbx, lambda d: d.get("current_stage") == "design")
     status, body = await env.submit(pbx, "design", {"scheme": "酒店云PBX 20 分机"})
     assert status == 202, body
     doc = await env.wait_order(pbx, lambda d: d["status"] == "completed")
+    assert doc["state"]["data"]["construction_result"]["phase"] == "施工完成"
     assert doc["state"]["data"]["construction_result"]["result"] == "success"
     assert doc["state"]["data"]["fusion_task"]["group_state"] == "single"
     assert [s["stage"] for s in doc["stages"]][-3:] == ["install", "close_report", "done"]

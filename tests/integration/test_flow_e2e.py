@@ -87,7 +87,8 @@ async def test_esop_internet_line_completes_with_one_soap_close_report(flow_env:
     doc2 = await run_internet_line(env, "ESOP-E2E-2")
     assert [s["stage"] for s in doc2["stages"]] == INTERNET_STAGES
     assert [(c["partner"], c["operation"]) for c in await flat_calls(env, doc2["_id"])] == INTERNET_CALLS
-    assert env.sim.state.callbacks_sent - sent_before == 4  # design twice, construction, activation
+    # design twice, the construction platform's four stages (阶段回复: three interim, the result), activation
+    assert env.sim.state.callbacks_sent - sent_before == 7
     assert [c.body["orderId"] for c in env.sim.calls("esop", "notifyOrderResult")] == ["ESOP-E2E-1", "ESOP-E2E-2"]
 
 
