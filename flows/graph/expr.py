@@ -33,6 +33,7 @@ NAMES: dict[str, str] = {
     "user": "the submitter: {id, team} (user nodes; G1 reporter identity)",
     "messages": "the correlated messages received so far (receive nodes)",
     "child": "the finished sub-flow's document (subflow nodes)",
+    "hold": "the suspend or resume being applied: {reason, by, at} (on_suspend / on_resume notices)",
 }
 
 # `name.a.b` chains (a trailing `.f(` is a method call, not a field); see Expr.evaluate.

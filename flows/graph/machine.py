@@ -8,7 +8,8 @@ from the order id and a counter in the state; ``now`` is handed in with every ev
 
 The state is one JSON document: ``status``, ``data`` (the order document), ``tokens`` (several per order
 for parallel branches; a token's ``due`` keeps when each of its timers is due), ``forks`` (open parallel
-splits), ``done`` (completed nodes with a compensation, in order), ``seq``, ``trail``, and while an
+splits), ``done`` (completed nodes with a compensation, in order), ``held_done`` (completed nodes whose
+``on_suspend`` / ``on_resume`` notice is sent ``during: completed``), ``seq``, ``trail``, and while an
 operator holds the order ``suspended`` {at, reason, by, timers, events}. The input state is never mutated.
 
 Generic behaviour lives here — gate reports on entry/exit (G2/G6), node timeouts (take a path and/or
@@ -91,6 +92,10 @@ def _copy_token(token: dict[str, Any]) -> dict[str, Any]:
     return {**token, "timers": dict(token["timers"]), "due": dict(token.get("due", ())),
             "gates": {k: dict(g) for k, g in token["gates"].items()}, "wait": copy_json(token["wait"]),
             "forks": list(token["forks"])}
+
+
+def _tells_when_completed(spec: NodeSpec) -> bool:
+    return any(n is not None and "completed" in n.during for n in (spec.on_suspend, spec.on_resume))
 
 
 def _new_state(blueprint: Blueprint, event: Event, now: float) -> dict[str, Any]:
@@ -209,6 +214,9 @@ class Run:
         self.cancel_timers(token)
         if spec.compensate is not None:
             self.state["done"].append({"node": token["node"], "at": self.now})
+        if _tells_when_completed(spec) and token["node"] not in self.state.get("held_done", ()):
+            # a new list: the input state keeps its own (on_suspend / on_resume `during: completed`)
+            self.state["held_done"] = [*self.state.get("held_done", ()), token["node"]]
         # the scope extras (a submission's fields and user, a call's result) are kept for a G2 re-send
         token.update(phase="exit", gates={}, wait={"to": to, "extra": extra})
         for r in spec.reports:
@@ -370,12 +378,38 @@ class Run:
             token["timers"], token["due"] = {}, {}
         self.state["suspended"] = {"at": self.now, "reason": str(event.get("reason", "")),
                                    "by": str(event.get("by") or ""), "timers": paused, "events": []}
+        self._tell_partners("on_suspend", {"reason": self.state["suspended"]["reason"],
+                                           "by": self.state["suspended"]["by"], "at": self.now})
+
+    def _tell_partners(self, which: str, hold: dict[str, Any]) -> None:
+        """The ``on_suspend`` / ``on_resume`` notices of the nodes that hold work for the order
+        (issue 13 §5): an active token's node (``during: active``) and the nodes completed earlier
+        (``during: completed``), each once, in token then completion order. Sent now, as reports:
+        the hold stops the order's own work, not telling the partner about it. Nothing moves while
+        the order is held, so the resume finds the same nodes the suspend did."""
+        nodes: list[str] = []
+        for token in self.state["tokens"].values():
+            notice = getattr(self.spec(token), which)
+            if notice is not None and "active" in notice.during and token["node"] not in nodes:
+                nodes.append(token["node"])
+        for node in self.state.get("held_done", ()):
+            notice = getattr(self.bp.nodes[node], which)
+            if notice is not None and "completed" in notice.during and node not in nodes:
+                nodes.append(node)
+        for node in nodes:
+            notice = getattr(self.bp.nodes[node], which)
+            payload = evaluate_mapping(compile_mapping(notice.payload), self.scope(hold=hold))
+            self.emit(cmd.report(self.new_id("report"), notice.partner, notice.operation, payload, node=node,
+                                 on=which.removeprefix("on_"), gate=False))
 
     def _keep(self, paused: dict[str, Any], event: Event) -> None:
         """An event for a suspended order: kept in arrival order, applied on resume. A paused timer
         that fired anyway (it was due as the suspend was applied) is dropped: resume restarts it."""
         if event.get("type") == "timer_fired":  # every timer was cancelled at the suspend
             return
+        if event.get("type") == "report_result" and not any(
+                event.get("report_id") in t["gates"] for t in self.state["tokens"].values()):
+            return  # the answer of an ungated report (the suspend notice itself): nobody waits for it
         self.changed = True
         paused["events"].append({"at": self.now, "event": event})
 
@@ -389,6 +423,8 @@ class Run:
         self.state["suspensions"] = [*self.state.get("suspensions", ()),  # a new list: the input state keeps its own
                                      {"at": paused["at"], "until": self.now, "reason": paused["reason"],
                                       "by": paused["by"]}]
+        self._tell_partners("on_resume", {"reason": str(event.get("reason", "")), "by": str(event.get("by") or ""),
+                                          "at": self.now})
         for timer in paused["timers"]:
             token = self.state["tokens"].get(timer["token"])
             if token is not None:

@@ -31,6 +31,7 @@ __all__ = [
     "Blueprint",
     "CallSpec",
     "Compensation",
+    "HoldNotice",
     "NodeKind",
     "NodeSpec",
     "ReportSpec",
@@ -71,6 +72,33 @@ class Compensation(_Model):
     partner: str
     operation: str
     payload: dict[str, str] = Field(default_factory=dict)
+
+
+During = Literal["active", "completed"]
+
+
+def _active() -> list[During]:
+    return ["active"]
+
+
+class HoldNotice(_Model):
+    """What a node tells a partner when an operator suspends or resumes the order (D.1.8, issue 13 §5).
+
+    Why on the node: the partner that holds work for the order is the one the node sent it to (the
+    fusion dispatch node's construction task at the maintenance system), so the integration engineer
+    declares the notice next to that call, like ``compensate`` for cancel. Sent at the suspend /
+    resume itself, not queued behind the hold (D.1.8: executed immediately), as a report (nobody waits
+    for its answer). ``during``: whether the node must be ``active`` (a token in it: the work is still
+    pending) and/or ``completed`` (done earlier in this order) for the notice to go. The payload sees
+    ``hold`` ({reason, by, at}) besides the usual names.
+    """
+
+    partner: str
+    operation: str
+    payload: dict[str, str] = Field(default_factory=dict, description="field → CEL expression (also `hold`)")
+    during: list[During] = Field(
+        default_factory=_active, min_length=1,
+        description="sent when the node is active (pending work) and/or completed earlier in the order")
 
 
 class TimeoutSpec(_Model):
@@ -125,6 +153,8 @@ class NodeSpec(_Model):
     reports: list[ReportSpec] = Field(default_factory=list)
     timeout: TimeoutSpec | None = None
     compensate: Compensation | None = None
+    on_suspend: HoldNotice | None = Field(default=None, description="sent to a partner when the order is suspended")
+    on_resume: HoldNotice | None = Field(default=None, description="sent to a partner when the order is resumed")
 
     #: does a token wait in this node for an event (and so may carry a timeout)?
     waits: ClassVar[bool] = False
@@ -150,6 +180,9 @@ class NodeSpec(_Model):
             found += [(("timeout", "escalate", "payload", k), v) for k, v in self.timeout.escalate.payload.items()]
         if self.compensate:
             found += [(("compensate", "payload", k), v) for k, v in self.compensate.payload.items()]
+        for key, notice in (("on_suspend", self.on_suspend), ("on_resume", self.on_resume)):
+            if notice is not None:
+                found += [((key, "payload", k), v) for k, v in notice.payload.items()]
         return found
 
     def calls(self) -> list[tuple[tuple[Any, ...], str, str]]:
@@ -160,6 +193,9 @@ class NodeSpec(_Model):
             found.append((("timeout", "escalate"), self.timeout.escalate.partner, self.timeout.escalate.operation))
         if self.compensate:
             found.append((("compensate",), self.compensate.partner, self.compensate.operation))
+        for key, notice in (("on_suspend", self.on_suspend), ("on_resume", self.on_resume)):
+            if notice is not None:
+                found.append(((key,), notice.partner, notice.operation))
         return found
 
 

@@ -228,6 +228,50 @@ async def test_withdrawn_while_waiting_and_count_mismatch(two: tuple[FlowEnv, Hu
     assert [m for m in maintenance(env) if m.body["hubOrderId"] in (a, b, c, bad)] == []  # nothing dispatched
 
 
+async def hold(env: FlowEnv, oid: str, verb: str, body: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as s, s.post(f"{env.hub.url}/api/v1/orders/{oid}/{verb}", json=body,
+                                                    headers=OPERATOR) as r:
+        assert r.status == 202, await r.text()
+
+
+async def test_suspend_and_resume_of_a_member_reach_the_maintenance_system(two: tuple[FlowEnv, Hub]) -> None:
+    """D.1.8 停机 of a member whose visit is pending: the maintenance system gets suspend_member at once
+    (the fragment's on_suspend, not queued behind the hold) and resume_member on resume; the group's
+    other member completes meanwhile; the held member's callback, kept, completes it after resume."""
+    env, other = two
+    ids = ["FS-0", "FS-1"]
+    await env.sim.mode("maintenance", "ok", callback_delay_s=10)  # both visits pending for a while
+    try:
+        a = (await post(env.hub, member("FS", "FS-0", ids, PRODUCTS[0], "花园路18号")))["order_id"]
+        b = (await post(other, member("FS", "FS-1", ids, PRODUCTS[1], "花园路18号")))["order_id"]
+
+        async def dispatched() -> bool:
+            return {c.body["hubOrderId"] for c in maintenance(env)} >= {a, b}
+
+        await eventually(dispatched, timeout=60, interval=0.1)
+        task = next(c.body["task"]["task_id"] for c in maintenance(env) if c.body["hubOrderId"] == b)
+        await hold(env, b, "suspend", {"reason": "ESOP 停机", "by": "esop-ops"})
+
+        async def told(operation: str) -> list[Any]:
+            return [c for c in maintenance(env, operation) if c.body["hubOrderId"] == b]
+
+        await eventually(lambda: told("suspend_member"), timeout=30, interval=0.1)
+        (sent,) = await told("suspend_member")
+        assert sent.body["taskId"] == task and sent.body["reason"] == "ESOP 停机"
+        doc = await env.order(b)
+        assert doc is not None and doc["status"] != "completed" and doc["state"]["suspended"]
+        await completed(env, [a])  # the other member goes on
+        await env.wait_order(b, lambda d: bool(d["state"]["suspended"]["events"]))  # its callback, kept
+        assert (await env.order(b) or {}).get("current_stage") == "fusion_dispatch"
+        assert await told("resume_member") == []
+        await hold(env, b, "resume", {"by": "esop-ops"})
+        await completed(env, [b])
+        (back,) = await eventually(lambda: told("resume_member"), timeout=30, interval=0.1)  # relayed apart
+        assert back.body["taskId"] == task and back.at > sent.at
+    finally:
+        await env.sim.mode("maintenance", "ok")
+
+
 async def test_kill_9_while_groups_wait_and_while_dispatching(two: tuple[FlowEnv, Hub]) -> None:
     env, victim = two
     waiting = [(await post(victim, member(f"FK-W{g}", f"FK-W{g}-0", [f"FK-W{g}-0", f"FK-W{g}-1"], PRODUCTS[0],

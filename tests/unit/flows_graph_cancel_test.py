@@ -188,6 +188,59 @@ def test_suspend_pauses_a_poll_timer_and_the_restarted_one_polls() -> None:
     assert (query["purpose"], query["operation"]) == ("poll", "result_query")
 
 
+# ---- on_suspend / on_resume: telling the partners that hold work (issue 13 §5) -------------------
+def held_bp() -> Any:
+    from flows.graph import Blueprint
+
+    notice = {"partner": "maint", "payload": {"task": "data.task", "why": "hold.reason", "who": "hold.by"}}
+    return Blueprint.model_validate({"name": "held", "start": "book", "nodes": {
+        "book": {"kind": "call", "steps": [{"partner": "maint", "operation": "book", "save": {"task": "result.task"}}],
+                 "on_suspend": {**notice, "operation": "pause_booking", "during": ["completed"]},
+                 "on_resume": {**notice, "operation": "unpause_booking", "during": ["completed"]}, "next": "work"},
+        "work": {"kind": "call", "steps": [{"partner": "maint", "operation": "work", "mode": "callback"}],
+                 "timeout": {"after_s": 100, "to": "done"},
+                 "on_suspend": {**notice, "operation": "pause_work"}, "next": "done"},
+        "done": {"kind": "end"}}})
+
+
+def test_suspend_tells_the_active_and_completed_nodes_partners_at_once_and_resume_too() -> None:
+    d = Driver(held_bp(), now=T0)
+    d.receive("H1")
+    answer(d, {"ok": True, "task": "T-9"})
+    assert d.nodes() == ["work"]
+    cmds = d.send({"type": "suspend", "reason": "客户停机", "by": "op:li"}, after=10)
+    told = of_type(cmds, "send_report")
+    # the active node's notice, then the completed one's; the timeout paused in the same step
+    assert [(r["operation"], r["node"], r["on"]) for r in told] == [
+        ("pause_work", "work", "suspend"), ("pause_booking", "book", "suspend")]
+    assert told[0]["payload"] == {"task": "T-9", "why": "客户停机", "who": "op:li"}
+    assert len(of_type(cmds, "cancel_timer")) == 1 and of_type(cmds, "send_call") == []
+    assert d.send({"type": "suspend", "reason": "again"}) == []  # a second suspend: nothing, nobody told twice
+    cmds = d.send({"type": "resume", "reason": "复机", "by": "op:wang"}, after=500)
+    # only `book` declares on_resume; then the timeout restarts with its 90 s left
+    assert [(r["operation"], r["on"], r["payload"]["why"]) for r in of_type(cmds, "send_report")] == [
+        ("unpause_booking", "resume", "复机")]
+    assert one(cmds, "start_timer")["at"] == d.now + 90
+
+
+def test_cancel_while_suspended_and_a_node_without_notices_send_no_notice() -> None:
+    d = Driver(held_bp(), now=T0)
+    d.receive("H2")
+    assert of_type(d.send({"type": "suspend", "reason": "x"}), "send_report") == []  # book active: `completed` only
+    cmds = d.send({"type": "cancel", "reason": "撤单"})
+    assert d.status == "cancelled" and of_type(cmds, "send_report") == []
+
+
+def test_hold_notices_are_checked_at_load() -> None:
+    from flows.graph.check import problems_of
+
+    bp = held_bp()
+    found = problems_of(bp, operations={"maint": {"book", "work", "pause_work", "pause_booking"}})
+    assert ((("nodes", "book", "on_resume"), "partner 'maint' has no operation 'unpause_booking'")) in found
+    assert [loc for loc, _ in bp.nodes["work"].expressions() if loc[0] == "on_suspend"] == [
+        ("on_suspend", "payload", "task"), ("on_suspend", "payload", "why"), ("on_suspend", "payload", "who")]
+
+
 # ---- replay recordings (tests/unit/flows_graph_replay_test.py) ----------------------------------
 def recorded_withdraw() -> Driver:
     d = p26()

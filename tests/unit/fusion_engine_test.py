@@ -235,14 +235,46 @@ def test_cancel_after_construction_recovers_devices() -> None:
     assert a.status == "running" and a.nodes() == ["fusion_dispatch"]
 
 
-def test_suspend_of_a_member_holds_it_and_the_rest_go_on() -> None:
-    """D.1.8 停机: the member is held at once (nothing goes out for it); the other's reply moves it."""
+def test_suspend_of_a_member_holds_it_tells_the_task_and_the_rest_go_on() -> None:
+    """D.1.8 停机: the member is held at once and the maintenance system is told in the same step
+    (the fragment's on_suspend: the task is updated); nothing else goes out for it; the other's reply
+    moves the other. Resume tells the task again, then B's kept callback completes its visit."""
     a, b, got = dispatched_pair()
-    b.send({"type": "suspend", "reason": "ESOP 停机", "by": "esop"})
+    task = one(got["B"], "send_call")["payload"]["task"]["task_id"]
+    cmds = b.send({"type": "suspend", "reason": "ESOP 停机", "by": "esop"}, after=10)
     assert b.state is not None and b.state["suspended"]
-    call_a = one(got["A"], "send_call")
+    notice = one(cmds, "send_report")
+    assert (notice["partner"], notice["operation"], notice["on"], notice["gate"]) == (
+        "maintenance", "suspend_member", "suspend", False)
+    assert notice["payload"] == {"taskId": task, "orderId": "E-2", "hubOrderId": "B", "reason": "ESOP 停机",
+                                 "suspendedAt": str(int(b.now))}
+    assert of_type(cmds, "send_call") == [] and of_type(cmds, "start_timer") == []
+    # the notice's own answer is nobody's event: it is not kept for the resume
+    b.send({"type": "report_result", "report_id": notice["report_id"], "ok": True})
+    assert b.state["suspended"]["events"] == []
+    call_a, call_b = one(got["A"], "send_call"), one(got["B"], "send_call")
     a.send({"type": "call_result", "call_id": call_a["call_id"], "result": {"status": "completed"}})
     assert a.nodes() == ["after_fusion"] and b.nodes() == ["fusion_dispatch"]
+    b.send({"type": "call_result", "call_id": call_b["call_id"], "via": "callback", "result": {"status": "completed"}})
+    assert b.nodes() == ["fusion_dispatch"]  # held: kept, not applied
+    cmds = b.send({"type": "resume", "by": "ops"}, after=50)
+    resumed = one(cmds, "send_report")
+    assert (resumed["operation"], resumed["on"]) == ("resume_member", "resume")
+    assert resumed["payload"] == {"taskId": task, "orderId": "E-2", "hubOrderId": "B", "resumedAt": str(int(b.now))}
+    assert cmds.index(resumed) == 0  # told first, then the kept callback moves the member on
+    assert b.nodes() == ["after_fusion"]
+
+
+def test_suspend_after_the_construction_or_while_waiting_tells_nobody() -> None:
+    """The fragment's notices are ``during: active``: a member still waiting for its group, or past
+    its visit, has no pending task to update."""
+    corr = Correlations()
+    a, ca = member("A", "E-1", "internet_line", "花园路18号", ["E-1", "E-2"])
+    corr.publish(a, ca)
+    assert of_type(a.send({"type": "suspend", "reason": "停机"}), "send_report") == []
+    _, b, got = dispatched_pair()
+    b.send({"type": "call_result", "call_id": one(got["B"], "send_call")["call_id"], "result": {"status": "completed"}})
+    assert of_type(b.send({"type": "suspend", "reason": "停机"}), "send_report") == []
 
 
 def test_an_order_without_fusion_fields_is_a_group_of_one() -> None:
