@@ -2,9 +2,9 @@
 
 Why: each blueprint's replay recording (tests/fixtures/flows/replay/catalogue1_*.json) is made by driving
 the pure engine through this world — every call answered the way its partner answers (synchronously, by
-callback, or "processing" to the first result query and the result to the second), every manual stage
-submitted with the script's fields (or values its field rules accept), a P14 sub-flow finished with the
-construction reply, a fusion wait completed by the other order of the group. The recorded commands are
+callback — a staged partner's interim callbacks first —, or "processing" to the first result query and
+the result to the second), every manual stage submitted with the script's fields (or values its field
+rules accept), a P14 sub-flow finished with the construction reply, a fusion wait completed by the other order of the group. The recorded commands are
 what the test replays; the calls, reports and final state the recording shows are its expectations.
 """
 
@@ -20,6 +20,7 @@ from hub.partners import load_partners
 from hub.products import ProductSpec, load_products, sample_extensions
 from hub.settings import PROJECT_ROOT
 from simulators.fieldapp import sample_fields
+from simulators.spec import load_sims
 from tests.unit.flows_graph_harness import Driver
 
 CONFIG = PROJECT_ROOT / "config"
@@ -168,8 +169,19 @@ def _answer(d: Driver, bp: Blueprint, script: Script, c: dict[str, Any], rejects
     cmds = d.send({"type": "call_result", "call_id": c["call_id"], "pending": True, "via": "sync"}, after=1)
     if mode == "poll":
         return cmds
+    for _ in range(_interim_stages().get(key, 0) if ok else 0):  # a staged partner's interim callbacks
+        cmds += d.send({"type": "call_result", "call_id": c["call_id"], "pending": True, "via": "callback"}, after=10)
     return cmds + d.send({"type": "call_result", "call_id": c["call_id"], "ok": ok, "result": result,
                           "via": "callback"}, after=30)
+
+
+@functools.cache
+def _interim_stages() -> dict[str, int]:
+    """partner.operation → interim callbacks before the result, as the partner's simulator replies in
+    stages (simulators/partners/*.yaml ``reply: staged``: WSP's fusion_dispatch, the construction
+    platform's 阶段回复); what flows/runtime/translate.py makes of each: ``pending`` via callback."""
+    return {f"{name}.{op_name}": len(op.stages) - 1 for name, sim in load_sims().items()
+            for op_name, op in sim.operations.items() if op.reply == "staged"}
 
 
 def _mode(bp: Blueprint, c: dict[str, Any]) -> str:
