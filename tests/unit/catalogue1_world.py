@@ -4,8 +4,9 @@ Why: each blueprint's replay recording (tests/fixtures/flows/replay/catalogue1_*
 the pure engine through this world — every call answered the way its partner answers (synchronously, by
 callback — a staged partner's interim callbacks first —, or "processing" to the first result query and
 the result to the second), every manual stage submitted with the script's fields (or values its field
-rules accept), a P14 sub-flow finished with the construction reply, a fusion wait completed by the other order of the group. The recorded commands are
-what the test replays; the calls, reports and final state the recording shows are its expectations.
+rules accept), a P14 sub-flow finished with the construction reply, a fusion wait completed by the other
+order of the group. The recorded commands are what the test replays; the calls, reports and final state
+the recording shows are its expectations.
 """
 
 from __future__ import annotations
