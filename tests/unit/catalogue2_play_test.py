@@ -5,7 +5,9 @@ with the partner calls, reports and final state its catalogue row gives. Writing
 would bury the few things each row is about (a lock, a branch, a report code); the player answers
 every call and report as the simulators do — sync answer, "accepted" then callback, "accepted" then
 poll timer and query — and submits each manual stage with the fields the scenario script gives (the
-demo field app's samples otherwise), so a script names only what matters for its row.
+demo field app's samples otherwise), so a script names only what matters for its row. A sub-flow (P14
+construction) is played as its own order by a player of its blueprint, then finished in the parent
+with the child's data, as flows/runtime/relay.py hands it back.
 
 A recording stores the steps (event → commands, replayed by catalogue2_replay_test) and its
 expectations: the partner calls in order, the report codes per partner, the final status.
@@ -91,8 +93,10 @@ class Script:
 
 
 class Player:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, order_id: str = "O1") -> None:
         self.s = script
+        self.order_id = order_id
+        self.children: list[dict[str, Any]] = []  # the sub-flows played: child_id, blueprint, driver
         self.bp = blueprint(script.blueprint)
         self.d = Driver(self.bp)
         self.subs = {k: list(v) for k, v in script.submissions.items()}
@@ -135,6 +139,21 @@ class Player:
                                       "result": self._result(c)}, after=1)
             elif c["type"] == "start_timer" and c["purpose"] == "poll":
                 queue += self.d.send({"type": "timer_fired", "timer_id": c["timer_id"]}, after=10)
+            elif c["type"] == "start_subflow":
+                queue += self._subflow(c)
+
+    def _subflow(self, c: dict[str, Any]) -> list[dict[str, Any]]:
+        """The child order (its input as its data) played to its end with this script's answers and
+        rejections (shared: a refused construction dispatch is refused once in all), then its document
+        handed back — the runtime's notify_parent → ``subflow.finished`` with the child's data."""
+        child = Player(Script(f"{self.s.name}/{c['child_id']}", c["blueprint"], dict(c.get("input") or {}),
+                              results=self.s.results), order_id=c["child_id"])
+        child.reject_calls = self.reject_calls
+        d = child.run()
+        self.children.append({"child_id": c["child_id"], "blueprint": c["blueprint"], "driver": d})
+        assert d.state is not None
+        return self.d.send({"type": "subflow_finished", "child_id": c["child_id"], "status": d.status,
+                            "data": d.state["data"]}, after=3600)
 
     def _call(self, c: dict[str, Any]) -> list[dict[str, Any]]:
         key = f"{c['partner']}.{c['operation']}"
@@ -162,7 +181,7 @@ class Player:
 
     # ---- people --------------------------------------------------------------------------------
     def run(self, limit: int = 200) -> Driver:
-        self._answer(self.d.receive("O1", **self.s.data))
+        self._answer(self.d.send({"type": "order_received", "order_id": self.order_id, "data": dict(self.s.data)}))
         for _ in range(limit):
             if self.d.status != "running":
                 return self.d

@@ -67,6 +67,8 @@ SURVEY11 = {
     "degrade_reason_l1": "无",
     "building_scene": "园区",
 }
+#: 资管's scheme says the resources are there: no construction (the P14 path: tests/unit/catalogue2_p14_test.py)
+RESOURCES = {"resource.design_request": {"needs_construction": False}}
 NE_TEAMS = {"allocation_team": "资源分配班组", "hq_ne_team": "总部网元数据班组", "province_ne_team": "省内网元数据班组"}
 
 
@@ -325,6 +327,7 @@ SCRIPTS: dict[str, Script] = _scripts(
                 {"test_standard": "RFC2544", "test_ok": True},
             ]
         },
+        RESOURCES,
     ),
     Script("p08_6_change", "p08-6-cross-province-transmission-change", order("cross_province_transmission", "change")),
     Script(
@@ -353,6 +356,7 @@ SCRIPTS: dict[str, Script] = _scripts(
                 }
             ]
         },
+        RESOURCES,
     ),
     Script("p09_4_change", "p09-4-international-transmission-change", order("international_transmission", "change")),
     Script("p10_1_survey_four_stages", "p10-1-cross-province-mpls-survey", order("cross_province_mpls", "survey")),
@@ -362,7 +366,7 @@ SCRIPTS: dict[str, Script] = _scripts(
         order("cross_province_mpls", "change_survey"),
         {st: [{"lines": ["L1", "L2", "L3"]}] for st in ("design", "remote_survey", "site_survey", "survey_summary")},
     ),
-    Script("p10_3_open", "p10-3-cross-province-mpls-open", order("cross_province_mpls", "open")),
+    Script("p10_3_open", "p10-3-cross-province-mpls-open", order("cross_province_mpls", "open"), {}, RESOURCES),
     Script("p10_4_change", "p10-4-cross-province-mpls-change", order("cross_province_mpls", "change")),
     Script(
         "p11_1_credit_suspend_redispatch",
