@@ -15,6 +15,7 @@ expectations: the partner calls in order, the report codes per partner, the fina
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from flows.graph.library import load_library
 from hub.partners import load_partners
 from hub.settings import PROJECT_ROOT
 from simulators.fieldapp import sample_fields
+from simulators.spec import load_sims
 from tests.unit.flows_graph_harness import FIXTURES, Driver, of_type
 
 CONFIG = PROJECT_ROOT / "config"
@@ -176,6 +178,9 @@ class Player:
                                after=1)
         if mode == "poll" and ok:
             return accepted  # the poll timer in `accepted` drives the result query
+        for _ in range(_interim_stages().get(key, 0) if ok else 0):  # a staged partner's 阶段回复 first
+            accepted += self.d.send({"type": "call_result", "call_id": c["call_id"], "pending": True,
+                                     "via": "callback"}, after=10)
         return accepted + self.d.send({"type": "call_result", "call_id": c["call_id"], "ok": ok,
                                        "result": {**result, "ok": ok}, "via": "callback"}, after=30)
 
@@ -203,6 +208,15 @@ class Player:
                     self.also[node] = self.also.get(node, set()) | names
             self._answer(cmds)
         raise AssertionError(f"{self.s.name}: still running after {limit} submissions at {self.d.nodes()}")
+
+
+@functools.cache
+def _interim_stages() -> dict[str, int]:
+    """partner.operation → interim callbacks before the result, as its simulator replies in stages
+    (simulators/partners/*.yaml ``reply: staged``, e.g. the construction platform's 阶段回复); each is
+    ``pending`` via callback to the engine (flows/runtime/translate.py), as in catalogue1_world."""
+    return {f"{name}.{op_name}": len(op.stages) - 1 for name, sim in load_sims().items()
+            for op_name, op in sim.operations.items() if op.reply == "staged"}
 
 
 # ---- what a recording shows ---------------------------------------------------------------------
