@@ -27,21 +27,22 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo import ReturnDocument
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from flows.admission import load_at_start
 from flows.documents import ORDERS
 from flows.graph.rules import check_submission
-from flows.runtime.agents import pinned_blueprint
+from flows.runtime.agents import FLOW_RUNNER_V2, pinned_blueprint
 from flows.store import EVENTS
 from hub import jsonlimits, topics, tracing
 from hub.auth import PRINCIPAL, requires
-from hub.batching import BulkReader, BulkWriter
+from hub.batching import DUPLICATE_KEY, WRITE_DELAY_S, BulkReader, MicroBatcher
 from hub.envelope import Envelope, TraceContext
 from hub.errors import ConfigError, RetryableError, ValidationFailed
 from hub.intake import MAX_RECORD_BYTES, check_envelope
@@ -81,20 +82,50 @@ class SubmitBody(BaseModel):
         description="who the submission is made for (recorded as on_behalf_of); the stage records the token's name")
 
 
+class _JournaledInserts:
+    """The callbacks' and retries' event records: concurrent inserts as one journaled ``insert``.
+
+    Why not :class:`hub.batching.BulkWriter`: its group commit writes the batch with ``w: 1`` and then
+    a journaled marker update, two round trips, because SecantusDB syncs a bulk's *updates* one by
+    one. A batch of inserts is one command and one commit there (hub/batching.py), so written with
+    the collection's own ``{j: true}`` it is durable when answered — the same guarantee in one round
+    trip (one ``journal_sync`` update less per callback). A record already there (the same callback
+    twice) is ``False`` for its caller: its duplicate-key error, the others are inserted (unordered)."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self._batcher: MicroBatcher[dict[str, Any], bool] = MicroBatcher(self._insert, 256, WRITE_DELAY_S)
+
+    async def insert_if_missing(self, _id: str, fields: dict[str, Any]) -> bool:
+        """Insert the record unless one exists (kept as it is); True if this one was inserted."""
+        return await self._batcher.submit({"_id": _id, **fields})
+
+    async def _insert(self, docs: Sequence[dict[str, Any]]) -> list[bool | BaseException]:
+        try:
+            await self.collection.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors"):
+                raise  # not known to be durable: every caller of the batch is told so (503, retried)
+            errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+            return [True if i not in errors else False if errors[i].get("code") == DUPLICATE_KEY
+                    else PyMongoError(str(errors[i].get("errmsg"))) for i in range(len(docs))]
+        return [True] * len(docs)
+
+
 class _Batched:
-    """The callback path's MongoDB work, group-committed across concurrent requests (hub/batching.py).
+    """The callback path's MongoDB work, batched across concurrent requests (hub/batching.py).
 
     Why: every partner callback cost one ``find_one`` on the order (may this partner post for it?)
-    and one journaled ``find_one_and_update`` on the event journal, each a round trip and the
-    second an fsync of its own on SecantusDB — bench/flow.py measured them as the slowest writes
-    per order (~4 journaled upserts per order). Batched, concurrent callbacks share one ``$in``
-    lookup, one ``bulk_write`` and one journaled marker; each request is still answered only after
-    *its* record is durable. Submissions keep the single ``find_one_and_update``: they are rare and
-    must read back what was recorded under the key (the 409 on other content)."""
+    and one journaled write on the event journal, each a round trip — bench/flow.py measured them as
+    the slowest writes per order. Batched, concurrent callbacks share one ``$in`` lookup and one
+    journaled ``insert`` (:class:`_JournaledInserts`); each request is still answered only after *its*
+    record is durable. The lookup is skipped when this process's worker holds the order and it says
+    yes (:func:`_owns`). Submissions keep the single ``find_one_and_update``: they are rare and must
+    read back what was recorded under the key (the 409 on other content)."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.events = BulkWriter(db[EVENTS])
+        self.events = _JournaledInserts(db[EVENTS])
         self.owners = BulkReader(db[ORDERS], projection={"partner": 1, "open_calls": 1, "trace": 1})
 
 
@@ -198,23 +229,42 @@ async def _emit(runtime: Services, envelope: Envelope, *, content: dict[str, Any
     return before is not None
 
 
+def _waits_for(doc: dict[str, Any], partner: str) -> bool:
+    return doc.get("partner") == partner or any(
+        isinstance(c, dict) and c.get("partner") == partner for c in (doc.get("open_calls") or {}).values())
+
+
+def _trace_of(doc: dict[str, Any]) -> TraceContext | None:
+    raw = doc.get("trace")
+    return TraceContext.model_validate(raw) if raw else None
+
+
 async def _owns(runtime: Services, partner: str, order_id: str) -> tuple[bool | None, TraceContext | None]:
     """May ``partner`` post events for ``order_id``? Its own order, or one waiting for an answer
     from it (an open call or report to that partner). None: the order store cannot say now.
-    With it the order's trace, which the callback continues (hub/tracing.py)."""
+    With it the order's trace, which the callback continues (hub/tracing.py).
+
+    The worker of this process usually holds the order (its runner's cache: the document as it last
+    wrote it, flows/runtime/store.py ``cached``), and a yes from it is taken without a database read
+    (one ``find`` less per callback). Only a yes: a no, or no cached copy, is asked of MongoDB, so a
+    call opened by another worker is never refused for want of a read. A cached yes another worker
+    has since made stale (its partition moved and the call closed there) lets through a callback of a
+    partner that did have a call on the order; the engine matches it to no waiting call and nothing
+    changes — the rule still keeps out every partner that never had business with the order."""
     batched = _batched(runtime)
     if batched is None:
         return None, None
+    runner = runtime.get(FLOW_RUNNER_V2)
+    cached = runner.store.cached(order_id) if runner is not None else None
+    if cached is not None and _waits_for(cached, partner):
+        return True, _trace_of(cached)
     try:
         doc = await batched.owners.get(order_id)
     except PyMongoError:
         return None, None
     if doc is None:
         return False, None
-    raw = doc.get("trace")
-    trace = TraceContext.model_validate(raw) if raw else None
-    return doc.get("partner") == partner or any(
-        isinstance(c, dict) and c.get("partner") == partner for c in (doc.get("open_calls") or {}).values()), trace
+    return _waits_for(doc, partner), _trace_of(doc)
 
 
 async def _not_waiting(runtime: Services, name: str, order_id: str, key: str) -> web.Response:
