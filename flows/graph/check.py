@@ -4,7 +4,8 @@ Why at load: a typo in a condition, a partner operation that does not exist or a
 would otherwise surface when the first order reaches it — maybe weeks later, with the order stuck.
 Checked: the model (pydantic), every expression (CEL syntax and top-level names), references (partners
 and their operations from config/partners/*.yaml, sub-flow blueprints), and reachability (every node
-reachable from ``start``, and from every node some path reaches an ``end``). In a ``user`` node, every
+reachable from ``start``, and from every node some path reaches an ``end``), and the order SLA's
+escalations (expressions, partner operations). In a ``user`` node, every
 ``fields.x`` an expression reads must be a field the node declares.
 """
 
@@ -65,6 +66,17 @@ def problems_of(bp: Blueprint, *, operations: dict[str, set[str]] | None = None,
             found.append(((*at, "blueprint"), f"unknown blueprint {target!r}"))
         if node.kind == "join" and bp.nodes.get(getattr(node, "of", "")) is None:
             found.append(((*at, "of"), f"unknown parallel node {getattr(node, 'of', '')!r}"))
+    for i, esc in enumerate(bp.sla.escalate if bp.sla else ()):  # G7: the order's SLA escalations
+        where = ("sla", "escalate", i)
+        for key, src in esc.payload.items():
+            try:
+                compile_expr(src)
+            except ExprError as exc:
+                found.append(((*where, "payload", key), str(exc)))
+        if operations is not None and esc.partner not in operations:
+            found.append(((*where, "partner"), f"unknown partner {esc.partner!r}"))
+        elif operations is not None and esc.operation not in operations[esc.partner]:
+            found.append((where, f"partner {esc.partner!r} has no operation {esc.operation!r}"))
     found += _reachability(bp)
     return found
 

@@ -9,7 +9,7 @@ list the same fields.
 Commands (``type``):
   ``send_call``      {call_id, partner, operation, payload, purpose: call|poll|cancel|compensate, node}
   ``send_report``    {report_id, partner, operation, payload, node, on: enter|exit|escalate|suspend|resume, gate}
-  ``start_timer``    {timer_id, at, purpose, node}      ``cancel_timer`` {timer_id}
+  ``start_timer``    {timer_id, at, purpose: timeout|poll|timer|sla, node}   ``cancel_timer`` {timer_id}
   ``publish``        {key, order_id, payload}           (a correlation message for ``receive`` nodes)
   ``start_subflow``  {child_id, blueprint, input, node} ``cancel_subflow`` {child_id}
   ``reply``          {to: origin|submitter, node?, payload, errors?}

@@ -18,7 +18,9 @@ Files (config/flows/**/*.yaml):
 
 Reuse rules: the child's ``nodes`` entries replace the template's node of the same name whole, ``null``
 removes one; the child's top-level keys win over the template's; a fragment's node may not share a name
-with another node (that is an error naming both places). Edges and every other check run on the merged
+with another node (that is an error naming both places); a fragment's ``sla`` (G7 clock) is the default
+of the blueprints including it, key by key (``sla`` is the one top-level mapping merged so, with a
+template's too). Edges and every other check run on the merged
 graph, and each problem names the file and line where the offending node or key was written.
 """
 
@@ -34,7 +36,7 @@ from pydantic import ValidationError
 
 import flows.graph.nodes  # noqa: F401  (registers the kinds)
 from flows.graph.check import problems_of
-from flows.graph.model import Blueprint, _parse_node
+from flows.graph.model import Blueprint, SlaSpec, _parse_node
 from hub.configfile import format_loc, line_of, read_yaml
 from hub.errors import ConfigError
 
@@ -42,7 +44,10 @@ __all__ = ["REUSE_KEYS", "Library", "load_file", "load_library", "restore"]
 
 #: keys of a blueprint *file* that are resolved away: the Blueprint model never sees them
 REUSE_KEYS = ("extends", "fragments", "template")
-_FRAGMENT_KEYS = {"fragment", "description", "nodes"}
+_FRAGMENT_KEYS = {"fragment", "description", "nodes", "sla"}
+#: top-level mappings merged key by key (the including blueprint's keys win) instead of replaced whole:
+#: a product sets its SLA's ``hours`` and keeps the shared escalations (config/flows/fragments/sla.yaml)
+_KEYWISE = ("sla",)
 _EDGE_KEYS = {"next", "to", "on_failure", "branches", "start"}
 
 
@@ -157,8 +162,11 @@ def _classify(path: Path, problems: list[str]) -> _File | None:
         if not isinstance(data["fragment"], str) or not data["fragment"]:
             problems.append(src.at(("fragment",), "the fragment's name (a string)"))
             return None
-        if not isinstance(data.get("nodes"), dict) or not data["nodes"]:
-            problems.append(src.at(("nodes",), "a fragment needs `nodes:` (a mapping of named nodes)"))
+        if "sla" not in data and (not isinstance(data.get("nodes"), dict) or not data["nodes"]):
+            problems.append(src.at(("nodes",), "a fragment needs `nodes:` (a mapping of named nodes) or `sla:`"))
+            return None
+        if not isinstance(data.get("nodes", {}), dict):
+            problems.append(src.at(("nodes",), "a mapping of named nodes"))
             return None
         return _File(path, data, src, "fragment", data["fragment"])
     if "stages" in data and "nodes" not in data:  # v1: not silently ignored, it would never run
@@ -194,6 +202,9 @@ class _Resolver:
             merged = self._extend(f, parent, stack)
         for key, value in f.data.items():
             if key not in ("nodes", *REUSE_KEYS):
+                base = merged.data.get(key)
+                if key in _KEYWISE and isinstance(base, dict) and isinstance(value, dict):
+                    value = _keywise(base, value)
                 merged.data[key] = value
                 merged.top[key] = f.src
         own = f.data.get("nodes") or {}
@@ -247,7 +258,12 @@ class _Resolver:
                 continue  # already included by the template: its nodes are there once
             merged.fragments.add(name)
             merged.uses.append(f"fragment {name}")
-            for node_name, raw in frag.data["nodes"].items():
+            if isinstance(frag.data.get("sla"), dict) and "sla" not in merged.data:
+                merged.data["sla"], merged.top["sla"] = frag.data["sla"], frag.src
+            elif isinstance(frag.data.get("sla"), dict) and isinstance(merged.data["sla"], dict):
+                # the blueprint's own keys win (`sla: null` in the blueprint: no SLA, nothing filled in)
+                merged.data["sla"] = _keywise(frag.data["sla"], merged.data["sla"])
+            for node_name, raw in (frag.data.get("nodes") or {}).items():
                 other = merged.node_src.get(node_name)
                 if other is not None:
                     where = f"{other.path}:{line_of(other.root, ('nodes', node_name))}"
@@ -259,6 +275,17 @@ class _Resolver:
 
 
 # ---- checking ---------------------------------------------------------------------------------
+_DURATION = ("after_s", "hours")
+
+
+def _keywise(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """``high``'s keys over ``low``'s; a duration in ``high`` (after_s or hours) replaces ``low``'s
+    either, so a product's ``after_s`` is not "both" with the fragment's ``hours``."""
+    if any(k in high for k in _DURATION):
+        low = {k: v for k, v in low.items() if k not in _DURATION}
+    return {**low, **high}
+
+
 def _edge_loc(raw: Any, target: str, loc: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
     """The path of the key in a raw node that names ``target`` (``next``, ``transitions[0].to`` …)."""
     if isinstance(raw, dict):
@@ -319,6 +346,11 @@ def _validate(f: _File, merged: _Merged, *, operations: dict[str, set[str]] | No
 
 def _check_parts(f: _File, problems: list[str]) -> None:
     """The node shapes of a template or fragment on their own, so a typo in one nobody uses shows too."""
+    if isinstance(f.data.get("sla"), dict):
+        try:
+            SlaSpec.model_validate(f.data["sla"])
+        except ValidationError as exc:
+            problems += [f.src.at(("sla", *err["loc"]), err["msg"]) for err in exc.errors()]
     for name, raw in (f.data.get("nodes") or {}).items() if isinstance(f.data.get("nodes"), dict) else ():
         if raw is None:
             continue

@@ -9,8 +9,9 @@ from the order id and a counter in the state; ``now`` is handed in with every ev
 The state is one JSON document: ``status``, ``data`` (the order document), ``tokens`` (several per order
 for parallel branches; a token's ``due`` keeps when each of its timers is due), ``forks`` (open parallel
 splits), ``done`` (completed nodes with a compensation, in order), ``held_done`` (completed nodes whose
-``on_suspend`` / ``on_resume`` notice is sent ``during: completed``), ``seq``, ``trail``, and while an
-operator holds the order ``suspended`` {at, reason, by, timers, events}. The input state is never mutated.
+``on_suspend`` / ``on_resume`` notice is sent ``during: completed``), ``sla`` (the order's G7 clock,
+flows/graph/sla.py), ``seq``, ``trail``, and while an operator holds the order ``suspended`` {at,
+reason, by, timers, events}. The input state is never mutated.
 
 Generic behaviour lives here — gate reports on entry/exit (G2/G6), node timeouts (take a path and/or
 escalate), cancel (cancel pending work, compensations in reverse, reply, finish), suspend / resume
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from flows.graph import commands as cmd
+from flows.graph import sla
 from flows.graph.commands import Command, Event
 from flows.graph.expr import compile_expr, compile_mapping, copy_json, evaluate_mapping
 from flows.graph.model import NODE_KINDS, Blueprint, NodeSpec, ReportSpec
@@ -171,6 +173,7 @@ class Run:
     # ---- token lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         self.changed = True
+        sla.start(self)  # G7: the order's SLA clock starts on receipt
         token = self.spawn(self.bp.start, forks=[])
         self.enter(token, self.bp.start)
 
@@ -258,6 +261,7 @@ class Run:
             self.kill(other, "ended")
         self.state["status"] = status
         self.state["finished_at"] = self.now
+        sla.stop(self)
         if reply is not None:
             self.emit(cmd.reply("origin", reply, status=status))
         self.emit(cmd.finish(status, reason))
@@ -282,6 +286,8 @@ class Run:
         paused = self.state.get("suspended")
         if paused:
             self._keep(paused, event)
+            return
+        if kind == "timer_fired" and sla.fire(self, event):
             return
         for token in list(self.state["tokens"].values()):
             if token["id"] not in self.state["tokens"] or self.state["status"] != "running":
@@ -378,6 +384,7 @@ class Run:
             token["timers"], token["due"] = {}, {}
         self.state["suspended"] = {"at": self.now, "reason": str(event.get("reason", "")),
                                    "by": str(event.get("by") or ""), "timers": paused, "events": []}
+        sla.pause(self)
         self._tell_partners("on_suspend", {"reason": self.state["suspended"]["reason"],
                                            "by": self.state["suspended"]["by"], "at": self.now})
 
@@ -425,6 +432,7 @@ class Run:
                                       "by": paused["by"]}]
         self._tell_partners("on_resume", {"reason": str(event.get("reason", "")), "by": str(event.get("by") or ""),
                                           "at": self.now})
+        sla.restart(self, paused["at"])
         for timer in paused["timers"]:
             token = self.state["tokens"].get(timer["token"])
             if token is not None:

@@ -35,6 +35,7 @@ __all__ = [
     "NodeKind",
     "NodeSpec",
     "ReportSpec",
+    "SlaSpec",
     "TimeoutSpec",
     "Transition",
 ]
@@ -111,6 +112,49 @@ class TimeoutSpec(_Model):
     after_s: float = Field(gt=0)
     to: str | None = None
     escalate: ReportSpec | None = None
+
+
+#: the SLA when a blueprint's ``sla`` gives no duration: the documents name none (G7 says only that the
+#: clock starts on receipt), so this is our assumption, overridden per product in its blueprints
+DEFAULT_SLA_HOURS = 72.0
+
+
+class Escalation(_Model):
+    """One notice sent when the order's SLA runs out (G7): a partner operation, payload CEL."""
+
+    partner: str
+    operation: str
+    payload: dict[str, str] = Field(default_factory=dict, description="field → CEL expression")
+
+
+class SlaSpec(_Model):
+    """The order's SLA clock (G7 "the SLA timer starts on receipt"): one durable timer per order.
+
+    It starts when the order is received, pauses while an operator holds the order (suspend: its
+    remaining time is kept), ends when the order ends, and when it runs out sends ``escalate`` (e.g. an
+    SMS to the handling team) — the order goes on: an SLA is a promise, not a stop. The order document
+    shows the deadline (``sla_deadline``; overdue once past it) and when it is due soon
+    (``due_soon_share`` of the span gone). ``after_s`` or ``hours`` (not both); neither:
+    ``DEFAULT_SLA_HOURS``.
+    """
+
+    after_s: float | None = Field(default=None, gt=0, description="the SLA in seconds")
+    hours: float | None = Field(default=None, gt=0, description="the SLA in hours (the products' unit)")
+    due_soon_share: float = Field(default=0.8, gt=0, lt=1,
+                                  description="the share of the SLA after which the order is due soon")
+    escalate: list[Escalation] = Field(default_factory=list, description="sent when the SLA runs out")
+
+    @model_validator(mode="after")
+    def _one_duration(self) -> SlaSpec:
+        if self.after_s is not None and self.hours is not None:
+            raise ValueError("give after_s or hours, not both")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        if self.after_s is not None:
+            return self.after_s
+        return (self.hours if self.hours is not None else DEFAULT_SLA_HOURS) * 3600.0
 
 
 class CallSpec(_Model):
@@ -234,6 +278,7 @@ class Blueprint(_Model):
     source: Literal["specified", "inferred"] = Field(
         default="specified", description="inferred: built from the standard template where the documents are silent")
     source_note: str = Field(default="", description="why it is inferred, what was assumed")
+    sla: SlaSpec | None = Field(default=None, description="G7: the order's SLA clock, started on receipt")
     start: str
     #: SerializeAsAny: dump each node by its kind's model (steps, fields, …), not just the NodeSpec fields,
     #: so the digest covers everything the engine reads and a stored version validates back (§2 pinning)
@@ -256,10 +301,23 @@ class Blueprint(_Model):
         cached = _DIGESTS.get(id(self))
         if cached is not None and cached[0] is self:
             return cached[1]
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        body = json.dumps(_pinned_form(self.model_dump(mode="json")), sort_keys=True, ensure_ascii=False)
         digest = hashlib.sha256(body.encode()).hexdigest()[:16]
         _DIGESTS[id(self)] = (self, digest)  # the model is frozen: its digest never changes
         return digest
 
 
 _DIGESTS: dict[int, tuple[Blueprint, str]] = {}
+
+#: optional fields added after orders had pinned versions: left out of the digest while unset, so a
+#: blueprint that does not use them keeps the digest its running orders pinned (their stored version,
+#: read back by this model, must give the same digest: flows/graph/library.py ``restore``)
+_LATER_TOP = ("sla",)
+_LATER_NODE = ("on_suspend", "on_resume")
+
+
+def _pinned_form(dump: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in dump.items() if not (k in _LATER_TOP and v is None)}
+    out["nodes"] = {name: {k: v for k, v in node.items() if not (k in _LATER_NODE and v is None)}
+                    for name, node in dump["nodes"].items()}
+    return out

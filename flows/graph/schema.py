@@ -8,7 +8,7 @@ staleness test asks for docs/flows-schema.json to be regenerated).
 
 A *file* differs from the resolved ``Blueprint``: it may say ``extends`` / ``fragments`` / ``template``,
 ``start`` may come from the template and a node may be ``null`` (removes the template's node); a
-fragment file has ``fragment``, ``description`` and ``nodes``.
+fragment file has ``fragment``, ``description``, ``nodes`` and/or ``sla``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 import flows.graph.nodes  # noqa: F401  (registers the kinds)
-from flows.graph.model import NODE_KINDS, Blueprint
+from flows.graph.model import NODE_KINDS, Blueprint, SlaSpec
 
 __all__ = ["flows_schema"]
 
@@ -61,10 +61,12 @@ def _file_models() -> tuple[type[BaseModel], type[BaseModel]]:
     fragment_file = create_model(
         "FragmentFile",
         __config__=ConfigDict(extra="forbid"),
-        __doc__="Shared nodes (config/flows/fragments/*.yaml), added as they are by `fragments: [name]`.",
+        __doc__=("Shared nodes (config/flows/fragments/*.yaml), added as they are by `fragments: [name]`, "
+                 "and/or a shared G7 `sla` (the including blueprint's own sla keys win)."),
         fragment=(str, Field(description="the name blueprints include it by")),
         description=(str, ""),
-        nodes=(_dict[str, node], Field(min_length=1)),
+        nodes=(_dict[str, node], Field(default_factory=dict)),
+        sla=(SlaSpec | None, Field(default=None, description="the order SLA the including blueprints get")),
     )
     return blueprint_file, fragment_file
 
@@ -76,6 +78,10 @@ def flows_schema() -> dict[str, Any]:
     for kind in NODE_KINDS.values():  # the loader needs `kind` (it picks the model); the default hides that
         spec = schema["$defs"][kind.spec.__name__]
         spec["required"] = ["kind", *[r for r in spec.get("required", []) if r != "kind"]]
+    # a fragment brings nodes or an sla (or both): the loader refuses one with neither
+    schema["$defs"]["FragmentFile"]["anyOf"] = [
+        {"required": ["sla"], "properties": {"sla": {"type": "object"}}},
+        {"required": ["nodes"], "properties": {"nodes": {"minProperties": 1}}}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "hub flow blueprint"
     return schema

@@ -106,7 +106,8 @@ def _command_id(command: dict[str, Any], order_id: str, seq_base: int, index: in
 
 
 def project(doc: dict[str, Any], bp: Blueprint, now: float) -> None:
-    """Derive what operators read from the engine state (status, current stage, timeline, SLA)."""
+    """Derive what operators read from the engine state (status, current stage, timeline, SLA: the
+    order's G7 clock and its nodes' timeouts)."""
     state = doc["state"] or {}
     status = state.get("status", "running")
     tokens = sorted(state.get("tokens", {}).values(), key=lambda t: t["id"])
@@ -115,8 +116,7 @@ def project(doc: dict[str, Any], bp: Blueprint, now: float) -> None:
     doc["updated_at"] = ts(now)
     doc["stages"] = [_stage(e, bp) for e in state.get("trail", [])]
     _stage_progress(doc)
-    timeouts = [t["at"] for t in doc["timers"].values() if t["purpose"] == "timeout"]
-    doc["sla_deadline"] = ts(min(timeouts)) if timeouts else None
+    doc["sla_deadline"], doc["sla"] = _sla(doc, state)
     if status in FINAL:
         doc.update(status=status, completed_at=doc.get("completed_at") or ts(now), current_stage=None,
                    waiting_for=None, blocked_reason=None if status == "completed" else doc.get("outcome"),
@@ -127,6 +127,25 @@ def project(doc: dict[str, Any], bp: Blueprint, now: float) -> None:
                for c in doc["open_calls"].values())
     doc["status"] = "in_flight" if busy else "waiting"
     doc["waiting_for"] = ", ".join(_waiting(t, bp) for t in tokens) or None
+
+
+def _sla(doc: dict[str, Any], state: dict[str, Any]) -> tuple[datetime | None, dict[str, Any] | None]:
+    """``sla_deadline``: the earliest of the order's G7 clock (flows/graph/sla.py; still shown once it
+    ran out, so the order reads overdue; none while an operator holds the order: the clock is paused)
+    and its nodes' timeouts; and ``sla``, the clock itself as operators read it."""
+    due = [t["at"] for t in doc["timers"].values() if t["purpose"] == "timeout"]
+    clock = state.get("sla")
+    if not clock:
+        return (ts(min(due)) if due else None), None
+    paused = "remaining" in clock
+    if not paused and "stopped_at" not in clock:
+        due.append(clock["deadline"])
+    shown = {"started_at": ts(clock["started_at"]), "after_s": clock["after_s"],
+             "deadline": None if paused else ts(clock["deadline"]),
+             "due_soon_at": None if paused else ts(clock["due_soon_at"]),
+             "fired_at": ts(clock["fired_at"]) if clock.get("fired_at") is not None else None,
+             "paused_remaining_s": round(clock["remaining"], 3) if paused else None, "met": clock.get("met")}
+    return (ts(min(due)) if due else None), shown
 
 
 def _blocked(doc: dict[str, Any], bp: Blueprint, tokens: list[dict[str, Any]]) -> str | None:
