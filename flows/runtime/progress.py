@@ -31,7 +31,8 @@ __all__ = ["MAX_STAGES", "interim", "record"]
 
 #: stages kept per node (a partner that reports every few minutes must not grow the document forever)
 MAX_STAGES = 20
-#: bytes of a stage's result text kept in ``fields`` per value (a partner's free text is shown, not stored whole)
+#: characters of a stage's text value kept (a partner's free text is shown, not stored whole: twenty stages
+#: of a callback near the 1 MiB intake limit would not fit the 16 MiB order document)
 MAX_VALUE_CHARS = 500
 
 
@@ -73,9 +74,10 @@ def record(work: dict[str, Any], env: Envelope, now: float) -> bool:
     raw = p.get("result")
     result: dict[str, Any] = raw if isinstance(raw, dict) else {}
     at = ts(now)
-    entry["fields"].update({str(k): _clip(v) for k, v in result.items()})
+    shown = {str(k): _clip(v) for k, v in result.items()}
+    entry["fields"].update(shown)
     entry["stages"] = [*entry["stages"][-(MAX_STAGES - 1):],
-                       {"status": str(p.get("status", "")), "at": at, "result": result, "key": env.idempotency_key}]
+                       {"status": str(p.get("status", "")), "at": at, "result": shown, "key": env.idempotency_key}]
     entry.update(status=str(p.get("status", "")), updated_at=at, final=not is_interim)
     progress[node] = entry
     work["progress"] = progress

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flows.graph import Blueprint
+from flows.runtime.progress import MAX_VALUE_CHARS
 from flows.runtime.runner import FlowRunner
 from hub.envelope import Envelope
 from tests.unit.catalogue1_world import blueprint
@@ -123,9 +124,12 @@ async def _staged() -> None:
     assert store.docs["C1"]["stages"][-1]["progress"]["fields"] == {
         "status": "施工中", "designer": "李工", "manager": "王工", "phone": "13800000000", "start_date": "2026-01-02"}
 
+    await _apply(runner, _callback(call_id, "processing", {"note": "现场" * 400}))  # free text: kept short
+    assert len(store.docs["C1"]["progress"]["dispatch"]["stages"][-1]["result"]["note"]) == MAX_VALUE_CHARS
+
     writes = store.writes
     await _apply(runner, _callback(call_id, *stages[1]))  # the same stage delivered twice: one effect
-    assert store.writes == writes and len(store.docs["C1"]["progress"]["dispatch"]["stages"]) == 3
+    assert store.writes == writes and len(store.docs["C1"]["progress"]["dispatch"]["stages"]) == 4
 
     final = _callback(call_id, "completed", {"status": "completed", "end_date": "2026-01-03", "cost": 1200})
     await _apply(runner, final)
@@ -135,7 +139,7 @@ async def _staged() -> None:
     construction = doc["state"]["data"]["construction"]
     assert {k: construction[k] for k in ("status", "manager", "phone", "designer", "cost")} == {
         "status": "completed", "manager": "王工", "phone": "13800000000", "designer": "李工", "cost": 1200}
-    assert doc["progress"]["dispatch"]["final"] is True and len(doc["progress"]["dispatch"]["stages"]) == 4
+    assert doc["progress"]["dispatch"]["final"] is True and len(doc["progress"]["dispatch"]["stages"]) == 5
     completed = doc["state"]
 
     writes = store.writes
