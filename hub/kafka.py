@@ -21,7 +21,10 @@ Why the workarounds (see ../shared/INFRA.md, measured on the embedded tansu brok
   :class:`RateLimitFilter` lets each distinct message through once per window, with a count.
 
 Every write that answers a partner uses ``acks="all"``: the partner hears "accepted" only once
-the envelope is durable on the broker.
+the envelope is durable on the broker — on a cluster, on ``min.insync.replicas`` brokers of the
+``kafka_replication_factor`` the hub creates its topics with (docs/deploy.md). Hard-coded
+replication factor 1 was wrong there: on a cluster whose default ``min.insync.replicas`` is 2, Kafka
+refuses every acks=all write to such a topic (NOT_ENOUGH_REPLICAS: one replica is fewer than two).
 """
 
 from __future__ import annotations
@@ -54,7 +57,16 @@ def producer_config(settings: Settings, *, exact_offsets: bool = False) -> dict[
     }
     if exact_offsets and settings.kafka_exact_offsets:
         cfg["max_batch_size"] = 1  # tansu ListOffsets bug: one record per batch
+    if settings.kafka_idempotent:
+        cfg["enable_idempotence"] = True  # a retried write is stored once (needs acks=all, set above)
     return cfg
+
+
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Per-topic configuration the hub sets on the topics it creates (``min.insync.replicas``)."""
+    if settings.kafka_min_insync_replicas is None:
+        return {}
+    return {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -66,7 +78,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "broker_request_timeout": max(settings.kafka_request_timeout_ms / 1000, 5),
         "producer_acks": -1,
         "topic_partitions": settings.topic_partitions,
-        "topic_replication_factor": 1,
+        "topic_replication_factor": settings.kafka_replication_factor,
         "web_enabled": False,
         "datadir": str(settings.data_dir / "faust" / settings.worker_id),
         "consumer_auto_offset_reset": "earliest",
@@ -127,7 +139,9 @@ async def ensure_topics(settings: Settings, names: Iterable[str], partitions: in
             try:
                 await admin.create_topics(
                     [
-                        NewTopic(n, num_partitions=partitions or settings.topic_partitions, replication_factor=1)
+                        NewTopic(n, num_partitions=partitions or settings.topic_partitions,
+                                 replication_factor=settings.kafka_replication_factor,
+                                 topic_configs=topic_configs(settings))
                         for n in missing
                     ]
                 )

@@ -121,6 +121,22 @@ class Settings(BaseSettings):
         description="Kafka consumer group of the workers (default: the topic prefix, one group per deployment).",
     )
     kafka_request_timeout_ms: int = Field(default=5000, ge=500)
+    # a real cluster (docs/deploy.md): each topic on 3 brokers, a write acknowledged by 2 of them
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, le=7,
+        description="replicas of every topic the hub creates (its own and faust's); 3 on a production cluster. "
+        "Above the number of brokers the topics are not created (the broker refuses them).",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None, ge=1, le=7,
+        description="min.insync.replicas of the topics the hub creates (unset: the broker's default); 2 with "
+        "replication factor 3, so an acks=all write survives a broker loss and one broker may be down.",
+    )
+    kafka_idempotent: bool = Field(
+        default=False,
+        description="idempotent producer (enable.idempotence): a write the client retries after a lost "
+        "acknowledgement is stored once. Needs a broker with producer ids (Kafka ≥ 0.11); off on tansu.",
+    )
 
     # MongoDB: external when mongo_url is set, else embedded SecantusDB on mongo_port
     mongo_url: str | None = None
@@ -201,6 +217,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        insync = self.kafka_min_insync_replicas
+        if insync is not None and insync > self.kafka_replication_factor:
+            raise ValueError("kafka_min_insync_replicas above kafka_replication_factor: no write could be "
+                             "acknowledged (HUB_KAFKA_MIN_INSYNC_REPLICAS, HUB_KAFKA_REPLICATION_FACTOR)")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
