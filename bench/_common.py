@@ -31,32 +31,46 @@ def private_infra(sftp: bool = False) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def hub_with_simulators(env: dict[str, str], logs: Path, *, ready_s: float = 90,
-                        tag: str = "") -> Iterator[list[subprocess.Popen[bytes]]]:
+def hub_with_simulators(env: dict[str, str], logs: Path, *, ready_s: float = 90, tag: str = "",
+                        workers: list[dict[str, str]] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``hub simulate`` on ``HUB_SIM_URL``'s port and ``hub run`` with ``env`` (over ``os.environ``),
-    logs in ``logs``; yields [simulators, worker] once ``/readyz`` answers and the consumer group had
-    time to join; both are stopped (terminate, then kill after 30 s) on the way out. One start-up for
-    the flow, fusion and tracing benchmarks, which each carried their own copy."""
+    logs in ``logs``; yields [simulators, worker, …] once every worker's ``/readyz`` answers and the
+    consumer group had time to join; all are stopped (terminate, then kill after 30 s) on the way out.
+    One start-up for the flow, fusion and tracing benchmarks, which each carried their own copy.
+
+    ``workers``: one ``hub run`` per item, each with those variables over ``env`` (its own
+    ``HUB_HTTP_PORT``, ``HUB_WORKER_ID`` …), all in one consumer group on the same broker and
+    database; default one worker with ``env`` alone. A worker's log is ``worker{-tag}.log`` for the
+    first and ``worker{-tag}-{n}.log`` for the n-th after it. A worker the caller killed is reaped."""
     full = {**os.environ, **env}
     sim_port = env["HUB_SIM_URL"].rsplit(":", 1)[1]
     procs: list[subprocess.Popen[bytes]] = []
+    suffix = f"-{tag}" if tag else ""
     try:
-        suffix = f"-{tag}" if tag else ""
-        with (logs / f"sim{suffix}.log").open("wb") as slog, (logs / f"worker{suffix}.log").open("wb") as wlog:
+        with (logs / f"sim{suffix}.log").open("wb") as slog:
             procs.append(subprocess.Popen([HUB, "simulate", "--port", sim_port], env=full, stdout=slog,
                                           stderr=subprocess.STDOUT))
-            procs.append(subprocess.Popen([HUB, "run"], env=full, stdout=wlog, stderr=subprocess.STDOUT))
-        wait_http(f"http://127.0.0.1:{env['HUB_HTTP_PORT']}/readyz", ready_s)
-        time.sleep(4)  # consumer group join
+        ports = []
+        for n, extra in enumerate(workers or [{}], start=1):
+            name = f"worker{suffix}.log" if n == 1 else f"worker{suffix}-{n}.log"
+            with (logs / name).open("wb") as wlog:
+                procs.append(subprocess.Popen([HUB, "run"], env={**full, **extra}, stdout=wlog,
+                                              stderr=subprocess.STDOUT))
+            ports.append({**env, **extra}["HUB_HTTP_PORT"])
+        for port in ports:
+            wait_http(f"http://127.0.0.1:{port}/readyz", ready_s)
+        time.sleep(4 + 2 * (len(ports) - 1))  # consumer group join (a rebalance per further worker)
         yield procs
     finally:
         for p in reversed(procs):
-            p.terminate()
+            if p.poll() is None:
+                p.terminate()
         for p in procs:
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(5)
 
 
 @dataclass
