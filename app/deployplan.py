@@ -87,7 +87,7 @@ INDEX_WHY: dict[tuple[str, str], str] = {
     ("order_traces", "by_order"): "an order's call chain (GET /admin/v1/orders/{id}/trace)",
     ("order_traces", "ttl_start"): "TTL: spans expire after 30 days (hub/tracing.py TTL_S)",
     ("orders", "by_external"): "a partner's order by its own id: SOAP and cancel lookups, duplicate intake",
-    ("orders", "by_status_product"): "status scans: recovery, gauges, the overdue listing",
+    ("orders", "by_updated"): "what changed since a watermark: the real-time report sweep (an updated_at range)",
     ("orders", "by_stage"): "orders at a stage (operators, the field app's poll)",
     ("orders", "by_created"): "listings sorted by creation",
     ("orders", "by_status_created"): "a listing window filtered by status",

@@ -196,8 +196,6 @@ async def run(args: argparse.Namespace, home: Path) -> None:
                     ("ops_alerts", {"status": {"$in": ["open", "tracking"]}})):
         try:
             find: dict[str, Any] = {"find": coll, "filter": q}
-            if coll == "orders" and "product" in q:
-                find["hint"] = "by_status_product"  # as app/ops/overview.py's drill-down asks
             plan = await db.command("explain", find, verbosity="queryPlanner")
             winning = str(plan.get("queryPlanner", {}).get("winningPlan", plan))[:160]
         except Exception as exc:  # the embedded server may not explain

@@ -80,19 +80,31 @@ class StageRecord(BaseModel):
 
 
 # Every index is paid on every write of the collection: SecantusDB deletes and re-inserts each index
-# entry of a replaced document (≈ 0.3-0.6 ms per index per write; an order is written ~9 times, a call
-# row twice). So only what a frequent path needs: the SOAP/cancel lookup by external id, the status
-# scans (recovery, gauges, the overdue listing: status prefix, then sla_deadline checked per open
-# order), the operators' "orders at stage X" and the listings' created_at sort. Calls: by time
-# (statistics, failed-call lists: a time range, partner/operation/outcome checked per row) and by order.
+# entry of a replaced document whose fields changed (≈ 0.3-0.6 ms per index per write; an order is
+# written ~9 times, a call row twice). So only what a frequent path needs: the SOAP/cancel lookup by
+# external id, "what changed since" (the real-time report sweep: an ``updated_at`` range), the
+# operators' "orders at stage X" and the listings' created_at sort; the status scans (recovery,
+# gauges, the ops evaluator, the overview's drill-down) use app/admin/listing.py's by_status_created.
+# Calls: by time (statistics, failed-call lists: a time range, partner/operation/outcome checked per
+# row) and by order.
+#
+# by_updated replaced by_status_product (status, product, updated_at): the report sweep asked for
+# every status with product and updated_at bounds, and the embedded server serves a query from the
+# first clause an index leads with — ``status $in`` every status — so it read every order ever
+# written, every 2 s: 1,348 ms per sweep at 20,000 orders (growing with the collection; in a 200 MB
+# file ingest with the flows running it saturated the database at 20,000 orders and the ingest fell
+# from ~330 to ~11 records/s). Led by ``updated_at`` it reads only what changed since the watermark:
+# 4.4 ms. The same index count, and updated_at was already a field of the old one, so writes cost
+# the same (1,000 updated_at writes 3.95-7.49 s vs 4.25-5.00 s, noise). Measured with
+# `python -m bench.orders_indexes` (20,000 synthetic orders, SecantusDB, this machine, 2026-12-02).
 declare_indexes(
     ORDERS,
     IndexModel([("partner", ASCENDING), ("external_order_id", ASCENDING)], name="by_external"),
-    IndexModel([("status", ASCENDING), ("product", ASCENDING), ("updated_at", DESCENDING)], name="by_status_product"),
+    IndexModel([("updated_at", ASCENDING), ("status", ASCENDING), ("product", ASCENDING)], name="by_updated"),
     IndexModel([("current_stage", ASCENDING), ("status", ASCENDING)], name="by_stage"),
     IndexModel([("created_at", DESCENDING)], name="by_created"),
 )
 declare_indexes(CALLS, IndexModel([("order_id", ASCENDING)], name="by_order"))
-retire_indexes(ORDERS, "by_overdue")
+retire_indexes(ORDERS, "by_overdue", "by_status_product")
 retire_indexes(CALLS, "by_op_time", "by_outcome_time")
 declare_indexes(DELIVERIES, IndexModel([("delivered_at", DESCENDING)], name="by_time"))

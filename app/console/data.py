@@ -80,7 +80,7 @@ async def overview(db: AsyncIOMotorDatabase, queries: Queries, now: datetime | N
 
 async def open_orders(db: AsyncIOMotorDatabase, now: datetime) -> dict[str, Any]:
     """C.1's order counts and the product × stage matrix from **one** pass over the open orders
-    (the ``by_status_product`` index, four fields each): five counts would read every open order five
+    (the ``by_status_created`` index's status prefix, four fields each): five counts would read every open order five
     times. The definitions are the listings': open = ``status`` in_flight|waiting (``OrderFilter``'s
     ``overdue`` adds ``sla_deadline < now``), held = ``blocked_reason`` set (the engine's "why it does
     not move on")."""

@@ -7,7 +7,7 @@ worker run a cycle per interval and lets another take over ``lease_s`` after a w
 If two cycles overlap anyway (a lapsed lease, ``force``), the unique ``one_open`` index of
 app/ops/alerts.py still gives each alert once, and only the insert that won notifies.
 
-Cost: one indexed scan of the open orders (``by_status_product``: status prefix) with the projection
+Cost: one indexed scan of the open orders (``by_status_created``: status prefix) with the projection
 of app/ops/facts.py, in batches; facts and CEL run in a thread per batch (the loop is never held),
 then one query of the open alert keys and two bulk writes. Time comes from ``clock`` (tests inject
 it: no sleeps).
