@@ -445,6 +445,9 @@ class Subflow(Kind):
         run.changed = True
         child = event.get("data") or {}
         if event.get("status") != "completed":
+            # like a failed call: the G3 "click again" node that on_failure names routes on data._last_error.node
+            run.data["_last_error"] = {"node": token["node"], "result": {"status": event.get("status"),
+                                                                         "error": child.get("error", "")}}
             if spec.on_failure:
                 run.redirect(token, spec.on_failure)
             else:

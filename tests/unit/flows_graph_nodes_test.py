@@ -229,6 +229,24 @@ def test_subflow_failure_takes_on_failure_and_cancel_cancels_the_child() -> None
                                                                    "child_id": start["child_id"]}
 
 
+def test_a_failed_subflow_can_be_clicked_again_from_the_g3_node() -> None:
+    # P14 refused inside a line product: on_failure names the shared "调用失败" node, whose transitions read
+    # data._last_error.node (a KeyError in the expression before the sub-flow set it, as a failed call does)
+    b = bp("s", s={"kind": "subflow", "blueprint": "child", "on_failure": "again", "next": "e"}, e=END,
+           again={"kind": "user", "transitions": [{"when": "data._last_error.node == 's'", "to": "s"}],
+                  "next": "f"},
+           f={"kind": "end", "status": "failed"})
+    d = Driver(b)
+    first = one(d.receive(), "start_subflow")
+    d.send({"type": "subflow_finished", "child_id": first["child_id"], "status": "failed",
+            "data": {"error": "no team"}})
+    assert d.status == "running"
+    again = one(d.send({"type": "submission", "node": "again", "fields": {}}), "start_subflow")
+    assert again["child_id"] != first["child_id"]
+    d.send({"type": "subflow_finished", "child_id": again["child_id"], "status": "completed", "data": {}})
+    assert d.status == "completed"
+
+
 def test_end_statuses_and_a_second_end_in_parallel_finishes_everything() -> None:
     b = bp("p", p={"kind": "parallel", "branches": ["x", "y"]}, x={"kind": "end", "status": "cancelled"},
            y={"kind": "user", "next": "x"})
