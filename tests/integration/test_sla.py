@@ -19,6 +19,7 @@ import yaml
 
 from hub.settings import Settings
 from tests.integration.flow_harness import FlowEnv, running_flow_env
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 SLA_S = 4.0
@@ -57,7 +58,12 @@ async def test_a_short_sla_runs_out_escalates_by_sms_and_the_order_reads_overdue
     fired = doc["sla"]["fired_at"].timestamp()
     assert fired >= deadline.timestamp() - 0.01  # the sweep fires it at the deadline, not before
     assert doc["sla_deadline"] == deadline and doc["current_stage"] == "design"  # the order goes on, overdue
-    sms = [c for c in env.sim.calls("sms") if c.body.get("kind") == "sla_overdue"]
+
+    async def escalated() -> list[Any] | None:  # the escalation is an outbox entry: the relay sends it after the write
+        found = [c for c in env.sim.calls("sms") if c.body.get("kind") == "sla_overdue" and c.answered]
+        return found or None
+
+    sms = await eventually(escalated, timeout=20, interval=0.2)
     assert len(sms) == 1 and sms[0].body["order_id"] == oid and sms[0].body["stage_title"] == "SLA超时"
     assert sms[0].body["team"] == "跨省MPLS-VPN勘察班组" and sms[0].answered == "ok"
 
