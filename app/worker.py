@@ -88,6 +88,14 @@ class HubWorker(faust.Worker):
         self._on_hard_exit = on_hard_exit
         self.watchdog: threading.Timer | None = None
 
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """No terminal spinner. At WARNING and above faust adds one to the root logger and sets the root
+        to DEBUG so that it spins on every record: every debug line of aiokafka and faust was then
+        built and formatted, ~12 % of the consumer thread's loop in a 10 MB SFTP ingest with the flows
+        running (py-spy, 2026-12-03: ``Fetcher._get_actions_per_node`` → ``makeRecord``), and the
+        spinner's escape codes landed in the log file. A service's log is not a terminal."""
+        self.spinner = None
+
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
             self.watchdog = threading.Timer(HARD_EXIT_S, self._hard_exit, args=(signal,))
