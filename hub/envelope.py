@@ -14,7 +14,8 @@ Serialisation on Kafka (documented in README, "Envelope on the wire"):
 from __future__ import annotations
 
 import os
-import uuid
+import random
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +28,17 @@ SCHEMA = "envelope/v1"
 KafkaHeaders = list[tuple[str, bytes]]
 
 
+#: the random part of ids: a generator seeded from the OS once per process (and again in a forked child),
+#: not a ``getrandom`` system call per id. Ids must be unique, not secret (tokens use ``secrets``).
+#: 13.5 -> 4.7 µs per id (2026-12-03, loaded 2-core machine); an SFTP file makes several per record.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+
+
 def new_id() -> str:
-    """Time-ordered unique id (UUIDv7-style: 48-bit ms timestamp + random) as 32 hex chars."""
-    ms = int(datetime.now(UTC).timestamp() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | (rand & ((1 << 76) - 1))
-    return uuid.UUID(int=value).hex
+    """Time-ordered unique id (UUIDv7-style: 48-bit ms timestamp + 76 random bits) as 32 hex chars."""
+    ms = time.time_ns() // 1_000_000
+    return f"{(ms << 80) | (0x7 << 76) | _random.getrandbits(76):032x}"
 
 
 def new_traceparent(trace_id: str | None = None) -> str:

@@ -88,3 +88,21 @@ def test_ids_are_unique_and_time_ordered() -> None:
 def test_trace_context_validates_w3c_format() -> None:
     with pytest.raises(ValueError):
         TraceContext(traceparent="not-a-trace")
+
+
+def test_ids_carry_the_version_nibble_and_a_forked_child_does_not_repeat_its_parents() -> None:
+    import os
+    import uuid
+
+    value = uuid.UUID(new_id())
+    assert value.hex[12] == "7" and len(value.hex) == 32  # the version nibble, as the ids always had
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its generator is reseeded at fork, so its next ids differ from the parent's
+        os.write(write, "".join(new_id()[12:] for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    parent = "".join(new_id()[12:] for _ in range(5))
+    child = os.read(read, 4096).decode()
+    os.waitpid(pid, 0)
+    assert child and child != parent
