@@ -120,7 +120,7 @@ class RestPartners:
         if op.reply == "query":
             return self._query(state, sim, operation, op, key, body, shape)
         state.record(partner, operation, key, body, "ok")
-        result = render(op.result, ref=ref, partner=partner, operation=operation, request=body)
+        result = render(op.result_for(body), ref=ref, partner=partner, operation=operation, request=body)
         request_doc = body if isinstance(body, dict) else {}
         extra: dict[str, Any] | None = None
         if op.reply == "sync":

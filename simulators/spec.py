@@ -14,11 +14,16 @@ Templated values (in ``accepted``, ``rejected``, ``result`` and stage results): 
 ``{today}``, ``{partner}``, ``{operation}`` and ``{request.<field>[.<field>…]}`` (an echo of the
 request body). A string that is exactly one placeholder keeps the echoed value's type (a number stays
 a number); a missing request field gives ``null`` (alone) or the empty string (inside text).
+
+An operation's ``cases`` answer some requests differently (the first whose ``match`` patterns all match
+the request's fields is laid over ``result``): the resource center has no resources for ``hub demo``'s
+orders, so the demo exercises the P14 construction path while other callers keep the plain answer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub.configfile import load_dir
 from hub.errors import ConfigError
 
-__all__ = ["INTERIM_STATUSES", "SIM_DIR", "OperationSim", "PartnerSim", "Shape", "Stage", "load_sims", "render"]
+__all__ = ["INTERIM_STATUSES", "SIM_DIR", "Case", "OperationSim", "PartnerSim", "Shape", "Stage", "load_sims",
+           "render"]
 
 SIM_DIR = Path(__file__).resolve().parent / "partners"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
@@ -72,6 +78,27 @@ class Stage(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
+class Case(BaseModel):
+    """A request-dependent answer: when every ``match`` field of the request (dotted path → shell
+    pattern, ``fnmatch``) matches, ``result`` is laid over the operation's result. Why: one simulated
+    partner must answer some orders differently — the resource center has no resources for the demo's
+    orders (``hub demo`` external ids ``DEMO-…``), so P11.6 exercises its P14 construction path, while
+    the tests' orders keep the with-resources answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: dict[str, str] = Field(min_length=1, description="request field (dotted) → fnmatch pattern")
+    result: dict[str, Any] = Field(min_length=1, description="fields laid over the operation's result (templated)")
+    note: str | None = None
+
+    def matches(self, request: Any) -> bool:
+        for dotted, pattern in self.match.items():
+            value = _lookup(request, dotted)
+            if value is None or not fnmatch.fnmatchcase(str(value), pattern):
+                return False
+        return True
+
+
 class OperationSim(BaseModel):
     """One operation of a simulated partner."""
 
@@ -86,6 +113,8 @@ class OperationSim(BaseModel):
     processing: int = Field(default=1, ge=0, le=100,
                             description="poll: how many result queries answer 'processing' before the result")
     stages: list[Stage] = Field(default_factory=list, description="staged: the callbacks, in order")
+    cases: list[Case] = Field(default_factory=list, description="request-dependent results; the first that "
+                              "matches is laid over `result`")
     accepted: Shape | None = Field(default=None, description="this operation's success answer (else the partner's)")
     rejected: Shape | None = Field(default=None, description="this operation's business error (else the partner's)")
     note: str | None = Field(default=None, description="why it is named so (the seeds are silent), what it models")
@@ -103,7 +132,14 @@ class OperationSim(BaseModel):
                                  f"{sorted(INTERIM_STATUSES)} as 'not yet' (put the phase in the result)")
         elif self.stages:
             raise ValueError(f"stages are for reply staged, not {self.reply}")
+        if self.cases and self.reply in ("staged", "query"):
+            raise ValueError(f"cases are for a result (sync, callback, poll), not reply {self.reply}")
         return self
+
+    def result_for(self, request: Any) -> dict[str, Any]:
+        """The result template for this request: the first matching case laid over ``result``."""
+        case = next((c for c in self.cases if c.matches(request)), None)
+        return self.result if case is None else {**self.result, **case.result}
 
 
 class PartnerSim(BaseModel):
