@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from hub.cryptocontract import CryptoContract
 from hub.partner_auth import RateLimit
@@ -35,6 +35,13 @@ class AmqpSourceConfig(BaseModel):
     declare: bool = Field(default=True, description="declare the queue (durable) and its dead-letter exchange/queue")
     dead_letter_exchange: str | None = Field(default=None, description="default: '{queue}.dlx'")
     prefetch: int = Field(default=100, ge=1, le=10_000)
+    batch_size: int | None = Field(
+        default=None, ge=1, le=10_000, description="messages emitted together (one MongoDB round trip for their "
+        "duplicate check, one Kafka write, one multiple ack after both); at most prefetch; default prefetch/2, so "
+        "the next batch is delivered while one is written")
+    batch_max_wait_s: float = Field(
+        default=0.005, ge=0, le=5, description="how long a batch waits for more messages after its first (0: only "
+        "those already delivered); the latency a lone message pays for batching")
     encoding: str = "utf-8"
     retry_delay_s: float = Field(default=2.0, ge=0)
     max_message_bytes: int | None = Field(
@@ -47,6 +54,13 @@ class AmqpSourceConfig(BaseModel):
     crypto: CryptoContract | None = Field(
         default=None, description="the partner's crypto contract (set from its crypto: block): inbound_fields are "
         "decrypted before mapping, the key in the message's headers")
+
+    @model_validator(mode="after")
+    def _batch_fits_prefetch(self) -> AmqpSourceConfig:
+        if self.batch_size is not None and self.batch_size > self.prefetch:
+            raise ValueError(f"batch_size {self.batch_size} is over prefetch {self.prefetch}: the broker never "
+                             "delivers more than prefetch unacked messages, so such a batch would never fill")
+        return self
 
     @property
     def dlx(self) -> str:
