@@ -50,17 +50,15 @@ async def publish(url: str, queue: str, n: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-async def raw_baseline(url: str, n: int, prefetch: int, batch_size: int) -> float:
+async def raw_baseline(url: str, kafka_url: str, n: int, prefetch: int, batch_size: int) -> float:
     """msg/s of the bare path: aio-pika consume → aiokafka acks=all per batch → multiple ack."""
-    import os
-
     from aiokafka import AIOKafkaProducer
 
     from connectors.amqp.source import next_batch
 
     queue = f"bench.raw.{RUN_ID}"
     await publish(url, queue, n)
-    producer = AIOKafkaProducer(bootstrap_servers=os.environ["HUB_KAFKA_URL"], acks="all", linger_ms=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_url, acks="all", linger_ms=1)
     await producer.start()
     conn = await aio_pika.connect(url)
     done = asyncio.Event()
@@ -133,7 +131,7 @@ async def run(url: str, n: int, prefetch: int, batch_size: int | None) -> None:
           f"{source.batches} batches; each: MongoDB dedupe + Kafka acks=all before the ack)")
     await source.stop()
     await rt.stop()
-    raw = await raw_baseline(url, n, prefetch, source.batch_size)
+    raw = await raw_baseline(url, settings.kafka_bootstrap, n, prefetch, source.batch_size)
     print(f"raw aio-pika → aiokafka acks=all → multiple ack: {raw:.0f} msg/s; hub / raw = {hub_rate / raw:.2f}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
