@@ -577,8 +577,17 @@ class SftpSource:
         failed_dir = posixpath.join(self.dir, self.config.failed_dir)
         await sftp.makedirs(failed_dir, exist_ok=True)
         target = await self._move(sftp, claimed, self.config.failed_dir, name)
-        async with sftp.open(target + ".reason.txt", "w") as fh:
+        # written under a temporary name, then renamed: whoever watches failed/ (an operator's script, a
+        # test) never reads a reason file that exists but is still empty
+        part = target + ".reason.txt.part"
+        async with sftp.open(part, "w") as fh:
             await fh.write(reason)
+        try:
+            await sftp.posix_rename(part, target + ".reason.txt")
+        except asyncssh.SFTPOpUnsupported:  # a server without the OpenSSH extension: replace by hand
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await sftp.remove(target + ".reason.txt")
+            await sftp.rename(part, target + ".reason.txt")
         if outcome != "empty":  # an upload cut short fails too: a resumed writer puts it back
             self._watch_processed(target, name, await self._touch_claim(sftp, target))
         await self._remove_done(sftp, name)
