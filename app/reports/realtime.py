@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,8 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 SENDS, STATE, ALERTS = "report_sends", "report_state", "report_alerts"
 STATUSES = ["in_flight", "waiting", "completed", "failed", "cancelled"]
+KNOWN_KEYS = 100_000  # send keys this sweeper remembers as recorded (~100 B each)
+IN_CHUNK = 100  # keys per "already recorded?" query
 
 def changed_since(mark: datetime, products: list[str]) -> dict[str, Any]:
     """The sweep's filter: orders of ``products`` written since ``mark``. ``updated_at`` comes first
@@ -100,6 +103,32 @@ class RealtimeReporter:
         self._limit = asyncio.Semaphore(concurrency)
         self.calls = PartnerCalls(settings, partners)
         self.products = sorted(p for p in reports.by_product if reports.realtime_for(p))
+        self._known: OrderedDict[str, None] = OrderedDict()  # keys with a send record, newest last
+
+    async def recorded(self, keys: Sequence[str]) -> set[str]:
+        """The keys among ``keys`` that already have a send record.
+
+        Why not one ``{_id: {$in: keys}}``: the sweep re-reads every order changed in the last
+        ``overlap`` — with a full window in flight that is every open order, ~10 stage events each,
+        so ~1,000 keys per sweep, nearly all already recorded. SecantusDB re-matches each found
+        document against the whole ``$in`` list (and re-validates the list per document), so the
+        query is quadratic: ~25 % of the database's CPU in ``python -m bench.flow`` (py-spy). The
+        keys this process recorded or found are remembered (bounded LRU; a record is never deleted,
+        so a remembered key stays true), and the rest is asked in chunks of :data:`IN_CHUNK`.
+        Measured on the embedded server: 256 found ids in one ``$in`` 74.6 ms, in chunks of 16 25.6 ms."""
+        found = {k for k in keys if k in self._known}
+        rest = [k for k in dict.fromkeys(keys) if k not in found]
+        for i in range(0, len(rest), IN_CHUNK):
+            found |= {d["_id"] async for d in self.db[SENDS].find({"_id": {"$in": rest[i:i + IN_CHUNK]}}, {"_id": 1})}
+        self.remember(found)
+        return found
+
+    def remember(self, keys: Sequence[str] | set[str]) -> None:
+        for k in keys:
+            self._known[k] = None
+            self._known.move_to_end(k)
+        while len(self._known) > KNOWN_KEYS:
+            self._known.popitem(last=False)
 
     async def close(self) -> None:
         await self.calls.close()
@@ -181,7 +210,7 @@ class RealtimeReporter:
         for doc in docs:
             for report in self.reports.realtime_for(doc.get("product") or ""):
                 todo += [(report, key, doc, ev) for key, ev in stage_events(report, doc)]
-        known = {d["_id"] async for d in self.db[SENDS].find({"_id": {"$in": [k for _, k, _, _ in todo]}}, {"_id": 1})}
+        known = await self.recorded([k for _, k, _, _ in todo])
 
         done: list[Any] = []
 
@@ -193,6 +222,7 @@ class RealtimeReporter:
 
         await asyncio.gather(*(one(*t) for t in todo if t[1] not in known))
         await self.record_many(done, fresh=True)
+        self.remember([key for _, key, *_ in done])
         if docs:
             # caught up: keep re-reading the last `overlap` (a write that committed after a newer one);
             # behind (a full batch): go on from the batch's newest, one instant later if it is all one instant

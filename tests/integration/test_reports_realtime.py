@@ -118,3 +118,34 @@ async def test_stage_events_are_reported_once_and_failures_are_recorded_alerted_
         assert not [b for b in g.got if b["crmOrderId"] == "CRM-3"]
     finally:
         await reporter.close()
+
+
+async def test_a_second_sweeper_sends_nothing_again_over_more_keys_than_one_lookup_asks(
+        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
+    """A lease handover: the new holder remembers nothing and re-reads the same window of orders;
+    its lookup of what is already recorded goes in chunks (app/reports/realtime.py IN_CHUNK), and
+    every chunk must count — 60 orders × 3 events is more than one chunk."""
+    g, url = group
+    partners = load_partners(ROOT / "config")
+    out = partners["group"].outbound
+    assert out is not None
+    out.config = {**out.config, "base_url": url}
+    reports = load_reports(ROOT / "config", partners)
+    clock = Clock(T0 + timedelta(minutes=1))
+    first = RealtimeReporter(db, settings, partners, reports, clock=clock)
+    second = RealtimeReporter(db, settings, partners, reports, clock=clock)
+    try:
+        await db["orders"].insert_many([
+            internet_order(n, [stage("accept", T0, T0 + timedelta(seconds=5)),
+                               stage("design", T0 + timedelta(seconds=5))], T0 + timedelta(seconds=5))
+            for n in range(60)])
+        assert (await first.sweep())["sent"] == 180
+        assert (await first.sweep())["sent"] == 0  # from its memory
+        assert (await second.sweep())["sent"] == 0  # from the database, in chunks
+        await db["orders"].update_one({"_id": "R7"}, {"$set": {
+            "stages.1.finished_at": T0 + timedelta(seconds=30), "updated_at": T0 + timedelta(seconds=30)}})
+        assert (await second.sweep())["sent"] == 1 and (await first.sweep())["sent"] == 0
+        assert len(g.got) == 181 and len({b["reportId"] for b in g.got}) == 181
+    finally:
+        await first.close()
+        await second.close()
