@@ -40,7 +40,7 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 SENDS, STATE, ALERTS = "report_sends", "report_state", "report_alerts"
 STATUSES = ["in_flight", "waiting", "completed", "failed", "cancelled"]
-KNOWN_KEYS = 100_000  # send keys this sweeper remembers as recorded (~100 B each)
+KNOWN_KEYS = 20_000  # send keys this sweeper remembers as recorded (~180 B each: ~4 MB at most)
 IN_CHUNK = 100  # keys per "already recorded?" query
 
 def changed_since(mark: datetime, products: list[str]) -> dict[str, Any]:
