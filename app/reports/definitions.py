@@ -15,6 +15,7 @@ and where its value comes from: ``path`` into the order document (``order.extens
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -194,3 +195,21 @@ def values(report: Report, doc: dict[str, Any], event: dict[str, Any] | None = N
             found = paths.get(scope, f.path)
             out[f.key] = f.default if found is None else found
     return out
+
+
+def projection(reports: Iterable[Report], *, also: Iterable[str] = ()) -> dict[str, int]:
+    """The MongoDB projection of what the field paths of ``reports`` read of an order (plus ``also``),
+    so that any path a definition names (``order.customer.name``, ``state.data.resource_status``) is
+    found by the daily file and by the real-time sweep alike, and neither reads a whole document.
+
+    A path is projected down to its first list index (``order.addresses.0.city`` → ``order.addresses``:
+    a projection cannot index a list); a path under another one is left out (MongoDB refuses
+    ``order`` with ``order.customer``); ``event.*`` is the stage event, not the document."""
+    wanted = set(also)
+    for report in reports:
+        for f in report.fields:
+            if f.path and not f.path.startswith("event."):
+                parts = paths.split(f.path)
+                keys = next((parts[:i] for i, part in enumerate(parts) if part.isdigit()), parts)
+                wanted.add(".".join(keys or parts[:1]))
+    return {p: 1 for p in sorted(wanted) if not any(p.startswith(q + ".") for q in wanted)}

@@ -36,7 +36,7 @@ from prometheus_client import Counter
 from pymongo import ASCENDING
 
 from app.jobs.lease import StaleLease
-from app.reports.definitions import Report, values
+from app.reports.definitions import Report, projection, values
 from connectors.sftp.client import SftpSession
 from flows.documents import ORDERS  # declares the orders' indexes (by_created) wherever this runs
 from hub.settings import Settings
@@ -127,11 +127,6 @@ def _rendered(part: Part, report: Report, docs: list[dict[str, Any]], zone: Zone
     return _hashed(part, render(report, docs, zone, False))
 
 
-def projection(report: Report) -> dict[str, int]:
-    tops = {f.path.split(".", 1)[0] for f in report.file_fields if f.path}
-    return {t: 1 for t in tops} | {"created_at": 1}
-
-
 async def generate(db: AsyncIOMotorDatabase[Any], settings: Settings, report: Report, period: str, key: str,
                    *, fence: Callable[[], Awaitable[None]], run_id: str | None = None) -> dict[str, Any]:
     """Write ``report``'s file(s) for one period to its SFTP drop; returns the manifest."""
@@ -145,7 +140,8 @@ async def generate(db: AsyncIOMotorDatabase[Any], settings: Settings, report: Re
     query = {"product": {"$in": report.definition.products}, "created_at": {"$gte": start, "$lt": end}}
     # the by_created index (flows/documents.py) walked forward: ties in index order, the same every run,
     # and no in-memory sort of a day's orders
-    cursor = db[ORDERS].find(query, projection(report), batch_size=BATCH).sort("created_at", ASCENDING)
+    cursor = db[ORDERS].find(query, projection([report], also=["created_at"]), batch_size=BATCH)
+    cursor = cursor.sort("created_at", ASCENDING)
     cursor = cursor.hint("by_created")
     parts: list[Part] = []
     try:

@@ -32,7 +32,7 @@ from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from app.jobs.partner import PartnerCalls
-from app.reports.definitions import Report, Reports, values
+from app.reports.definitions import Report, Reports, projection, values
 from hub.db import declare_indexes
 from hub.partners import Partner
 from hub.settings import Settings
@@ -103,6 +103,9 @@ class RealtimeReporter:
         self._limit = asyncio.Semaphore(concurrency)
         self.calls = PartnerCalls(settings, partners)
         self.products = sorted(p for p in reports.by_product if reports.realtime_for(p))
+        # what the reports' field paths read, and what the sweep itself reads (stage_events, the watermark)
+        self.fields = projection({r.name: r for p in self.products for r in reports.realtime_for(p)}.values(),
+                                 also=["stages", "submitted_by", "product", "updated_at"])
         self._known: OrderedDict[str, None] = OrderedDict()  # keys with a send record, newest last
 
     async def recorded(self, keys: Sequence[str]) -> set[str]:
@@ -201,10 +204,8 @@ class RealtimeReporter:
         state = await self.db[STATE].find_one({"_id": "realtime"}) or {}
         mark: datetime = state.get("watermark") or now - self.first_lookback
         q = changed_since(mark, self.products)
-        docs = await self.db["orders"].find(
-            q, {"stages": 1, "product": 1, "updated_at": 1, "order": 1, "order_id": 1, "external_order_id": 1,
-                "status": 1, "current_stage": 1, "scenario": 1, "created_at": 1, "submitted_by": 1},
-        ).sort("updated_at", ASCENDING).limit(self.batch).to_list(None)
+        cursor = self.db["orders"].find(q, self.fields).sort("updated_at", ASCENDING).limit(self.batch)
+        docs = await cursor.to_list(None)
         counts["orders"] = len(docs)
         todo: list[tuple[Report, str, dict[str, Any], dict[str, Any]]] = []
         for doc in docs:

@@ -32,6 +32,7 @@ from hub.partners import load_partners
 from hub.settings import Settings
 from tests.integration.test_jobs import Clock, tick_all
 from tests.support import eventually
+from tests.unit.catalogue_resource_status_test import played_state
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +126,23 @@ async def test_files_parse_back_to_their_manifest_and_regenerating_is_idempotent
     record = await db["report_files"].find_one({"_id": "self_use_transmission:daily:2026-04-10"})
     assert record is not None and record["generations"] == 3 and record["status"] == "delivered"
 
+
+
+async def test_a_row_says_whether_the_resource_center_had_resources(
+        settings: Settings, db: AsyncIOMotorDatabase[Any]) -> None:
+    """资源满足情况 in a daily file: the flow state's ``resource_status`` (as the transmission line's P04.1
+    blueprint saves 资管's design reply; 自用传输专线 has no blueprint of its own yet), empty without one."""
+    day = datetime(2026, 4, 10, tzinfo=UTC) - CST
+    played = [await asyncio.to_thread(played_state, "p04-1-transmission-line-open", answers) for answers in (
+        {}, {"resource.design_request": {"needs_construction": False}})]  # CPU: off the loop
+    await db["orders"].insert_many([{**order(i, "self_use_transmission", day + timedelta(minutes=i)), "state": s}
+                                    for i, s in enumerate(played)]
+                                   + [order(2, "self_use_transmission", day + timedelta(minutes=2))])
+    rep = report(max_rows=10)
+    await generate(db, settings, rep, "daily", "2026-04-10", fence=nothing)
+    manifest, rows = read_back(folder(settings, rep), "ZYCSZX_D_20260410.manifest.json")
+    keys = [c["key"] for c in manifest["columns"]]
+    assert [r[keys.index("resourceStatus")] for r in rows] == ["资源不满足，需建设", "资源满足", ""]
 
 async def test_a_frozen_worker_publishes_nothing_and_the_retry_leaves_one_copy(
         settings: Settings, db: AsyncIOMotorDatabase[Any], monkeypatch: pytest.MonkeyPatch) -> None:

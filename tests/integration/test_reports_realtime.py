@@ -4,6 +4,7 @@ twice; a failure is recorded, counted, alerted and retried, and the retry's succ
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from app.reports.realtime import ALERTS, SENDS, SENT, RealtimeReporter
 from hub.partners import load_partners
 from hub.settings import Settings
 from tests.integration.test_jobs import Clock, db  # noqa: F401  # db: a fixture
+from tests.unit.catalogue_resource_status_test import played_state
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,15 +68,20 @@ def stage(name: str, entered: datetime, finished: datetime | None = None) -> dic
     return {"stage": name, "title": name, "kind": "auto", "entered_at": entered, "finished_at": finished}
 
 
-async def test_stage_events_are_reported_once_and_failures_are_recorded_alerted_and_retried(
-        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
-    g, url = group
+def reporter_to(url: str, settings: Settings, database: AsyncIOMotorDatabase[Any], clock: Clock) -> RealtimeReporter:
+    """The shipped reports and partners, with the group's endpoint at ``url``."""
     partners = load_partners(ROOT / "config")
     out = partners["group"].outbound
     assert out is not None
     out.config = {**out.config, "base_url": url}
+    return RealtimeReporter(database, settings, partners, load_reports(ROOT / "config", partners), clock=clock)
+
+
+async def test_stage_events_are_reported_once_and_failures_are_recorded_alerted_and_retried(
+        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
+    g, url = group
     clock = Clock(T0 + timedelta(minutes=1))
-    reporter = RealtimeReporter(db, settings, partners, load_reports(ROOT / "config", partners), clock=clock)
+    reporter = reporter_to(url, settings, db, clock)
     failed_before = SENT.labels("internet_line", "failed")._value.get()
     try:
         await db["orders"].insert_many([
@@ -149,3 +156,22 @@ async def test_a_second_sweeper_sends_nothing_again_over_more_keys_than_one_look
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_report_says_whether_the_resource_center_had_resources(
+        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
+    """资源满足情况 (resourceStatus) is what the blueprint saved of 资管's design reply, read from the order's
+    flow state (``state.data.resource_status``); before 资管 answers there is none (an empty value)."""
+    g, url = group
+    reporter = reporter_to(url, settings, db, Clock(T0 + timedelta(minutes=1)))
+    played = {n: await asyncio.to_thread(played_state, "p02-1-internet-line-open", answers) for n, answers in (
+        (1, {}), (2, {"resource.design_request": {"needs_construction": False}}))}  # CPU: off the loop
+    try:
+        await db["orders"].insert_many([
+            {**internet_order(n, [stage("design", T0)], T0 + timedelta(seconds=n)), "state": state}
+            for n, state in played.items()] + [internet_order(3, [stage("accept", T0)], T0 + timedelta(seconds=3))])
+        assert (await reporter.sweep())["sent"] == 3
+        assert {b["crmOrderId"]: b["resourceStatus"] for b in g.got} == {
+            "CRM-1": "资源不满足，需建设", "CRM-2": "资源满足", "CRM-3": ""}
+    finally:
+        await reporter.close()

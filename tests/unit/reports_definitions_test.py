@@ -3,12 +3,13 @@ refused with file:line: key like a blueprint, and a report's values come from th
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from app.reports.definitions import load_reports, values
+from app.reports.definitions import FieldDef, load_reports, projection, values
 from app.reports.files import file_names, period_range, previous_period, render
 from app.reports.realtime import stage_events
 from hub.errors import ConfigError
@@ -59,6 +60,17 @@ def test_values_come_from_the_order_and_the_stage_event() -> None:
         "CRM-1", "新建", "accept", "enter", "0")
     assert "stage" not in values(rep, doc)  # a file row has no stage event
 
+
+
+def test_the_projection_reads_what_the_field_paths_name_and_no_more() -> None:
+    """What the daily file and the real-time sweep read of an order: each path down to its first list
+    index, a path under another one left out (MongoDB refuses both), never the stage event."""
+    rep = load_reports(ROOT / "config", load_partners(ROOT / "config")).by_name["internet_line"]
+    extra = FieldDef(key="city", label="城市", path="order.addresses.0.city")
+    got = projection([dataclasses.replace(rep, fields=(*rep.fields, extra))], also=["stages", "order.addresses"])
+    assert got["state.data.resource_status"] == got["order.customer.name"] == got["stages"] == 1
+    assert "order.addresses" in got and not [k for k in got if k.startswith(("order.addresses.", "event"))]
+    assert "state" not in got and "order" not in got  # not the whole flow state, nor the whole order
 
 def test_periods_names_and_csv_quoting() -> None:
     from zoneinfo import ZoneInfo
