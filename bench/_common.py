@@ -32,7 +32,8 @@ def private_infra(sftp: bool = False) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def hub_with_simulators(env: dict[str, str], logs: Path, *, ready_s: float = 90, tag: str = "",
-                        workers: list[dict[str, str]] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
+                        workers: list[dict[str, str]] | None = None,
+                        command: list[str] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``hub simulate`` on ``HUB_SIM_URL``'s port and ``hub run`` with ``env`` (over ``os.environ``),
     logs in ``logs``; yields [simulators, worker, …] once every worker's ``/readyz`` answers and the
     consumer group had time to join; all are stopped (terminate, then kill after 30 s) on the way out.
@@ -41,7 +42,10 @@ def hub_with_simulators(env: dict[str, str], logs: Path, *, ready_s: float = 90,
     ``workers``: one ``hub run`` per item, each with those variables over ``env`` (its own
     ``HUB_HTTP_PORT``, ``HUB_WORKER_ID`` …), all in one consumer group on the same broker and
     database; default one worker with ``env`` alone. A worker's log is ``worker{-tag}.log`` for the
-    first and ``worker{-tag}-{n}.log`` for the n-th after it. A worker the caller killed is reaped."""
+    first and ``worker{-tag}-{n}.log`` for the n-th after it. A worker the caller killed is reaped.
+
+    ``command``: what starts a worker instead of ``hub run`` (bench/soak.py: ``hub run`` with one more
+    gauge, its event loop's task count)."""
     full = {**os.environ, **env}
     sim_port = env["HUB_SIM_URL"].rsplit(":", 1)[1]
     procs: list[subprocess.Popen[bytes]] = []
@@ -54,7 +58,7 @@ def hub_with_simulators(env: dict[str, str], logs: Path, *, ready_s: float = 90,
         for n, extra in enumerate(workers or [{}], start=1):
             name = f"worker{suffix}.log" if n == 1 else f"worker{suffix}-{n}.log"
             with (logs / name).open("wb") as wlog:
-                procs.append(subprocess.Popen([HUB, "run"], env={**full, **extra}, stdout=wlog,
+                procs.append(subprocess.Popen(command or [HUB, "run"], env={**full, **extra}, stdout=wlog,
                                               stderr=subprocess.STDOUT))
             ports.append({**env, **extra}["HUB_HTTP_PORT"])
         for port in ports:
