@@ -23,14 +23,17 @@ import asyncio
 import os
 import subprocess
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pymongo import monitoring
+from pymongo.errors import PyMongoError
 
 from app.reports.definitions import load_reports, projection
-from app.reports.files import BATCH, generate, period_range
+from app.reports.files import generate, period_orders, period_range
 from app.reports.realtime import RealtimeReporter
 from bench._common import free_port, private_infra
 from hub.db import connect, ensure_indexes
@@ -98,7 +101,7 @@ async def daily(db: Any, settings: Any, n: int) -> None:
     seen = 0
     q = {"product": {"$in": report.definition.products}, "created_at": {"$gte": start, "$lt": end}}
     fields = projection([report], also=["created_at"])  # what generate() reads
-    async for _ in db["orders"].find(q, fields, batch_size=BATCH).sort("created_at", 1).hint("by_created"):
+    async for _ in period_orders(db, q, fields):
         seen += 1
     base_s = time.perf_counter() - began
     base_peak = rss_mb("VmHWM")
@@ -166,7 +169,24 @@ async def realtime(db: Any, settings: Any, n: int, concurrency: int) -> None:
         await runner.cleanup()
 
 
+class HeartbeatFailures(monitoring.ServerHeartbeatListener):
+    """Says when the client's monitor gave up on the server: pymongo then clears the pool and
+    cancels the operations in flight (``_OperationCancelled``) — what a busy embedded server does
+    to a long report generation."""
+
+    def started(self, event: monitoring.ServerHeartbeatStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.ServerHeartbeatSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
+        print(f"{datetime.now(UTC):%H:%M:%S} heartbeat failed after {event.duration * 1000:.0f} ms: "
+              f"{type(event.reply).__name__}: {event.reply}", flush=True)
+
+
 async def amain(args: argparse.Namespace) -> None:
+    monitoring.register(HeartbeatFailures())
     settings = load_settings()
     client = connect(settings)
     db = client[settings.mongo_db]
@@ -176,8 +196,16 @@ async def amain(args: argparse.Namespace) -> None:
         if args.realtime_orders:
             await ensure_indexes(db)
             await realtime(db, settings, args.realtime_orders, args.concurrency)
+    except Exception:
+        # printed before the clean-up: pymongo raises its cancellations "from None", so a failing
+        # drop below would hide the cause (two 1,000,000-order runs ended in a bare _OperationCancelled)
+        traceback.print_exc()
+        raise
     finally:
-        await client.drop_database(settings.mongo_db)
+        try:
+            await client.drop_database(settings.mongo_db)
+        except PyMongoError as exc:  # the private server is deleted with its folder anyway
+            print(f"clean-up: drop_database failed ({type(exc).__name__}: {exc})", flush=True)
         client.close()
 
 

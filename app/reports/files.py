@@ -24,8 +24,9 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import posixpath
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from zoneinfo import ZoneInfo
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from prometheus_client import Counter
 from pymongo import ASCENDING
+from pymongo.errors import AutoReconnect
 
 from app.jobs.lease import StaleLease
 from app.reports.definitions import Report, projection, values
@@ -127,6 +129,48 @@ def _rendered(part: Part, report: Report, docs: list[dict[str, Any]], zone: Zone
     return _hashed(part, render(report, docs, zone, False))
 
 
+RESUMES = 5  # times a period's cursor broken by its connection is reopened where it stopped
+log = logging.getLogger(__name__)
+
+
+async def period_orders(db: AsyncIOMotorDatabase[Any], query: dict[str, Any], fields: dict[str, int], *,
+                        resumes: int = RESUMES, pause_s: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+    """The orders of ``query`` (a ``created_at`` range) in ``created_at`` order, the by_created index
+    walked forward, reopened after a broken connection from where it stopped.
+
+    Why: a day of 1,000,000 orders is one cursor for minutes, and a connection error in the middle
+    (a replica-set failover; the client's monitor giving up on a busy server, which cancels every
+    operation in flight) lost the whole generation — ``python -m bench.daily_file --orders 1000000``
+    died twice at load 9 with ``_OperationCancelled`` after the embedded server missed heartbeats for
+    15 s. Reopened at the last ``created_at`` seen, skipping the ids already given at that instant:
+    no order twice, none left out, the same order as one unbroken cursor. ``fields`` must keep
+    ``created_at``."""
+    last: datetime | None = None
+    given_at_last: set[Any] = set()
+    broken = 0
+    while True:
+        q = query if last is None else {**query, "created_at": {**query["created_at"], "$gte": last}}
+        cursor = db[ORDERS].find(q, fields, batch_size=BATCH).sort("created_at", ASCENDING).hint("by_created")
+        try:
+            async for doc in cursor:
+                at = doc["created_at"]
+                if at == last:
+                    if doc["_id"] in given_at_last:
+                        continue
+                else:
+                    last, given_at_last = at, set()
+                given_at_last.add(doc["_id"])
+                yield doc
+            return
+        except AutoReconnect as exc:
+            broken += 1
+            if broken > resumes:
+                raise
+            log.warning("report cursor broken (%s: %s); reopened from %s (%d of %d)", type(exc).__name__, exc,
+                        last, broken, resumes)
+            await asyncio.sleep(pause_s * broken)
+
+
 async def generate(db: AsyncIOMotorDatabase[Any], settings: Settings, report: Report, period: str, key: str,
                    *, fence: Callable[[], Awaitable[None]], run_id: str | None = None) -> dict[str, Any]:
     """Write ``report``'s file(s) for one period to its SFTP drop; returns the manifest."""
@@ -140,9 +184,7 @@ async def generate(db: AsyncIOMotorDatabase[Any], settings: Settings, report: Re
     query = {"product": {"$in": report.definition.products}, "created_at": {"$gte": start, "$lt": end}}
     # the by_created index (flows/documents.py) walked forward: ties in index order, the same every run,
     # and no in-memory sort of a day's orders
-    cursor = db[ORDERS].find(query, projection([report], also=["created_at"]), batch_size=BATCH)
-    cursor = cursor.sort("created_at", ASCENDING)
-    cursor = cursor.hint("by_created")
+    cursor = period_orders(db, query, projection([report], also=["created_at"]))
     parts: list[Part] = []
     try:
         sftp = await session.client()
