@@ -136,7 +136,8 @@ async def test_rate_limiter_spaces_acquisitions_evenly() -> None:
     started = time.perf_counter()
     for _ in range(1000):
         await unlimited.acquire()
-    assert time.perf_counter() - started < 0.1
+    # 1,000 acquisitions at 50/s would take 20 s; 2 s of wall time leaves room for a loaded CI machine
+    assert time.perf_counter() - started < 2.0
 
 
 @pytest.mark.parametrize(

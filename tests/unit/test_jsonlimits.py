@@ -27,10 +27,10 @@ def deep_list(depth: int) -> list:
 
 def test_half_a_million_levels_is_refused_in_milliseconds() -> None:
     body = b"[" * 500_000 + b"]" * 500_000
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU, not the wall: a loaded CI machine stalls the wall
     with pytest.raises(TooDeep, match="limit of 64 levels"):
         loads(body)
-    assert time.perf_counter() - started < 0.5  # generous: the scan stops at level 65
+    assert time.process_time() - started < 0.5  # generous: the scan stops at level 65
 
 
 def test_depth_counts_only_brackets_outside_strings() -> None:
