@@ -30,9 +30,10 @@ stops, the faults are cleared, the orders drain, ``hub dlq replay --all`` replay
 
 Verdicts (exit 1 if one fails): RSS after the warm-up within 10 % (first → last sample, per process;
 ``--flat`` names the processes held to it, the others are shown), tasks and connections not growing
-(mean of the last third against the first third of the samples outside fault windows), lost 0,
-doubled 0. A PNG (throughput, p99, RSS; fault windows shaded) goes to ``--png`` (default under
-.hub/bench/, git-ignored) with the samples as JSON beside it.
+(mean of the last third against the first third of the samples outside fault windows; tasks also
+idle before against idle after), lost 0, doubled 0, none unfinished after the drains. A PNG
+(throughput, p99, RSS; fault windows shaded) goes to ``--png`` (default under .hub/bench/,
+git-ignored) with the samples as JSON beside it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ from typing import Any
 from bench import flow
 from bench._common import ROOT, free_port, hub_with_simulators, private_infra
 
-__all__ = ["Fault", "Sample", "Verdict", "control_for", "fault_at", "fault_schedule", "growing", "verdicts"]
+__all__ = ["Fault", "Sample", "Verdict", "control_for", "fault_at", "fault_schedule", "growing", "lost_doubled",
+           "verdicts"]
 
 KINDS = ("down", "slow", "errors", "rejects", "duplicate_callback")
 PARTNERS = ("resource", "ip_workbench", "esop")  # the internet-line flow's partners (config/flows/internet_line)
@@ -155,7 +157,8 @@ def growing(values: list[float], *, tolerance: float = 0.10, slack: float = 0.0)
 
 
 def verdicts(samples: list[Sample], *, warmup_s: float, flat: tuple[str, ...], tolerance: float = 0.10,
-             lost: int = 0, doubled: int = 0, task_slack: float = 20, conn_slack: float = 5) -> list[Verdict]:
+             lost: int = 0, doubled: int = 0, unfinished: int = 0, task_slack: float = 20,
+             conn_slack: float = 5) -> list[Verdict]:
     """The soak's verdicts from its samples and the final check: RSS first → last of the load after
     ``warmup_s`` (processes not in ``flat`` shown, not held, with their growth per 1,000 orders posted);
     tasks and connections by thirds of the load samples outside fault windows, and idle before the
@@ -196,6 +199,7 @@ def verdicts(samples: list[Sample], *, warmup_s: float, flat: tuple[str, ...], t
                                f"{before} before the first order, {later} after the last drain{pools}",
                                counted=name == "tasks"))
     out.append(Verdict("lost", lost == 0, str(lost)))
+    out.append(Verdict("unfinished after the drains", unfinished == 0, str(unfinished)))
     out.append(Verdict("doubled", doubled == 0, str(doubled)))
     return out
 
@@ -464,12 +468,16 @@ async def run_soak(args: argparse.Namespace, port: int, sim: str, db: Any, pids:
             "callbacks_sent": summary.get("callbacks_sent")}
 
 
-def lost_doubled(check: dict[str, Any]) -> tuple[int, int]:
-    """Lost: posted orders not completed, or without an accepted ESOP close-report. Doubled: a second
-    order document or close-report, or a call a partner accepted and was sent again (its key)."""
-    lost = max(check["posted"] - check["orders_completed_in_db"], check["not_closed"], 0)
+def lost_doubled(check: dict[str, Any]) -> tuple[int, int, int]:
+    """Lost: posted orders (answered 202) without an order document, and completed ones without an
+    accepted ESOP close-report. Unfinished: order documents not completed when the last drain ended
+    (still in flight: not lost, not done either). Doubled: a second order document or close-report,
+    or a call a partner accepted and was sent again (its key)."""
+    closed = check["closed_once"] + check["closed_twice"]
+    lost = max(check["posted"] - check["orders_in_db"], 0) + max(check["orders_completed_in_db"] - closed, 0)
+    unfinished = check["orders_in_db"] - check["orders_completed_in_db"]
     doubled = check["closed_twice"] + check["order_docs_twice"] + sum(check["keys_sent_again"].values())
-    return lost, doubled
+    return lost, unfinished, doubled
 
 
 def plot(samples: list[Sample], schedule: list[Fault], path: Path, title: str, rate: float) -> None:
@@ -586,8 +594,9 @@ def main() -> None:
 
             result = asyncio.run(go())
     load1 = os.getloadavg()
-    lost, doubled = lost_doubled(result)
-    checks = verdicts(state.samples, warmup_s=warmup, flat=tuple(args.flat.split(",")), lost=lost, doubled=doubled)
+    lost, unfinished, doubled = lost_doubled(result)
+    checks = verdicts(state.samples, warmup_s=warmup, flat=tuple(args.flat.split(",")), lost=lost, doubled=doubled,
+                      unfinished=unfinished)
     print(table(state.samples))
     load = [s for s in state.samples if s.phase == "load" and s.t_s >= warmup]
     rates = [s.rate for s in load]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import Fault, Sample, control_for, fault_at, fault_schedule, growing, verdicts
+from bench.soak import Fault, Sample, control_for, fault_at, fault_schedule, growing, lost_doubled, verdicts
 
 
 def _samples(n: int = 30, *, worker: float = 180.0, worker_step: float = 0.0, tasks: int = 200,
@@ -68,9 +68,15 @@ def test_growing_tasks_fail_by_thirds_and_idle() -> None:
     assert checks["connections not growing"].ok
 
 
-def test_lost_and_doubled_fail() -> None:
-    checks = _by_name(verdicts(_samples(), warmup_s=30, flat=("worker",), lost=1, doubled=2))
-    assert not checks["lost"].ok and not checks["doubled"].ok
+def test_lost_unfinished_and_doubled_fail() -> None:
+    checks = _by_name(verdicts(_samples(), warmup_s=30, flat=("worker",), lost=1, doubled=2, unfinished=3))
+    assert not checks["lost"].ok and not checks["doubled"].ok and not checks["unfinished after the drains"].ok
+
+
+def test_lost_is_no_document_or_no_close_report_unfinished_is_still_open() -> None:
+    check = {"posted": 10, "orders_in_db": 9, "orders_completed_in_db": 7, "closed_once": 6, "closed_twice": 0,
+             "order_docs_twice": 0, "keys_sent_again": {"esop": 1}}
+    assert lost_doubled(check) == (1 + 1, 2, 1)
 
 
 def test_no_samples_after_the_warmup_fails() -> None:
