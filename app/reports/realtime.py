@@ -33,6 +33,7 @@ from pymongo.errors import BulkWriteError
 
 from app.jobs.partner import PartnerCalls
 from app.reports.definitions import Report, Reports, projection, values
+from hub.batching import find_by_ids
 from hub.db import declare_indexes
 from hub.partners import Partner
 from hub.settings import Settings
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 SENDS, STATE, ALERTS = "report_sends", "report_state", "report_alerts"
 STATUSES = ["in_flight", "waiting", "completed", "failed", "cancelled"]
 KNOWN_KEYS = 20_000  # send keys this sweeper remembers as recorded (~180 B each: ~4 MB at most)
-IN_CHUNK = 100  # keys per "already recorded?" query
 
 def changed_since(mark: datetime, products: list[str]) -> dict[str, Any]:
     """The sweep's filter: orders of ``products`` written since ``mark``. ``updated_at`` comes first
@@ -111,18 +111,13 @@ class RealtimeReporter:
     async def recorded(self, keys: Sequence[str]) -> set[str]:
         """The keys among ``keys`` that already have a send record.
 
-        Why not one ``{_id: {$in: keys}}``: the sweep re-reads every order changed in the last
-        ``overlap`` — with a full window in flight that is every open order, ~10 stage events each,
-        so ~1,000 keys per sweep, nearly all already recorded. SecantusDB re-matches each found
-        document against the whole ``$in`` list (and re-validates the list per document), so the
-        query is quadratic: ~25 % of the database's CPU in ``python -m bench.flow`` (py-spy). The
-        keys this process recorded or found are remembered (bounded LRU; a record is never deleted,
-        so a remembered key stays true), and the rest is asked in chunks of :data:`IN_CHUNK`.
-        Measured on the embedded server: 256 found ids in one ``$in`` 74.6 ms, in chunks of 16 25.6 ms."""
+        Why remembered: the sweep re-reads every order changed in the last ``overlap`` — with a full
+        window in flight that is every open order, ~10 stage events each, so ~1,000 keys per sweep,
+        nearly all already recorded. The keys this process recorded or found are kept (bounded LRU;
+        a record is never deleted, so a remembered key stays true); only the rest is asked, through
+        :func:`hub.batching.find_by_ids` (chunked: one ``$in`` of them all was quadratic there)."""
         found = {k for k in keys if k in self._known}
-        rest = [k for k in dict.fromkeys(keys) if k not in found]
-        for i in range(0, len(rest), IN_CHUNK):
-            found |= {d["_id"] async for d in self.db[SENDS].find({"_id": {"$in": rest[i:i + IN_CHUNK]}}, {"_id": 1})}
+        found |= {d["_id"] async for d in find_by_ids(self.db[SENDS], (k for k in keys if k not in found), {"_id": 1})}
         self.remember(found)
         return found
 

@@ -130,7 +130,7 @@ async def test_stage_events_are_reported_once_and_failures_are_recorded_alerted_
 async def test_a_second_sweeper_sends_nothing_again_over_more_keys_than_one_lookup_asks(
         settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
     """A lease handover: the new holder remembers nothing and re-reads the same window of orders;
-    its lookup of what is already recorded goes in chunks (app/reports/realtime.py IN_CHUNK), and
+    its lookup of what is already recorded goes in chunks (hub/batching.py find_by_ids), and
     every chunk must count — 60 orders × 3 events is more than one chunk."""
     g, url = group
     partners = load_partners(ROOT / "config")
