@@ -74,7 +74,6 @@ INDEX_WHY: dict[tuple[str, str], str] = {
     ("dlq_actions", "by_time"): "the dead-letter audit trail, newest first",
     ("dlq_actions", "by_letter"): "the audit of one dead letter",
     ("dlq_actions", "by_who"): "what one operator did",
-    ("intake_keys", "by_order"): "an order's intake record (intake recovery, cancel)",
     ("intake_keys", "by_created"): "intake recovery at start: keys accepted in the last HUB_FLOW_INTAKE_RECOVERY_HOURS",
     ("job_runs", "by_job_time"): "a scheduled job's last runs",
     ("ops_alerts", "one_open"): "unique: one open alert per rule and subject, even with several workers",
