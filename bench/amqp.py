@@ -105,7 +105,7 @@ async def run(url: str, n: int, prefetch: int, batch_size: int | None) -> None:
     pub_rate = await publish(url, queue, n)
     print(f"pre-filled {n} persistent messages with publisher confirms: {pub_rate:.0f} msg/s")
     settings = load_settings()
-    rt = Runtime(settings, partners={})
+    rt = Runtime(settings)  # the shipped partners: blueprints load, so admission runs as in `hub run`
     await rt.start()
     route = route_model().model_validate({
         "name": "bench-amqp", "canonical": "work_order", "target": {"topic": "inbound"},

@@ -25,7 +25,7 @@ Retries, backoff, dead-lettering, metrics and tracing are *not* the sink's busin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -61,6 +61,12 @@ class Emit(Protocol):
 
     async def publish_batch(self, envelopes: Iterable[Envelope]) -> int:
         """Publish envelopes ``prepare`` already returned, pipelined; returns how many."""
+        ...
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> list[Accepted | BaseException]:
+        """``self(envelope)`` for each raw envelope of a batch (a queue's deliveries), one result per
+        envelope in order — its Accepted or the exception ``self(envelope)`` would have raised — with
+        one duplicate check, one Kafka write and one record write for the whole batch."""
         ...
 
     async def reject(self, reason: str, envelope: Envelope | None = None, **origin: Any) -> None:

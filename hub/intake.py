@@ -39,6 +39,7 @@ order never reached the engine, and the worker re-sends them at start (``flows/a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -215,6 +216,114 @@ class Intake:
                 span.outcome = "duplicate"
             return accepted
 
+    async def emit_many(self, topic: str, envelopes: Sequence[Envelope]) -> list[Accepted | BaseException]:
+        """``emit`` for a batch (the AMQP source's): one result per envelope, in order — its
+        :class:`Accepted`, or the exception ``emit`` would have raised for it.
+
+        Why: ``emit`` per message costs a span, a single-flight future, two batcher submits and a Kafka
+        send of its own; here the batch's claims are one insert, its envelopes one pipelined
+        produce (``send_many``) and its records one insert. The guarantees are ``emit``'s: a key is
+        produced only by the delivery that won its claim, and answered only once it is on Kafka.
+        Whatever is not the plain case — a key claimed or recorded already, a key twice in the batch
+        or being accepted by a concurrent request of this process, a claim that could not be
+        written — takes ``emit`` itself, which waits for the winner, takes a dead holder's claim
+        over, or answers the duplicate."""
+        results: list[Accepted | BaseException | None] = [None] * len(envelopes)
+        with contextlib.ExitStack() as spans:
+            hops: dict[int, tracing.Hop] = {}
+            fresh: list[int] = []
+            seen: set[str] = set()
+            for i, envelope in enumerate(envelopes):
+                key = envelope.idempotency_key
+                if key in seen or key in self._inflight:
+                    continue  # the single path below (single flight)
+                try:
+                    self.admit(envelope)
+                except ValidationFailed as exc:
+                    results[i] = exc
+                    continue
+                seen.add(key)
+                hop = spans.enter_context(tracing.hop(envelope.trace, "hub.intake", envelope.type,
+                                                      envelope.correlation_id, kind="server"))
+                envelope.trace = hop.trace
+                hops[i] = hop
+                fresh.append(i)
+            loop = asyncio.get_running_loop()
+            futures = {i: loop.create_future() for i in fresh}
+            for i in fresh:
+                self._inflight[envelopes[i].idempotency_key] = futures[i]
+            failed: BaseException | None = None
+            try:
+                await self._accept_batch(topic, envelopes, fresh, results)
+            except BaseException as exc:
+                failed = exc
+                raise
+            finally:
+                for i in fresh:
+                    fut = futures[i]
+                    del self._inflight[envelopes[i].idempotency_key]
+                    outcome = results[i] if failed is None or results[i] is not None else failed
+                    if outcome is None:  # claim lost: emit answers it below, in a span of its own
+                        hops[i].outcome = "duplicate"
+                    elif isinstance(outcome, BaseException):
+                        fut.set_exception(outcome)
+                        fut.exception()  # retrieved: nobody else may have waited
+                        hops[i].outcome = "error"
+                    else:
+                        fut.set_result(outcome)
+        rest = [i for i, r in enumerate(results) if r is None]
+        answers = await asyncio.gather(*(self.emit(topic, envelopes[i]) for i in rest), return_exceptions=True)
+        for i, answer in zip(rest, answers, strict=True):
+            results[i] = answer
+            waiting = futures.get(i)  # a concurrent delivery of the key may be waiting on the batch's future
+            if waiting is not None and not waiting.done():
+                if isinstance(answer, BaseException):
+                    waiting.set_exception(answer)
+                    waiting.exception()
+                else:
+                    waiting.set_result(answer)
+        done: list[Accepted | BaseException] = []
+        for r in results:
+            assert r is not None
+            done.append(r)
+        return done
+
+    async def _accept_batch(self, topic: str, envelopes: Sequence[Envelope], fresh: list[int],
+                            results: list[Accepted | BaseException | None]) -> None:
+        """Claim, produce and record ``fresh`` (indexes into ``envelopes``) as one batch; claims this
+        process did not win are left ``None`` in ``results`` for ``emit``."""
+        if not fresh:
+            return
+        claimed = await self._insert_many([self._claim(envelopes[i]) for i in fresh])
+        winners = []
+        for i, ok in zip(fresh, claimed, strict=True):
+            if ok is True:
+                winners.append(i)
+            elif isinstance(ok, BaseException) and not isinstance(ok, _Duplicate):  # not stored: retry later
+                results[i] = ok
+        if not winners:
+            return
+        batch = [envelopes[i] for i in winners]
+        try:
+            await self._producer.send_many(topic, batch)  # raises BrokerUnavailable
+        except BaseException as exc:
+            await self._release_many([env.idempotency_key for env in batch])
+            for i in winners:
+                results[i] = exc
+            if not isinstance(exc, Exception):
+                raise
+            return
+        recorded = await self._insert_many([self._record(topic, env) for env in batch])
+        for i, ok in zip(winners, recorded, strict=True):
+            envelope = envelopes[i]
+            results[i] = Accepted(envelope.correlation_id, envelope.id)
+            if isinstance(ok, _Duplicate):  # recorded meanwhile by a batch source: the first delivery's ids
+                winner = await self._keys.find_one({"_id": envelope.idempotency_key})
+                if winner is not None:
+                    results[i] = Accepted(winner["order_id"], winner["envelope_id"], duplicate=True)
+            elif isinstance(ok, BaseException):  # on Kafka, not recorded: as in _produce_as_winner
+                log.warning("intake key %s produced but not recorded (%s)", envelope.idempotency_key, ok)
+
     async def _emit_traced(self, topic: str, envelope: Envelope) -> Accepted:
         self.admit(envelope)
         key = envelope.idempotency_key
@@ -305,6 +414,14 @@ class Intake:
             # it, then take the claim over after the lease (the engine applies an order once).
             log.warning("intake key %s produced but not recorded (%s)", key, exc)
         return Accepted(envelope.correlation_id, envelope.id)
+
+    async def _release_many(self, keys: Sequence[str]) -> None:
+        """A batch's produce failed: remove its claims (one delete), as :meth:`_release` does one."""
+        try:
+            await self._keys.delete_many({"_id": {"$in": [CLAIM_PREFIX + k for k in keys]}, "holder": self._holder})
+        except PyMongoError as exc:
+            log.warning("%d intake claims not released (%s); they lapse after %ss", len(keys), exc,
+                        self._lease.total_seconds())
 
     async def _release(self, key: str) -> None:
         """Produce failed: remove our claim so nothing is recorded and the partner's retry wins."""

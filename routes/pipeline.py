@@ -16,7 +16,8 @@ be accepted: SOAP Fault, ``failed/``, AMQP reject to the DLX) and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
@@ -160,6 +161,39 @@ class RouteEmit:
 
     async def __call__(self, envelope: Envelope) -> Accepted:
         return await self.publish(self.prepare(envelope))
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> list[Accepted | BaseException]:
+        """``self(envelope)`` for each of a batch of raw envelopes (the AMQP source's), with one
+        result per envelope in order: its Accepted, or what ``self(envelope)`` would have raised.
+        Orders onto this route's topic go through ``Intake.emit_many`` (one claim insert, one
+        pipelined produce, one record insert for the batch); withdraws and sink routes one by one."""
+        results: list[Accepted | BaseException | None] = [None] * len(envelopes)
+        batched: list[int] = []
+        single: list[int] = []
+        prepared: dict[int, Envelope] = {}
+        for i, raw in enumerate(envelopes):
+            try:
+                prepared[i] = self.prepare(raw)
+            except Exception as exc:  # the caller tells them apart, as for ``self(envelope)``
+                results[i] = exc
+                continue
+            plain = self.sink is None and self._intake is not None and prepared[i].type != CANCEL
+            (batched if plain else single).append(i)
+        answers = await asyncio.gather(*(self.publish(prepared[i]) for i in single), return_exceptions=True)
+        for i, one in zip(single, answers, strict=True):
+            results[i] = one
+        if batched:
+            assert self._intake is not None and self.topic is not None
+            many = await self._intake.emit_many(self.topic, [prepared[i] for i in batched])
+            for i, one in zip(batched, many, strict=True):
+                results[i] = one
+                if isinstance(one, Accepted) and not one.duplicate:
+                    ENVELOPES_OUT.labels(prepared[i].source, self.topic).inc()
+        done: list[Accepted | BaseException] = []
+        for r in results:
+            assert r is not None
+            done.append(r)
+        return done
 
     async def publish_batch(self, envelopes: Iterable[Envelope]) -> int:
         """Publish already-prepared envelopes pipelined (one Kafka round trip for many).

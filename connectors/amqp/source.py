@@ -2,8 +2,8 @@
 
 Deliveries are taken in batches (``batch_size``, default half of ``prefetch`` so the next batch is
 delivered while one is being written; ``batch_max_wait_s`` after its first message at most). A
-batch's messages are emitted concurrently, so the intake turns them into one claim insert and one
-record insert in MongoDB and one pipelined Kafka write (``hub/intake.py``, ``hub/batching.py``);
+batch's messages are emitted as one (``publish_many``): one claim insert and one record insert in
+MongoDB and one pipelined Kafka write for the batch (``hub/intake.py`` ``emit_many``);
 the batch is acked with *one* ``basic.ack(multiple=True)`` up to its last delivery tag, only after
 every message of it is on Kafka and recorded. A crash before that ack loses nothing: the broker
 redelivers the unacked messages and the intake answers those that got through as duplicates (one
@@ -207,16 +207,28 @@ class AmqpSource:
                     await _settle(message.nack(requeue=True), self.ctx.route)
 
     async def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
-        """Emit the batch concurrently — the intake group-commits its claims and records in MongoDB
-        and its Kafka writes (acks=all) — and ack only once every message of it is on Kafka and
-        recorded. A crash before the ack loses nothing: the broker redelivers the unacked messages
-        and the intake answers them as duplicates (one envelope, one record)."""
+        """Emit the batch as one (``publish_many``: one claim insert and one record insert in
+        MongoDB, one pipelined Kafka write, acks=all) and ack only once every message of it is on
+        Kafka and recorded. A crash before the ack loses nothing: the broker redelivers the unacked
+        messages and the intake answers them as duplicates (one envelope, one record)."""
         emit = self._emit
         if emit is None:
             for message in batch:
                 await message.nack(requeue=True)
             return
-        outcomes = await asyncio.gather(*(self._accept(emit, message) for message in batch))
+        outcomes: list[_Outcome | None] = [None] * len(batch)
+        envelopes: dict[int, Envelope] = {}
+        for i, message in enumerate(batch):
+            checked = await self._envelope_or_outcome(message)
+            if isinstance(checked, _Outcome):
+                outcomes[i] = checked
+            else:
+                envelopes[i] = checked
+        if envelopes:
+            answers = await emit.publish_many(list(envelopes.values()))
+            for i, answer in zip(envelopes, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    outcomes[i] = self._outcome_of(answer)
         accepted = [m for m, o in zip(batch, outcomes, strict=True) if o is None]
         if len(accepted) == len(batch):  # the usual case: one frame acks the whole batch
             await _settle(batch[-1].ack(multiple=True), self.ctx.route)
@@ -227,8 +239,8 @@ class AmqpSource:
         if accepted:
             INTAKE_REQUESTS.labels(self.config.partner, "amqp", "accepted").inc(len(accepted))
 
-    async def _accept(self, emit: Emit, message: AbstractIncomingMessage) -> _Outcome | None:
-        """None when the message is on its target (or was already); else what to do with it."""
+    async def _envelope_or_outcome(self, message: AbstractIncomingMessage) -> Envelope | _Outcome:
+        """The message's raw envelope, or what to do with a message that cannot be emitted."""
         size = len(message.body)
         if size > self.max_message_bytes:  # checked before anything parses it; it would be too large next time too
             return _Outcome("reject", f"too large: {size} bytes, over the limit of {self.max_message_bytes} "
@@ -236,17 +248,25 @@ class AmqpSource:
         if self._limiter is not None:  # slower, never dropped: the rest waits in the queue (prefetch bounds us)
             await self._limiter.wait()
         try:
-            await emit(self.envelope(message))
-        except (ValidationFailed, PermanentError) as exc:
+            return self.envelope(message)
+        except Exception as exc:
+            outcome = self._outcome_of(exc)
+            assert outcome is not None
+            return outcome
+
+    def _outcome_of(self, exc: BaseException) -> _Outcome | None:
+        """What to do with a message whose emit raised ``exc``: dead-letter what will never be
+        accepted, requeue the rest (a retryable cause, or one we do not know)."""
+        if isinstance(exc, (ValidationFailed, PermanentError)):
             detail = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in getattr(exc, "errors", [])[:5])
             return _Outcome("reject", f"{exc}" + (f" — {detail}" if detail else ""))
-        except RetryableError as exc:
+        if isinstance(exc, RetryableError):
             log.warning("route %s: %s; message requeued", self.ctx.route, exc)
             return _Outcome("requeue", str(exc))
-        except Exception:
-            log.exception("route %s: unexpected error; message requeued", self.ctx.route)
-            return _Outcome("requeue", "unexpected error")
-        return None
+        if not isinstance(exc, Exception):  # cancelled, interpreter exit: not a message's fault
+            raise exc
+        log.error("route %s: unexpected error; message requeued", self.ctx.route, exc_info=exc)
+        return _Outcome("requeue", "unexpected error")
 
     async def _settle_mixed(self, batch: list[AbstractIncomingMessage], outcomes: list[_Outcome | None]) -> None:
         """A batch with rejects or retries: each message settled on its own (a multiple ack would
