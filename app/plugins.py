@@ -2,7 +2,9 @@
 
 Registration is explicit (no scanning): each module named here exposes one function —
 ``register_cli(app: typer.Typer)``, ``add_routes(app: web.Application)``, or
-``register_agents(app: faust.App, runtime: Runtime)`` — and is imported in this order.
+``register_agents(app: faust.App, runtime: Runtime)`` — and is imported in this order. A process of
+role ``intake`` (``HUB_ROLE``) loads no AGENT_MODULES; one of role ``worker`` no ROUTE_MODULES, only
+``WORKER_WEB_MODULES``' ``add_worker_routes(app: web.Application)``.
 ``ADMISSION_MODULES`` expose ``admission(runtime) -> Admit``: checks the intake runs before it
 accepts anything (e.g. "a blueprint exists for this order"), so ``hub/`` never imports ``flows/``.
 """
@@ -48,6 +50,11 @@ ROUTE_MODULES = (
     "app.ops.api",  # issue 14: /admin/v1/overview, /admin/v1/rules, /admin/v1/alerts
     "app.console.routes",  # the operator web console at /console
     "flows.tasks.intake",  # P36.1 wireless task batches (REST)
+)
+#: Role ``worker`` (app/web.py): its HTTP server keeps none of ROUTE_MODULES' endpoints, only the work some
+#: of them start with the HTTP server, through their ``add_worker_routes(app)``.
+WORKER_WEB_MODULES = (
+    "flows.tasks.intake",  # the ARAN file drop and the wireless task pipeline (P36.1)
 )
 AGENT_MODULES = (
     "app.router",

@@ -58,9 +58,10 @@ class HandshakeBoundedSite(web.TCPSite):
     ``ssl_handshake_timeout``, which ``TCPSite`` does not pass on; its ``start`` otherwise as aiohttp's)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, ssl_context: ssl.SSLContext,
-                 handshake_timeout_s: float) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context)
+                 handshake_timeout_s: float, reuse_port: bool = False) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
         self.handshake_timeout_s = handshake_timeout_s
+        self.reuse_port = reuse_port
 
     async def start(self) -> None:
         self._runner._reg_site(self)  # what BaseSite.start does
@@ -68,18 +69,20 @@ class HandshakeBoundedSite(web.TCPSite):
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
             server, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
-            ssl_handshake_timeout=self.handshake_timeout_s, ssl_shutdown_timeout=self.handshake_timeout_s)
+            ssl_handshake_timeout=self.handshake_timeout_s, ssl_shutdown_timeout=self.handshake_timeout_s,
+            reuse_port=self.reuse_port or None)
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
 def site(runner: web.BaseRunner, settings: Settings, host: str, port: int,
-         ssl_context: ssl.SSLContext | None) -> web.TCPSite:
-    """The listening site: plain HTTP, or HTTPS with the handshake bounded like a request head."""
+         ssl_context: ssl.SSLContext | None, *, reuse_port: bool = False) -> web.TCPSite:
+    """The listening site: plain HTTP, or HTTPS with the handshake bounded like a request head;
+    ``reuse_port``: bound with ``SO_REUSEPORT`` (several processes on one port, app/web.py serve)."""
     if ssl_context is None:
-        return web.TCPSite(runner, host, port)
+        return web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     return HandshakeBoundedSite(runner, host, port, ssl_context=ssl_context,
-                                handshake_timeout_s=settings.http_header_timeout_s)
+                                handshake_timeout_s=settings.http_header_timeout_s, reuse_port=reuse_port)
 
 
 def body_deadline(timeout_s: float) -> Middleware:

@@ -1,4 +1,10 @@
-"""The hub's HTTP server (aiohttp): intake endpoints, health, metrics — one app, one port.
+"""The hub's HTTP server (aiohttp): intake endpoints, health, metrics — one app, one port (plus, with
+``HUB_HTTP_PROBE_PORT``, the same app on a port of this process alone).
+
+What it serves follows the process's role (``HUB_ROLE``, app/worker.py): ``all`` and ``intake`` every
+module of ``app.plugins.ROUTE_MODULES`` and the routes; ``worker`` only the probes, ``/metrics`` and
+``/openapi.json``, plus the background work of ``app.plugins.WORKER_WEB_MODULES`` — partners, callbacks,
+operators and the console go to the intake processes (docs/deploy.md "Processes").
 
 Routes, by who calls them:
   partners   POST /api/v1/partners/{partner}/orders        (connectors/rest/source.py)
@@ -42,8 +48,8 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     checks = await runtime.readiness()
     ok = all(c["ok"] for c in checks.values())
-    return web.json_response({"status": "ready" if ok else "not ready", "checks": public_checks(checks)},
-                             status=200 if ok else 503)
+    return web.json_response({"status": "ready" if ok else "not ready", "role": runtime.settings.role,
+                              "checks": public_checks(checks)}, status=200 if ok else 503)
 
 
 def public_checks(checks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -67,9 +73,11 @@ def public_checks(checks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
 @requires("viewer", lambda request: request.app[RUNTIME].settings.admin_tokens)
 async def readiness(request: web.Request) -> web.Response:
     """``/readyz`` in full, for operators: addresses, config files, every problem text."""
-    checks = await request.app[RUNTIME].readiness()
+    runtime = request.app[RUNTIME]
+    checks = await runtime.readiness()
     ok = all(c["ok"] for c in checks.values())
-    return web.json_response({"status": "ready" if ok else "not ready", "checks": checks})
+    return web.json_response({"status": "ready" if ok else "not ready", "role": runtime.settings.role,
+                              "checks": checks})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -105,7 +113,8 @@ async def _problem_answers(request: web.Request, handler: Any) -> web.StreamResp
 
 
 def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
-    """The aiohttp application. ``manage_runtime``: start/stop the runtime with the app."""
+    """The aiohttp application for the runtime's role. ``manage_runtime``: start/stop the runtime with the app."""
+    intake = runtime.settings.role != "worker"
     deadline = slowclients.body_deadline(runtime.settings.http_body_timeout_s)
     app = web.Application(client_max_size=runtime.settings.intake_max_body_bytes + 65536,
                           middlewares=[_problem_answers, deadline])
@@ -118,13 +127,18 @@ def build_web_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Appli
     app.router.add_get("/admin/v1/readiness", readiness)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(openapi.OPENAPI_PATH, openapi.endpoint())  # unauthenticated: app/openapi.py says why
-    for module in plugins.load(plugins.ROUTE_MODULES):
-        module.add_routes(app)
+    if intake:
+        for module in plugins.load(plugins.ROUTE_MODULES):
+            module.add_routes(app)
+    else:  # role worker: no intake, callbacks or admin API; the background work some modules start with HTTP
+        for module in plugins.load(plugins.WORKER_WEB_MODULES):
+            module.add_worker_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
-        await runtime.start_routes()  # REST intake is one route connector among the others
+        if intake:
+            await runtime.start_routes()  # REST intake is one route connector among the others
         yield
         if manage_runtime:
             await runtime.stop()
@@ -145,13 +159,19 @@ async def listener_tls(settings: Settings) -> ssl.SSLContext | None:
 async def serve(app: web.Application, settings: Settings, port: int | None = None) -> web.AppRunner:
     """Start ``app`` on ``settings.http_host`` and ``port`` (default ``settings.http_port``) with the
     slow-client bounds (app/slowclients.py), over TLS when configured (:func:`listener_tls`); the
-    caller stops it with ``runner.cleanup()``."""
+    caller stops it with ``runner.cleanup()``.
+
+    ``HUB_HTTP_REUSE_PORT``: that listener is bound with ``SO_REUSEPORT``, so the other processes of
+    the host that set it too listen on the same port. ``HUB_HTTP_PROBE_PORT``: the same app also on
+    that port, bound without it (this process's own: probes and ``/metrics`` reach this one)."""
     context = await listener_tls(settings)  # a bad certificate stops the start before anything listens
     runner = web.AppRunner(app, access_log=None, **slowclients.server_options(settings))
     await runner.setup()
     try:
         await slowclients.site(runner, settings, settings.http_host, settings.http_port if port is None else port,
-                               context).start()
+                               context, reuse_port=settings.http_reuse_port).start()
+        if settings.http_probe_port is not None and port is None:
+            await slowclients.site(runner, settings, settings.http_host, settings.http_probe_port, context).start()
     except BaseException:
         await runner.cleanup()
         raise

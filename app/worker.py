@@ -1,4 +1,13 @@
-"""One hub process: the Faust worker plus the HTTP server, sharing one Runtime.
+"""One hub process: the Faust worker plus the HTTP server, sharing one Runtime — or one of the two
+halves (``HUB_ROLE`` / ``hub run --role``, docs/deploy.md "Processes"):
+
+* ``all`` (the default): the faust worker and the whole HTTP server with the routes.
+* ``intake``: the HTTP server and the routes on ``mode``'s plain Worker; no faust app is built, so no
+  agent, consumer group, engine, delivery, sweep or scheduled job runs. Everything it accepts goes to
+  Kafka (and the MongoDB journal) exactly as in ``all``: an order to ``{p}.in.{partner}``, a partner
+  callback or a manual submission to ``{p}.orders`` (flows/http.py).
+* ``worker``: the faust worker, with an HTTP server for ``/healthz``, ``/readyz`` and ``/metrics`` only
+  (app/web.py ``build_web_app``), and no routes.
 
 ``mode``'s Worker gives us signal handling. On Ctrl-C / SIGTERM, in this order: the HTTP server
 and the routes stop (no new intake; a file being ingested gives its claim back), then the agents
@@ -20,7 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+import mode
 from aiohttp import web
+from faust.utils import terminal
 from mode import Service
 from mode.utils.futures import maybe_cancel
 
@@ -53,8 +64,11 @@ class HubService(Service):
         s = self.runtime.settings
         self._runner = await serve(app, s)
         scheme = "https" if s.http_tls else "http"  # HUB_HTTP_TLS_CERT (app/web.py serve)
-        log.info("HTTP server listening on %s://%s:%s", scheme, s.http_host, s.http_port)
-        print(f"hub: HTTP on {scheme}://{s.http_host}:{s.http_port}  (intake, /healthz, /readyz, /metrics)", flush=True)
+        ports = f"{s.http_port}" + (" (shared: SO_REUSEPORT)" if s.http_reuse_port else "") + (
+            f", probes on {s.http_probe_port}" if s.http_probe_port is not None else "")
+        log.info("HTTP server (role %s) listening on %s://%s:%s", s.role, scheme, s.http_host, ports)
+        what = "/healthz, /readyz, /metrics" if s.role == "worker" else "intake, /healthz, /readyz, /metrics"
+        print(f"hub: {s.role}: HTTP on {scheme}://{s.http_host}:{ports}  ({what})", flush=True)
 
     @Service.timer(MEMORY_RELEASE_S)
     async def _release_memory(self) -> None:
@@ -78,15 +92,14 @@ class HubService(Service):
         await self.runtime.stop()
 
 
-class HubWorker(faust.Worker):
-    """faust's Worker with a bounded, ordered shutdown (see the module docstring)."""
+class BoundedWorker(mode.Worker):
+    """``mode``'s Worker with a bounded, ordered shutdown (see the module docstring): the base of both
+    process kinds, :class:`HubWorker` (with faust) and :class:`IntakeWorker` (without)."""
 
-    def __init__(self, app: faust.App, hub: HubService, *, on_hard_exit: Callable[[], None] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(app, hub, **kwargs)
-        self.hub = hub
-        self._on_hard_exit = on_hard_exit
-        self.watchdog: threading.Timer | None = None
+    hub: HubService
+    _on_hard_exit: Callable[[], None] | None
+    watchdog: threading.Timer | None
+    spinner: terminal.Spinner | None  # faust's; mode's Worker has none (nothing reads it there)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """No terminal spinner. At WARNING and above faust adds one to the root logger and sets the root
@@ -142,15 +155,45 @@ class HubWorker(faust.Worker):
             os._exit(1)
 
 
+class HubWorker(BoundedWorker, faust.Worker):
+    """faust's Worker with the bounded, ordered shutdown: roles ``all`` and ``worker``."""
+
+    def __init__(self, app: faust.App, hub: HubService, *, on_hard_exit: Callable[[], None] | None = None,
+                 **kwargs: Any) -> None:
+        faust.Worker.__init__(self, app, hub, **kwargs)
+        self.hub = hub
+        self._on_hard_exit = on_hard_exit
+        self.watchdog = None
+
+
+class IntakeWorker(BoundedWorker):
+    """Role ``intake``: the runtime and the HTTP server with the routes, no faust app at all."""
+
+    def __init__(self, hub: HubService, *, on_hard_exit: Callable[[], None] | None = None, **kwargs: Any) -> None:
+        mode.Worker.__init__(self, hub, **kwargs)
+        self.hub = hub
+        self._on_hard_exit = on_hard_exit
+        self.watchdog = None
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        log.info("intake ready (role intake: no faust agents in this process)")
+
+
 def run_worker(settings: Settings, on_hard_exit: Callable[[], None] | None = None) -> None:
     """Block until SIGINT/SIGTERM. ``on_hard_exit`` runs if the stop hangs past :data:`HARD_EXIT_S`
-    (``hub run`` stops the embedded servers it started there)."""
+    (``hub run`` stops the embedded servers it started there). ``settings.role`` decides what runs."""
     memory.limit_arenas()  # before the clients start their threads
     runtime = Runtime(settings)
-    (settings.data_dir / "faust" / settings.worker_id).mkdir(parents=True, exist_ok=True)
-    app = create_app(runtime)
-    worker = HubWorker(app, HubService(runtime), on_hard_exit=on_hard_exit, loglevel=settings.log_level.lower(),
-                       quiet=True)
+    worker: BoundedWorker
+    if settings.role == "intake":
+        worker = IntakeWorker(HubService(runtime), on_hard_exit=on_hard_exit, loglevel=settings.log_level.lower(),
+                              quiet=True)
+    else:
+        (settings.data_dir / "faust" / settings.worker_id).mkdir(parents=True, exist_ok=True)
+        app = create_app(runtime)
+        worker = HubWorker(app, HubService(runtime), on_hard_exit=on_hard_exit,
+                           loglevel=settings.log_level.lower(), quiet=True)
     try:
         worker.execute_from_commandline()
     finally:

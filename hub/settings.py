@@ -148,9 +148,27 @@ class Settings(BaseSettings):
     sftp_enabled: bool = True
     sftp_port: int = Field(default=2222, ge=1, le=65535)
 
+    # what this process runs (app/worker.py, docs/deploy.md "Processes"); `hub run --role` sets it too
+    role: Literal["all", "intake", "worker"] = Field(
+        default="all",
+        description="all: worker and intake in one process. intake: the HTTP server (intake, callbacks, admin API, "
+        "console, probes, /metrics) and the routes, no faust agents, engine, delivery, sweeps or jobs. worker: the "
+        "faust agents, engine, delivery, sweeps and jobs, with an HTTP server for /healthz, /readyz and /metrics only.",
+    )
+
     # HTTP server (intake, callbacks, admin API, health)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    http_reuse_port: bool = Field(
+        default=False,
+        description="bind the listener with SO_REUSEPORT, so several processes of one host share http_port "
+        "(the kernel spreads new connections among them); every process sharing it must set it",
+    )
+    http_probe_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="a second listener of this process alone, same endpoints, never shared: where the balancer "
+        "probes /readyz and Prometheus scrapes /metrics of each process when http_port is shared (http_reuse_port)",
+    )
     public_url: str | None = Field(
         default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
         description="The URL partners reach this hub at (the address published in WSDLs); "
@@ -224,6 +242,13 @@ class Settings(BaseSettings):
         if insync is not None and insync > self.kafka_replication_factor:
             raise ValueError("kafka_min_insync_replicas above kafka_replication_factor: no write could be "
                              "acknowledged (HUB_KAFKA_MIN_INSYNC_REPLICAS, HUB_KAFKA_REPLICATION_FACTOR)")
+        return self
+
+    @model_validator(mode="after")
+    def _probe_port_apart(self) -> Settings:
+        if self.http_probe_port is not None and self.http_probe_port == self.http_port:
+            raise ValueError("http_probe_port must differ from http_port: it is this process's own listener "
+                             "(HUB_HTTP_PROBE_PORT, HUB_HTTP_PORT)")
         return self
 
     @model_validator(mode="after")

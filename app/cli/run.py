@@ -1,4 +1,5 @@
-"""``hub run`` — embedded servers (unless external URLs are set), the Faust worker and HTTP server.
+"""``hub run`` — embedded servers (unless external URLs are set), the Faust worker and HTTP server;
+``--role intake`` / ``--role worker`` (or ``HUB_ROLE``) runs one half of them (app/worker.py).
 
 ``HUB_PROFILE=production`` refuses to start before anything runs when a server would be embedded
 or a secret is a ``dev-`` default (hub/profiles.py), and says which setting to provide."""
@@ -10,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from typing import get_args
 
 import typer
 
@@ -17,19 +19,28 @@ from app.infra import Infra
 from app.infra.manager import stop_servers
 from hub import memory
 from hub.profiles import check_profile
-from hub.settings import load_settings
+from hub.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 SERVER_STOP_TIMEOUT_S = 2.5  # after the worker: SIGKILL what has not honoured SIGTERM by then
 THREAD_GRACE_S = 1.0  # then at most this for worker threads still running
 
 
+ROLES: tuple[str, ...] = get_args(Settings.model_fields["role"].annotation)  # all, intake, worker
+
+
 def run(
     keep_infra: bool = typer.Option(False, "--keep-infra", help="leave servers this command started running on exit"),
+    role: str | None = typer.Option(
+        None, "--role", metavar="|".join(ROLES),
+        help="all: worker and intake (default); intake: HTTP server and routes, no agents; "
+        "worker: agents, engine, delivery, jobs, HTTP for probes and /metrics only. Overrides HUB_ROLE."),
 ) -> None:
     """Run the hub in the foreground until Ctrl-C / SIGTERM."""
+    if role is not None and role not in ROLES:
+        raise typer.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}", param_hint="--role")
     memory.limit_arenas()  # before any thread exists (hub/memory.py)
-    settings = load_settings()
+    settings = load_settings(**({"role": role} if role is not None else {}))
     check_profile(settings)  # production: no embedded server, no dev- secret (ConfigError naming each)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     infra = Infra(settings)

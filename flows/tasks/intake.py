@@ -308,5 +308,11 @@ async def get_batch(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, post_batch)
     app.router.add_get(PATH + "/{batch_id}", get_batch)
+    add_worker_routes(app)
+
+
+def add_worker_routes(app: web.Application) -> None:
+    """Role ``worker`` (app/plugins.py WORKER_WEB_MODULES): no REST endpoint, but the file drop and the
+    pipeline still start and stop with the process's HTTP server."""
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
