@@ -154,3 +154,22 @@ def test_the_systemd_unit_runs_hub_with_the_example_environment() -> None:
     values, _ = deployplan.read_env_file(deployplan.ENV_EXAMPLE)
     assert "HUB_HTTP_PORT" not in values and "HUB_WORKER_ID" not in values  # per instance, from the unit
     assert values["HUB_HOME"] in service["ReadWritePaths"]
+
+
+@pytest.mark.parametrize(("unit", "instance", "role"), [
+    ("hub@.service", "8081", "all"), ("hub-worker@.service", "8091", "worker"),
+    ("hub-intake@.service", "9081", "intake"),
+])
+def test_each_process_unit_starts_its_role_with_the_example_environment(
+        example_env: dict[str, str], unit: str, instance: str, role: str) -> None:
+    """The three units of docs/deploy.md "Processes" (role all; separate workers and intakes): the same
+    command and environment file, their own role and listeners, accepted by the production profile."""
+    service = unit_file(deployplan.DEPLOY / unit)["Service"]
+    assert service["ExecStart"][0].split()[1:] == ["run"] and service["EnvironmentFile"] == ["/etc/hub/hub.env"]
+    own = dict(v.replace("%i", instance).replace("%H", "host-a").split("=", 1) for v in service["Environment"])
+    settings = _load({**example_env, **own})
+    assert settings.role == role and settings.worker_id.startswith("host-a-")
+    if role == "intake":  # every intake of a host on one port, each probed and scraped on its own
+        assert (settings.http_port, settings.http_reuse_port, settings.http_probe_port) == (8443, True, int(instance))
+    else:
+        assert (settings.http_port, settings.http_reuse_port, settings.http_probe_port) == (int(instance), False, None)
