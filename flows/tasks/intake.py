@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,10 @@ class TaskEmit:
 
     async def __call__(self, envelope: Envelope) -> Accepted:
         raise ValidationFailed("task files are taken in batches (publish_batch)")
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> list[Accepted | BaseException]:
+        """Not a queue's batch either: a task file is one batch of chunks (publish_batch)."""
+        return [ValidationFailed("task files are taken in batches (publish_batch)") for _ in envelopes]
 
     async def publish_batch(self, envelopes: Iterable[Envelope]) -> int:
         batch = list(envelopes)
