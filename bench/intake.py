@@ -1,12 +1,16 @@
 """Intake throughput: the hub's REST order endpoint vs a bare aiohttp+aiokafka handler, same run.
 
-    python -m bench.intake [--duration 20] [--concurrency 50]
+    python -m bench.intake [--duration 20] [--concurrency 50] [--processes 1,2]
 
 Both servers run as separate processes on loopback against the same private tansu broker; the
 load generator runs in this process (closed loop, N concurrent clients). The hub path does
 everything a real intake does: auth, JSON + schema validation, mapping, envelope, idempotency
 lookup + record in MongoDB, Kafka produce with acks=all. The baseline only produces the same
 bytes with aiokafka (acks=all) and answers 202.
+
+``--processes 1,2``: one hub run per count, with that many intake processes sharing one port
+(SO_REUSEPORT, ``HUB_HTTP_REUSE_PORT``, as ``hub run --role intake`` instances on one host would), each
+against the one-process baseline of the same run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 from bench._common import closed_loop, free_port, private_infra, wait_http
@@ -42,7 +47,7 @@ def make_order(i: int) -> tuple[bytes, dict[str, str]]:
 
 
 # --- the two servers (each started as `python -m bench.intake serve-hub|serve-raw`) --------------
-def serve_hub(port: int) -> None:
+def serve_hub(port: int, reuse_port: bool = False) -> None:
     from aiohttp import web
 
     from app.runtime import Runtime
@@ -50,7 +55,8 @@ def serve_hub(port: int) -> None:
     from hub.settings import load_settings
 
     settings = load_settings(http_port=port)
-    web.run_app(build_web_app(Runtime(settings)), host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(build_web_app(Runtime(settings)), host="127.0.0.1", port=port, access_log=None, print=None,
+                reuse_port=reuse_port)
 
 
 def serve_raw(port: int) -> None:
@@ -98,9 +104,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--processes", default="1", help="hub intake processes on one port, e.g. 1,2")
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode == "serve-hub":
-        return serve_hub(args.port)
+        return serve_hub(args.port, args.reuse_port)
     if args.mode == "serve-raw":
         return serve_raw(args.port)
 
@@ -109,28 +117,35 @@ def main() -> None:
         from hub.settings import load_settings
 
         asyncio.run(ensure_topics(load_settings(), ["bench.raw"]))
+        counts = [int(n) for n in args.processes.split(",")]
+        runs = [("serve-raw", "/raw", "baseline aiohttp+aiokafka", 1)] + [
+            ("serve-hub", "/api/v1/partners/esop/orders", f"hub REST intake x{n}", n) for n in counts]
         results = []
-        for mode, path, name in (("serve-raw", "/raw", "baseline aiohttp+aiokafka"), ("serve-hub",
-                                 "/api/v1/partners/esop/orders", "hub REST intake")):
+        for mode, path, name, n in runs:
             port = free_port()
-            proc = subprocess.Popen([sys.executable, "-m", "bench.intake", mode, "--port", str(port)],
-                                    env={**os.environ, **env})
+            extra = ["--reuse-port"] if mode == "serve-hub" else []  # no cost for one process
+            procs = [subprocess.Popen([sys.executable, "-m", "bench.intake", mode, "--port", str(port), *extra],
+                                      env={**os.environ, **env}) for _ in range(n)]
             try:
                 wait_http(f"http://127.0.0.1:{port}/readyz")
+                if n > 1:
+                    time.sleep(8)  # the other processes' start-up (one answering is not all answering)
                 result = asyncio.run(closed_loop(name, f"http://127.0.0.1:{port}{path}", make_order,
                                                  concurrency=args.concurrency, duration=args.duration,
                                                  ok_status=202))
                 results.append(result)
                 print(result.line(), flush=True)
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-        base, hub = results
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=30)
+        base, hubs = results[0], results[1:]
         print(f"\nconcurrency {args.concurrency}, {args.duration:.0f} s measured per server (after 2 s warm-up)")
-        print(f"hub / baseline throughput ratio: {hub.rate / base.rate:.2f}"
-              f"   (p99 {hub.pct(99):.1f} ms vs {base.pct(99):.1f} ms)")
-        print("target for later issues: >= 3000 orders/s with p99 < 50 ms")
-
+        for n, hub in zip(counts, hubs, strict=True):
+            print(f"hub x{n} / baseline throughput ratio: {hub.rate / base.rate:.2f}"
+                  f"   (p99 {hub.pct(99):.1f} ms vs {base.pct(99):.1f} ms)")
+        print("target (issue 18 §2): >= 0.5 of the baseline with p99 < 50 ms")
 
 if __name__ == "__main__":
     main()
