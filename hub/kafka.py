@@ -25,12 +25,18 @@ the envelope is durable on the broker — on a cluster, on ``min.insync.replicas
 ``kafka_replication_factor`` the hub creates its topics with (docs/deploy.md). Hard-coded
 replication factor 1 was wrong there: on a cluster whose default ``min.insync.replicas`` is 2, Kafka
 refuses every acks=all write to such a topic (NOT_ENOUGH_REPLICAS: one replica is fewer than two).
+
+Every Kafka client the hub opens on its own cluster (producers, consumers, admin clients, faust)
+takes its connection from :func:`client_options` (faust: :func:`faust_credentials`), so TLS and
+SASL (``HUB_KAFKA_SECURITY_PROTOCOL`` …) reach all of them; tests/unit/test_kafka_security.py fails
+when a client is constructed any other way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +44,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from hub.envelope import Envelope
 from hub.errors import BrokerUnavailable
@@ -46,10 +53,84 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of the hub's own brokers (``HUB_KAFKA_SSL_*``), None without TLS. Built by
+    aiokafka's helper (``ssl.create_default_context``): the CA file, else the system's CAs; the client
+    certificate for mutual TLS; hostname checking unless turned off (production refuses that)."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )
+    if not settings.kafka_ssl_check_hostname:
+        context.check_hostname = False  # the certificate is still verified against the CA
+    return context
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection kwargs of every aiokafka client on the hub's own cluster (producer, consumer,
+    admin): bootstrap servers, security protocol, TLS context and SASL credentials. The one place
+    they are made; the password leaves its SecretStr only here."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None  # the settings model refuses SASL without one
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
+    return options
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """faust's ``broker_credentials`` for the same connection as :func:`client_options` (faust turns
+    them into the same aiokafka kwargs for its producer, consumers and admin client), None for
+    PLAINTEXT."""
+    import faust
+
+    context = ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None
+        return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                     password=settings.kafka_sasl_password.get_secret_value(),
+                                     ssl_context=context, mechanism=settings.kafka_sasl_mechanism)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+async def tls_failure(settings: Settings, timeout: float = 3.0) -> str | None:
+    """Why a TLS handshake with the first bootstrap server fails (``certificate verify failed: …``), or
+    None (no TLS, or it succeeds). aiokafka reports a refused handshake only as "Unable to bootstrap",
+    the TLS reason in a log line: this puts it into the error an operator sees."""
+    context = ssl_context(settings)
+    if context is None:
+        return None
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port), ssl=context, server_hostname=host.strip("[]")),
+            timeout)
+    except ssl.SSLCertVerificationError as exc:  # the broker's certificate: untrusted CA, wrong host name
+        return f"TLS handshake with {host}:{port} failed: certificate verify failed: {exc.verify_message}"
+    except ssl.SSLError as exc:  # e.g. the broker wants a client certificate, or speaks no TLS
+        return f"TLS handshake with {host}:{port} failed: {exc.reason or exc}"
+    except (OSError, TimeoutError, ValueError):
+        return None
+    writer.close()
+    return None
+
+
 def producer_config(settings: Settings, *, exact_offsets: bool = False) -> dict[str, Any]:
     """aiokafka producer kwargs. ``exact_offsets``: this producer's end offsets are read later."""
     cfg: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_options(settings),
         "acks": "all",
         "request_timeout_ms": settings.kafka_request_timeout_ms,
         "linger_ms": 1,
@@ -87,6 +168,9 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         # 64 concurrent orders many times over (issue 8, item 5)
         "stream_buffer_maxsize": STREAM_BUFFER_MAXSIZE,
     }
+    credentials = faust_credentials(settings)
+    if credentials is not None:
+        cfg["broker_credentials"] = credentials
     if settings.kafka_exact_offsets:
         cfg["producer_max_batch_size"] = 1  # tansu ListOffsets bug, see module docstring
     return cfg
@@ -128,9 +212,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str], partitions: in
     wanted = sorted(set(names))
     if not wanted:
         return
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=settings.kafka_request_timeout_ms
-    )
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=settings.kafka_request_timeout_ms)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -174,7 +256,8 @@ class EnvelopeProducer:
                 await producer.start()
             except KafkaError as exc:
                 await producer.stop()
-                raise BrokerUnavailable(f"Kafka at {self._settings.kafka_bootstrap} unreachable: {exc}") from exc
+                why = await tls_failure(self._settings)
+                raise BrokerUnavailable(f"Kafka at {self._settings.kafka_bootstrap} unreachable: {why or exc}") from exc
             self._producer = producer
 
     async def stop(self) -> None:

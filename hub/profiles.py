@@ -59,6 +59,15 @@ def tls_problems(settings: Settings) -> list[str]:
             "at a proxy in front of the hub"]
 
 
+def kafka_tls_problems(settings: Settings) -> list[str]:
+    """Production verifies its own brokers as it verifies partners: the broker certificate must name the
+    host connected to (a certificate for any name the CA signed would do otherwise)."""
+    if settings.kafka_ssl_check_hostname:
+        return []
+    return ["HUB_KAFKA_SSL_CHECK_HOSTNAME=false: production checks the Kafka brokers' host names — remove it and "
+            "give the brokers certificates naming the hosts in HUB_KAFKA_URL"]
+
+
 def insecure_tls_problems(path: Path) -> list[str]:
     """``file:line: key: …`` for every ``insecure_skip_verify: true`` (connectors/tls.py): outside
     production it is allowed with a WARNING at start; production never calls a partner unverified."""
@@ -130,7 +139,8 @@ def settings_secret_problems(settings: Settings) -> list[str]:
 
 def production_problems(settings: Settings) -> list[str]:
     """Everything that stops a production start, all at once (one fix-and-retry round, not ten)."""
-    problems = embedded_problems(settings) + tls_problems(settings) + settings_secret_problems(settings)
+    problems = (embedded_problems(settings) + tls_problems(settings) + kafka_tls_problems(settings)
+                + settings_secret_problems(settings))
     for pattern in SECRET_FILES:
         for path in sorted(settings.config_dir.glob(pattern)):
             problems += dev_secret_problems(path) + insecure_tls_problems(path)
@@ -146,5 +156,5 @@ def check_profile(settings: Settings) -> None:
         raise ConfigError("HUB_PROFILE=production refuses to start", problems)
 
 
-__all__ = ["check_profile", "dev_secret_problems", "embedded_problems", "insecure_tls_problems",
+__all__ = ["check_profile", "dev_secret_problems", "embedded_problems", "insecure_tls_problems", "kafka_tls_problems",
            "production_problems", "tls_problems"]

@@ -138,6 +138,28 @@ class Settings(BaseSettings):
         "acknowledgement is stored once. Needs a broker with producer ids (Kafka ≥ 0.11); off on tansu.",
     )
 
+    # Kafka security of the hub's own cluster (hub/kafka.py client_options, docs/deploy.md "Kafka: TLS and SASL")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="how every Kafka client of the hub talks to its own brokers: SSL = TLS, SASL_SSL = SASL over "
+        "TLS (production), SASL_PLAINTEXT = SASL without TLS (with PLAIN the password crosses the network in clear)",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (SASL_* protocols only)")
+    kafka_sasl_username: str | None = Field(default=None, min_length=1, description="SASL user (SASL_* protocols)")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, min_length=1,
+        description="SASL password (SASL_* protocols); give it as HUB_KAFKA_SASL_PASSWORD_FILE, never logged")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM bundle the brokers' certificates must chain to (SSL, SASL_SSL); unset: the "
+        "system's trusted CAs")
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (with kafka_ssl_keyfile, or holding the key)")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM private key of kafka_ssl_certfile")
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="check that a broker's certificate names the host connected to; production "
+        "refuses false")
+
     # MongoDB: external when mongo_url is set, else embedded SecantusDB on mongo_port
     mongo_url: str | None = None
     mongo_port: int = Field(default=27027, ge=1, le=65535)
@@ -242,6 +264,43 @@ class Settings(BaseSettings):
         if insync is not None and insync > self.kafka_replication_factor:
             raise ValueError("kafka_min_insync_replicas above kafka_replication_factor: no write could be "
                              "acknowledged (HUB_KAFKA_MIN_INSYNC_REPLICAS, HUB_KAFKA_REPLICATION_FACTOR)")
+        return self
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="after")
+    @classmethod
+    def _existing_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        path = v.expanduser()
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path.resolve()
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        env = f"HUB_KAFKA_SECURITY_PROTOCOL={protocol}"
+        sasl = {"HUB_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+                "HUB_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+                "HUB_KAFKA_SASL_PASSWORD": self.kafka_sasl_password}
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in sasl.items() if value is None]
+            if missing:
+                hint = " (or HUB_KAFKA_SASL_PASSWORD_FILE)" if "HUB_KAFKA_SASL_PASSWORD" in missing else ""
+                raise ValueError(f"{env} needs {', '.join(missing)}{hint}")
+        elif any(value is not None for value in sasl.values()):
+            given = [name for name, value in sasl.items() if value is not None]
+            raise ValueError(f"{', '.join(given)} set but {env} has no SASL: use SASL_SSL (or SASL_PLAINTEXT), or "
+                             "unset them")
+        tls = {"HUB_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile is not None,
+               "HUB_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile is not None,
+               "HUB_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile is not None,
+               "HUB_KAFKA_SSL_CHECK_HOSTNAME": not self.kafka_ssl_check_hostname}
+        if not protocol.endswith("SSL") and any(tls.values()):
+            given = [name for name, value in tls.items() if value]
+            raise ValueError(f"{', '.join(given)} set but {env} has no TLS: use SSL (or SASL_SSL), or unset them")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("HUB_KAFKA_SSL_KEYFILE needs HUB_KAFKA_SSL_CERTFILE (the client certificate of the key)")
         return self
 
     @model_validator(mode="after")

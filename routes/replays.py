@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from connectors.base import Sink
 from hub import topics
 from hub.errors import RetryableError
+from hub.kafka import client_options
 from hub.records import parse_or_dead_letter
 from hub.services import Services
 
@@ -43,7 +44,7 @@ class RouteReplays:
         s = self.services.settings
         await self.services.ensure_topic(self.topic)
         consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=s.kafka_bootstrap, group_id=f"{self.topic}.replays",
+            self.topic, **client_options(s), group_id=f"{self.topic}.replays",
             enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=s.kafka_request_timeout_ms,
             session_timeout_ms=6000, heartbeat_interval_ms=1000)
         try:

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from hub.envelope import Envelope
-from hub.kafka import ensure_topics
+from hub.kafka import client_options, ensure_topics
 from hub.settings import Settings
 
 MARKER_HEADER = "hub-test-marker"
@@ -23,7 +23,7 @@ async def read_topic(settings: Settings, topic: str, *, expect: int | None = Non
     seconds (when ``expect`` is None, reads until ``wait`` seconds pass with nothing new). The
     markers of :func:`records_before_marker` are left out."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None,
+        topic, **client_options(settings), auto_offset_reset="earliest", group_id=None,
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -56,7 +56,7 @@ async def records_before_marker(settings: Settings, topic: str, *, timeout: floa
     a slow producer passes it). Markers carry the ``hub-test-marker`` header and are left out."""
     await ensure_topics(settings, [topic])
     token = uuid.uuid4().hex.encode()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -64,7 +64,7 @@ async def records_before_marker(settings: Settings, topic: str, *, timeout: floa
                                for p in partitions))
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest",
                                 group_id=None, enable_auto_commit=False)
     await consumer.start()
     before: list[ConsumerRecord] = []

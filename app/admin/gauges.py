@@ -23,10 +23,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from flows.documents import ORDERS
 from hub.deadletter import COLLECTION as DEAD_LETTERS
 from hub.deadletter import pending_query
+from hub.kafka import client_options
 from hub.metrics import CONSUMER_LAG, DEAD_LETTERS_PENDING, ORDERS_IN_FLIGHT
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
+    from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 _lag_checked = 0.0
@@ -92,7 +94,7 @@ async def _lag(runtime: Runtime, max_groups: int = 10) -> None:
     """
     s = runtime.settings
     names = sorted(set(runtime.topic_names()))
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=2000)
+    admin = AIOKafkaAdminClient(**client_options(s), request_timeout_ms=2000)
     await admin.start()
     try:
         groups = sorted((str(g[0]) for g in await admin.list_consumer_groups()),
@@ -100,14 +102,14 @@ async def _lag(runtime: Runtime, max_groups: int = 10) -> None:
     finally:
         await admin.close()
     lags: dict[tuple[str, str], int] = {}
-    await asyncio.gather(*(_group_lag(s.kafka_bootstrap, group, names, lags) for group in groups))
+    await asyncio.gather(*(_group_lag(s, group, names, lags) for group in groups))
     CONSUMER_LAG.clear()
     for (group, topic), lag in lags.items():
         CONSUMER_LAG.labels(group, topic).set(lag)
 
 
-async def _group_lag(bootstrap: str, group: str, names: list[str], lags: dict[tuple[str, str], int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+async def _group_lag(settings: Settings, group: str, names: list[str], lags: dict[tuple[str, str], int]) -> None:
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False,
                                 request_timeout_ms=2000)
     await consumer.start()
     try:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hub.kafka import client_options
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ async def already_sent(settings: Settings, lapsed: list[Lapsed]) -> set[str]:
         return set()
     wanted = {(x.letter_id, x.claim) for x in lapsed}
     found: set[str] = set()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False,
                                 group_id=None, request_timeout_ms=settings.kafka_request_timeout_ms)
     await consumer.start()
     try:

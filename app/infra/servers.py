@@ -104,8 +104,10 @@ class KafkaServer(EmbeddedServer):
             return False
         from aiokafka.admin import AIOKafkaAdminClient
 
+        from hub.kafka import client_options
+
         async def probe() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
+            admin = AIOKafkaAdminClient(**client_options(self.settings), request_timeout_ms=2000)
             try:
                 await asyncio.wait_for(admin.start(), 3)
                 await asyncio.wait_for(admin.list_topics(), 3)

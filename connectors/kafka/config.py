@@ -6,11 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from hub.kafka import client_options
 from hub.settings import Settings
 
 
 class KafkaConnection(BaseModel):
-    """``bootstrap_servers`` unset ⇒ the hub's own cluster (e.g. to push a hub topic to a partner sink)."""
+    """``bootstrap_servers`` unset ⇒ the hub's own cluster (e.g. to push a hub topic to a partner sink),
+    reached with the hub's own connection (``HUB_KAFKA_SECURITY_PROTOCOL`` …, :func:`hub.kafka.client_options`);
+    the security fields here are a partner cluster's and need ``bootstrap_servers``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,11 +29,20 @@ class KafkaConnection(BaseModel):
     def _sasl(self) -> KafkaConnection:
         if self.security_protocol.startswith("SASL") and (not self.sasl_mechanism or not self.username):
             raise ValueError(f"{self.security_protocol} needs sasl_mechanism, username and password")
+        own = {"security_protocol": self.security_protocol != "PLAINTEXT", "sasl_mechanism": self.sasl_mechanism,
+               "username": self.username, "password": self.password, "ssl_cafile": self.ssl_cafile}
+        given = [name for name, value in own.items() if value]
+        if self.bootstrap_servers is None and given:
+            raise ValueError(f"{', '.join(given)} without bootstrap_servers: the hub's own cluster is reached with "
+                             "the hub's settings (HUB_KAFKA_SECURITY_PROTOCOL …); set bootstrap_servers for a "
+                             "partner's cluster")
         return self
 
     def client_kwargs(self, settings: Settings) -> dict[str, Any]:
+        if self.bootstrap_servers is None:  # the hub's own cluster: its own TLS / SASL
+            return {**client_options(settings), "request_timeout_ms": self.request_timeout_ms}
         kw: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers or settings.kafka_bootstrap,
+            "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
         }
