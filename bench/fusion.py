@@ -82,7 +82,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, window: int, singles: int,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, drain: float = 180.0) -> dict[str, Any]:
     from motor.motor_asyncio import AsyncIOMotorClient
 
     rng = random.Random(13)
@@ -141,11 +141,17 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, 
                     members.setdefault(b["fusion"]["fusion_key"], []).append(oid)
                 sent_members += len(part)
             await asyncio.sleep(0.25)
-        await drained(singles + sent_members, 180.0)  # what was posted gets its dispatch (or is lost)
+        await drained(singles + sent_members, drain)  # what was posted gets its dispatch (or is lost)
         wall = time.monotonic() - started
         async with http.get(f"{sim}/_calls", params={"partner": "maintenance"}) as r:
             calls = [c for c in await r.json() if c["operation"] == "construction_order"]
     created = {d["_id"]: d["created_at"].timestamp() async for d in db.orders.find({}, {"created_at": 1})}
+    dispatched_ids = {c["body"]["hubOrderId"] for c in calls if c["answered"] == "ok"}
+    undispatched = [o for ids in members.values() for o in ids if o not in dispatched_ids]
+    # where the members not dispatched by the end of the drain are: late (still moving) or stuck
+    where = Counter([f"{d.get('status')}@{d.get('stage')}" async for d in db.orders.find(
+        {"_id": {"$in": undispatched}}, {"status": 1, "stage": 1})])
+    where["no order document"] = len(undispatched) - sum(where.values())
     client.close()
 
     ok = [c for c in calls if c["answered"] == "ok"]
@@ -172,7 +178,7 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, 
             "members_per_s": sum(len(members[k]) for k in members) / wall if wall else 0.0,
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "baseline_p50_ms": pct(base_lat, 50),
             "baseline_p99_ms": pct(base_lat, 99), "baseline_s": baseline_s, "twice": twice, "lost": lost,
-            "wrong_tasks": wrong_tasks, "post_retries": retries[0]}
+            "wrong_tasks": wrong_tasks, "post_retries": retries[0], "undispatched_at": dict(where)}
 
 
 def main() -> None:
@@ -181,6 +187,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100, help="groups in flight")
     ap.add_argument("--singles", type=int, default=200, help="baseline orders without fusion fields")
     ap.add_argument("--timeout", type=float, default=600.0, help="stop posting after this many seconds")
+    ap.add_argument("--drain", type=float, default=180.0, help="then wait at most this long for the dispatches")
     args = ap.parse_args()
     with private_infra() as env:
         home = Path(env["HUB_HOME"])
@@ -193,7 +200,8 @@ def main() -> None:
 
             s = load_settings()
             r = asyncio.run(drive(f"http://127.0.0.1:{http_port}", env["HUB_SIM_URL"], s.mongo_uri,
-                                  env["HUB_MONGO_DB"], args.groups, args.window, args.singles, args.timeout))
+                                  env["HUB_MONGO_DB"], args.groups, args.window, args.singles, args.timeout,
+                                  args.drain))
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"fusion groups: {r['groups_done']} of {r['groups']} dispatched in {r['wall_s']:.1f} s "
           f"({r['groups_per_s']:.2f} groups/s, {r['members_per_s']:.2f} members/s; window {args.window} groups; "
@@ -205,6 +213,8 @@ def main() -> None:
           f"ratio p50 {r['p50_ms'] / max(r['baseline_p50_ms'], 1e-9):.2f}")
     print(f"check at the simulator: members dispatched twice {len(r['twice'])}, lost {len(r['lost'])}, "
           f"groups with a wrong task count {len(r['wrong_tasks'])}")
+    if r["lost"]:
+        print(f"members not dispatched when the drain ended, by status@stage: {r['undispatched_at']}")
     if r["groups_done"] < r["groups"] and r["groups_per_s"]:
         print(f"{r['groups']} groups at this rate: ≈ {r['groups'] / r['groups_per_s'] / 60:.0f} min")
     print(f"load average (1/5/15 min): {' '.join(load)}")
