@@ -268,7 +268,9 @@ def _sigterm_mid_ingest_then_resume(env: dict[str, str], log: Path) -> None:
                     os.environ[k] = v
         drop = SftpServer(hub_settings).root / "drop" / "boss" / "orders"
         drop.mkdir(parents=True, exist_ok=True)
-        rows = 4_000  # ~0.4 MB: with the flows running the hub takes ~15 s, so SIGTERM lands mid-ingest
+        # ~1.2 MB, so SIGTERM lands mid-ingest: 4,000 rows (0.4 MB) took ~15 s once, but a fresh-clone CI run
+        # on a quiet machine of 2026-12-03 (intake_keys with one index less) finished them before the poll
+        rows = 12_000
         _write_orders(drop / "ORD_big.csv", rows)
         spool = Path(env["HUB_HOME"]) / "data" / "spool" / "boss-sftp-orders"
         size = (drop / "ORD_big.csv").stat().st_size
