@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from app.reports.definitions import load_reports
-from app.reports.realtime import ALERTS, SENDS, SENT, RealtimeReporter
+from app.reports.realtime import ALERTS, SENDS, SENT, STATE, RealtimeReporter
 from hub.partners import load_partners
 from hub.settings import Settings
 from tests.integration.test_jobs import Clock, db  # noqa: F401  # db: a fixture
@@ -175,3 +175,32 @@ async def test_the_report_says_whether_the_resource_center_had_resources(
             "CRM-1": "资源不满足，需建设", "CRM-2": "资源满足", "CRM-3": ""}
     finally:
         await reporter.close()
+
+
+async def test_a_sweep_that_finds_no_reported_order_still_moves_its_watermark_on(
+        settings: Settings, db: AsyncIOMotorDatabase[Any], group: tuple[Group, str]) -> None:  # noqa: F811
+    """Orders of products with no real-time report (here cloud_pc) are all that changes: the watermark
+    must follow the clock, or every later sweep reads every order written since it last found one
+    (2.5 s a sweep after 3,000 fusion orders on the embedded database). A reported order written
+    afterwards is still sent."""
+    g, url = group
+    clock = Clock(T0 + timedelta(minutes=10))
+    reporter = reporter_to(url, settings, db, clock)
+    try:
+        await db["orders"].insert_many([{**internet_order(n, [stage("accept", T0)], T0 + timedelta(minutes=9)),
+                                         "product": "cloud_pc"} for n in range(20)])
+        assert (await reporter.sweep())["orders"] == 0
+        state = await db[STATE].find_one({"_id": "realtime"})
+        assert state is not None and _aware(state["watermark"]) == clock() - reporter.overlap
+        clock.advance(minutes=5)
+        assert (await reporter.sweep())["orders"] == 0
+        state = await db[STATE].find_one({"_id": "realtime"})
+        assert state is not None and _aware(state["watermark"]) == clock() - reporter.overlap
+        await db["orders"].insert_one(internet_order(99, [stage("accept", clock())], clock()))
+        assert (await reporter.sweep())["sent"] == 1 and g.got[-1]["crmOrderId"] == "CRM-99"
+    finally:
+        await reporter.close()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
