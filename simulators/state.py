@@ -95,18 +95,26 @@ class SimulatorState:
         self.answers: dict[tuple[str, str], Answer] = {}  # (partner, key) → first accepted answer
         self.accepted: dict[tuple[str, str], int] = {}  # (partner, key) → requests since it was accepted
         self.jobs: dict[tuple[str, str], Job] = {}  # (partner, ref) → a poll-mode request's pending result
+        # kept as calls arrive, not counted over the log per ``/_calls``: benchmarks poll it several times
+        # a second, and over a long run's ~300,000 calls the recount alone took a share of a core that grew
+        # with the run (bench/fusion.py, 2026-12-03)
+        self._counts: dict[str, dict[str, int]] = {}
+        self._repeated: set[tuple[str, str]] = set()  # (partner, key) accepted, then sent again
 
     def partner(self, name: str) -> PartnerState:
         return self.partners.setdefault(name, PartnerState())
 
     def record(self, partner: str, operation: str, key: str | None, body: Any, answered: str) -> None:
         self.partner(partner).calls.append(Received(partner, operation, key, body, time.time(), answered))
+        ops = self._counts.setdefault(partner, {})
+        ops[operation] = ops.get(operation, 0) + 1
 
     def repeated(self, partner: str, key: str | None) -> Answer | None:
         """The first answer if ``partner`` already accepted ``key`` (and count this request)."""
         if not key or (partner, key) not in self.answers:
             return None
         self.accepted[(partner, key)] += 1
+        self._repeated.add((partner, key))
         return self.answers[(partner, key)]
 
     def accept(self, partner: str, key: str | None, answer: Answer) -> None:
@@ -118,8 +126,8 @@ class SimulatorState:
     def duplicates(self) -> dict[str, dict[str, int]]:
         """Partner → {key: requests} for every key a partner accepted and was then sent again."""
         out: dict[str, dict[str, int]] = {}
-        for (partner, key), n in self.accepted.items():
-            if n > 1:
+        for partner, key in sorted(self._repeated):
+            if (n := self.accepted.get((partner, key), 0)) > 1:
                 out.setdefault(partner, {})[key] = n
         return out
 
@@ -129,16 +137,13 @@ class SimulatorState:
             st.control = Control()
         self.answers.clear()
         self.accepted.clear()
+        self._counts.clear()
+        self._repeated.clear()
         self.jobs.clear()
         self.sent.clear()
 
     def counts(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for name, st in self.partners.items():
-            for c in st.calls:
-                out.setdefault(name, {}).setdefault(c.operation, 0)
-                out[name][c.operation] += 1
-        return out
+        return {name: dict(ops) for name, ops in self._counts.items()}
 
     def schedule_callback(self, partner: str, request: dict[str, Any], operation: str, result: dict[str, Any],
                           status: str = "ok") -> None:
