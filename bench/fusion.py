@@ -35,6 +35,7 @@ import aiohttp
 import yaml
 
 from bench._common import free_port, hub_with_simulators, private_infra
+from bench.flow import CpuMeter, infra_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = uuid.uuid4().hex[:6]
@@ -81,8 +82,30 @@ def pct(values: list[float], p: float) -> float:
     return data[min(len(data) - 1, round(p / 100 * (len(data) - 1)))] if data else float("nan")
 
 
+class Progress:
+    """A line every ``every`` seconds: members dispatched, the rate over the interval and the CPU share
+    of each process over it. The long run of 2026-12-03 fell from ~7.6 to 1.18 groups/s on average,
+    and a total cannot tell a run that slows down as the database grows from a machine that got busy."""
+
+    def __init__(self, every: float, pids: dict[str, list[int]] | None) -> None:
+        self.every, self.meter = every, CpuMeter(pids or {})
+        self.t0 = self.last_t = time.monotonic()
+        self.last_n, self.last_cpu = 0, self.meter.read()
+
+    def tick(self, dispatched: int, posted: int) -> None:
+        now = time.monotonic()
+        if self.every <= 0 or now - self.last_t < self.every:
+            return
+        cpu = self.meter.read()
+        span = now - self.last_t
+        shares = " ".join(f"{k} {(cpu[k] - self.last_cpu.get(k, 0.0)) / span:.2f}" for k in sorted(cpu))
+        print(f"  {now - self.t0:6.0f} s: {dispatched} members dispatched of {posted} posted, "
+              f"{(dispatched - self.last_n) / span:.1f} members/s; cores: {shares}", flush=True)
+        self.last_t, self.last_n, self.last_cpu = now, dispatched, cpu
+
+
 async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, window: int, singles: int,
-                timeout: float, drain: float = 180.0) -> dict[str, Any]:
+                timeout: float, drain: float = 180.0, progress: Progress | None = None) -> dict[str, Any]:
     from motor.motor_asyncio import AsyncIOMotorClient
 
     rng = random.Random(13)
@@ -129,7 +152,10 @@ async def drive(base: str, sim: str, mongo_uri: str, db_name: str, groups: int, 
         queue = list(range(groups))
         sent_members = 0
         while queue and time.monotonic() - started < timeout:
-            in_flight = (sent_members - (await dispatched() - singles)) / 3
+            done = await dispatched() - singles
+            if progress is not None:
+                progress.tick(done, sent_members)
+            in_flight = (sent_members - done) / 3
             room = max(0, int(window - in_flight))
             take, queue = queue[:room], queue[room:]
             bodies = [(g, b) for g in take for b in plan[g]]
@@ -188,6 +214,7 @@ def main() -> None:
     ap.add_argument("--singles", type=int, default=200, help="baseline orders without fusion fields")
     ap.add_argument("--timeout", type=float, default=600.0, help="stop posting after this many seconds")
     ap.add_argument("--drain", type=float, default=180.0, help="then wait at most this long for the dispatches")
+    ap.add_argument("--progress", type=float, default=60.0, help="a progress line every this many seconds (0: none)")
     args = ap.parse_args()
     with private_infra() as env:
         home = Path(env["HUB_HOME"])
@@ -195,13 +222,14 @@ def main() -> None:
         sim_port, http_port = free_port(), free_port()
         env = {**env, "HUB_HTTP_PORT": str(http_port), "HUB_SIM_URL": f"http://127.0.0.1:{sim_port}",
                "HUB_TOPIC_PREFIX": f"bu{RUN}", "HUB_MONGO_DB": f"bu_{RUN}", "HUB_CONFIG_DIR": str(conf)}
-        with hub_with_simulators(env, home):
+        with hub_with_simulators(env, home) as procs:
             from hub.settings import load_settings
 
             s = load_settings()
+            pids = {"worker": [procs[1].pid], "simulators": [procs[0].pid], **infra_pids(home)}
             r = asyncio.run(drive(f"http://127.0.0.1:{http_port}", env["HUB_SIM_URL"], s.mongo_uri,
                                   env["HUB_MONGO_DB"], args.groups, args.window, args.singles, args.timeout,
-                                  args.drain))
+                                  args.drain, Progress(args.progress, pids)))
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"fusion groups: {r['groups_done']} of {r['groups']} dispatched in {r['wall_s']:.1f} s "
           f"({r['groups_per_s']:.2f} groups/s, {r['members_per_s']:.2f} members/s; window {args.window} groups; "
