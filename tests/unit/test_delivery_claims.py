@@ -126,6 +126,28 @@ async def test_a_lapsed_claim_is_taken_over_after_a_grace_counted_ambiguous_and_
     assert sum(clock.slept) >= 5  # not at first sight: the lapse was seen for one renewal interval (15 s / 3)
 
 
+async def test_a_call_still_running_in_this_process_is_never_taken_over_however_late_its_renewals() -> None:
+    """Overload: the owner's renewals are stuck behind a saturated database (here: they never run) and
+    its lease lapses while the call is still running in this very process. A second delivery of the key
+    in the same process waits for it instead of calling the partner again."""
+    records, clock, go = MemoryDeliveryLog(), Clock(), asyncio.Event()
+    partner = Partner(go=go)
+    first = asyncio.ensure_future(wrapper(partner, records, clock, "this-process", lease_s=15).deliver(call()))
+    await partner.called.wait()
+    before = _ambiguous()
+    second = asyncio.ensure_future(wrapper(partner, records, clock, "this-process", lease_s=15).deliver(call()))
+    try:
+        while sum(clock.slept) < 60 and partner.calls == 1:  # four leases: lapsed far longer than the grace
+            clock.ticked.clear()
+            await asyncio.wait_for(clock.ticked.wait(), 5)
+        assert partner.calls == 1 and _ambiguous() == before
+        assert records.rows[KEY]["lease_until"] < clock.t and not second.done()
+    finally:
+        go.set()
+    a, b = await asyncio.gather(first, second)
+    assert partner.calls == 1 and a.ok and b.ok and trail.recorded(b) is not None
+
+
 async def test_an_owner_that_renews_during_the_grace_keeps_its_claim_and_nothing_is_sent_twice() -> None:
     """The owner was only cut off from MongoDB: it renews, then stores its answer."""
     records, clock = MemoryDeliveryLog(), Clock()
