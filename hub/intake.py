@@ -282,11 +282,7 @@ class Intake:
                     waiting.exception()
                 else:
                     waiting.set_result(answer)
-        done: list[Accepted | BaseException] = []
-        for r in results:
-            assert r is not None
-            done.append(r)
-        return done
+        return answered(results)
 
     async def _accept_batch(self, topic: str, envelopes: Sequence[Envelope], fresh: list[int],
                             results: list[Accepted | BaseException | None]) -> None:
@@ -430,6 +426,15 @@ class Intake:
         except PyMongoError as exc:
             log.warning("intake key %s: claim not released (%s); it lapses after %ss", key, exc,
                         self._lease.total_seconds())
+
+
+def answered(results: Sequence[Accepted | BaseException | None]) -> list[Accepted | BaseException]:
+    """A batch's results once every slot is filled (``emit_many``, ``RouteEmit.publish_many``): a slot
+    still empty is a bug in the batch path, not an answer to give a source."""
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise AssertionError(f"batch results {missing} were never filled")
+    return [r for r in results if r is not None]
 
 
 async def iter_unconsumed(db: AsyncIOMotorDatabase[Any], *, within: timedelta, batch: int = 500

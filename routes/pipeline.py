@@ -31,7 +31,7 @@ from hub.cancel import CANCEL, WITHDRAW_OF, NoRunningOrder, resolve_withdraw, wi
 from hub.deadletter import DeadLetter, DeadLetters
 from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError, ValidationFailed
-from hub.intake import Accepted, Intake
+from hub.intake import Accepted, Intake, answered
 from hub.kafka import EnvelopeProducer
 from hub.metrics import ENVELOPES_OUT
 from hub.order import WorkOrder, idempotency_key, order_id_for
@@ -189,11 +189,7 @@ class RouteEmit:
                 results[i] = one
                 if isinstance(one, Accepted) and not one.duplicate:
                     ENVELOPES_OUT.labels(prepared[i].source, self.topic).inc()
-        done: list[Accepted | BaseException] = []
-        for r in results:
-            assert r is not None
-            done.append(r)
-        return done
+        return answered(results)
 
     async def publish_batch(self, envelopes: Iterable[Envelope]) -> int:
         """Publish already-prepared envelopes pipelined (one Kafka round trip for many).
