@@ -59,23 +59,26 @@ def run(
         stop_servers(started, SERVER_STOP_TIMEOUT_S, log=lambda s, ok: typer.echo(f"infra: {s.name} stopped"))
 
     code: int | str | None = 0
+    worker_done = time.monotonic()
     try:
         run_worker(settings, on_hard_exit=stop_started)
     except SystemExit as exc:
         code = exc.code
     finally:
+        worker_done = time.monotonic()
         stop_started()
-    _exit(code)
+    _exit(code, since=worker_done)
 
 
-def _exit(code: int | str | None) -> None:
+def _exit(code: int | str | None, since: float | None = None) -> None:
     """Exit now, even if a worker thread is still busy.
 
     Why: the interpreter joins every non-daemon thread at exit, including the default executor's
     (``asyncio.to_thread``): a thread reading a large spool file kept ``hub run`` alive for a
     minute after the event loop had stopped. Whatever such a thread computes is no longer wanted
-    (the file's claim was given back), so it is not waited for."""
-    deadline = time.monotonic() + THREAD_GRACE_S
+    (the file's claim was given back), so it is not waited for. The grace counts from ``since``
+    (the worker's end): the servers' stop in between already gave the threads that time."""
+    deadline = (time.monotonic() if since is None else since) + THREAD_GRACE_S
     for thread in threading.enumerate():  # idle executor threads end at once: the loop was closed
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -25,6 +25,9 @@ from hub.settings import Settings
 class EmbeddedServer(ABC):
     name: str
     marker: str
+    #: seconds between SIGTERM and SIGKILL when stopping (None: the caller's timeout). A server
+    #: that keeps nothing on disk loses nothing to a SIGKILL, and need not be waited for.
+    stop_grace_s: float | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -61,6 +64,9 @@ class KafkaServer(EmbeddedServer):
 
     name = "kafka"
     marker = "tansu"
+    # memory storage: nothing to flush. It took ~3 s to honour SIGTERM, and SIGKILL came at 2.5 s
+    # anyway, so every `hub run` stop waited 2.5 s for it (10.3 s in all in a CI run, against 10)
+    stop_grace_s = 0.0
 
     @property
     def external(self) -> bool:
